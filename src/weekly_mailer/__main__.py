@@ -1,0 +1,5 @@
+"""``python -m weekly_mailer``."""
+
+from weekly_mailer.cli import main
+
+main(prog_name="weekly-mailer")

@@ -1,0 +1,54 @@
+"""The ``weekly-mailer`` command line.
+
+Each command group lives in its own module beside this one; this module owns the root group,
+the ``--config`` option and the one place where our errors become a message and an exit code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from .. import __version__
+from ..errors import WeeklyMailerError
+from ._common import AppContext
+
+
+class _Root(click.Group):
+    """Turns :class:`WeeklyMailerError` into one line on stderr and its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except WeeklyMailerError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=_Root, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    envvar="WEEKLY_MAILER_CONFIG",
+    help="Config file (default: ./weekly_mailer.toml when it exists).",
+)
+@click.version_option(__version__, prog_name="weekly-mailer")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None) -> None:
+    """Compose and deliver one newsletter issue a week.
+
+    Settings come from weekly_mailer.toml (or --config), and every key can be overridden by a
+    WEEKLY_MAILER_<KEY> environment variable. Start with `weekly-mailer init`, or try the whole
+    job with `weekly-mailer demo`.
+    """
+    ctx.obj = AppContext(config_path)
+    ctx.call_on_close(ctx.obj.close)
+
+
+from . import setup as _setup  # noqa: E402
+from . import subscribers as _subscribers  # noqa: E402
+
+for _module in (_setup, _subscribers):
+    _module.register(main)

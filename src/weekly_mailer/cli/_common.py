@@ -1,0 +1,51 @@
+"""What every command shares: settings and the database, opened lazily, once."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import click
+
+from ..config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from ..db import Database
+
+
+class AppContext:
+    """Lazily loaded settings and database for one CLI invocation."""
+
+    def __init__(self, config_path: str | None) -> None:
+        self.config_path = config_path
+        self._settings: Settings | None = None
+        self._db: Database | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config_path)
+            logging.basicConfig(
+                level=self._settings.log_level.upper(),
+                format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            )
+            if self._settings.log_level.upper() != "DEBUG":
+                logging.getLogger("alembic").setLevel(logging.WARNING)
+        return self._settings
+
+    @property
+    def db(self) -> Database:
+        """The database, checked to be migrated (else a one-line error saying what to run)."""
+        if self._db is None:
+            from ..db import Database
+
+            self._db = Database(self.settings)
+        return self._db
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+pass_app = click.make_pass_decorator(AppContext)

@@ -1,0 +1,116 @@
+"""``init`` and ``db``: create the config and the database."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import click
+
+from ..config import DEFAULT_CONFIG_NAME, load_settings, starter_config
+from ..errors import ConfigError
+from ._common import AppContext, pass_app
+
+
+@click.command()
+@click.option("--force", is_flag=True, help="Overwrite an existing config file.")
+@click.option("--database-url", default=None, help="Database URL to write (default: SQLite file).")
+@click.option(
+    "--backend-url", default=None, help="Backend URL to write (default: file://./outbox)."
+)
+@pass_app
+def init(app: AppContext, force: bool, database_url: str | None, backend_url: str | None) -> None:
+    """Write a starter config with a fresh secret key, and create the database.
+
+    The config goes to --config PATH, else ./weekly_mailer.toml. An existing config is kept
+    (pass --force to replace it) and its database is created or upgraded.
+    """
+    from ..db import make_engine, upgrade
+
+    path = Path(app.config_path or DEFAULT_CONFIG_NAME)
+    if path.exists() and not force:
+        click.echo(f"Keeping the existing config {path}.")
+    else:
+        if path.parent and not path.parent.exists():
+            raise ConfigError(f"config: folder {str(path.parent)!r} does not exist")
+        text = starter_config(
+            secret_key=secrets.token_urlsafe(32),
+            database_url=database_url or "sqlite:///weekly_mailer.db",
+            backend_url=backend_url or "file://./outbox",
+        )
+        path.write_text(text, encoding="utf-8")
+        path.chmod(0o600)
+        click.echo(f"Wrote {path} (with a new secret key).")
+    settings = load_settings(path)
+    app._settings = settings
+    engine = make_engine(settings.database_url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    click.echo(f"Database ready: {_display_url(settings.database_url)}")
+    click.echo(
+        "Next: `weekly-mailer subscribers add you@example.org --confirmed`, "
+        "then `weekly-mailer preview`."
+    )
+
+
+def _display_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@click.group()
+def db() -> None:
+    """Manage the database schema (Alembic migrations)."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+@pass_app
+def db_upgrade(app: AppContext, revision: str) -> None:
+    """Migrate the database to REVISION (default: the newest)."""
+    from ..db import current_revision, make_engine, upgrade
+
+    engine = make_engine(app.settings.database_url)
+    try:
+        upgrade(engine, revision)
+        click.echo(f"Database at revision {current_revision(engine)}.")
+    finally:
+        engine.dispose()
+
+
+@db.command("downgrade")
+@click.argument("revision")
+@click.confirmation_option(prompt="Downgrading can drop data. Continue?")
+@pass_app
+def db_downgrade(app: AppContext, revision: str) -> None:
+    """Migrate the database back to REVISION (``base`` drops everything)."""
+    from ..db import current_revision, downgrade, make_engine
+
+    engine = make_engine(app.settings.database_url)
+    try:
+        downgrade(engine, revision)
+        click.echo(f"Database at revision {current_revision(engine) or 'base'}.")
+    finally:
+        engine.dispose()
+
+
+@db.command("current")
+@pass_app
+def db_current(app: AppContext) -> None:
+    """Print the database's revision and the newest one this version ships."""
+    from ..db import current_revision, head_revision, make_engine
+
+    engine = make_engine(app.settings.database_url)
+    try:
+        click.echo(f"database: {current_revision(engine) or 'none (not migrated)'}")
+        click.echo(f"newest:   {head_revision()}")
+    finally:
+        engine.dispose()
+
+
+def register(main: click.Group) -> None:
+    main.add_command(init)
+    main.add_command(db)

@@ -1,0 +1,161 @@
+"""``subscribers``: add, import, export, list, count, remove, unsubscribe."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .. import subscribers as subs
+from ..errors import SubscriberError
+from ..models import SubscriberStatus
+from ._common import AppContext, pass_app
+
+STATUS_CHOICE = click.Choice([s.value for s in SubscriberStatus])
+
+
+@click.group()
+def subscribers() -> None:
+    """Manage subscribers from the command line."""
+
+
+@subscribers.command()
+@click.argument("email")
+@click.option("--name", default="", help="Display name.")
+@click.option("--confirmed", is_flag=True, help="Add as active (you hold their consent).")
+@click.option("--resubscribe", is_flag=True, help="Re-activate an address that left or bounced.")
+@pass_app
+def add(app: AppContext, email: str, name: str, confirmed: bool, resubscribe: bool) -> None:
+    """Add one subscriber (pending unless --confirmed)."""
+    with app.db.sessions.begin() as session:
+        sub = subs.add(
+            session, email, name=name, confirmed=confirmed, resubscribe=resubscribe, source="cli"
+        )
+        click.echo(f"Added {sub.email} ({sub.status}).")
+
+
+@subscribers.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--confirmed", is_flag=True, help="Import as active (you hold their consent).")
+@click.option(
+    "--resubscribe",
+    is_flag=True,
+    help="Re-activate addresses that unsubscribed or bounced (never done otherwise).",
+)
+@click.option("--quiet", "-q", is_flag=True, help="Print only the summary and the bad rows.")
+@pass_app
+def import_(app: AppContext, file: str, confirmed: bool, resubscribe: bool, quiet: bool) -> None:
+    """Import subscribers from a CSV (email, optional name) or a JSON export.
+
+    Each bad row is reported with its line number and reason; the good rows are kept.
+    Importing the same file twice adds nothing. Addresses that unsubscribed stay unsubscribed
+    unless --resubscribe is given. Exits 1 when any row was bad.
+    """
+    if file == "-":
+        data, name = sys.stdin.buffer.read(), "stdin"
+    else:
+        path = Path(file)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise SubscriberError(f"{file}: no such file") from None
+        except OSError as exc:
+            raise SubscriberError(f"{file}: cannot read it ({exc.strerror})") from None
+        name = path.name
+    with app.db.sessions.begin() as session:
+        report = subs.import_file(
+            session, data, filename=name, confirmed=confirmed, resubscribe=resubscribe
+        )
+    for err in report.errors:
+        click.echo(f"{file}:{err.line}: {err.reason}", err=True)
+    parts = [f"{report.added} added"]
+    if report.activated:
+        parts.append(f"{report.activated} confirmed")
+    if report.resubscribed:
+        parts.append(f"{report.resubscribed} resubscribed")
+    parts.append(f"{report.unchanged} already known")
+    if report.kept_unsubscribed:
+        parts.append(f"{report.kept_unsubscribed} kept unsubscribed (use --resubscribe)")
+    if report.duplicates:
+        parts.append(f"{report.duplicates} duplicate rows")
+    parts.append(f"{len(report.errors)} bad rows")
+    click.echo("Imported: " + ", ".join(parts) + ".")
+    if report.errors:
+        sys.exit(1)
+
+
+@subscribers.command()
+@click.option("--status", type=STATUS_CHOICE, default=None, help="Only this status.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True
+)
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False), default=None, help="File (default stdout)."
+)
+@pass_app
+def export(app: AppContext, status: str | None, fmt: str, output: str | None) -> None:
+    """Write subscribers as CSV or JSON (which `import` reads back)."""
+    with app.db.sessions.begin() as session:
+        if output:
+            with open(output, "w", encoding="utf-8", newline="") as out:
+                n = subs.write_export(session, out, fmt=fmt, status=status)
+            click.echo(f"Exported {n} subscribers to {output}.", err=True)
+        else:
+            subs.write_export(session, sys.stdout, fmt=fmt, status=status)
+
+
+@subscribers.command("list")
+@click.option("--status", type=STATUS_CHOICE, default=None, help="Only this status.")
+@click.option("--search", default=None, help="Only addresses containing this text.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many.")
+@pass_app
+def list_(app: AppContext, status: str | None, search: str | None, limit: int | None) -> None:
+    """List subscribers: address, status, name, when they joined."""
+    with app.db.sessions.begin() as session:
+        for sub in subs.iter_subscribers(session, status=status, search=search, limit=limit):
+            click.echo(f"{sub.email}\t{sub.status}\t{sub.name}\t{sub.created_at:%Y-%m-%d}")
+
+
+@subscribers.command()
+@click.option("--status", type=STATUS_CHOICE, default=None, help="Only this status.")
+@pass_app
+def count(app: AppContext, status: str | None) -> None:
+    """Print the number of subscribers (with --status, of that status)."""
+    with app.db.sessions.begin() as session:
+        click.echo(subs.count(session, status=status))
+
+
+@subscribers.command()
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_app
+def remove(app: AppContext, email: str, yes: bool) -> None:
+    """Delete a subscriber and their history (for erasure requests).
+
+    To stop mail but remember that the address left, use `unsubscribe` instead.
+    """
+    if not yes:
+        click.confirm(f"Delete {email} and all their history?", abort=True)
+    with app.db.sessions.begin() as session:
+        sub = subs.remove(session, email)
+        click.echo(f"Removed {sub.email}.")
+
+
+@subscribers.command()
+@click.argument("email")
+@pass_app
+def unsubscribe(app: AppContext, email: str) -> None:
+    """Unsubscribe an address (kept, so it is never mailed or imported again by accident)."""
+    with app.db.sessions.begin() as session:
+        sub = subs.get_by_email(session, email)
+        if sub is None:
+            raise SubscriberError(f"{email.strip()} is not a subscriber")
+        changed = subs.unsubscribe(session, sub, source="cli")
+        click.echo(
+            f"Unsubscribed {sub.email}." if changed else f"{sub.email} was already unsubscribed."
+        )
+
+
+def register(main: click.Group) -> None:
+    main.add_command(subscribers)

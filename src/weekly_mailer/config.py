@@ -1,0 +1,348 @@
+"""Settings: embedded defaults < ``weekly_mailer.toml`` < ``WEEKLY_MAILER_<KEY>`` variables.
+
+The file is ``--config PATH``, else ``$WEEKLY_MAILER_CONFIG``, else ``./weekly_mailer.toml`` when
+it exists. Every value is validated here, once; a bad one raises :class:`ConfigError` whose
+message names the key and the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+import zoneinfo
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+
+ENV_PREFIX = "WEEKLY_MAILER_"
+DEFAULT_CONFIG_NAME = "weekly_mailer.toml"
+BACKEND_SCHEMES = ("smtp", "smtps", "file", "console", "memory")
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Validated settings. See the README's configuration table for each key."""
+
+    database_url: str = "sqlite:///weekly_mailer.db"
+    backend_url: str = "file://./outbox"
+    from_address: str = "Weekly Mailer <newsletter@localhost>"
+    reply_to: str = ""
+    list_name: str = "Weekly Mailer"
+    list_id: str = "weekly.localhost"
+    base_url: str = "http://127.0.0.1:8080"
+    secret_key: str = ""
+    schedule: str = "wed 18:00"
+    timezone: str = "America/Los_Angeles"
+    article_source: str = ""
+    send_rate: float = 0.0
+    concurrency: int = 2
+    dkim_domain: str = ""
+    dkim_selector: str = ""
+    dkim_key_file: str = ""
+    templates_dir: str = ""
+    postal_address: str = ""
+    unsubscribe_mailto: str = ""
+    grace_hours: float = 12.0
+    retry_initial_seconds: float = 600.0
+    retry_max_seconds: float = 14400.0
+    retry_give_up_hours: float = 96.0
+    throttle_pause_seconds: float = 30.0
+    bounce_limit: int = 3
+    smtp_timeout: float = 30.0
+    max_per_connection: int = 100
+    batch_size: int = 100
+    lease_seconds: float = 300.0
+    confirm_ttl_days: float = 7.0
+    pending_ttl_days: float = 7.0
+    signup_per_ip_per_hour: int = 20
+    confirmations_per_address_per_day: int = 1
+    max_request_bytes: int = 65536
+    host: str = "127.0.0.1"
+    port: int = 8080
+    log_level: str = "INFO"
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        """The configured timezone as a ``ZoneInfo``."""
+        return zoneinfo.ZoneInfo(self.timezone)
+
+    @property
+    def database_path(self) -> Path | None:
+        """The SQLite file, or ``None`` for other engines and in-memory SQLite."""
+        if not self.database_url.startswith("sqlite"):
+            return None
+        rest = self.database_url.split(":///", 1)[1] if ":///" in self.database_url else ""
+        if not rest or rest == ":memory:":
+            return None
+        return Path(rest.split("?", 1)[0])
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some keys changed (validated again)."""
+        values = dataclasses.asdict(self) | changes
+        return _validated(values, {k: "override" for k in changes})
+
+
+FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(Settings)}
+
+DESCRIPTIONS: dict[str, str] = {
+    "database_url": "SQLAlchemy URL: sqlite:///file.db or postgresql+psycopg://user@host/db",
+    "backend_url": "smtp://user:pass@host:587?starttls=true, smtps://…, file:///dir, console://",
+    "from_address": "From header of every message",
+    "reply_to": "optional Reply-To header",
+    "list_name": "the newsletter's name, shown in subjects' footers and pages",
+    "list_id": "List-Id header value (a domain-like identifier)",
+    "base_url": "public URL of the web app, used in every link",
+    "secret_key": "signs confirm and unsubscribe links; `init` generates one",
+    "schedule": "weekly send time: 'wed 18:00' (day and 24-hour time)",
+    "timezone": "IANA timezone of the schedule",
+    "article_source": "feed URL or path, a Markdown/text file, or a folder of weekly files",
+    "send_rate": "messages per second across all connections (0 = unlimited)",
+    "concurrency": "SMTP connections used at once",
+    "dkim_domain": "DKIM signing domain (d=)",
+    "dkim_selector": "DKIM selector (s=)",
+    "dkim_key_file": "PEM private key for DKIM",
+    "templates_dir": "folder whose templates override the built-in ones",
+    "postal_address": "the sender's postal address, shown in every footer",
+    "unsubscribe_mailto": "address added to List-Unsubscribe as a mailto: URL",
+    "grace_hours": "how late a missed weekly send may still go out",
+    "retry_initial_seconds": "first retry delay after a temporary failure",
+    "retry_max_seconds": "longest delay between retries",
+    "retry_give_up_hours": "age after which a deferred message is failed",
+    "throttle_pause_seconds": "pause of the whole send after a throttling reply",
+    "bounce_limit": "hard bounces after which a subscriber is marked bounced",
+    "smtp_timeout": "SMTP socket timeout in seconds",
+    "max_per_connection": "messages sent over one SMTP connection before reconnecting",
+    "batch_size": "outbox rows claimed per batch",
+    "lease_seconds": "how long a claimed batch belongs to its worker",
+    "confirm_ttl_days": "validity of confirmation links",
+    "pending_ttl_days": "age after which an unconfirmed sign-up is forgotten",
+    "signup_per_ip_per_hour": "sign-ups accepted from one IP address per hour",
+    "confirmations_per_address_per_day": "confirmation e-mails sent to one address per day",
+    "max_request_bytes": "largest request body the web app accepts",
+    "host": "address `serve` and `run` listen on",
+    "port": "port `serve` and `run` listen on",
+    "log_level": "DEBUG, INFO, WARNING or ERROR",
+}
+
+
+def _check_url(key: str, value: str, schemes: tuple[str, ...] | None = None) -> None:
+    parts = urlsplit(value)
+    if not parts.scheme:
+        raise ConfigError(f"{key}: {value!r} is not a URL (it has no scheme)")
+    if schemes is not None and parts.scheme not in schemes:
+        raise ConfigError(
+            f"{key}: unknown scheme {parts.scheme!r} in {value!r} "
+            f"(expected one of: {', '.join(schemes)})"
+        )
+
+
+def _check_database_url(key: str, value: str) -> None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(value)
+    except ArgumentError as exc:
+        raise ConfigError(f"{key}: {value!r} is not a database URL") from exc
+    if url.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ConfigError(
+            f"{key}: unsupported database {url.get_backend_name()!r} (use sqlite or postgresql)"
+        )
+
+
+def _check_backend_url(key: str, value: str) -> None:
+    from importlib.metadata import entry_points
+
+    parts = urlsplit(value)
+    extra = tuple(ep.name for ep in entry_points(group="weekly_mailer.backends"))
+    _check_url(key, value, BACKEND_SCHEMES + extra)
+    if parts.scheme in ("smtp", "smtps") and not parts.hostname:
+        raise ConfigError(f"{key}: {value!r} names no SMTP host")
+
+
+def _check_http_url(key: str, value: str) -> None:
+    _check_url(key, value, ("http", "https"))
+    if not urlsplit(value).netloc:
+        raise ConfigError(f"{key}: {value!r} has no host")
+
+
+def _check_timezone(key: str, value: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"{key}: unknown timezone {value!r}") from exc
+
+
+_SCHEDULE_RE = re.compile(r"^\s*([a-z]{3})[a-z]*\s+(\d{1,2}):(\d{2})\s*$", re.IGNORECASE)
+
+
+def parse_schedule(value: str) -> tuple[int, int, int]:
+    """Parse ``'wed 18:00'`` into ``(weekday, hour, minute)`` with Monday = 0."""
+    m = _SCHEDULE_RE.match(value)
+    if not m or m.group(1).lower() not in DAYS:
+        raise ConfigError(f"schedule: {value!r} is not like 'wed 18:00'")
+    hour, minute = int(m.group(2)), int(m.group(3))
+    if hour > 23 or minute > 59:
+        raise ConfigError(f"schedule: {value!r} is not a valid time of day")
+    return DAYS.index(m.group(1).lower()), hour, minute
+
+
+def _check_schedule(key: str, value: str) -> None:
+    parse_schedule(value)
+
+
+def _check_address(key: str, value: str) -> None:
+    from email.headerregistry import Address  # noqa: F401
+    from email.utils import parseaddr
+
+    if "\r" in value or "\n" in value:
+        raise ConfigError(f"{key}: must be a single line")
+    _name, addr = parseaddr(value)
+    if not addr or "@" not in addr:
+        raise ConfigError(f"{key}: {value!r} is not an e-mail address")
+
+
+def _check_optional_address(key: str, value: str) -> None:
+    if value:
+        _check_address(key, value)
+
+
+def _check_single_line(key: str, value: str) -> None:
+    if "\r" in value or "\n" in value:
+        raise ConfigError(f"{key}: must be a single line")
+
+
+def _check_log_level(key: str, value: str) -> None:
+    if value.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"{key}: {value!r} is not one of DEBUG, INFO, WARNING, ERROR")
+
+
+CHECKS: dict[str, Callable[[str, str], None]] = {
+    "database_url": _check_database_url,
+    "backend_url": _check_backend_url,
+    "base_url": _check_http_url,
+    "timezone": _check_timezone,
+    "schedule": _check_schedule,
+    "from_address": _check_address,
+    "reply_to": _check_optional_address,
+    "unsubscribe_mailto": _check_optional_address,
+    "list_name": _check_single_line,
+    "list_id": _check_single_line,
+    "log_level": _check_log_level,
+}
+
+NON_NEGATIVE = {"send_rate", "grace_hours", "throttle_pause_seconds"}
+
+
+def _coerce(key: str, raw: Any, origin: str) -> Any:
+    field = FIELDS[key]
+    kind = field.type if isinstance(field.type, str) else field.type.__name__
+    where = f" (from {origin})" if origin else ""
+    if kind == "str":
+        if not isinstance(raw, str):
+            raise ConfigError(f"{key}: expected a string, got {raw!r}{where}")
+        return raw
+    if kind in ("int", "float"):
+        if isinstance(raw, bool):
+            raise ConfigError(f"{key}: expected a number, got {raw!r}{where}")
+        try:
+            number = int(raw) if kind == "int" else float(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected a number, got {raw!r}{where}") from None
+        if number < 0 or (number == 0 and key not in NON_NEGATIVE):
+            raise ConfigError(
+                f"{key}: must be {'0 or more' if key in NON_NEGATIVE else 'positive'}"
+            )
+        return number
+    raise AssertionError(kind)  # pragma: no cover
+
+
+def _validated(values: Mapping[str, Any], origins: Mapping[str, str]) -> Settings:
+    clean: dict[str, Any] = {}
+    for key, raw in values.items():
+        if key not in FIELDS:
+            raise ConfigError(f"{key}: unknown configuration key ({origins.get(key, 'config')})")
+        clean[key] = _coerce(key, raw, origins.get(key, ""))
+        check = CHECKS.get(key)
+        if check is not None:
+            check(key, clean[key])
+    return Settings(**clean)
+
+
+def config_path(explicit: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Path | None:
+    """The config file to read, or ``None`` to run on defaults and the environment."""
+    if explicit:
+        return Path(explicit)
+    if environ.get(ENV_PREFIX + "CONFIG"):
+        return Path(environ[ENV_PREFIX + "CONFIG"])
+    default = Path(DEFAULT_CONFIG_NAME)
+    return default if default.exists() else None
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Read, merge and validate settings. Raises :class:`ConfigError`."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    file = config_path(path, env)
+    if file is not None:
+        try:
+            text = file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"config: file {str(file)!r} does not exist") from None
+        except OSError as exc:
+            raise ConfigError(f"config: cannot read {str(file)!r}: {exc.strerror}") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config: {file} is not valid TOML: {exc}") from None
+        if "weekly_mailer" in data and isinstance(data["weekly_mailer"], dict):
+            data = data["weekly_mailer"]
+        for key, value in data.items():
+            values[key] = value
+            origins[key] = str(file)
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+            continue
+        key = name[len(ENV_PREFIX) :].lower()
+        if key not in FIELDS:
+            if key.startswith("test_"):
+                continue  # reserved for the test suite's own switches
+            raise ConfigError(f"{key}: unknown configuration key (environment variable {name})")
+        values[key] = value
+        origins[key] = f"environment variable {name}"
+    return _validated(values, origins)
+
+
+def starter_config(*, secret_key: str, database_url: str, backend_url: str) -> str:
+    """The text of a starter ``weekly_mailer.toml``."""
+    import tomli_w
+
+    values = {
+        "database_url": database_url,
+        "backend_url": backend_url,
+        "from_address": Settings.from_address,
+        "list_name": Settings.list_name,
+        "list_id": Settings.list_id,
+        "base_url": Settings.base_url,
+        "secret_key": secret_key,
+        "schedule": Settings.schedule,
+        "timezone": Settings.timezone,
+        "article_source": "",
+        "postal_address": "",
+    }
+    header = (
+        "# weekly_mailer configuration. Every key can be overridden by WEEKLY_MAILER_<KEY>.\n"
+        "# Keep secret_key secret: it signs every confirm and unsubscribe link.\n"
+    )
+    return header + tomli_w.dumps(values)

@@ -1,0 +1,627 @@
+"""Subscriber rules: validate, add, import, export, subscribe, confirm, unsubscribe, remove.
+
+Functions here take an open session and never commit: the caller (a CLI command, a web request,
+a scheduler job) owns the transaction. Every status change writes a :class:`SubscriberEvent`.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as dt
+import io
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, TextIO
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from .errors import InvalidAddressError, SubscriberError
+from .models import EventKind, Subscriber, SubscriberEvent, SubscriberStatus, utcnow
+
+MAX_NAME = 200
+EXPORT_FIELDS = ("email", "name", "status", "created_at", "confirmed_at", "consent_source")
+_CHUNK = 500
+
+
+def normalise_address(raw: str) -> tuple[str, str]:
+    """Validate an address (syntax only, no DNS) and return ``(address, unique key)``."""
+    value = raw.strip()
+    if not value:
+        raise InvalidAddressError("the address is empty")
+    if any(c in value for c in "\r\n\x00"):
+        raise InvalidAddressError("the address contains a line break or NUL")
+    try:
+        info = validate_email(value, check_deliverability=False, allow_smtputf8=True)
+    except EmailNotValidError as exc:
+        raise InvalidAddressError(f"{value!r} is not a valid address: {exc}") from None
+    address = info.normalized
+    return address, address.lower()
+
+
+def clean_name(raw: str | None) -> str:
+    """A display name on one line, or a :class:`SubscriberError`."""
+    name = " ".join((raw or "").split()) if raw else ""
+    if raw and any(ord(c) < 32 and c not in "\t " for c in raw):
+        raise SubscriberError("the name contains a line break or control character")
+    if len(name) > MAX_NAME:
+        raise SubscriberError(f"the name is longer than {MAX_NAME} characters")
+    return name
+
+
+def get_by_email(session: Session, email: str) -> Subscriber | None:
+    """The subscriber with this address (any case), if any."""
+    _, key = normalise_address(email)
+    return session.scalars(select(Subscriber).where(Subscriber.email_key == key)).one_or_none()
+
+
+def record(
+    session: Session,
+    sub: Subscriber,
+    kind: EventKind,
+    *,
+    source: str,
+    detail: str = "",
+    now: dt.datetime | None = None,
+) -> None:
+    """Append one event to the subscriber's audit trail."""
+    session.add(
+        SubscriberEvent(
+            subscriber=sub, kind=kind.value, source=source, detail=detail, at=now or utcnow()
+        )
+    )
+
+
+def _activate(sub: Subscriber, *, source: str, now: dt.datetime) -> None:
+    sub.status = SubscriberStatus.ACTIVE.value
+    sub.confirmed_at = now
+    sub.consent_at = now
+    sub.consent_source = source
+    sub.unsubscribed_at = None
+    sub.bounce_count = 0
+
+
+def add(
+    session: Session,
+    email: str,
+    *,
+    name: str = "",
+    confirmed: bool = False,
+    resubscribe: bool = False,
+    source: str = "cli",
+    now: dt.datetime | None = None,
+) -> Subscriber:
+    """Add one subscriber (pending, or active with ``confirmed``)."""
+    now = now or utcnow()
+    address, key = normalise_address(email)
+    clean = clean_name(name)
+    sub = session.scalars(select(Subscriber).where(Subscriber.email_key == key)).one_or_none()
+    if sub is not None:
+        if sub.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING) and not (
+            confirmed and sub.status == SubscriberStatus.PENDING
+        ):
+            raise SubscriberError(f"{address} is already a subscriber ({sub.status})")
+        if (
+            sub.status not in (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING)
+            and not resubscribe
+        ):
+            raise SubscriberError(
+                f"{address} is {sub.status}; pass --resubscribe to subscribe it again"
+            )
+        if sub.status != SubscriberStatus.PENDING:
+            record(session, sub, EventKind.RESUBSCRIBED, source=source, now=now)
+    else:
+        sub = Subscriber(
+            email=address,
+            email_key=key,
+            name=clean,
+            status=SubscriberStatus.PENDING.value,
+            source=source,
+            created_at=now,
+            updated_at=now,
+            consent_at=now,
+            consent_source=source,
+        )
+        session.add(sub)
+        record(session, sub, EventKind.SUBSCRIBED, source=source, now=now)
+    if clean:
+        sub.name = clean
+    if confirmed:
+        _activate(sub, source=source, now=now)
+        record(session, sub, EventKind.CONFIRMED, source=source, now=now)
+    else:
+        sub.status = SubscriberStatus.PENDING.value
+    session.flush()
+    return sub
+
+
+# --- import -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class RowError:
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.reason}"
+
+
+@dataclasses.dataclass
+class ImportReport:
+    added: int = 0
+    activated: int = 0
+    resubscribed: int = 0
+    unchanged: int = 0
+    kept_unsubscribed: int = 0
+    duplicates: int = 0
+    errors: list[RowError] = dataclasses.field(default_factory=list)
+
+    @property
+    def good_rows(self) -> int:
+        return (
+            self.added
+            + self.activated
+            + self.resubscribed
+            + self.unchanged
+            + self.kept_unsubscribed
+        )
+
+
+@dataclasses.dataclass
+class _Row:
+    line: int
+    email: str
+    key: str
+    name: str
+    status: str | None
+
+
+_STATUSES = {s.value for s in SubscriberStatus}
+
+
+def _decode_lines(data: bytes, errors: list[RowError]) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    parts: list[str] = []
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        try:
+            parts.append(raw.decode("utf-8-sig" if number == 1 else "utf-8"))
+        except UnicodeDecodeError:
+            errors.append(RowError(number, "not valid UTF-8 (save the file as UTF-8)"))
+            parts.append("")
+    return "\n".join(parts)
+
+
+def parse_rows(data: bytes, *, filename: str = "") -> tuple[list[_Row], list[RowError]]:
+    """Parse a CSV or JSON subscriber file into valid rows and per-line errors."""
+    errors: list[RowError] = []
+    text = _decode_lines(data, errors)
+    if filename.lower().endswith(".json") or text.lstrip().startswith("["):
+        return _parse_json(text, errors)
+    return _parse_csv(text, errors)
+
+
+def _make_row(line: int, email: Any, name: Any, status: Any, errors: list[RowError]) -> _Row | None:
+    if not isinstance(email, str) or not email.strip():
+        errors.append(RowError(line, "no e-mail address"))
+        return None
+    try:
+        address, key = normalise_address(email)
+        clean = clean_name(name if isinstance(name, str) else "")
+    except SubscriberError as exc:
+        errors.append(RowError(line, str(exc)))
+        return None
+    state = status.strip().lower() if isinstance(status, str) and status.strip() else None
+    if state is not None and state not in _STATUSES:
+        errors.append(RowError(line, f"unknown status {status!r}"))
+        return None
+    return _Row(line, address, key, clean, state)
+
+
+def _cell(cells: list[str], columns: dict[str, int], col: str) -> str | None:
+    i = columns.get(col)
+    return cells[i] if i is not None and i < len(cells) else None
+
+
+def _parse_csv(text: str, errors: list[RowError]) -> tuple[list[_Row], list[RowError]]:
+    rows: list[_Row] = []
+    reader = csv.reader(io.StringIO(text, newline=""))
+    columns = {"email": 0, "name": 1}
+    has_status = False
+    first = True
+    try:
+        for cells in reader:
+            line = reader.line_num
+            if not cells or all(not c.strip() for c in cells):
+                continue
+            if first:
+                first = False
+                lowered = [c.strip().lower() for c in cells]
+                if "email" in lowered or "e-mail" in lowered:
+                    columns = {c: i for i, c in enumerate(lowered)}
+                    if "e-mail" in columns and "email" not in columns:
+                        columns["email"] = columns["e-mail"]
+                    has_status = "status" in columns
+                    continue
+            if line and cells[0].lstrip().startswith("#"):
+                continue
+            if len(cells) > max(len(columns), 2) and not has_status and len(columns) == 2:
+                errors.append(
+                    RowError(line, f"expected at most 2 columns (email, name), got {len(cells)}")
+                )
+                continue
+
+            row = _make_row(
+                line,
+                _cell(cells, columns, "email"),
+                _cell(cells, columns, "name"),
+                _cell(cells, columns, "status") if has_status else None,
+                errors,
+            )
+            if row is not None:
+                rows.append(row)
+    except csv.Error as exc:
+        errors.append(RowError(reader.line_num, f"malformed CSV: {exc}"))
+    return rows, errors
+
+
+def _parse_json(text: str, errors: list[RowError]) -> tuple[list[_Row], list[RowError]]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SubscriberError(f"line {exc.lineno}: not valid JSON: {exc.msg}") from None
+    if not isinstance(data, list):
+        raise SubscriberError("a JSON import must be a list of objects with at least 'email'")
+    rows: list[_Row] = []
+    for index, item in enumerate(data, start=1):
+        if not isinstance(item, dict):
+            errors.append(RowError(index, "item is not an object"))
+            continue
+        row = _make_row(index, item.get("email"), item.get("name"), item.get("status"), errors)
+        if row is not None:
+            rows.append(row)
+    return rows, errors
+
+
+def _chunks(seq: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(seq), size):
+        yield seq[i : i + size]
+
+
+def import_rows(
+    session: Session,
+    rows: Iterable[_Row],
+    errors: list[RowError],
+    *,
+    confirmed: bool = False,
+    resubscribe: bool = False,
+    source: str = "import",
+    now: dt.datetime | None = None,
+) -> ImportReport:
+    """Insert new subscribers in bulk; apply the import rules to known ones."""
+    now = now or utcnow()
+    report = ImportReport(errors=errors)
+    unique: dict[str, _Row] = {}
+    for row in rows:
+        if row.key in unique:
+            report.duplicates += 1
+        else:
+            unique[row.key] = row
+    keys = list(unique)
+    existing: dict[str, Subscriber] = {}
+    for chunk in _chunks(keys):
+        for sub in session.scalars(select(Subscriber).where(Subscriber.email_key.in_(chunk))):
+            existing[sub.email_key] = sub
+
+    new_rows: list[dict[str, Any]] = []
+    new_kinds: list[list[str]] = []
+    for key, row in unique.items():
+        known = existing.get(key)
+        wanted = row.status or (
+            SubscriberStatus.ACTIVE.value if confirmed else SubscriberStatus.PENDING.value
+        )
+        if row.status == SubscriberStatus.PENDING.value and confirmed:
+            wanted = SubscriberStatus.ACTIVE.value
+        if known is None:
+            active = wanted == SubscriberStatus.ACTIVE.value
+            new_rows.append(
+                {
+                    "email": row.email,
+                    "email_key": key,
+                    "name": row.name,
+                    "status": wanted,
+                    "created_at": now,
+                    "updated_at": now,
+                    "source": source,
+                    "confirmed_at": now if active else None,
+                    "consent_at": now,
+                    "consent_source": source,
+                    "unsubscribed_at": now
+                    if wanted == SubscriberStatus.UNSUBSCRIBED.value
+                    else None,
+                    "bounce_count": 0,
+                }
+            )
+            kinds = [EventKind.SUBSCRIBED.value]
+            if active:
+                kinds.append(EventKind.CONFIRMED.value)
+            elif wanted != SubscriberStatus.PENDING.value:
+                kinds.append(wanted)
+            new_kinds.append(kinds)
+            report.added += 1
+            continue
+        sub = known
+        if sub.status in (
+            SubscriberStatus.UNSUBSCRIBED,
+            SubscriberStatus.BOUNCED,
+            SubscriberStatus.COMPLAINED,
+        ):
+            if resubscribe and wanted in (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING):
+                sub.status = wanted
+                if wanted == SubscriberStatus.ACTIVE:
+                    _activate(sub, source=source, now=now)
+                sub.unsubscribed_at = None
+                record(session, sub, EventKind.RESUBSCRIBED, source=source, now=now)
+                report.resubscribed += 1
+            else:
+                report.kept_unsubscribed += 1
+        elif sub.status == SubscriberStatus.PENDING and wanted == SubscriberStatus.ACTIVE:
+            _activate(sub, source=source, now=now)
+            record(session, sub, EventKind.CONFIRMED, source=source, now=now)
+            report.activated += 1
+        elif wanted in (
+            SubscriberStatus.UNSUBSCRIBED,
+            SubscriberStatus.BOUNCED,
+            SubscriberStatus.COMPLAINED,
+        ):
+            # A suppression from the file always wins: never mail someone who left elsewhere.
+            sub.status = wanted
+            sub.unsubscribed_at = now
+            record(session, sub, EventKind(wanted), source=source, now=now)
+            report.unchanged += 1
+        else:
+            report.unchanged += 1
+
+    for chunk_rows, chunk_kinds in zip(_chunks(new_rows), _chunks(new_kinds), strict=True):
+        ids = session.scalars(
+            insert(Subscriber).returning(Subscriber.id, sort_by_parameter_order=True),
+            list(chunk_rows),
+        ).all()
+        events = [
+            {"subscriber_id": sid, "kind": kind, "at": now, "source": source, "detail": ""}
+            for sid, kinds in zip(ids, chunk_kinds, strict=True)
+            for kind in kinds
+        ]
+        session.execute(insert(SubscriberEvent), events)
+    session.flush()
+    return report
+
+
+def import_file(
+    session: Session,
+    data: bytes,
+    *,
+    filename: str = "",
+    confirmed: bool = False,
+    resubscribe: bool = False,
+    now: dt.datetime | None = None,
+) -> ImportReport:
+    """Import a CSV (email, optional name) or JSON export; bad rows are reported, good rows kept."""
+    rows, errors = parse_rows(data, filename=filename)
+    source = f"import:{filename}" if filename else "import"
+    return import_rows(
+        session,
+        rows,
+        errors,
+        confirmed=confirmed,
+        resubscribe=resubscribe,
+        source=source[:200],
+        now=now,
+    )
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def _status_filter(status: str | None) -> Any:
+    if status is None:
+        return True
+    if status not in _STATUSES:
+        raise SubscriberError(f"unknown status {status!r} (one of: {', '.join(sorted(_STATUSES))})")
+    return Subscriber.status == status
+
+
+def count(session: Session, *, status: str | None = None) -> int:
+    """How many subscribers (with this status)."""
+    return (
+        session.scalar(select(func.count()).select_from(Subscriber).where(_status_filter(status)))
+        or 0
+    )
+
+
+def iter_subscribers(
+    session: Session,
+    *,
+    status: str | None = None,
+    search: str | None = None,
+    limit: int | None = None,
+) -> Iterator[Subscriber]:
+    """Subscribers in id order, streamed."""
+    stmt = select(Subscriber).where(_status_filter(status)).order_by(Subscriber.id)
+    if search:
+        stmt = stmt.where(Subscriber.email_key.contains(search.lower()))
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    yield from session.scalars(stmt.execution_options(yield_per=1000))
+
+
+def export_row(sub: Subscriber) -> dict[str, str]:
+    return {
+        "email": sub.email,
+        "name": sub.name,
+        "status": sub.status,
+        "created_at": sub.created_at.isoformat(),
+        "confirmed_at": sub.confirmed_at.isoformat() if sub.confirmed_at else "",
+        "consent_source": sub.consent_source,
+    }
+
+
+def write_export(
+    session: Session, out: TextIO, *, fmt: str, status: str | None
+) -> int:
+    """Write subscribers as CSV or JSON to ``out``; returns how many."""
+    n = 0
+    if fmt == "csv":
+        writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        for sub in iter_subscribers(session, status=status):
+            writer.writerow(export_row(sub))
+            n += 1
+    elif fmt == "json":
+        out.write("[")
+        for sub in iter_subscribers(session, status=status):
+            out.write(
+                ("\n  " if n == 0 else ",\n  ") + json.dumps(export_row(sub), ensure_ascii=False)
+            )
+            n += 1
+        out.write("\n]\n" if n else "]\n")
+    else:
+        raise SubscriberError(f"unknown export format {fmt!r} (csv or json)")
+    return n
+
+
+# --- changes ------------------------------------------------------------------------------
+
+
+def remove(session: Session, email: str) -> Subscriber:
+    """Delete a subscriber and their history (erasure). Deliveries go too."""
+    sub = get_by_email(session, email)
+    if sub is None:
+        raise SubscriberError(f"{email.strip()} is not a subscriber")
+    session.delete(sub)
+    session.flush()
+    return sub
+
+
+def unsubscribe(
+    session: Session,
+    sub: Subscriber,
+    *,
+    source: str,
+    detail: str = "",
+    now: dt.datetime | None = None,
+) -> bool:
+    """Unsubscribe; idempotent. Returns whether anything changed."""
+    if sub.status == SubscriberStatus.UNSUBSCRIBED:
+        return False
+    now = now or utcnow()
+    sub.status = SubscriberStatus.UNSUBSCRIBED.value
+    sub.unsubscribed_at = now
+    record(session, sub, EventKind.UNSUBSCRIBED, source=source, detail=detail, now=now)
+    session.flush()
+    return True
+
+
+def confirm(
+    session: Session, sub: Subscriber, *, source: str, now: dt.datetime | None = None
+) -> bool:
+    """Complete a double opt-in; idempotent for active subscribers. Returns whether it changed."""
+    if sub.status == SubscriberStatus.ACTIVE:
+        return False
+    now = now or utcnow()
+    was = sub.status
+    _activate(sub, source=source, now=now)
+    record(
+        session,
+        sub,
+        EventKind.CONFIRMED if was == SubscriberStatus.PENDING else EventKind.RESUBSCRIBED,
+        source=source,
+        now=now,
+    )
+    session.flush()
+    return True
+
+
+def request_subscription(
+    session: Session,
+    email: str,
+    *,
+    name: str = "",
+    source: str,
+    now: dt.datetime | None = None,
+) -> Subscriber | None:
+    """A sign-up from the web: returns the subscriber to confirm, or ``None`` when already active.
+
+    Unknown addresses become pending; pending, unsubscribed and bounced ones get a fresh
+    confirmation (the link, not this call, changes their status). Complaints are never re-invited.
+    """
+    now = now or utcnow()
+    address, key = normalise_address(email)
+    clean = clean_name(name)
+    sub = session.scalars(select(Subscriber).where(Subscriber.email_key == key)).one_or_none()
+    if sub is None:
+        sub = Subscriber(
+            email=address,
+            email_key=key,
+            name=clean,
+            status=SubscriberStatus.PENDING.value,
+            source=source,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(sub)
+        record(session, sub, EventKind.SUBSCRIBED, source=source, now=now)
+        session.flush()
+        return sub
+    if sub.status in (SubscriberStatus.ACTIVE, SubscriberStatus.COMPLAINED):
+        return None
+    if clean and sub.status == SubscriberStatus.PENDING:
+        sub.name = clean
+    return sub
+
+
+def expire_pending(session: Session, *, older_than: dt.datetime) -> int:
+    """Forget sign-ups that were never confirmed; returns how many."""
+    stale = select(Subscriber.id).where(
+        Subscriber.status == SubscriberStatus.PENDING,
+        Subscriber.created_at < older_than,
+        Subscriber.source.like("web%"),
+    )
+    ids = list(session.scalars(stale))
+    for chunk in _chunks(ids):
+        for sub in session.scalars(select(Subscriber).where(Subscriber.id.in_(chunk))):
+            session.delete(sub)
+    session.flush()
+    return len(ids)
+
+
+def note_bounce(
+    session: Session, subscriber_ids: Sequence[int], *, limit: int, detail: str = ""
+) -> int:
+    """Count one hard bounce each; subscribers at ``limit`` become bounced. Returns how many did."""
+    if not subscriber_ids:
+        return 0
+    session.execute(
+        update(Subscriber)
+        .where(Subscriber.id.in_(subscriber_ids))
+        .values(bounce_count=Subscriber.bounce_count + 1)
+    )
+    over = list(
+        session.scalars(
+            select(Subscriber).where(
+                Subscriber.id.in_(subscriber_ids),
+                Subscriber.bounce_count >= limit,
+                Subscriber.status == SubscriberStatus.ACTIVE,
+            )
+        )
+    )
+    for sub in over:
+        sub.status = SubscriberStatus.BOUNCED.value
+        record(session, sub, EventKind.BOUNCED, source="delivery", detail=detail)
+    session.flush()
+    return len(over)

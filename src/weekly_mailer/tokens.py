@@ -1,0 +1,75 @@
+"""Signed, purpose-bound tokens for confirm and unsubscribe links.
+
+A token carries the subscriber id and a short digest of the subscriber's address, is signed
+with ``secret_key`` (HMAC-SHA256 via itsdangerous, verified in constant time) and salted with its
+purpose, so a confirm token can never unsubscribe anyone and vice versa. Confirm tokens expire;
+unsubscribe tokens do not.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+from enum import StrEnum
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from .errors import TokenError
+
+
+class Purpose(StrEnum):
+    CONFIRM = "confirm"
+    UNSUBSCRIBE = "unsubscribe"
+
+
+def _address_digest(email_key: str) -> str:
+    return hashlib.sha256(email_key.encode("utf-8")).hexdigest()[:12]
+
+
+class TokenSigner:
+    """Makes and checks tokens for one secret key."""
+
+    def __init__(self, secret_key: str) -> None:
+        if not secret_key:
+            raise TokenError("secret_key is empty: run `weekly-mailer init` or set one")
+        self._secret = secret_key
+
+    def _serializer(self, purpose: Purpose) -> URLSafeTimedSerializer:
+        return URLSafeTimedSerializer(
+            self._secret,
+            salt=f"weekly_mailer.{purpose.value}",
+            signer_kwargs={"digest_method": hashlib.sha256},
+        )
+
+    def make(self, purpose: Purpose, subscriber_id: int, email_key: str) -> str:
+        """A URL-safe token for this subscriber and purpose."""
+        return self._serializer(purpose).dumps([subscriber_id, _address_digest(email_key)])
+
+    def load(
+        self, purpose: Purpose, token: str, *, max_age: dt.timedelta | None = None
+    ) -> tuple[int, str]:
+        """The ``(subscriber_id, address digest)`` in a valid token; raises :class:`TokenError`."""
+        if not token or len(token) > 512:
+            raise TokenError("invalid link")
+        try:
+            data = self._serializer(purpose).loads(
+                token, max_age=None if max_age is None else int(max_age.total_seconds())
+            )
+        except SignatureExpired:
+            raise TokenError("this link has expired") from None
+        except BadSignature:
+            raise TokenError("invalid link") from None
+        if (
+            not isinstance(data, list)
+            or len(data) != 2
+            or not isinstance(data[0], int)
+            or not isinstance(data[1], str)
+        ):
+            raise TokenError("invalid link")
+        return data[0], data[1]
+
+    @staticmethod
+    def matches(digest: str, email_key: str) -> bool:
+        """Whether a token's address digest belongs to this address (constant time)."""
+        return hmac.compare_digest(digest, _address_digest(email_key))

@@ -1,0 +1,139 @@
+"""Shared fixtures: settings on a temporary SQLite file, PostgreSQL, a real SMTP server, the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from weekly_mailer.config import Settings
+from weekly_mailer.db import Database, make_engine, upgrade
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED = ROOT.parent / "shared" / "seeds" / "000_495e8089be07fca3.txt"
+PG_URL = os.environ.get(
+    "WEEKLY_MAILER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+REQUIRE_PG = os.environ.get("WEEKLY_MAILER_TEST_REQUIRE_PG") == "1"
+ARTIFACTS = ROOT / "tests" / "artifacts"
+
+
+def pg_available() -> str | None:
+    """None when PostgreSQL answers, else the reason."""
+    try:
+        import psycopg
+    except ImportError:
+        return "psycopg is not installed (pip install -e '.[postgres]')"
+    try:
+        dsn = PG_URL.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(dsn, connect_timeout=3):
+            return None
+    except Exception as exc:  # noqa: BLE001 - any failure means "not here"
+        return f"PostgreSQL at {PG_URL} is not reachable: {exc}".splitlines()[0]
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    """The PostgreSQL URL; skips where absent unless WEEKLY_MAILER_TEST_REQUIRE_PG=1."""
+    reason = pg_available()
+    if reason:
+        if REQUIRE_PG:
+            pytest.fail(f"PostgreSQL is required here (WEEKLY_MAILER_TEST_REQUIRE_PG=1): {reason}")
+        pytest.skip(reason)
+    return PG_URL
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> Iterator[str]:
+    """A fresh, empty schema-isolated database on the PostgreSQL server."""
+    import psycopg
+
+    name = f"wm_test_{uuid.uuid4().hex[:12]}"
+    admin = pg_server.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = pg_server.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def seed_path() -> Path:
+    if not SEED.exists():
+        pytest.skip(f"the seed article is not beside the checkout ({SEED})")
+    return SEED
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=f"sqlite:///{tmp_path / 'test.db'}",
+        backend_url=f"file://{tmp_path / 'outbox'}",
+        secret_key="test-secret-key-not-for-production",
+        base_url="https://news.example.org",
+        from_address="In Brief <news@example.org>",
+        list_name="In Brief",
+        list_id="inbrief.example.org",
+        postal_address="1 Example Street, Springfield",
+    )
+
+
+@pytest.fixture
+def database(settings: Settings) -> Iterator[Database]:
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    engine.dispose()
+    db = Database(settings)
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A temporary working directory with no WEEKLY_MAILER_* variables leaking in."""
+    for key in list(os.environ):
+        if key.startswith("WEEKLY_MAILER_") and not key.startswith("WEEKLY_MAILER_TEST_"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def run_cli(
+    *args: str,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    input: str | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m weekly_mailer ARGS`` as a real subprocess."""
+    full_env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("WEEKLY_MAILER_") or k.startswith("WEEKLY_MAILER_TEST_")
+    }
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "weekly_mailer", *args],
+        cwd=cwd,
+        env=full_env,
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

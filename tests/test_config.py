@@ -78,7 +78,10 @@ def test_schedule_parsing() -> None:
     ("setup", "expected"),
     [
         ({"WEEKLY_MAILER_TIMEZONE": "Nowhere/City"}, "Error: timezone: unknown timezone"),
-        ({"WEEKLY_MAILER_BACKEND_URL": "carrier-pigeon://coop"}, "Error: backend_url: unknown scheme"),
+        (
+            {"WEEKLY_MAILER_BACKEND_URL": "carrier-pigeon://coop"},
+            "Error: backend_url: unknown scheme",
+        ),
         ({"WEEKLY_MAILER_BASE_URL": "example.org"}, "Error: base_url:"),
     ],
 )

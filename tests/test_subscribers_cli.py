@@ -1,0 +1,201 @@
+"""Subscribers from the CLI: add, import, export, list, count, remove — and every error path."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import select
+
+from tests.conftest import run_cli
+from weekly_mailer.cli import main
+from weekly_mailer.config import load_settings
+from weekly_mailer.db import Database
+from weekly_mailer.models import Subscriber, SubscriberEvent
+
+
+@pytest.fixture
+def cli(workdir: Path, runner: CliRunner):  # type: ignore[no-untyped-def]
+    assert runner.invoke(main, ["init"]).exit_code == 0
+
+    def invoke(*args: str, input: str | None = None) -> Result:
+        return runner.invoke(main, list(args), input=input)
+
+    return invoke
+
+
+def rows(workdir: Path) -> dict[str, Subscriber]:
+    with Database(load_settings(environ={})) as db, db.sessions.begin() as s:
+        return {sub.email: sub for sub in s.scalars(select(Subscriber))}
+
+
+def test_init_writes_config_with_fresh_secret(workdir: Path, runner: CliRunner) -> None:
+    assert runner.invoke(main, ["init"]).exit_code == 0
+    first = load_settings(environ={}).secret_key
+    assert len(first) >= 40
+    assert (workdir / "weekly_mailer.db").exists()
+    (workdir / "weekly_mailer.toml").unlink()
+    assert runner.invoke(main, ["init"]).exit_code == 0
+    assert load_settings(environ={}).secret_key != first  # generated, never a built-in default
+    result = runner.invoke(main, ["init"])
+    assert "Keeping the existing config" in result.output
+
+
+def test_commands_on_unmigrated_database_say_what_to_run(workdir: Path) -> None:
+    result = run_cli("subscribers", "count", cwd=workdir)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "Error: the database is empty: run `weekly-mailer init` or `weekly-mailer db upgrade`"
+    )
+
+
+def test_db_upgrade_then_count(workdir: Path) -> None:
+    assert run_cli("db", "upgrade", cwd=workdir).returncode == 0
+    result = run_cli("subscribers", "count", cwd=workdir)
+    assert (result.returncode, result.stdout) == (0, "0\n")
+
+
+def test_add_validates_and_normalises(cli, workdir: Path) -> None:  # type: ignore[no-untyped-def]
+    r = cli("subscribers", "add", "Ann@Example.ORG", "--name", "Ann Lee", "--confirmed")
+    assert r.exit_code == 0, r.output
+    assert "Added Ann@example.org (active)" in r.output
+    r = cli("subscribers", "add", "ann@example.org")
+    assert r.exit_code == 1
+    assert "Error: ann@example.org is already a subscriber (active)" in r.output
+    r = cli("subscribers", "add", "not-an-address")
+    assert r.exit_code == 1
+    assert "Error: 'not-an-address' is not a valid address" in r.output
+    r = cli("subscribers", "add", "x@example.org", "--name", "Evil\r\nBcc: y@example.org")
+    assert r.exit_code == 1
+    assert "line break" in r.output
+    sub = rows(workdir)["Ann@example.org"]
+    assert (sub.status, sub.name, sub.email_key) == ("active", "Ann Lee", "ann@example.org")
+    assert sub.consent_at is not None and sub.consent_source == "cli"
+
+
+def test_import_reports_bad_rows_and_keeps_good_ones(cli, workdir: Path) -> None:  # type: ignore[no-untyped-def]
+    (workdir / "people.csv").write_text(
+        "email,name\n"
+        "ann@example.org,Ann\n"
+        "broken@,Bob\n"
+        ",No Address\n"
+        "CAROL@example.org,Carol\n"
+        "ann@EXAMPLE.org,Ann again\n"
+        "dan@example.org\n",
+        encoding="utf-8",
+    )
+    r = cli("subscribers", "import", "people.csv", "--confirmed")
+    assert r.exit_code == 1  # some rows were bad
+    assert "people.csv:3: 'broken@' is not a valid address" in r.output
+    assert "people.csv:4: no e-mail address" in r.output
+    assert "Imported: 3 added, 0 already known, 1 duplicate rows, 2 bad rows." in r.output
+    assert sorted(rows(workdir)) == ["CAROL@example.org", "ann@example.org", "dan@example.org"]
+    assert {s.status for s in rows(workdir).values()} == {"active"}
+
+    r = cli("subscribers", "import", "people.csv", "--confirmed")
+    assert "Imported: 0 added, 3 already known" in r.output  # idempotent
+    assert len(rows(workdir)) == 3
+
+
+def test_import_without_header_and_with_bad_utf8(cli, workdir: Path) -> None:  # type: ignore[no-untyped-def]
+    (workdir / "p.csv").write_bytes(
+        b"a@example.org,A\nb\xff@example.org,B\nc@example.org,\xc3\xa7a\n"
+    )
+    r = cli("subscribers", "import", "p.csv")
+    assert "p.csv:2: not valid UTF-8" in r.output
+    subs = rows(workdir)
+    assert sorted(subs) == ["a@example.org", "c@example.org"]
+    assert subs["c@example.org"].name == "ça"
+    assert subs["a@example.org"].status == "pending"  # no --confirmed: double opt-in still due
+
+
+def test_import_never_reactivates_unsubscribed_unless_told(cli, workdir: Path) -> None:  # type: ignore[no-untyped-def]
+    cli("subscribers", "add", "gone@example.org", "--confirmed")
+    assert cli("subscribers", "unsubscribe", "gone@example.org").exit_code == 0
+    (workdir / "p.csv").write_text("gone@example.org,Gone\n")
+    r = cli("subscribers", "import", "p.csv", "--confirmed")
+    assert "1 kept unsubscribed (use --resubscribe)" in r.output
+    assert rows(workdir)["gone@example.org"].status == "unsubscribed"
+    r = cli("subscribers", "import", "p.csv", "--confirmed", "--resubscribe")
+    assert "1 resubscribed" in r.output
+    assert rows(workdir)["gone@example.org"].status == "active"
+    with Database(load_settings(environ={})) as db, db.sessions.begin() as s:
+        kinds = [e.kind for e in s.scalars(select(SubscriberEvent).order_by(SubscriberEvent.id))]
+    assert kinds == ["subscribed", "confirmed", "unsubscribed", "resubscribed"]
+
+
+def test_export_round_trips_through_import(cli, workdir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cli("subscribers", "add", "a@example.org", "--name", 'Ä, "quoted"', "--confirmed")
+    cli("subscribers", "add", "b@example.org")
+    cli("subscribers", "add", "c@example.org", "--confirmed")
+    cli("subscribers", "unsubscribe", "c@example.org")
+    csv_out = cli("subscribers", "export").output
+    json_out = cli("subscribers", "export", "--format", "json").output
+    data = json.loads(json_out)
+    assert {d["email"]: d["status"] for d in data} == {
+        "a@example.org": "active",
+        "b@example.org": "pending",
+        "c@example.org": "unsubscribed",
+    }
+    assert {"email", "name", "status", "created_at"} <= set(data[0])
+    assert list(csv.DictReader(io.StringIO(csv_out)))[0]["name"] == 'Ä, "quoted"'
+    active = cli("subscribers", "export", "--status", "active", "--format", "json").output
+    assert [d["email"] for d in json.loads(active)] == ["a@example.org"]
+
+    for name, text in (("export.csv", csv_out), ("export.json", json_out)):
+        other = tmp_path / name.replace(".", "_")
+        other.mkdir()
+        (other / name).write_text(text, encoding="utf-8")
+        result = run_cli("init", cwd=other)
+        assert result.returncode == 0, result.stderr
+        result = run_cli("subscribers", "import", name, cwd=other)
+        assert result.returncode == 0, result.stderr
+        assert "3 added" in result.stdout
+        again = run_cli("subscribers", "export", "--format", "json", cwd=other)
+        assert {(d["email"], d["name"], d["status"]) for d in json.loads(again.stdout)} == {
+            (d["email"], d["name"], d["status"]) for d in data
+        }
+
+
+def test_list_count_remove(cli, workdir: Path) -> None:  # type: ignore[no-untyped-def]
+    cli("subscribers", "add", "a@example.org", "--confirmed", "--name", "A")
+    cli("subscribers", "add", "b@example.org")
+    assert cli("subscribers", "count").output == "2\n"
+    assert cli("subscribers", "count", "--status", "active").output == "1\n"
+    listing = cli("subscribers", "list", "--status", "pending").output
+    assert listing.startswith("b@example.org\tpending\t")
+    r = cli("subscribers", "remove", "B@example.org", "--yes")
+    assert (r.exit_code, r.output.strip()) == (0, "Removed b@example.org.")
+    r = cli("subscribers", "remove", "b@example.org", "--yes")
+    assert r.exit_code == 1 and "Error: b@example.org is not a subscriber" in r.output
+    r = cli("subscribers", "count", "--status", "bogus")
+    assert r.exit_code == 2 and "Invalid value for '--status'" in r.output
+
+
+def test_import_missing_file(cli) -> None:  # type: ignore[no-untyped-def]
+    r = cli("subscribers", "import", "absent.csv")
+    assert (r.exit_code, r.output.strip()) == (1, "Error: absent.csv: no such file")
+
+
+def test_import_json_not_a_list(cli, workdir: Path) -> None:  # type: ignore[no-untyped-def]
+    (workdir / "x.json").write_text('{"email": "a@example.org"}')
+    r = cli("subscribers", "import", "x.json")
+    assert r.exit_code == 1
+    assert "a JSON import must be a list of objects" in r.output
+
+
+@pytest.mark.postgres
+def test_import_on_postgres(pg_url: str, tmp_path: Path) -> None:
+    (tmp_path / "p.csv").write_text("a@example.org,A\nnope\nB@example.org,B\n")
+    env = {"WEEKLY_MAILER_DATABASE_URL": pg_url}
+    assert run_cli("init", cwd=tmp_path, env=env).returncode == 0
+    result = run_cli("subscribers", "import", "p.csv", "--confirmed", cwd=tmp_path, env=env)
+    assert result.returncode == 1
+    assert "p.csv:2: 'nope' is not a valid address" in result.stderr
+    assert "2 added" in result.stdout
+    count = run_cli("subscribers", "count", "--status", "active", cwd=tmp_path, env=env)
+    assert count.stdout == "2\n"

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
 
-@lru_cache(maxsize=None)
+@cache
 def data_dir(packaged: str, checkout: str) -> Path:
     """``weekly_mailer/<packaged>`` in a wheel, else ``<checkout root>/<checkout>``."""
     inside = Path(str(resources.files("weekly_mailer"))) / packaged

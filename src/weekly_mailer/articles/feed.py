@@ -1,0 +1,125 @@
+"""An RSS 2.0 or Atom feed (path or URL) → the Article of its newest item in the send week.
+
+The item's HTML is sanitised with nh3 before anything else sees it.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import feedparser
+
+from .. import __version__
+from ..errors import ArticleError
+from .model import Article
+from .sanitise import html_to_plain, make_summary, one_line, sanitise_html
+
+FETCH_TIMEOUT = 30.0
+MAX_FEED_BYTES = 20 * 1024 * 1024
+
+
+def is_url(source: str) -> bool:
+    """Whether ``source`` is an http(s) URL rather than a path."""
+    return source.lower().startswith(("http://", "https://"))
+
+
+def fetch(source: str) -> bytes:
+    """The bytes of a feed file or URL; raises :class:`ArticleError` with the reason."""
+    if is_url(source):
+        request = urllib.request.Request(
+            source, headers={"User-Agent": f"weekly-mailer/{__version__}"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT) as response:  # noqa: S310
+                data: bytes = response.read(MAX_FEED_BYTES + 1)
+        except urllib.error.HTTPError as exc:
+            raise ArticleError(f"{source}: the server answered {exc.code} {exc.reason}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ArticleError(f"{source}: cannot fetch the feed: {reason}") from None
+        if len(data) > MAX_FEED_BYTES:
+            raise ArticleError(f"{source}: the feed is larger than {MAX_FEED_BYTES} bytes")
+        return data
+    try:
+        return Path(source).read_bytes()
+    except OSError as exc:
+        raise ArticleError(f"{source}: cannot read the feed: {exc.strerror}") from None
+
+
+def _when(entry: Any) -> dt.datetime | None:
+    for key in ("published_parsed", "updated_parsed", "created_parsed"):
+        value = entry.get(key)
+        if value:
+            return dt.datetime.fromtimestamp(calendar.timegm(value), tz=dt.UTC)
+    return None
+
+
+def _body(entry: Any) -> str:
+    for content in entry.get("content") or []:
+        if content.get("value") and "html" in content.get("type", "text/html"):
+            return str(content["value"])
+    for content in entry.get("content") or []:
+        if content.get("value"):
+            return "<p>" + str(content["value"]) + "</p>"
+    return str(entry.get("summary") or entry.get("description") or "")
+
+
+def _tags(entry: Any) -> dict[str, list[str]]:
+    terms = [one_line(t.get("label") or t.get("term") or "") for t in entry.get("tags") or []]
+    terms = [t for t in terms if t]
+    return {"Tags": terms} if terms else {}
+
+
+def parse_feed(
+    data: bytes,
+    *,
+    source: str = "",
+    week_start: dt.datetime | None = None,
+    week_end: dt.datetime | None = None,
+) -> Article:
+    """The newest item published within ``[week_start, week_end)`` (or the newest of all)."""
+    where = source or "feed"
+    parsed = feedparser.parse(data, sanitize_html=False, resolve_relative_uris=True)
+    if parsed.get("bozo") and not parsed.get("entries"):
+        reason = one_line(str(parsed.get("bozo_exception", "not XML")))
+        raise ArticleError(f"{where}: not a readable RSS or Atom feed ({reason})")
+    if not parsed.get("version") and not parsed.get("entries"):
+        raise ArticleError(f"{where}: not an RSS or Atom feed")
+    entries = [(e, _when(e)) for e in parsed.entries]
+    if not entries:
+        raise ArticleError(f"{where}: the feed has no items")
+    if week_start is not None or week_end is not None:
+        lo = week_start or dt.datetime.min.replace(tzinfo=dt.UTC)
+        hi = week_end or dt.datetime.max.replace(tzinfo=dt.UTC)
+        entries = [(e, w) for e, w in entries if w is not None and lo <= w < hi]
+        if not entries:
+            raise ArticleError(
+                f"{where}: no item published between {lo:%Y-%m-%d %H:%M} and "
+                f"{hi:%Y-%m-%d %H:%M} UTC"
+            )
+    dated = [(e, w) for e, w in entries if w is not None]
+    entry, when = max(dated, key=lambda ew: ew[1]) if dated else entries[0]
+
+    title = one_line(html_to_plain(str(entry.get("title") or "")))
+    if not title:
+        raise ArticleError(f"{where}: the newest item has no title")
+    body_html = sanitise_html(_body(entry))
+    if not html_to_plain(body_html):
+        raise ArticleError(f"{where}: the item {title!r} has no body text")
+    summary_html = str(entry.get("summary") or "")
+    summary = make_summary(html_to_plain(summary_html) or html_to_plain(body_html))
+    return Article(
+        title=title,
+        date=when,
+        author=one_line(str(entry.get("author") or "")),
+        summary=summary,
+        body_html=body_html,
+        tags=_tags(entry),
+        canonical_url=str(entry.get("link") or ""),
+        source=source,
+    )

@@ -1,0 +1,70 @@
+"""HTML sanitising (nh3) and small text helpers shared by the article parsers."""
+
+from __future__ import annotations
+
+import html
+import re
+
+import nh3
+
+ALLOWED_TAGS = {
+    "a", "abbr", "b", "blockquote", "br", "caption", "cite", "code", "dd", "del", "div", "dl",
+    "dt", "em", "figcaption", "figure", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img",
+    "ins", "kbd", "li", "mark", "ol", "p", "pre", "q", "s", "small", "span", "strong", "sub",
+    "sup", "table", "tbody", "td", "tfoot", "th", "thead", "tr", "u", "ul",
+}  # fmt: skip
+ALLOWED_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "img": {"src", "alt", "title", "width", "height"},
+    "td": {"colspan", "rowspan"},
+    "th": {"colspan", "rowspan", "scope"},
+    "abbr": {"title"},
+    "ol": {"start"},
+}
+URL_SCHEMES = {"http", "https", "mailto"}
+
+_BLOCK_TAG_RE = re.compile(
+    r"</?(?:p|br|div|li|ul|ol|h[1-6]|blockquote|tr|td|th|table|pre|hr|figure|figcaption)\b[^>]*>",
+    re.IGNORECASE,
+)
+_SPACE_RE = re.compile(r"\s+")
+# Export artefacts: a backslash before a quote or apostrophe, as in "Asia\’s".
+_BACKSLASH_QUOTE_RE = re.compile(r"\\+([’‘'\"“”])")
+
+
+def sanitise_html(fragment: str) -> str:
+    """Only harmless tags, attributes and URL schemes survive; links get ``rel=noopener``."""
+    return nh3.clean(
+        fragment,
+        tags=ALLOWED_TAGS,
+        attributes=ALLOWED_ATTRIBUTES,
+        url_schemes=URL_SCHEMES,
+        link_rel="noopener noreferrer",
+        strip_comments=True,
+    ).strip()
+
+
+def html_to_plain(fragment: str) -> str:
+    """The text of an HTML fragment on one line (for titles and summaries)."""
+    spaced = _BLOCK_TAG_RE.sub(" ", fragment)
+    return _SPACE_RE.sub(" ", html.unescape(nh3.clean(spaced, tags=set()))).strip()
+
+
+def repair_text(text: str) -> str:
+    """Undo export artefacts such as ``\\’`` and normalise line endings."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\ufeff", "")
+    return _BACKSLASH_QUOTE_RE.sub(r"\1", text)
+
+
+def one_line(text: str) -> str:
+    """Whitespace collapsed to single spaces."""
+    return _SPACE_RE.sub(" ", text).strip()
+
+
+def make_summary(text: str, limit: int = 200) -> str:
+    """The first ``limit`` characters of ``text``, cut at a word, with an ellipsis if cut."""
+    text = one_line(text)
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0].rstrip(",;:—–- ")
+    return cut + "…"

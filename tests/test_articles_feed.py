@@ -1,0 +1,142 @@
+"""RSS and Atom feeds: the week's newest item, sanitised, by path and by (loopback) URL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from weekly_mailer.articles import load_article
+from weekly_mailer.errors import ArticleError
+
+RSS = """<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0" xmlns:dc="http://purl.org/dc/elements/1.1/"><channel>
+<title>Example blog</title><link>https://blog.example.org/</link><description>d</description>
+<item><title>Older post</title><link>https://blog.example.org/older</link>
+<pubDate>Wed, 11 Nov 2026 17:00:00 -0800</pubDate><description>Old body.</description></item>
+<item><title>This week &amp; more</title><link>https://blog.example.org/this-week</link>
+<dc:creator>Sam Rivera</dc:creator><category>Water</category><category>Asia</category>
+<pubDate>Mon, 16 Nov 2026 09:30:00 -0800</pubDate>
+<description><![CDATA[<p>Hello <b>readers</b>.</p><script>alert(1)</script>
+<p><a href="javascript:evil()" onmouseover="x()">bad link</a>
+<img src="https://blog.example.org/a.png" onerror="x()"></p>]]></description></item>
+<item><title>Future post</title><link>https://blog.example.org/future</link>
+<pubDate>Tue, 24 Nov 2026 09:00:00 -0800</pubDate><description>Next week.</description></item>
+</channel></rss>
+"""
+
+ATOM = """<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom"><title>Atom blog</title><id>urn:x</id>
+<updated>2026-11-18T10:00:00Z</updated>
+<entry><title>Atom entry</title><id>urn:1</id><link href="https://atom.example.org/1"/>
+<published>2026-11-18T10:00:00Z</published><updated>2026-11-18T10:00:00Z</updated>
+<author><name>Kim Park</name></author>
+<summary>Short summary.</summary>
+<content type="html">&lt;p&gt;Atom &lt;em&gt;body&lt;/em&gt;.&lt;/p&gt;&lt;iframe src="https://x"&gt;&lt;/iframe&gt;</content>
+</entry></feed>
+"""
+
+WEEK_START = dt.datetime(2026, 11, 12, 2, 0, tzinfo=dt.UTC)
+WEEK_END = dt.datetime(2026, 11, 19, 2, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def rss_file(tmp_path: Path) -> Path:
+    path = tmp_path / "feed.rss"
+    path.write_text(RSS, encoding="utf-8")
+    return path
+
+
+def test_rss_item_of_the_week_sanitised(rss_file: Path) -> None:
+    article = load_article(str(rss_file), week_start=WEEK_START, week_end=WEEK_END)
+    assert article.title == "This week & more"
+    assert article.date == dt.datetime(2026, 11, 16, 17, 30, tzinfo=dt.UTC)
+    assert article.author == "Sam Rivera"
+    assert article.canonical_url == "https://blog.example.org/this-week"
+    assert article.tags == {"Tags": ["Water", "Asia"]}
+    assert article.summary == "Hello readers. bad link"
+    assert "<b>readers</b>" in article.body_html
+    for bad in ("script", "alert", "javascript", "onmouseover", "onerror"):
+        assert bad not in article.body_html
+    assert '<img src="https://blog.example.org/a.png">' in article.body_html
+
+
+def test_rss_newest_without_window(rss_file: Path) -> None:
+    assert load_article(str(rss_file)).title == "Future post"
+
+
+def test_rss_empty_week_is_an_error(rss_file: Path) -> None:
+    start = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    with pytest.raises(ArticleError, match="no item published between 2026-12-01"):
+        load_article(str(rss_file), week_start=start, week_end=start + dt.timedelta(days=7))
+
+
+def test_atom_entry(tmp_path: Path) -> None:
+    path = tmp_path / "feed.atom"
+    path.write_text(ATOM, encoding="utf-8")
+    article = load_article(str(path))
+    assert article.title == "Atom entry"
+    assert article.author == "Kim Park"
+    assert article.summary == "Short summary."
+    assert article.body_html == "<p>Atom <em>body</em>.</p>"
+    assert article.canonical_url == "https://atom.example.org/1"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("this is not xml <<<", "not a readable RSS or Atom feed"),
+        ('<?xml version="1.0"?><rss version="2.0"><channel><title>t</title></channel></rss>',
+         "the feed has no items"),
+        ('<?xml version="1.0"?><rss version="2.0"><channel><item><description>b</description>'
+         "</item></channel></rss>", "has no title"),
+    ],
+)  # fmt: skip
+def test_bad_feeds(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "bad.xml"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ArticleError, match=message):
+        load_article(str(path))
+
+
+def test_missing_feed_file(tmp_path: Path) -> None:
+    with pytest.raises(ArticleError, match="cannot read the feed"):
+        load_article(str(tmp_path / "nope.xml"))
+
+
+@pytest.fixture
+def feed_server() -> Iterator[str]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            if self.path == "/feed.xml":
+                body = RSS.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/rss+xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            else:
+                self.send_error(404)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_feed_by_url(feed_server: str) -> None:
+    article = load_article(f"{feed_server}/feed.xml", week_start=WEEK_START, week_end=WEEK_END)
+    assert article.title == "This week & more"
+    with pytest.raises(ArticleError, match="the server answered 404"):
+        load_article(f"{feed_server}/missing")

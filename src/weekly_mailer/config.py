@@ -99,7 +99,7 @@ DESCRIPTIONS: dict[str, str] = {
     "list_id": "List-Id header value (a domain-like identifier)",
     "base_url": "public URL of the web app, used in every link",
     "secret_key": "signs confirm and unsubscribe links; `init` generates one",
-    "schedule": "weekly send time: 'wed 18:00' (day and 24-hour time)",
+    "schedule": "weekly send time: 'wed 18:00' (day and 24-hour time, optional :SS)",
     "timezone": "IANA timezone of the schedule",
     "article_source": "feed URL or path, a Markdown/text file, or a folder of weekly files",
     "send_rate": "messages per second across all connections (0 = unlimited)",
@@ -179,18 +179,25 @@ def _check_timezone(key: str, value: str) -> None:
         raise ConfigError(f"{key}: unknown timezone {value!r}") from exc
 
 
-_SCHEDULE_RE = re.compile(r"^\s*([a-z]{3})[a-z]*\s+(\d{1,2}):(\d{2})\s*$", re.IGNORECASE)
+_SCHEDULE_RE = re.compile(
+    r"^\s*([a-z]{3})[a-z]*\s+(\d{1,2}):(\d{2})(?::(\d{2}))?\s*$", re.IGNORECASE
+)
 
 
 def parse_schedule(value: str) -> tuple[int, int, int]:
     """Parse ``'wed 18:00'`` into ``(weekday, hour, minute)`` with Monday = 0."""
+    return parse_schedule_seconds(value)[:3]
+
+
+def parse_schedule_seconds(value: str) -> tuple[int, int, int, int]:
+    """Parse ``'wed 18:00'`` or ``'wed 18:00:30'`` into ``(weekday, hour, minute, second)``."""
     m = _SCHEDULE_RE.match(value)
     if not m or m.group(1).lower() not in DAYS:
         raise ConfigError(f"schedule: {value!r} is not like 'wed 18:00'")
-    hour, minute = int(m.group(2)), int(m.group(3))
-    if hour > 23 or minute > 59:
+    hour, minute, second = int(m.group(2)), int(m.group(3)), int(m.group(4) or 0)
+    if hour > 23 or minute > 59 or second > 59:
         raise ConfigError(f"schedule: {value!r} is not a valid time of day")
-    return DAYS.index(m.group(1).lower()), hour, minute
+    return DAYS.index(m.group(1).lower()), hour, minute, second
 
 
 def _check_schedule(key: str, value: str) -> None:

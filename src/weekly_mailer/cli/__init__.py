@@ -47,8 +47,9 @@ def main(ctx: click.Context, config_path: str | None) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
+from . import daemon as _daemon  # noqa: E402
 from . import setup as _setup  # noqa: E402
 from . import subscribers as _subscribers  # noqa: E402
 
-for _module in (_setup, _subscribers):
+for _module in (_setup, _subscribers, _daemon):
     _module.register(main)

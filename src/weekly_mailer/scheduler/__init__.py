@@ -1,0 +1,22 @@
+"""The daemon's scheduling: weekly fire times, the week claim, catch-up, leader election.
+
+- :mod:`.timing`: the weekly ``CronTrigger`` and the fire-time math (DST-safe wall-clock time).
+- :mod:`.catchup`: what to do on start about the most recent send time (pure, clock passed in).
+- :mod:`.weeks_ledger`: one issue row per send week, claimed by inserting it.
+- :mod:`.leader`: ``pg_try_advisory_lock`` leadership on PostgreSQL.
+- :mod:`.job`: the weekly job (resolve the article, compose, store, enqueue, deliver).
+- :mod:`.daemon`: one process with the scheduler, the web app and a delivery worker.
+"""
+
+from __future__ import annotations
+
+from .catchup import StartAction, StartDecision, decide_on_start
+from .timing import WeeklySchedule, format_fire_time
+
+__all__ = [
+    "StartAction",
+    "StartDecision",
+    "WeeklySchedule",
+    "decide_on_start",
+    "format_fire_time",
+]

@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Protocol, runtime_checkable
 
+from ..errors import DeliveryError
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Envelope:
@@ -28,6 +30,14 @@ class SendResult:
 
     code: int = 250
     reply: str = "OK"
+
+
+class BackendUnavailableError(DeliveryError):
+    """The backend cannot take any message now (cannot connect, log in, or write).
+
+    Not about one recipient: the worker hands the claimed rows back untouched and stops (or, as a
+    daemon, waits and tries again), so an outage never turns into failed or deferred rows.
+    """
 
 
 @runtime_checkable

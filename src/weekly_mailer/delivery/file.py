@@ -1,0 +1,83 @@
+"""The file backend: one ``.eml`` file per message, written atomically (temp file + rename).
+
+``file://./outbox`` is a folder relative to the working directory, ``file:///var/mail/out`` an
+absolute one. A message is named after its Message-ID, so a retry replaces the same file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import uuid
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from ..errors import ConfigError
+from .base import BackendUnavailableError, Envelope, SendResult
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._@+=-]+")
+
+
+def folder_from_url(url: str) -> Path:
+    """The folder a ``file://`` URL names (``file://./x`` relative, ``file:///x`` absolute)."""
+    parts = urlsplit(url)
+    if parts.scheme != "file":
+        raise ConfigError(f"backend_url: {url!r} is not a file:// URL")
+    path = unquote(parts.netloc + parts.path) if parts.netloc else unquote(parts.path)
+    if not path:
+        raise ConfigError(f"backend_url: {url!r} names no folder")
+    return Path(path)
+
+
+def file_name(envelope: Envelope) -> str:
+    """A safe file name for the message: its Message-ID when it has one."""
+    key = envelope.message_id.strip("<>") or uuid.uuid4().hex
+    return _UNSAFE.sub("_", key)[:200] + ".eml"
+
+
+class FileBackend:
+    """Writes each message to ``folder/<message-id>.eml``. See ``Backend``."""
+
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        self.folder = Path(folder)
+        self._ready = False
+
+    @classmethod
+    def from_url(cls, url: str) -> FileBackend:
+        return cls(folder_from_url(url))
+
+    def _ensure_folder(self) -> None:
+        if not self._ready:
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise BackendUnavailableError(
+                    f"cannot create the outbox folder {str(self.folder)!r}: {exc.strerror}"
+                ) from None
+            self._ready = True
+
+    def send(self, envelope: Envelope) -> SendResult:
+        self._ensure_folder()
+        target = self.folder / file_name(envelope)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".eml", dir=self.folder)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(envelope.data)
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            raise BackendUnavailableError(f"cannot write {str(target)!r}: {exc.strerror}") from None
+        return SendResult(250, f"2.0.0 Written to {target.name}")
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> FileBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,276 @@
+"""The delivery loop: claim → personalise → backend.send → record, until told to stop.
+
+The worker sees narrow interfaces: a sessionmaker (for the outbox functions), a ``Backend``, and a
+``Renderers`` that turns a claimed row into an ``Envelope``. Results are written back in small
+batches (every few messages or a fraction of a second), so a crash resends at most the messages
+sent since the last write; a stop (SIGTERM) finishes the messages in flight, writes them, and
+hands every other claimed row back to the queue.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import TYPE_CHECKING, Protocol
+
+from ..errors import DeliveryError, PermanentFailure, TemporaryFailure, WeeklyMailerError
+from ..models import DeliveryStatus, utcnow
+from . import outbox
+from .base import BackendUnavailableError, Envelope
+from .outbox import ClaimedRow, Outcome
+from .ratelimit import ThrottleGate, TokenBucket
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from ..config import Settings
+    from .base import Backend
+
+log = logging.getLogger(__name__)
+
+RenderFn = Callable[[ClaimedRow], Envelope]
+
+
+class Renderers(Protocol):
+    """Gives the personalising function of an issue (loaded once per issue)."""
+
+    def for_issue(self, issue_id: int) -> RenderFn: ...
+
+
+@dataclasses.dataclass
+class Stats:
+    """What one worker did (this run only)."""
+
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    skipped: int = 0
+    released: int = 0
+    throttled: int = 0
+    started: float = dataclasses.field(default_factory=time.monotonic)
+
+    @property
+    def attempted(self) -> int:
+        return self.sent + self.deferred + self.failed
+
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.sent / elapsed if elapsed > 0 else 0.0
+
+
+def make_owner() -> str:
+    """A lease owner name: host, process and a random suffix (unique per worker)."""
+    return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def backoff(settings: Settings, attempts: int) -> float:
+    """Seconds to wait after the ``attempts``-th failed try: doubling from the initial delay."""
+    delay = settings.retry_initial_seconds * (2 ** max(0, attempts - 1))
+    return float(min(settings.retry_max_seconds, delay))
+
+
+class Worker:
+    """Runs the delivery loop for one issue (``issue_id``) or every sending issue."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        settings: Settings,
+        backend: Backend,
+        renderers: Renderers,
+        *,
+        issue_id: int | None = None,
+        owner: str | None = None,
+        stop: threading.Event | None = None,
+        clock: Callable[[], dt.datetime] = utcnow,
+        on_progress: Callable[[Stats], None] | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self.backend = backend
+        self.renderers = renderers
+        self.issue_id = issue_id
+        self.owner = owner or make_owner()
+        self.stop = stop or threading.Event()
+        self.clock = clock
+        self.on_progress = on_progress
+        self.stats = Stats()
+        self.bucket = TokenBucket(settings.send_rate, burst=max(1.0, settings.concurrency))
+        self.gate = ThrottleGate()
+        self.flush_every = max(4, 2 * settings.concurrency)
+        self.flush_seconds = 0.25
+        self._renders: dict[int, RenderFn] = {}
+        self._unavailable: BackendUnavailableError | None = None
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self, *, until_idle: bool = True, max_wait: float = 60.0, poll: float = 1.0) -> Stats:
+        """Deliver until stopped; with ``until_idle``, also until nothing is due within
+        ``max_wait`` seconds (deferred rows due later are left for a later run)."""
+        try:
+            while not self.stop.is_set():
+                rows = self._claim()
+                if rows:
+                    self._deliver(rows)
+                    if self._unavailable is not None:
+                        raise self._unavailable
+                    continue
+                with self.sessions.begin() as session:
+                    ids = [self.issue_id] if self.issue_id is not None else []
+                    outbox.finish_done(session, now=self.clock(), issue_ids=ids)
+                    due = outbox.next_due(session, issue_id=self.issue_id)
+                if due is None:
+                    if until_idle:
+                        break
+                    self.stop.wait(poll)
+                    continue
+                delay = (due - self.clock()).total_seconds()
+                if until_idle and delay > max_wait:
+                    break
+                self.stop.wait(min(max(delay, 0.02), poll))
+        finally:
+            with self.sessions.begin() as session:
+                self.stats.released += outbox.release(session, owner=self.owner)
+        return self.stats
+
+    def _claim(self) -> list[ClaimedRow]:
+        limit = self.settings.batch_size
+        if self.settings.send_rate > 0:  # a batch must be sent well within its lease
+            by_rate = int(self.settings.send_rate * self.settings.lease_seconds / 2)
+            limit = max(1, min(limit, by_rate))
+        with self.sessions.begin() as session:
+            rows, skipped = outbox.claim(
+                session,
+                owner=self.owner,
+                now=self.clock(),
+                lease_seconds=self.settings.lease_seconds,
+                limit=limit,
+                issue_id=self.issue_id,
+            )
+        if skipped:
+            self.stats.skipped += skipped
+            self._progress()
+        return rows
+
+    def _deliver(self, rows: list[ClaimedRow]) -> None:
+        pending = iter(rows)
+        outcomes: list[Outcome] = []
+        in_flight: set[Future[Outcome]] = set()
+        last_flush = time.monotonic()
+        with ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="send") as pool:
+            while True:
+                while len(in_flight) < self.settings.concurrency and self._may_start():
+                    row = next(pending, None)
+                    if row is None:
+                        break
+                    in_flight.add(pool.submit(self._attempt, row))
+                if not in_flight:
+                    break
+                done, in_flight = wait(in_flight, timeout=0.2, return_when=FIRST_COMPLETED)
+                outcomes.extend(f.result() for f in done)
+                now = time.monotonic()
+                if len(outcomes) >= self.flush_every or now - last_flush >= self.flush_seconds:
+                    self._record(outcomes)
+                    outcomes, last_flush = [], now
+        outcomes.extend(Outcome(row, DeliveryStatus.QUEUED.value) for row in pending)
+        self._record(outcomes)
+
+    def _may_start(self) -> bool:
+        return not self.stop.is_set() and self._unavailable is None
+
+    # -- one message (runs in a pool thread) -----------------------------------------------
+
+    def _attempt(self, row: ClaimedRow) -> Outcome:
+        if not self._may_start() or not self.gate.wait(self.stop):
+            return Outcome(row, DeliveryStatus.QUEUED.value)
+        if not self.bucket.acquire(self.stop) or not self.gate.wait(self.stop):
+            return Outcome(row, DeliveryStatus.QUEUED.value)
+        try:
+            envelope = self._render(row)
+        except WeeklyMailerError as exc:
+            return Outcome(row, DeliveryStatus.FAILED.value, error=f"cannot compose: {exc}")
+        try:
+            result = self.backend.send(envelope)
+        except BackendUnavailableError as exc:
+            self._unavailable = exc
+            return Outcome(row, DeliveryStatus.QUEUED.value)
+        except PermanentFailure as exc:
+            return Outcome(
+                row, DeliveryStatus.FAILED.value, code=exc.code, error=str(exc), bounce=True
+            )
+        except TemporaryFailure as exc:
+            if exc.throttle:
+                self.gate.pause(self.settings.throttle_pause_seconds)
+            return self._deferred(row, exc)
+        except DeliveryError as exc:
+            return self._deferred(row, exc)
+        return Outcome(row, DeliveryStatus.SENT.value, code=result.code, at=self.clock())
+
+    def _deferred(self, row: ClaimedRow, exc: DeliveryError) -> Outcome:
+        now = self.clock()
+        first = row.first_failure_at or now
+        give_up = dt.timedelta(hours=self.settings.retry_give_up_hours)
+        if now - first >= give_up:
+            return Outcome(
+                row,
+                DeliveryStatus.FAILED.value,
+                code=exc.code,
+                error=f"gave up after {row.attempts + 1} attempts: {exc}",
+            )
+        delay = backoff(self.settings, row.attempts + 1)
+        return Outcome(
+            row,
+            DeliveryStatus.DEFERRED.value,
+            code=exc.code,
+            error=str(exc),
+            next_attempt_at=now + dt.timedelta(seconds=delay),
+            at=now,
+        )
+
+    def _render(self, row: ClaimedRow) -> Envelope:
+        fn = self._renders.get(row.issue_id)
+        if fn is None:
+            fn = self._renders[row.issue_id] = self.renderers.for_issue(row.issue_id)
+        return fn(row)
+
+    # -- results -------------------------------------------------------------------------------
+
+    def _record(self, outcomes: list[Outcome]) -> None:
+        now = self.clock()
+        with self.sessions.begin() as session:
+            if outcomes:
+                outbox.record(
+                    session,
+                    outcomes,
+                    owner=self.owner,
+                    now=now,
+                    bounce_limit=self.settings.bounce_limit,
+                )
+            outbox.extend_lease(
+                session, owner=self.owner, now=now, lease_seconds=self.settings.lease_seconds
+            )
+        for o in outcomes:
+            if o.status == DeliveryStatus.SENT.value:
+                self.stats.sent += 1
+            elif o.status == DeliveryStatus.DEFERRED.value:
+                self.stats.deferred += 1
+            elif o.status == DeliveryStatus.FAILED.value:
+                self.stats.failed += 1
+                log.info("failed: %s: %s", o.row.email, o.error)
+            else:
+                self.stats.released += 1
+        self.stats.throttled = self.gate.pauses
+        if outcomes:
+            self._progress()
+
+    def _progress(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self.stats)

@@ -1,0 +1,252 @@
+"""``weekly-mailer run``: one process with the scheduler, the web app and a delivery worker.
+
+Threads: APScheduler 3.x ``BackgroundScheduler`` (in-memory job store: APScheduler does not
+support two schedulers on one job store, and the database already guarantees one issue per
+week), waitress serving the web app, and the delivery service, which runs the worker whenever
+it is woken: by the weekly job after enqueueing, by the retry job every minute (due deferred
+rows), and once at start-up (to finish a send a previous process left).
+
+Jobs:
+
+- ``weekly-send``: a ``CronTrigger`` at the configured time, running :meth:`WeeklyJob.reconcile`;
+- ``reconcile``: the same every minute, so a standby that becomes leader, or an article that
+  could not be read at the send time, is handled within the grace window;
+- ``retry-deferred``: wakes the delivery worker every minute.
+
+SIGTERM and SIGINT stop cleanly: the scheduler first (no new job starts; a running one ends its
+transaction), then the worker (stops claiming, finishes the messages in flight, writes their
+results and hands the rest of its batch back to the queue), then the web server.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Protocol
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from ..errors import WeeklyMailerError
+from .timing import format_fire_time
+
+if TYPE_CHECKING:
+    from .job import WeeklyJob
+
+log = logging.getLogger("weekly_mailer.daemon")
+
+
+class WorkerLike(Protocol):
+    """What the delivery service needs of :class:`weekly_mailer.delivery.worker.Worker`."""
+
+    stop: threading.Event
+
+    def run(self, *, until_idle: bool = True, max_wait: float = 60.0, poll: float = 1.0) -> Any: ...
+
+
+class DeliveryService:
+    """Runs the delivery worker in a thread each time it is woken, until stopped."""
+
+    def __init__(self, worker: WorkerLike, *, max_wait: float = 60.0) -> None:
+        self.worker = worker
+        self.max_wait = max_wait
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="delivery", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Deliver what is due now (queued rows, deferred rows whose time has come)."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Stop claiming; finish and record the messages in flight; release the rest."""
+        self.worker.stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self.worker.stop.is_set():
+            self._wake.wait()
+            self._wake.clear()
+            if self.worker.stop.is_set():
+                break
+            before = _counts(self.worker)
+            try:
+                self.worker.run(until_idle=True, max_wait=self.max_wait)
+            except WeeklyMailerError as exc:
+                log.error("delivery stopped: %s; retrying at the next wake-up", exc)
+            except Exception:  # noqa: BLE001 - keep the daemon alive, say what happened
+                log.exception("delivery crashed; retrying at the next wake-up")
+            after = _counts(self.worker)
+            done = {k: after[k] - before.get(k, 0) for k in after}
+            if any(done.values()):
+                log.info(
+                    "delivery: %d sent, %d deferred, %d failed, %d skipped",
+                    done.get("sent", 0),
+                    done.get("deferred", 0),
+                    done.get("failed", 0),
+                    done.get("skipped", 0),
+                )
+
+
+def _counts(worker: WorkerLike) -> dict[str, int]:
+    stats = getattr(worker, "stats", None)
+    return {k: int(getattr(stats, k, 0)) for k in ("sent", "deferred", "failed", "skipped")}
+
+
+class WebServer:
+    """The web app under waitress, in a thread; bound at construction (errors surface early)."""
+
+    def __init__(self, app: Any, *, host: str, port: int, threads: int = 4) -> None:
+        from waitress.server import create_server
+
+        self._server: Any = create_server(app, host=host, port=port, threads=threads)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="web", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._server.effective_host}:{self._server.effective_port}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        from waitress import wasyncore
+
+        server = self._server
+        try:
+            while not self._stop.is_set():
+                wasyncore.loop(timeout=0.2, map=server._map, use_poll=True, count=1)
+        finally:
+            server.task_dispatcher.shutdown(timeout=5)  # requests in flight finish
+            wasyncore.loop(timeout=0.05, map=server._map, use_poll=True, count=5)  # flush
+            wasyncore.close_all(server._map)
+
+
+class Daemon:
+    """The scheduler, the web server and the delivery service of one ``run`` process."""
+
+    def __init__(
+        self,
+        job: WeeklyJob,
+        *,
+        delivery: DeliveryService | None = None,
+        web: WebServer | None = None,
+        reconcile_seconds: float = 60.0,
+        retry_seconds: float = 60.0,
+        on_stop: Callable[[], None] | None = None,
+    ) -> None:
+        self.job = job
+        self.delivery = delivery
+        self.web = web
+        self.on_stop = on_stop
+        self.stopping = threading.Event()
+        settings = job.settings
+        self.scheduler = BackgroundScheduler(
+            jobstores={"default": MemoryJobStore()},
+            executors={"default": ThreadPoolExecutor(2)},
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": max(1, int(settings.grace_hours * 3600)),
+            },
+            timezone=settings.zone,
+        )
+        self.scheduler.add_job(
+            self._reconcile, job.schedule.trigger(), id="weekly-send", name="weekly send"
+        )
+        self.scheduler.add_job(
+            self._reconcile,
+            "interval",
+            seconds=reconcile_seconds,
+            id="reconcile",
+            name="catch-up and leader check",
+        )
+        if delivery is not None:
+            self.scheduler.add_job(
+                delivery.wake,
+                "interval",
+                seconds=retry_seconds,
+                id="retry-deferred",
+                name="re-deliver due deferred rows",
+            )
+
+    def start(self) -> None:
+        """Check the most recent send time, then start every thread."""
+        if self.delivery is not None:
+            self.delivery.start()
+            self.delivery.wake()  # finish what a previous process left
+        self._reconcile()
+        self.scheduler.start()
+        if self.web is not None:
+            self.web.start()
+        nxt = self.job.schedule.next_after(self.job.clock())
+        log.info(
+            "daemon started: next send %s; web app at %s",
+            format_fire_time(nxt, self.job.settings.zone),
+            self.web.url if self.web is not None else "(none)",
+        )
+
+    def _reconcile(self) -> None:
+        if self.stopping.is_set():
+            return
+        try:
+            self.job.reconcile()
+        except WeeklyMailerError as exc:
+            log.error("weekly job: %s", exc)
+        except Exception:  # noqa: BLE001 - a job's crash must not end the daemon
+            log.exception("weekly job crashed; it runs again within a minute")
+
+    def stop(self) -> None:
+        """Stop the scheduler, then the worker, then the web server. Safe to call twice."""
+        if self.stopping.is_set():
+            return
+        self.stopping.set()
+        log.info("stopping: no new jobs; finishing the messages in flight")
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)  # a running job finishes its transaction
+        if self.delivery is not None:
+            self.delivery.stop()
+        if self.web is not None:
+            self.web.stop()
+        self.job.leadership.release()
+        if self.on_stop is not None:
+            self.on_stop()
+        log.info("stopped cleanly")
+
+    def run_until_signalled(self) -> None:
+        """Start, wait for SIGTERM or SIGINT, stop. Call from the main thread."""
+        stop = threading.Event()
+
+        def handler(signum: int, _frame: FrameType | None) -> None:
+            log.info("received %s", signal.Signals(signum).name)
+            stop.set()
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            self.start()
+            while not stop.wait(1.0):
+                pass
+        finally:
+            self.stop()
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+
+def utc_clock() -> dt.datetime:
+    """The real time, aware UTC (the daemon's default clock)."""
+    return dt.datetime.now(dt.UTC)

@@ -1,0 +1,193 @@
+"""The weekly job: claim the week, resolve its article, compose, store, enqueue; or record why not.
+
+One entry point, :meth:`WeeklyJob.reconcile`, runs at the scheduled time (cron trigger), on
+start-up and every minute after: it looks at the most recent scheduled send time and
+
+- does nothing when its week already has an issue row (sent, sending, skipped or missed);
+- sends it when it is within ``grace_hours`` (at the send time itself, that is "now");
+- records the week as ``missed`` (a WARNING) when it is older, and never sends it late.
+
+The database decides who sends: the issue row is inserted in the same transaction that enqueues
+its deliveries, and ``Issue.send_week`` is unique, so a second daemon's insert fails with an
+``IntegrityError`` and it stands down. On PostgreSQL only the advisory-lock leader even tries.
+Time comes from the injected ``clock``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+from sqlalchemy.exc import IntegrityError
+
+from ..errors import ArticleError, ComposeError
+from ..models import IssueStatus
+from .catchup import StartAction, decide_on_start
+from .leader import AlwaysLeader, Leadership
+from .sources import NoArticleError, WeekArticle, resolve_week_article
+from .timing import WeeklySchedule
+from .weeks_ledger import any_issue, record_week, sent_source_keys, week_issue
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from ..config import Settings
+    from ..models import Issue
+
+log = logging.getLogger("weekly_mailer.scheduler")
+
+Clock = Callable[[], dt.datetime]
+
+
+class IssueMaker(Protocol):
+    """Compose and store the week's issue and enqueue its deliveries; returns (issue, queued).
+
+    Takes the caller's session and never commits; the insert of the issue row claims the week.
+    """
+
+    def __call__(
+        self,
+        session: Session,
+        chosen: WeekArticle,
+        *,
+        send_week: dt.date,
+        now: dt.datetime,
+    ) -> tuple[Issue, int]: ...
+
+
+class WeeklyJob:
+    """Decides about the most recent send time and acts on it (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        *,
+        clock: Clock,
+        make_issue: IssueMaker,
+        leadership: Leadership | None = None,
+        on_enqueued: Callable[[], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.clock = clock
+        self.make_issue = make_issue
+        self.leadership = leadership or AlwaysLeader()
+        self.on_enqueued = on_enqueued
+        self.schedule = WeeklySchedule.from_settings(settings)
+        self.grace = dt.timedelta(hours=settings.grace_hours)
+        self._lock = threading.Lock()  # one run at a time in this process
+        self._was_leader: bool | None = None
+        self._said: set[tuple[dt.date, str]] = set()  # messages already logged loudly
+
+    def reconcile(self) -> StartAction | None:
+        """Act on the most recent send time; ``None`` when another daemon leads."""
+        if not self._lead():
+            return None
+        with self._lock:
+            return self._reconcile()
+
+    def _lead(self) -> bool:
+        leader = self.leadership.acquire()
+        if leader != self._was_leader:
+            if leader:
+                log.info("this daemon leads: it runs the weekly send")
+            else:
+                log.info("another daemon leads; standing by")
+            self._was_leader = leader
+        return leader
+
+    def _reconcile(self) -> StartAction:
+        now = self.clock()
+        with self.sessions.begin() as session:
+            fire = self.schedule.previous(now)
+            week = self.schedule.send_week(fire)
+            recorded = week_issue(session, week) is not None
+            fresh = not any_issue(session)
+            sent_keys = sent_source_keys(session)
+        decision = decide_on_start(
+            self.schedule, now=now, grace=self.grace, week_recorded=recorded, fresh_database=fresh
+        )
+        if decision.action is StartAction.NOTHING:
+            if not recorded:
+                self._once(week, logging.INFO, f"week of {week}: nothing to do ({decision.reason})")
+            return decision.action
+        if decision.action is StartAction.MISSED:
+            self._record(week, IssueStatus.MISSED, decision.reason, now=now)
+            return decision.action
+        if decision.late_by > dt.timedelta(minutes=1):
+            self._once(week, logging.WARNING, f"week of {week}: catching up, {decision.reason}")
+        self._send_week(fire, week, now=now, sent_keys=sent_keys)
+        return decision.action
+
+    def _send_week(
+        self, fire: dt.datetime, week: dt.date, *, now: dt.datetime, sent_keys: set[str]
+    ) -> None:
+        since = self.schedule.previous(fire - dt.timedelta(microseconds=1))
+        try:
+            chosen = resolve_week_article(
+                self.settings.article_source,
+                send_week=week,
+                since=since,
+                until=max(now, fire),
+                sent_keys=sent_keys,
+            )
+        except NoArticleError as exc:
+            self._record(week, IssueStatus.SKIPPED, str(exc), now=now)
+            return
+        except ArticleError as exc:
+            self._once(
+                week,
+                logging.ERROR,
+                f"week of {week}: cannot read the article ({exc}); retrying until "
+                f"{fire + self.grace:%Y-%m-%d %H:%M} UTC",
+            )
+            return
+        try:
+            with self.sessions.begin() as session:
+                issue, queued = self.make_issue(session, chosen, send_week=week, now=now)
+                issue_id, title = issue.id, issue.title
+        except IntegrityError:
+            log.info("week of %s: another daemon claimed it first; nothing to do", week)
+            return
+        except ComposeError as exc:
+            self._once(
+                week,
+                logging.ERROR,
+                f"week of {week}: cannot compose {chosen.source} ({exc}); retrying until "
+                f"{fire + self.grace:%Y-%m-%d %H:%M} UTC",
+            )
+            return
+        log.info(
+            "week of %s: issue #%d %r from %s enqueued for %d subscribers at %s",
+            week,
+            issue_id,
+            title,
+            chosen.source,
+            queued,
+            f"{now:%Y-%m-%d %H:%M:%S} UTC",
+        )
+        if self.on_enqueued is not None:
+            self.on_enqueued()
+
+    def _record(self, week: dt.date, status: IssueStatus, reason: str, *, now: dt.datetime) -> None:
+        try:
+            with self.sessions.begin() as session:
+                record_week(session, week, status=status, reason=reason, now=now)
+        except IntegrityError:
+            log.info("week of %s: another daemon recorded it first", week)
+            return
+        level = logging.WARNING
+        if status is IssueStatus.MISSED:
+            log.log(level, "week of %s MISSED, nothing sent: %s", week, reason)
+        else:
+            log.log(level, "week of %s skipped, nothing sent: %s", week, reason)
+
+    def _once(self, week: dt.date, level: int, message: str) -> None:
+        """Log loudly once per week and message, quietly after (this runs every minute)."""
+        key = (week, message)
+        log.log(level if key not in self._said else logging.DEBUG, message)
+        self._said.add(key)

@@ -1,0 +1,157 @@
+"""The weekly job against a real database, with an injected clock (no sleeping)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import zoneinfo
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from weekly_mailer.config import Settings
+from weekly_mailer.db import Database
+from weekly_mailer.models import Issue, IssueStatus
+from weekly_mailer.scheduler.catchup import StartAction
+from weekly_mailer.scheduler.job import WeeklyJob
+from weekly_mailer.scheduler.weeks_ledger import record_week
+
+LA = zoneinfo.ZoneInfo("America/Los_Angeles")
+WED = dt.datetime(2026, 11, 25, 18, tzinfo=LA)
+
+
+class Clock:
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+def no_issue_expected(*args: object, **kwargs: object) -> tuple[Issue, int]:
+    raise AssertionError("nothing should be composed here")
+
+
+def make_job(
+    database: Database,
+    settings: Settings,
+    clock: Clock,
+    make_issue: Callable[..., tuple[Issue, int]] = no_issue_expected,
+) -> WeeklyJob:
+    return WeeklyJob(settings, database.sessions, clock=clock, make_issue=make_issue)
+
+
+def issues(database: Database) -> list[Issue]:
+    with database.sessions.begin() as session:
+        return list(session.scalars(select(Issue).order_by(Issue.send_week)))
+
+
+def seed_earlier_week(database: Database) -> None:
+    """An installation that has run before (so a missed week is recorded, not ignored)."""
+    with database.sessions.begin() as session:
+        record_week(
+            session,
+            dt.date(2026, 11, 11),
+            status=IssueStatus.SKIPPED,
+            reason="earlier",
+            now=WED - dt.timedelta(days=14),
+        )
+
+
+def test_down_past_the_grace_window_records_the_week_missed_loudly(
+    database: Database, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    seed_earlier_week(database)
+    clock = Clock(WED + dt.timedelta(hours=13))  # back on Thursday morning, 13 h late
+    job = make_job(database, settings, clock)
+    with caplog.at_level(logging.INFO, logger="weekly_mailer"):
+        assert job.reconcile() is StartAction.MISSED
+    missed = issues(database)[-1]
+    assert (missed.send_week, missed.status) == (dt.date(2026, 11, 25), "missed")
+    assert "past the grace window of 12h00m" in missed.reason
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("week of 2026-11-25 MISSED, nothing sent" in r.getMessage() for r in warnings)
+    # Coming back again changes nothing, and never sends it late.
+    clock.now += dt.timedelta(hours=5)
+    assert job.reconcile() is StartAction.NOTHING
+    assert [i.status for i in issues(database)] == ["skipped", "missed"]
+
+
+def test_within_the_grace_window_without_an_article_the_week_is_skipped(
+    database: Database, settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "articles"
+    folder.mkdir()
+    (folder / "2026-11-18-last-week.md").write_text("---\ntitle: Old\n---\nOld news.\n")
+    settings = settings.replace(article_source=str(folder))
+    clock = Clock(WED + dt.timedelta(hours=2))
+    job = make_job(database, settings, clock)
+    with caplog.at_level(logging.WARNING, logger="weekly_mailer"):
+        assert job.reconcile() is StartAction.CATCH_UP
+    (skipped,) = issues(database)
+    assert (skipped.send_week, skipped.status) == (dt.date(2026, 11, 25), "skipped")
+    assert "no file for 2026-11-25" in skipped.reason
+    assert "week of 2026-11-25 skipped, nothing sent: no file for 2026-11-25" in caplog.text
+
+
+def test_no_article_source_skips_the_week(database: Database, settings: Settings) -> None:
+    job = make_job(database, settings, Clock(WED))
+    assert job.reconcile() is StartAction.CATCH_UP
+    (skipped,) = issues(database)
+    assert (skipped.status, skipped.reason) == ("skipped", "article_source is not set")
+
+
+def test_an_unreadable_source_leaves_the_week_open_until_the_window_closes(
+    database: Database, settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    seed_earlier_week(database)
+    settings = settings.replace(article_source=str(tmp_path / "feed.xml"))  # does not exist
+    clock = Clock(WED + dt.timedelta(minutes=1))
+    job = make_job(database, settings, clock)
+    with caplog.at_level(logging.ERROR, logger="weekly_mailer"):
+        job.reconcile()
+        job.reconcile()  # a minute later: still open, logged loudly once
+    assert [i.send_week for i in issues(database)] == [dt.date(2026, 11, 11)]
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert "week of 2026-11-25: cannot read the article" in errors[0].getMessage()
+    clock.now = WED + dt.timedelta(hours=12, minutes=1)
+    assert job.reconcile() is StartAction.MISSED
+    assert issues(database)[-1].status == "missed"
+
+
+def test_a_fresh_installation_past_the_window_records_nothing(
+    database: Database, settings: Settings
+) -> None:
+    job = make_job(database, settings, Clock(WED + dt.timedelta(days=2)))
+    assert job.reconcile() is StartAction.NOTHING
+    assert issues(database) == []
+
+
+def test_a_recorded_week_is_left_alone(database: Database, settings: Settings) -> None:
+    with database.sessions.begin() as session:
+        record_week(session, dt.date(2026, 11, 25), status=IssueStatus.SKIPPED, reason="x", now=WED)
+    job = make_job(database, settings, Clock(WED + dt.timedelta(minutes=3)))
+    assert job.reconcile() is StartAction.NOTHING
+    assert len(issues(database)) == 1
+
+
+def test_a_standby_does_nothing(database: Database, settings: Settings) -> None:
+    class Standby:
+        def acquire(self) -> bool:
+            return False
+
+        def release(self) -> None:
+            pass
+
+    job = WeeklyJob(
+        settings,
+        database.sessions,
+        clock=Clock(WED),
+        make_issue=no_issue_expected,
+        leadership=Standby(),
+    )
+    assert job.reconcile() is None
+    assert issues(database) == []

@@ -586,10 +586,10 @@ def request_subscription(
 
 
 def expire_pending(session: Session, *, older_than: dt.datetime) -> int:
-    """Forget sign-ups that were never confirmed; returns how many."""
+    """Forget web sign-ups whose last confirmation e-mail is older than ``older_than``."""
     stale = select(Subscriber.id).where(
         Subscriber.status == SubscriberStatus.PENDING,
-        Subscriber.created_at < older_than,
+        func.coalesce(Subscriber.confirmation_sent_at, Subscriber.created_at) < older_than,
         Subscriber.source.like("web%"),
     )
     ids = list(session.scalars(stale))

@@ -1,0 +1,56 @@
+"""``serve``: the public web app (sign-up, confirm, unsubscribe, archive, feed) under waitress."""
+
+from __future__ import annotations
+
+import signal
+from types import FrameType
+
+import click
+
+from ._common import AppContext, pass_app
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # waitress closes its sockets and returns
+
+
+@click.command()
+@click.option("--host", default=None, help="Address to listen on (default: settings.host).")
+@click.option("--port", type=int, default=None, help="Port to listen on (default: settings.port).")
+@click.option("--threads", type=click.IntRange(1, 64), default=4, show_default=True)
+@pass_app
+def serve(app: AppContext, host: str | None, port: int | None, threads: int) -> None:
+    """Serve the subscriber web pages with waitress (a production WSGI server)."""
+    from waitress import create_server
+
+    from ..web import close_app, create_app
+
+    settings = app.settings
+    web = create_app(settings, db=app.db)
+    server = create_server(
+        web,
+        host=host or settings.host,
+        port=settings.port if port is None else port,
+        threads=threads,
+        ident="weekly-mailer",
+        clear_untrusted_proxy_headers=True,
+    )
+    bound = server.getsockname() if hasattr(server, "getsockname") else (host, port)
+    click.echo(
+        f"Serving {settings.list_name} on http://{bound[0]}:{bound[1]}/ "
+        f"(links use {settings.base_url}); Ctrl-C to stop."
+    )
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.close()
+        close_app(web)
+        click.echo("Stopped.")
+
+
+def register(main: click.Group) -> None:
+    main.add_command(serve)

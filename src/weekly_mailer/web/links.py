@@ -1,0 +1,134 @@
+"""The links in e-mails: ``/confirm/<token>``, ``/unsubscribe/<token>``, ``/resubscribe/<token>``.
+
+A GET only ever shows a page with a button, so link scanners and prefetchers change nothing; the
+POST acts. ``POST /unsubscribe/<token>`` with the body ``List-Unsubscribe=One-Click`` (form-encoded
+or multipart) is RFC 8058's one-click path: no CSRF token, no cookie, 200 and no redirect. Any
+tampered, truncated, foreign or expired token gets the same plain 400 page.
+
+Re-subscribing after unsubscribing sends a fresh confirmation e-mail rather than re-activating at
+once: unsubscribe tokens never expire and travel with forwarded mail, so holding one is not proof
+of consent; a confirmed double opt-in is, and it records a new consent time and source.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from flask import Blueprint, Response, render_template, request
+
+from .. import optin
+from ..errors import TokenError
+from ..models import SubscriberStatus
+from ..tokens import Purpose
+from . import state
+from .mailer import ConfirmationJob
+from .security import client_ip, error_page, invalid_link
+
+bp = Blueprint("links", __name__)
+
+ONE_CLICK_FIELD = "List-Unsubscribe"
+ONE_CLICK_VALUE = "One-Click"
+
+
+def masked(address: str) -> str:
+    """``a…@example.org``: enough for the owner to recognise, little for anyone else."""
+    local, _, domain = address.partition("@")
+    return f"{local[:1]}…@{domain}" if domain else "…"
+
+
+def _page(template: str, **context: object) -> Response:
+    response = Response(render_template(template, **context), mimetype="text/html")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.route("/confirm/<token>", methods=["GET", "POST"])
+def confirm(token: str) -> Response:
+    web = state()
+    max_age = dt.timedelta(days=web.settings.confirm_ttl_days)
+    with web.db.sessions.begin() as session:
+        try:
+            sub = optin.subscriber_for_token(
+                session, web.signer, Purpose.CONFIRM, token, max_age=max_age
+            )
+        except TokenError:
+            return invalid_link()
+        if not optin.confirm_allowed(session, sub):
+            return invalid_link()
+        if request.method == "GET":
+            return _page(
+                "confirm.html",
+                address=masked(sub.email),
+                already=sub.status == SubscriberStatus.ACTIVE,
+                action=request.path,
+            )
+        outcome = optin.confirm_from_link(
+            session, sub, source=f"web:confirm ip={client_ip()}", now=web.clock()
+        )
+        return _page(
+            "confirmed.html",
+            address=masked(sub.email),
+            already=outcome == optin.ConfirmOutcome.ALREADY,
+        )
+
+
+@bp.route("/unsubscribe/<token>", methods=["GET", "POST"])
+def unsubscribe(token: str) -> Response:
+    web = state()
+    with web.db.sessions.begin() as session:
+        try:
+            sub = optin.subscriber_for_token(session, web.signer, Purpose.UNSUBSCRIBE, token)
+        except TokenError:
+            return invalid_link()
+        if request.method == "GET":
+            return _page(
+                "unsubscribe.html",
+                address=masked(sub.email),
+                subscribed=sub.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING),
+                action=request.path,
+            )
+        one_click = request.form.get(ONE_CLICK_FIELD, "") == ONE_CLICK_VALUE
+        optin.unsubscribe_from_link(
+            session,
+            sub,
+            source="web:one-click" if one_click else "web:unsubscribe",
+            detail=f"ip={client_ip()}",
+            now=web.clock(),
+        )
+        return _page(
+            "unsubscribed.html",
+            address=masked(sub.email),
+            resubscribe=optin.may_resubscribe(sub),
+            action=f"/resubscribe/{token}",
+        )
+
+
+@bp.post("/resubscribe/<token>")
+def resubscribe(token: str) -> Response:
+    web = state()
+    ip = client_ip()
+    job: ConfirmationJob | None = None
+    with web.db.sessions.begin() as session:
+        try:
+            sub = optin.subscriber_for_token(session, web.signer, Purpose.UNSUBSCRIBE, token)
+        except TokenError:
+            return invalid_link()
+        if sub.status == SubscriberStatus.ACTIVE:
+            return _page("confirmed.html", address=masked(sub.email), already=True)
+        if not optin.may_resubscribe(sub):
+            return invalid_link()
+        if not web.ip_limiter.hit(ip):
+            return error_page(429)
+        now = web.clock()
+        sent = optin.may_send_confirmation(
+            session, sub, per_day=web.settings.confirmations_per_address_per_day, now=now
+        )
+        if sent:
+            optin.note_confirmation_sent(
+                session, sub, source="web:resubscribe", detail=f"ip={ip}", now=now
+            )
+            job = ConfirmationJob(sub.email, sub.name, web.confirm_url(sub.id, sub.email_key))
+        address = masked(sub.email)
+    if job is not None:
+        web.mailer.submit(job)
+    return _page("resubscribe.html", address=address, sent=sent)

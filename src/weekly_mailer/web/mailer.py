@@ -1,0 +1,101 @@
+"""Confirmation e-mails, sent by one background thread so a sign-up never waits on SMTP.
+
+Sending in the request would make the answer slower for new addresses than for known active
+ones (which get no mail), telling an observer which addresses are subscribed. The request only
+queues the job after its transaction commits; this thread builds the message with the composer
+and hands it to the configured backend, which is used from this one thread only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import queue
+import threading
+from email.parser import BytesHeaderParser
+from email.utils import parseaddr
+from typing import TYPE_CHECKING, Any
+
+from ..delivery.base import Envelope
+from ..errors import WeeklyMailerError
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..delivery.base import Backend
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ConfirmationJob:
+    email: str
+    name: str
+    confirm_url: str
+
+
+class ConfirmationMailer:
+    """A queue of confirmation e-mails and the thread that sends them."""
+
+    def __init__(self, settings: Settings, backend: Backend) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.sender = parseaddr(settings.from_address)[1]
+        self._queue: queue.Queue[ConfirmationJob | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.sent = 0
+        self.failed = 0
+
+    def submit(self, job: ConfirmationJob) -> None:
+        """Queue one confirmation e-mail (starts the thread on first use)."""
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="confirmation-mailer", daemon=True
+                )
+                self._thread.start()
+        self._queue.put(job)
+
+    def join(self) -> None:
+        """Wait until every queued e-mail was handed over (or failed)."""
+        self._queue.join()
+
+    def close(self) -> None:
+        """Send what is queued, stop the thread and close the backend."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            thread.join(timeout=60)
+        self.backend.close()
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            try:
+                if job is None:
+                    return
+                self._send(job)
+            finally:
+                self._queue.task_done()
+
+    def _send(self, job: ConfirmationJob) -> None:
+        import importlib
+
+        compose: Any = importlib.import_module("weekly_mailer.compose")
+        try:
+            data: bytes = compose.build_confirmation_message(
+                self.settings, email=job.email, name=job.name, confirm_url=job.confirm_url
+            )
+            headers = BytesHeaderParser().parsebytes(data)
+            message_id = str(headers.get("Message-ID", "")).strip()
+            self.backend.send(Envelope(self.sender, job.email, data, message_id))
+        except WeeklyMailerError as exc:
+            self.failed += 1
+            log.warning("confirmation e-mail to %s not sent: %s", job.email, exc)
+        except Exception:  # the thread must outlive any one message
+            self.failed += 1
+            log.exception("confirmation e-mail to %s not sent", job.email)
+        else:
+            self.sent += 1
+            log.info("confirmation e-mail sent to %s", job.email)

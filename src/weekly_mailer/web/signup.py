@@ -1,0 +1,99 @@
+"""``GET /`` (the sign-up form) and ``POST /subscribe``.
+
+Every accepted sign-up gets the same answer page, whether the address is new, pending, active or
+unsubscribed, and whether or not an e-mail went out (no enumeration; the e-mail itself is sent by
+a background thread, so the answer takes the same time too). A filled-in honeypot field gets the
+same page and changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, render_template, request
+from sqlalchemy.exc import IntegrityError
+
+from .. import optin
+from ..errors import SubscriberError
+from ..subscribers import clean_name, normalise_address, request_subscription
+from . import state
+from .mailer import ConfirmationJob
+from .security import CSRF_FIELD, client_ip, error_page
+
+log = logging.getLogger(__name__)
+bp = Blueprint("signup", __name__)
+
+HONEYPOT_FIELD = "website"
+MAX_FIELD = 400
+
+
+def render_form(*, email: str = "", name: str = "", error: str = "", status: int = 200) -> Response:
+    """The sign-up form with a fresh CSRF token (and the cookie that goes with it)."""
+    body = render_template(
+        "signup.html",
+        csrf_field=CSRF_FIELD,
+        csrf_token=state().csrf.form_token(),
+        honeypot_field=HONEYPOT_FIELD,
+        email=email,
+        name=name,
+        error=error,
+    )
+    return Response(body, status=status, mimetype="text/html")
+
+
+def check_inbox() -> Response:
+    """The one answer to every accepted sign-up."""
+    response = Response(render_template("check_inbox.html"), mimetype="text/html")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/")
+def form() -> Response:
+    return render_form()
+
+
+@bp.post("/subscribe")
+def subscribe() -> Response:
+    web = state()
+    email = request.form.get("email", "")[:MAX_FIELD]
+    name = request.form.get("name", "")[:MAX_FIELD]
+    if not web.csrf.valid():
+        return render_form(
+            email=email,
+            name=name,
+            error="The form had expired. Please send it again.",
+            status=400,
+        )
+    ip = client_ip()
+    if not web.ip_limiter.hit(ip):
+        log.info("sign-up refused: %s is over its hourly limit", ip)
+        return error_page(429, text="Too many sign-ups from your network. Please try later.")
+    if request.form.get(HONEYPOT_FIELD, ""):
+        log.info("sign-up from %s ignored: the honeypot field was filled in", ip)
+        return check_inbox()
+    try:
+        address, _key = normalise_address(email)
+        clean = clean_name(name)
+    except SubscriberError as exc:
+        return render_form(email=email, name=name, error=str(exc), status=400)
+
+    job: ConfirmationJob | None = None
+    now = web.clock()
+    try:
+        with web.db.sessions.begin() as session:
+            web.expire_pending_if_due(session, now)
+            sub = request_subscription(session, address, name=clean, source="web", now=now)
+            if sub is not None and optin.may_send_confirmation(
+                session, sub, per_day=web.settings.confirmations_per_address_per_day, now=now
+            ):
+                optin.note_confirmation_sent(
+                    session, sub, source="web:signup", detail=f"ip={ip}", now=now
+                )
+                job = ConfirmationJob(sub.email, sub.name, web.confirm_url(sub.id, sub.email_key))
+    except IntegrityError:
+        # A simultaneous sign-up for the same new address won the race; it sends the e-mail.
+        job = None
+    if job is not None:
+        web.mailer.submit(job)
+    return check_inbox()

@@ -81,15 +81,15 @@ class _Handler:
             if reply is not None:
                 if reply == "drop":
                     self.server.dropped += 1
-                    assert session.transport is not None
-                    session.transport.close()
+                    assert srv.transport is not None
+                    srv.transport.close()
                     return "421 closing"
                 return reply
         r = faults.roll()
         if r < faults.drop_ratio:
             self.server.dropped += 1
-            assert session.transport is not None
-            session.transport.close()
+            assert srv.transport is not None
+            srv.transport.close()
             return "421 4.4.2 Connection dropped"
         if r < faults.drop_ratio + faults.defer_ratio:
             self.server.deferred += 1

@@ -85,14 +85,6 @@ def state() -> WebState:
     return value
 
 
-def _resolve_backend(settings: Settings) -> Backend:
-    import importlib
-
-    delivery: Any = importlib.import_module("weekly_mailer.delivery")
-    backend: Backend = delivery.resolve_backend(settings)
-    return backend
-
-
 def create_app(
     settings: Settings,
     *,
@@ -107,6 +99,7 @@ def create_app(
     ``clock`` (aware UTC) to the real time.
     """
     from ..db import Database
+    from ..delivery import resolve_backend
     from .archive import bp as archive_bp
     from .links import bp as links_bp
     from .security import install
@@ -124,7 +117,7 @@ def create_app(
         csrf=Csrf(settings.secret_key),
         clock=now,
         mailer=ConfirmationMailer(
-            settings, backend if backend is not None else _resolve_backend(settings)
+            settings, backend if backend is not None else resolve_backend(settings)
         ),
         ip_limiter=SlidingWindowLimiter(
             settings.signup_per_ip_per_hour, dt.timedelta(hours=1), now

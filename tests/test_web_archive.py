@@ -1,0 +1,142 @@
+"""Archive, issue page, RSS feed, health check, error pages and the serve command's wiring."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+
+from weekly_mailer import subscribers as subs
+from weekly_mailer.config import Settings
+from weekly_mailer.db import Database
+from weekly_mailer.delivery.memory import MemoryBackend
+from weekly_mailer.models import Issue, IssueStatus
+from weekly_mailer.web import close_app, create_app
+
+pytest_plugins = ["tests.web_fixtures"]
+
+
+def _issue(week: str, status: IssueStatus, title: str, **extra: object) -> Issue:
+    day = dt.date.fromisoformat(week)
+    return Issue(
+        send_week=day,
+        status=status.value,
+        title=title,
+        subject=title,
+        slug=title.lower().replace(" ", "-"),
+        summary=f"About {title}.",
+        published_at=dt.datetime.combine(day, dt.time(18), dt.UTC),
+        archive_html=f"<!doctype html><html><body><h1>{title}</h1>"
+        '<p style="color:#333">Body</p></body></html>',
+        **extra,
+    )
+
+
+@pytest.fixture
+def issues(database: Database) -> None:
+    with database.sessions.begin() as session:
+        subs.add(session, "reader@example.org", confirmed=True, source="cli")
+        session.add_all(
+            [
+                _issue("2026-11-04", IssueStatus.SENT, "Rivers & Roads"),
+                _issue("2026-11-11", IssueStatus.SENDING, "Second <Issue>"),
+                _issue("2026-11-18", IssueStatus.READY, "Not Yet Sent"),
+                _issue("2026-11-25", IssueStatus.SKIPPED, "Skipped Week"),
+            ]
+        )
+
+
+def test_archive_lists_only_sent_issues_newest_first(client: FlaskClient, issues: None) -> None:
+    page = client.get("/archive").get_data(as_text=True)
+    assert page.index("Second &lt;Issue&gt;") < page.index("Rivers &amp; Roads")
+    assert 'href="/archive/2026-11-04"' in page and 'href="/archive/2026-11-11"' in page
+    assert "Not Yet Sent" not in page and "Skipped Week" not in page
+    assert "reader@example.org" not in page
+
+
+def test_issue_page_serves_the_archive_copy_under_a_strict_policy(
+    client: FlaskClient, issues: None, database: Database
+) -> None:
+    with database.sessions.begin() as session:
+        issue_id = session.query(Issue.id).filter(Issue.title == "Rivers & Roads").scalar()
+    for ident in ("2026-11-04", str(issue_id), "rivers-&-roads"):
+        response = client.get(f"/archive/{ident}")
+        assert response.status_code == 200, ident
+        assert b"<h1>Rivers & Roads</h1>" in response.data
+        csp = response.headers["Content-Security-Policy"]
+        assert "script-src" not in csp and "default-src 'none'" in csp
+        assert "frame-ancestors 'none'" in csp and "form-action 'none'" in csp
+        assert b"reader@example.org" not in response.data
+    for missing in ("2026-11-18", "2026-11-25", "2026-13-45", "nope", "9" * 30):
+        assert client.get(f"/archive/{missing}").status_code == 404, missing
+
+
+def test_feed_is_rss_2_of_the_archive(
+    client: FlaskClient, issues: None, web_settings: Settings
+) -> None:
+    response = client.get("/feed.xml")
+    assert response.status_code == 200
+    assert response.mimetype == "application/rss+xml"
+    root = ET.fromstring(response.data)
+    assert root.tag == "rss" and root.get("version") == "2.0"
+    channel = root.find("channel")
+    assert channel is not None
+    assert channel.findtext("title") == web_settings.list_name
+    items = channel.findall("item")
+    assert [i.findtext("title") for i in items] == ["Second <Issue>", "Rivers & Roads"]
+    assert items[1].findtext("link") == "https://news.example.org/archive/2026-11-04"
+    assert items[1].findtext("guid") == items[1].findtext("link")
+    assert items[1].findtext("pubDate") == "Wed, 04 Nov 2026 18:00:00 +0000"
+    assert items[1].findtext("description") == "About Rivers & Roads."
+
+
+def test_feed_and_archive_when_nothing_was_sent(client: FlaskClient) -> None:
+    assert "No issues have been sent yet" in client.get("/archive").get_data(as_text=True)
+    root = ET.fromstring(client.get("/feed.xml").data)
+    assert root.find("channel/item") is None
+
+
+def test_healthz_checks_the_database(
+    client: FlaskClient, settings: Settings, tmp_path: Path
+) -> None:
+    ok = client.get("/healthz")
+    assert ok.status_code == 200 and ok.json == {"status": "ok", "database": "ok"}
+    broken_settings = settings.replace(database_url=f"sqlite:///{tmp_path}")  # a folder
+    broken_db = Database(broken_settings, check=False)
+    app = create_app(broken_settings, db=broken_db, backend=MemoryBackend())
+    try:
+        bad = app.test_client().get("/healthz")
+        assert bad.status_code == 503 and bad.json == {
+            "status": "error",
+            "database": "unreachable",
+        }
+    finally:
+        close_app(app)
+        broken_db.close()
+
+
+def test_errors_are_plain_pages_with_the_security_headers(client: FlaskClient) -> None:
+    missing = client.get("/no/such/page")
+    assert missing.status_code == 404 and "Not found" in missing.get_data(as_text=True)
+    assert "frame-ancestors 'none'" in missing.headers["Content-Security-Policy"]
+    wrong = client.delete("/subscribe")
+    assert wrong.status_code == 405
+    assert client.get("/subscribe").status_code == 405
+    css = client.get("/static/site.css")
+    assert css.status_code == 200 and css.headers["X-Content-Type-Options"] == "nosniff"
+    css.close()
+
+
+def test_an_empty_secret_is_refused(settings: Settings, database: Database) -> None:
+    from weekly_mailer.errors import TokenError
+
+    with pytest.raises(TokenError, match="secret_key is empty"):
+        create_app(
+            dataclasses.replace(settings, secret_key=""),
+            db=database,
+            backend=MemoryBackend(),
+        )

@@ -10,6 +10,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import BinaryIO
 
 from .smtpd import free_port
 
@@ -35,13 +36,15 @@ class Server:
         self.env = cli_env({"WEEKLY_MAILER_BASE_URL": self.url, **env})
         self.log = cwd / "serve.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self._log: BinaryIO | None = None
 
     def start(self, timeout: float = 20) -> Server:
+        self._log = self.log.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "weekly_mailer", "serve", "--port", str(self.port)],
             cwd=self.cwd,
             env=self.env,
-            stdout=self.log.open("wb"),
+            stdout=self._log,
             stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
@@ -68,6 +71,9 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
         return self.proc.returncode
 
     def output(self) -> str:

@@ -55,7 +55,7 @@ def confirm(token: str) -> Response:
             return invalid_link()
         if not optin.confirm_allowed(session, sub):
             return invalid_link()
-        if request.method == "GET":
+        if request.method != "POST":  # GET and HEAD only ever show the page
             return _page(
                 "confirm.html",
                 address=masked(sub.email),
@@ -80,7 +80,7 @@ def unsubscribe(token: str) -> Response:
             sub = optin.subscriber_for_token(session, web.signer, Purpose.UNSUBSCRIBE, token)
         except TokenError:
             return invalid_link()
-        if request.method == "GET":
+        if request.method != "POST":  # GET and HEAD only ever show the page
             return _page(
                 "unsubscribe.html",
                 address=masked(sub.email),

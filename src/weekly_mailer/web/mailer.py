@@ -3,7 +3,9 @@
 Sending in the request would make the answer slower for new addresses than for known active
 ones (which get no mail), telling an observer which addresses are subscribed. The request only
 queues the job after its transaction commits; this thread builds the message with the composer
-and hands it to the configured backend, which is used from this one thread only.
+and hands it to the configured backend, which is used from this one thread only. A temporary
+failure (or a backend that is down) is retried a few times over about 40 seconds; after that the
+e-mail is logged as not sent and the person can ask again the next day.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from email.utils import parseaddr
 from typing import TYPE_CHECKING, Any
 
 from ..delivery.base import Envelope
-from ..errors import WeeklyMailerError
+from ..errors import DeliveryError, PermanentFailure, WeeklyMailerError
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -43,6 +45,8 @@ class ConfirmationMailer:
         self._queue: queue.Queue[ConfirmationJob | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self.retry_pauses: tuple[float, ...] = (2.0, 10.0, 30.0)
         self.sent = 0
         self.failed = 0
 
@@ -65,6 +69,7 @@ class ConfirmationMailer:
         with self._lock:
             thread, self._thread = self._thread, None
         if thread is not None:
+            self._stopping.set()  # no more waiting between retries: one last try each
             self._queue.put(None)
             thread.join(timeout=60)
         self.backend.close()
@@ -89,7 +94,18 @@ class ConfirmationMailer:
             )
             headers = BytesHeaderParser().parsebytes(data)
             message_id = str(headers.get("Message-ID", "")).strip()
-            self.backend.send(Envelope(self.sender, job.email, data, message_id))
+            envelope = Envelope(self.sender, job.email, data, message_id)
+            for attempt, pause in enumerate((*self.retry_pauses, None), start=1):
+                try:
+                    self.backend.send(envelope)
+                    break
+                except PermanentFailure:
+                    raise
+                except DeliveryError as exc:  # temporary, or the backend is down: try again
+                    if pause is None or self._stopping.is_set():
+                        raise
+                    log.info("confirmation e-mail to %s, try %d: %s", job.email, attempt, exc)
+                    self._stopping.wait(pause)
         except WeeklyMailerError as exc:
             self.failed += 1
             log.warning("confirmation e-mail to %s not sent: %s", job.email, exc)

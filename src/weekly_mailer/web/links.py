@@ -22,7 +22,7 @@ from ..models import SubscriberStatus
 from ..tokens import Purpose
 from . import state
 from .mailer import ConfirmationJob
-from .security import client_ip, error_page, invalid_link
+from .security import client_ip, error_page, invalid_link, network_key
 
 bp = Blueprint("links", __name__)
 
@@ -117,7 +117,7 @@ def resubscribe(token: str) -> Response:
             return _page("confirmed.html", address=masked(sub.email), already=True)
         if not optin.may_resubscribe(sub):
             return invalid_link()
-        if not web.ip_limiter.hit(ip):
+        if not web.ip_limiter.hit(network_key(ip)):
             return error_page(429)
         now = web.clock()
         sent = optin.may_send_confirmation(

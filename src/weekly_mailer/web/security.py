@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import hmac
+import ipaddress
 import secrets
 import threading
 from collections.abc import Callable
@@ -119,6 +120,20 @@ class SlidingWindowLimiter:
 def client_ip() -> str:
     """The peer address (put a proxy's trusted X-Forwarded-For handling in the WSGI server)."""
     return request.remote_addr or "unknown"
+
+
+def network_key(ip: str) -> str:
+    """What the per-IP limit counts: the address, or its /64 for IPv6 (one host's usual share)."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        if not address.is_loopback:
+            return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
 
 
 @bp.after_app_request

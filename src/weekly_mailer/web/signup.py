@@ -18,7 +18,7 @@ from ..errors import SubscriberError
 from ..subscribers import clean_name, normalise_address, request_subscription
 from . import state
 from .mailer import ConfirmationJob
-from .security import CSRF_FIELD, client_ip, error_page
+from .security import CSRF_FIELD, client_ip, error_page, network_key
 
 log = logging.getLogger(__name__)
 bp = Blueprint("signup", __name__)
@@ -66,7 +66,7 @@ def subscribe() -> Response:
             status=400,
         )
     ip = client_ip()
-    if not web.ip_limiter.hit(ip):
+    if not web.ip_limiter.hit(network_key(ip)):
         log.info("sign-up refused: %s is over its hourly limit", ip)
         return error_page(429, text="Too many sign-ups from your network. Please try later.")
     if request.form.get(HONEYPOT_FIELD, ""):

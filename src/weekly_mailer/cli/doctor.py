@@ -1,0 +1,140 @@
+"""``doctor``: check the configuration and say what to fix."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import click
+
+from ..config import Settings
+from ..errors import WeeklyMailerError
+from ._common import AppContext, pass_app
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclasses.dataclass
+class Finding:
+    level: str  # "ok", "warn" or "fail"
+    what: str
+
+
+def check(settings: Settings) -> list[Finding]:
+    """Every check, in order; none raises."""
+    out: list[Finding] = []
+    if not settings.secret_key:
+        out.append(Finding("fail", "secret_key is empty: run `weekly-mailer init` to generate one"))
+    elif len(settings.secret_key) < 32:
+        out.append(Finding("warn", "secret_key is short: use 32 or more random characters"))
+    else:
+        out.append(Finding("ok", "secret_key is set"))
+
+    out.append(_check_database(settings))
+    out.append(_check_backend(settings))
+
+    base = urlsplit(settings.base_url)
+    if base.scheme != "https" and base.hostname not in LOOPBACK:
+        out.append(
+            Finding(
+                "warn", f"base_url {settings.base_url} is not https: mail clients may flag links"
+            )
+        )
+    elif base.hostname in LOOPBACK:
+        out.append(
+            Finding("warn", "base_url points at this machine: readers cannot open links in mail")
+        )
+    else:
+        out.append(Finding("ok", f"base_url {settings.base_url}"))
+
+    domain = settings.from_address.rsplit("@", 1)[-1].rstrip(">").strip().lower()
+    if domain in ("localhost", "example.org", "example.com", "localhost.localdomain"):
+        out.append(Finding("warn", f"from_address uses the placeholder domain {domain!r}"))
+    else:
+        out.append(Finding("ok", f"from_address {settings.from_address}"))
+
+    if not settings.postal_address:
+        out.append(
+            Finding("warn", "postal_address is empty: bulk-mail laws (CAN-SPAM) require one")
+        )
+
+    source = settings.article_source
+    if not source:
+        out.append(Finding("warn", "article_source is empty: the daemon has nothing to send"))
+    elif urlsplit(source).scheme in ("http", "https"):
+        out.append(Finding("ok", f"article_source is a URL ({source})"))
+    elif not Path(source).exists():
+        out.append(Finding("fail", f"article_source {source!r} does not exist"))
+    else:
+        out.append(Finding("ok", f"article_source {source}"))
+
+    if settings.templates_dir and not Path(settings.templates_dir).is_dir():
+        out.append(Finding("fail", f"templates_dir {settings.templates_dir!r} is not a folder"))
+
+    dkim = (settings.dkim_domain, settings.dkim_selector, settings.dkim_key_file)
+    if any(dkim) and not all(dkim):
+        out.append(
+            Finding("fail", "DKIM needs all of dkim_domain, dkim_selector and dkim_key_file")
+        )
+    elif all(dkim):
+        key = Path(settings.dkim_key_file)
+        if not key.is_file():
+            out.append(Finding("fail", f"dkim_key_file {str(key)!r} does not exist"))
+        elif b"PRIVATE KEY" not in key.read_bytes()[:200]:
+            out.append(Finding("fail", f"dkim_key_file {str(key)!r} is not a PEM private key"))
+        else:
+            out.append(
+                Finding(
+                    "ok",
+                    f"DKIM signing as {settings.dkim_selector}._domainkey.{settings.dkim_domain}",
+                )
+            )
+    return out
+
+
+def _check_database(settings: Settings) -> Finding:
+    from ..db import Database
+
+    try:
+        Database(settings).close()
+    except WeeklyMailerError as exc:
+        return Finding("fail", f"database: {exc}")
+    return Finding("ok", "database is reachable and migrated")
+
+
+def _check_backend(settings: Settings) -> Finding:
+    from ..delivery import resolve_backend
+
+    try:
+        backend = resolve_backend(settings)
+        backend.close()
+    except WeeklyMailerError as exc:
+        return Finding("fail", f"backend: {exc}")
+    scheme = urlsplit(settings.backend_url).scheme
+    if scheme in ("file", "console", "memory"):
+        return Finding("warn", f"backend_url uses {scheme}://: nothing reaches real readers")
+    return Finding("ok", f"backend {scheme}:// resolved")
+
+
+@click.command()
+@pass_app
+def doctor(app: AppContext) -> None:
+    """Check the configuration and say what to fix (exit code 1 when something must be fixed)."""
+    findings = check(app.settings)
+    marks = {
+        "ok": click.style("ok  ", fg="green"),
+        "warn": click.style("warn", fg="yellow"),
+        "fail": click.style("FAIL", fg="red"),
+    }
+    for f in findings:
+        click.echo(f"{marks[f.level]}  {f.what}")
+    failed = sum(f.level == "fail" for f in findings)
+    warned = sum(f.level == "warn" for f in findings)
+    click.echo(f"{failed} to fix, {warned} warnings.")
+    if failed:
+        raise SystemExit(1)
+
+
+def register(main: click.Group) -> None:
+    main.add_command(doctor)

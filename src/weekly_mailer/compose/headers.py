@@ -1,0 +1,125 @@
+"""Header safety and formatting shared by the fast and the reference paths.
+
+Every value that goes into a header is checked here: CR or LF anywhere is a
+:class:`HeaderInjectionError`; other control characters, unpaired surrogates, and addresses
+we cannot put on the wire unencoded (non-ASCII, malformed) are a :class:`ComposeError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.policy
+import re
+import unicodedata
+from email.utils import parseaddr
+
+from ..errors import ComposeError, HeaderInjectionError
+
+# SMTP line endings; headers longer than 998 octets are the only ones folded, so a
+# List-Unsubscribe URL is never folded or RFC 2047-encoded.
+POLICY = email.policy.SMTP.clone(max_line_length=998)
+
+MAX_NAME = 200
+MAX_ADDRESS = 254
+MAX_URL = 700
+
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_ADDRESS_RE = re.compile(
+    rf"^{_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9](?:[A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+# A display name that needs neither quoting nor encoding: atoms separated by single spaces.
+_PLAIN_NAME_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+/^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/^_`{|}~-]+)*$")
+_QUOTABLE_RE = re.compile(r"^[\x20-\x7e]*$")
+_URL_RE = re.compile(r"^https?://[\x21-\x7e]+$")
+_MESSAGE_ID_RE = re.compile(r"^<[\x21-\x3b\x3d\x3f-\x7e]+@[\x21-\x3b\x3d\x3f-\x7e]+>$")
+
+
+def check_single_line(what: str, value: str) -> None:
+    """Refuse CR/LF (header injection) and other control or unencodable characters."""
+    if value.isprintable():  # fast path: no control, separator or surrogate characters
+        return
+    if "\r" in value or "\n" in value:
+        raise HeaderInjectionError(f"{what} contains a line break")
+    for ch in value:
+        if ch != "\t" and unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp"):
+            raise ComposeError(f"{what} contains the control character U+{ord(ch):04X}")
+
+
+def clean_display_name(name: str) -> str:
+    """The name on one line with single spaces, or a :class:`ComposeError`."""
+    check_single_line("the name", name)
+    cleaned = " ".join(name.split())
+    if "=?" in cleaned:
+        raise ComposeError("the name contains '=?', which mail programs would misread as encoding")
+    if len(cleaned) > MAX_NAME:
+        raise ComposeError(f"the name is longer than {MAX_NAME} characters")
+    return cleaned
+
+
+def check_address(address: str) -> str:
+    """The address if we can send to it as-is (ASCII ``local@domain``), else a clear error."""
+    check_single_line("the address", address)
+    if len(address) > MAX_ADDRESS or not _ADDRESS_RE.match(address):
+        if address and not address.isascii():
+            raise ComposeError(
+                f"{address!r}: internationalised addresses (SMTPUTF8) are not supported"
+            )
+        raise ComposeError(f"{address!r} is not an e-mail address we can send to")
+    return address
+
+
+def check_url(what: str, url: str) -> str:
+    """An absolute http(s) URL of printable ASCII without spaces, ``<`` or ``>``."""
+    check_single_line(what, url)
+    if len(url) > MAX_URL or not _URL_RE.match(url) or "<" in url or ">" in url:
+        raise ComposeError(f"{what} {url[:80]!r} is not an absolute http(s) URL")
+    return url
+
+
+def check_message_id(message_id: str) -> str:
+    """``<left@right>`` in printable ASCII."""
+    check_single_line("the Message-ID", message_id)
+    if not _MESSAGE_ID_RE.match(message_id):
+        raise ComposeError(f"{message_id!r} is not a Message-ID like <id@domain>")
+    return message_id
+
+
+def _encoded_words(text: str) -> str:
+    """RFC 2047 base64 encoded-words of at most 75 characters, folded onto new lines."""
+    words: list[str] = []
+    chunk = b""
+    for ch in text:
+        b = ch.encode("utf-8")
+        if len(chunk) + len(b) > 45:
+            words.append("=?utf-8?b?" + base64.b64encode(chunk).decode("ascii") + "?=")
+            chunk = b""
+        chunk += b
+    if chunk:
+        words.append("=?utf-8?b?" + base64.b64encode(chunk).decode("ascii") + "?=")
+    return "\r\n ".join(words)
+
+
+def format_address(name: str, address: str) -> str:
+    """``Name <addr>`` for a header: plain, quoted, or RFC 2047-encoded as the name needs.
+
+    ``name`` must already be clean (:func:`clean_display_name`) and ``address`` checked.
+    """
+    if not name:
+        return address
+    if _PLAIN_NAME_RE.match(name) and "=?" not in name:
+        return f"{name} <{address}>"
+    if _QUOTABLE_RE.match(name) and "=?" not in name:
+        quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{quoted}" <{address}>'
+    return f"{_encoded_words(name)} <{address}>"
+
+
+def address_of(from_address: str) -> str:
+    """The bare address of a ``Name <addr>`` setting (the SMTP envelope sender)."""
+    return parseaddr(from_address)[1]
+
+
+def domain_of(from_address: str) -> str:
+    """The domain of the From address (for Message-IDs)."""
+    return address_of(from_address).rpartition("@")[2] or "localhost"

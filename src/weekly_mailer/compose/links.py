@@ -1,0 +1,56 @@
+"""Per-recipient identifiers and links: Message-ID, unsubscribe URL, archive URL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+from typing import TYPE_CHECKING
+
+from ..tokens import Purpose, TokenSigner
+from .headers import domain_of
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+
+def issue_key(issue: int | dt.date | str) -> str:
+    """The issue's id as text, or its send week as ``YYYY-MM-DD``."""
+    if isinstance(issue, dt.date):
+        return issue.isoformat()
+    return str(issue)
+
+
+def make_message_id(settings: Settings, issue: int | dt.date | str, subscriber_id: int) -> str:
+    """A deterministic ``<wm.ISSUE.SUBSCRIBER.DIGEST@domain>``: same issue + subscriber, same id.
+
+    ``issue`` is the issue id (or its send week when there is no id yet). The digest is an HMAC
+    of both with ``secret_key``, so ids cannot be guessed; the domain is the From address's.
+    """
+    key = issue_key(issue)
+    digest = hmac.new(
+        settings.secret_key.encode("utf-8"), f"{key}:{subscriber_id}".encode(), hashlib.sha256
+    ).hexdigest()[:16]
+    safe_key = "".join(c if c.isalnum() or c in "-_" else "-" for c in key)
+    return f"<wm.{safe_key}.{subscriber_id}.{digest}@{domain_of(settings.from_address)}>"
+
+
+def unsubscribe_url(settings: Settings, subscriber_id: int, email_key: str) -> str:
+    """``{base_url}/unsubscribe/{token}`` with a signed, purpose-bound, non-expiring token."""
+    token = TokenSigner(settings.secret_key).make(Purpose.UNSUBSCRIBE, subscriber_id, email_key)
+    return f"{settings.base_url.rstrip('/')}/unsubscribe/{token}"
+
+
+def archive_url(settings: Settings, issue: int | dt.date | str) -> str:
+    """The "view in browser" page: ``{base_url}/archive/{issue id or send week}``."""
+    return f"{settings.base_url.rstrip('/')}/archive/{issue_key(issue)}"
+
+
+def list_unsubscribe(settings: Settings, url: str) -> str:
+    """The List-Unsubscribe value: ``<url>`` plus ``<mailto:…?subject=unsubscribe>`` if set."""
+    value = f"<{url}>"
+    if settings.unsubscribe_mailto:
+        from .headers import address_of
+
+        value += f", <mailto:{address_of(settings.unsubscribe_mailto)}?subject=unsubscribe>"
+    return value

@@ -48,10 +48,11 @@ def main(ctx: click.Context, config_path: str | None) -> None:
 
 
 from . import daemon as _daemon  # noqa: E402
+from . import dkim as _dkim  # noqa: E402
 from . import doctor as _doctor  # noqa: E402
 from . import setup as _setup  # noqa: E402
 from . import subscribers as _subscribers  # noqa: E402
 from . import web as _web  # noqa: E402
 
-for _module in (_setup, _subscribers, _doctor, _daemon, _web):
+for _module in (_setup, _subscribers, _doctor, _dkim, _daemon, _web):
     _module.register(main)

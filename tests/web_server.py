@@ -29,8 +29,9 @@ def cli_env(env: dict[str, str]) -> dict[str, str]:
 class Server:
     """``python -m weekly_mailer serve`` with settings from the environment; a context manager."""
 
-    def __init__(self, cwd: Path, env: dict[str, str]) -> None:
+    def __init__(self, cwd: Path, env: dict[str, str], *args: str) -> None:
         self.cwd = cwd
+        self.args = args
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = cli_env({"WEEKLY_MAILER_BASE_URL": self.url, **env})
@@ -41,7 +42,7 @@ class Server:
     def start(self, timeout: float = 20) -> Server:
         self._log = self.log.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "weekly_mailer", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "weekly_mailer", "serve", "--port", str(self.port), *self.args],
             cwd=self.cwd,
             env=self.env,
             stdout=self._log,

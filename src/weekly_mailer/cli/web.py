@@ -18,8 +18,16 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 @click.option("--host", default=None, help="Address to listen on (default: settings.host).")
 @click.option("--port", type=int, default=None, help="Port to listen on (default: settings.port).")
 @click.option("--threads", type=click.IntRange(1, 64), default=4, show_default=True)
+@click.option(
+    "--trusted-proxy",
+    default=None,
+    metavar="ADDR",
+    help="A reverse proxy whose X-Forwarded-For/-Proto headers to believe.",
+)
 @pass_app
-def serve(app: AppContext, host: str | None, port: int | None, threads: int) -> None:
+def serve(
+    app: AppContext, host: str | None, port: int | None, threads: int, trusted_proxy: str | None
+) -> None:
     """Serve the subscriber web pages with waitress (a production WSGI server)."""
     from waitress import create_server
 
@@ -27,6 +35,12 @@ def serve(app: AppContext, host: str | None, port: int | None, threads: int) -> 
 
     settings = app.settings
     web = create_app(settings, db=app.db)
+    proxy: dict[str, str] = {}
+    if trusted_proxy:
+        proxy = {
+            "trusted_proxy": trusted_proxy,
+            "trusted_proxy_headers": "x-forwarded-for x-forwarded-proto",
+        }
     server = create_server(
         web,
         host=host or settings.host,
@@ -34,6 +48,7 @@ def serve(app: AppContext, host: str | None, port: int | None, threads: int) -> 
         threads=threads,
         ident="weekly-mailer",
         clear_untrusted_proxy_headers=True,
+        **proxy,
     )
     bound = server.getsockname() if hasattr(server, "getsockname") else (host, port)
     click.echo(

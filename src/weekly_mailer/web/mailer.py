@@ -16,7 +16,7 @@ import queue
 import threading
 from email.parser import BytesHeaderParser
 from email.utils import parseaddr
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..delivery.base import Envelope
 from ..errors import DeliveryError, PermanentFailure, WeeklyMailerError
@@ -85,11 +85,10 @@ class ConfirmationMailer:
                 self._queue.task_done()
 
     def _send(self, job: ConfirmationJob) -> None:
-        import importlib
+        from ..compose import build_confirmation_message
 
-        compose: Any = importlib.import_module("weekly_mailer.compose")
         try:
-            data: bytes = compose.build_confirmation_message(
+            data = build_confirmation_message(
                 self.settings, email=job.email, name=job.name, confirm_url=job.confirm_url
             )
             headers = BytesHeaderParser().parsebytes(data)

@@ -47,6 +47,7 @@ def main(ctx: click.Context, config_path: str | None) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
+from . import bounces as _bounces  # noqa: E402
 from . import daemon as _daemon  # noqa: E402
 from . import dkim as _dkim  # noqa: E402
 from . import doctor as _doctor  # noqa: E402
@@ -54,5 +55,5 @@ from . import setup as _setup  # noqa: E402
 from . import subscribers as _subscribers  # noqa: E402
 from . import web as _web  # noqa: E402
 
-for _module in (_setup, _subscribers, _doctor, _dkim, _daemon, _web):
+for _module in (_setup, _subscribers, _doctor, _dkim, _bounces, _daemon, _web):
     _module.register(main)

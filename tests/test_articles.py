@@ -49,18 +49,22 @@ def test_seed_article_field_by_field(seed_path: Path) -> None:
     ):
         assert chrome not in article.body_html
     assert "women’s security" in article.body_html  # typographic apostrophes kept
+    # Dashes the export turned into a lone closing quote are dashes again.
+    assert " ” " not in article.body_html
+    assert "population — particularly children" in article.body_html
 
 
 def test_export_artefacts_are_repaired() -> None:
     text = (
         "Field Notes\n\nA Town\\’s Long Winter\n\nMarch 3, 2026\n\nBy Jo Lee\n\n"
         'The town\\\'s mayor said \\"enough\\".\n\nSecond paragraph.\n\n'
-        "Jo Lee is a reporter.\n\nRelated locations: Norway, Iceland\n\nSubmit a Comment\n\nx"
+        "Jo Lee is a reporter ” and editor.\n\n"
+        "Related locations: Norway, Iceland\n\nSubmit a Comment\n\nx"
     )
     article = parse_plaintext(text)
     assert article.title == "A Town’s Long Winter"
     assert article.author == "Jo Lee"
-    assert article.author_bio == "Jo Lee is a reporter."
+    assert article.author_bio == "Jo Lee is a reporter — and editor."
     assert article.body_html == '<p>The town\'s mayor said "enough".</p>\n<p>Second paragraph.</p>'
     assert article.tags == {"Related locations": ["Norway", "Iceland"]}
 

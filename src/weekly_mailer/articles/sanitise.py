@@ -30,6 +30,8 @@ _BLOCK_TAG_RE = re.compile(
 _SPACE_RE = re.compile(r"\s+")
 # Export artefacts: a backslash before a quote or apostrophe, as in "Asia\’s".
 _BACKSLASH_QUOTE_RE = re.compile(r"\\+([’‘'\"“”])")
+# A closing quote standing alone between spaces was a dash before the export mangled it.
+_LONE_QUOTE_DASH_RE = re.compile(r"(?<= )”(?= )")
 
 
 def sanitise_html(fragment: str) -> str:
@@ -51,8 +53,9 @@ def html_to_plain(fragment: str) -> str:
 
 
 def repair_text(text: str) -> str:
-    """Undo export artefacts such as ``\\’`` and normalise line endings."""
+    """Undo export artefacts (``\\’``; a lone ``”`` between spaces for a dash); LF endings."""
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\ufeff", "")
+    text = _LONE_QUOTE_DASH_RE.sub("—", text)
     return _BACKSLASH_QUOTE_RE.sub(r"\1", text)
 
 

@@ -1,0 +1,108 @@
+"""What ``send``, ``worker`` and ``demo`` share: signals, the progress bar, the summary table."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn
+from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from ..delivery.worker import Stats
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM and the first Ctrl-C set ``stop`` (finish in-flight, hand back the rest)."""
+    previous: dict[int, Any] = {}
+
+    def handler(signum: int, _frame: Any) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (int(signal.SIGTERM), int(signal.SIGINT)):
+            previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+class _RateEta(ProgressColumn):
+    """Messages per second since the start, and the time left at that rate."""
+
+    def render(self, task: Task) -> Text:
+        rate = float(task.fields.get("rate", 0.0))
+        left = (task.total or 0) - task.completed
+        eta = "--:--" if rate <= 0 else time.strftime("%M:%S", time.gmtime(left / rate))
+        return Text(f"{rate:6.1f} msg/s  ETA {eta}", style="progress.remaining")
+
+
+class SendProgress:
+    """A live bar: sent, deferred, failed, rate, ETA (quiet when stderr is not a terminal)."""
+
+    def __init__(self, total: int, *, already_done: int = 0) -> None:
+        self.console = Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("[bold]Sending"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TextColumn(
+                "sent [green]{task.fields[sent]}[/] · deferred [yellow]"
+                "{task.fields[deferred]}[/] · failed [red]{task.fields[failed]}[/]"
+            ),  # fmt: skip
+            _RateEta(),
+            console=self.console,
+            transient=False,
+            disable=not self.console.is_terminal,
+        )
+        self.task = self.progress.add_task(
+            "send", total=total, completed=0, sent=0, deferred=0, failed=0, rate=0.0
+        )
+        self.already_done = already_done
+
+    def update(self, stats: Stats) -> None:
+        self.progress.update(
+            self.task,
+            completed=stats.sent + stats.failed + stats.skipped,
+            sent=stats.sent,
+            deferred=stats.deferred,
+            failed=stats.failed,
+            rate=stats.rate(),
+        )
+
+    def __enter__(self) -> SendProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+
+def summary_table(title: str, counts: dict[str, int], stats: Stats | None = None) -> None:
+    """Print the per-state counts (and this run's figures) as a table on stdout."""
+    click.echo(title)
+    table = Table()
+    table.add_column("state")
+    table.add_column("rows", justify="right")
+    for state, n in counts.items():
+        table.add_row(state, str(n))
+    table.add_row("total", str(sum(counts.values())), style="bold")
+    Console(width=100).print(table)
+    if stats is not None:
+        elapsed = time.monotonic() - stats.started
+        click.echo(
+            f"This run: {stats.sent} sent, {stats.deferred} deferred, {stats.failed} failed, "
+            f"{stats.skipped} skipped in {elapsed:.1f}s ({stats.rate():.1f} msg/s)."
+        )

@@ -1,0 +1,112 @@
+"""``issues``: list the issues, show one (per-state counts, failures with SMTP replies), retry."""
+
+from __future__ import annotations
+
+import threading
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from .. import issues as svc
+from ..models import utcnow
+from ._common import AppContext, pass_app
+from ._delivery import stop_on_signals, summary_table
+
+STATES = ("queued", "sending", "sent", "deferred", "failed", "skipped")
+
+
+@click.group()
+def issues() -> None:
+    """See what was sent to whom, and resend what failed."""
+
+
+@issues.command("list")
+@pass_app
+def list_(app: AppContext) -> None:
+    """Every issue, newest first, with its per-state delivery counts."""
+    with app.db.sessions.begin() as session:
+        rows = svc.list_issues(session)
+    if not rows:
+        click.echo("No issues yet: `weekly-mailer send` composes and sends this week's.")
+        return
+    table = Table()
+    for col in ("id", "week", "status", "subject", *STATES):
+        table.add_column(col, justify="right" if col in STATES or col == "id" else "left")
+    for issue, counts in rows:
+        table.add_row(
+            str(issue.id),
+            issue.send_week.isoformat(),
+            issue.status,
+            issue.subject or issue.reason,
+            *(str(counts[s]) for s in STATES),
+        )
+    Console(width=160).print(table)
+
+
+@issues.command()
+@click.argument("issue_id", type=int)
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@pass_app
+def show(app: AppContext, issue_id: int, limit: int) -> None:
+    """One issue: its state, per-state counts, and the failed/deferred rows with SMTP replies."""
+    with app.db.sessions.begin() as session:
+        issue = svc.get_issue(session, issue_id)
+        counts = svc.counts(session, issue_id)
+        failures = svc.failures(session, issue_id, limit=limit)
+    click.echo(f"Issue #{issue.id}: {issue.subject or '(no subject)'}")
+    click.echo(f"Week of {issue.send_week}  status {issue.status}")
+    if issue.reason:
+        click.echo(f"Reason: {issue.reason}")
+    if issue.enqueued_at:
+        click.echo(f"Enqueued {issue.enqueued_at:%Y-%m-%d %H:%M:%S} UTC")
+    if issue.finished_at:
+        click.echo(f"Finished {issue.finished_at:%Y-%m-%d %H:%M:%S} UTC")
+    summary_table("Deliveries", counts)
+    if failures:
+        table = Table(title="Failed and deferred", title_justify="left")
+        for col in ("address", "state", "tries", "reply", "next try (UTC)"):
+            table.add_column(col)
+        for f in failures:
+            table.add_row(
+                f.email,
+                f.status,
+                str(f.attempts),
+                f.error or (str(f.code) if f.code else ""),
+                f"{f.next_attempt_at:%Y-%m-%d %H:%M:%S}"
+                if f.status == "deferred" and f.next_attempt_at
+                else "",
+            )
+        Console(width=160).print(table)
+        shown = counts["failed"] + counts["deferred"]
+        if shown > len(failures):
+            click.echo(f"… and {shown - len(failures)} more (--limit).")
+        click.echo(f"Resend them with `weekly-mailer issues retry {issue.id}`.")
+
+
+@issues.command()
+@click.argument("issue_id", type=int)
+@click.option("--no-send", is_flag=True, help="Only queue them; a worker or `run` sends them.")
+@pass_app
+def retry(app: AppContext, issue_id: int, no_send: bool) -> None:
+    """Queue the failed and deferred deliveries of an issue again, and send them now."""
+    from ..delivery import resolve_backend
+    from .send import deliver_issue
+
+    settings = app.settings
+    backend = resolve_backend(settings)
+    with app.db.sessions.begin() as session:
+        n = svc.retry(session, issue_id, now=utcnow())
+    click.echo(f"Queued {n} deliveries of issue #{issue_id} again.")
+    if no_send or not n:
+        return
+    stop = threading.Event()
+    with backend, stop_on_signals(stop):
+        stats = deliver_issue(app.db, settings, backend, issue_id, stop=stop, total=n)
+    with app.db.sessions.begin() as session:
+        counts = svc.counts(session, issue_id)
+    summary_table(f"Issue #{issue_id}", counts, stats)
+
+
+def register(main: click.Group) -> None:
+    main.add_command(issues)

@@ -1,0 +1,201 @@
+"""``send`` (compose + enqueue + deliver now) and ``worker`` (the delivery worker alone)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING
+
+import click
+from sqlalchemy.exc import IntegrityError
+
+from .. import issues
+from ..errors import WeeklyMailerError
+from ..models import IssueStatus, utcnow
+from ..weeks import send_week_for
+from ._common import AppContext, pass_app
+from ._delivery import SendProgress, stop_on_signals, summary_table
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..db import Database
+    from ..delivery.base import Backend
+    from ..delivery.worker import Stats
+
+log = logging.getLogger("weekly_mailer.send")
+
+
+class SendError(WeeklyMailerError):
+    """The send cannot start (no article, the week was skipped, …)."""
+
+
+def deliver_issue(
+    db: Database,
+    settings: Settings,
+    backend: Backend,
+    issue_id: int,
+    *,
+    stop: threading.Event,
+    total: int,
+    max_wait: float = 60.0,
+) -> Stats:
+    """Run the worker on one issue with a progress bar until nothing is due within max_wait."""
+    from ..delivery.render import IssueRenderers
+    from ..delivery.worker import Worker
+
+    with SendProgress(total) as progress:
+        worker = Worker(
+            db.sessions,
+            settings,
+            backend,
+            IssueRenderers(db.sessions, settings),
+            issue_id=issue_id,
+            stop=stop,
+            on_progress=progress.update,
+        )
+        return worker.run(until_idle=True, max_wait=max_wait)
+
+
+@click.command()
+@click.argument("source", required=False)
+@click.option("--dry-run", is_flag=True, help="Show how many and who would get it; send nothing.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@pass_app
+def send(app: AppContext, source: str | None, dry_run: bool, yes: bool) -> None:
+    """Compose this week's issue from SOURCE (default: article_source), enqueue it, deliver now.
+
+    Running it again for the same week sends nothing new: it only finishes what is still
+    queued. SIGTERM or Ctrl-C stops cleanly (the messages in flight are finished and recorded);
+    run it again to continue.
+    """
+    from ..articles import load_article
+    from ..delivery import resolve_backend
+
+    settings = app.settings
+    backend = resolve_backend(settings)  # an unknown scheme fails before anything is claimed
+    db = app.db
+    now = utcnow()
+    week = send_week_for(now, settings)
+    with db.sessions.begin() as session:
+        issue = issues.issue_for_week(session, week)
+        if issue is not None and issue.status in (IssueStatus.SKIPPED, IssueStatus.MISSED):
+            raise SendError(
+                f"the week of {week} is recorded as {issue.status}"
+                + (f" ({issue.reason})" if issue.reason else "")
+                + "; nothing was sent"
+            )
+        existing = None if issue is None else (issue.id, issue.subject, issue.enqueued_at)
+    composed = article = None
+    if existing is None:
+        src = source or settings.article_source
+        if not src:
+            raise SendError("no article: pass SOURCE or set article_source in the config")
+        start, _end = issues.week_window(week, settings)
+        article = load_article(src, week_start=start, week_end=max(now, _end))
+        composed = issues.compose(article, settings, send_week=week)
+        subject = composed.subject
+    else:
+        subject = existing[1]
+    with db.sessions.begin() as session:
+        if existing is None or existing[2] is None:
+            n, sample = issues.active_count(session), issues.active_sample(session)
+        else:
+            c = issues.counts(session, existing[0])
+            n = c["queued"] + c["deferred"] + c["sending"]
+            sample = issues.open_sample(session, existing[0])
+    if existing is not None and existing[2] is not None:
+        if not n:
+            click.echo(
+                f"Issue #{existing[0]} for the week of {week} was already sent: nothing new."
+            )
+            return
+        click.echo(f"Issue #{existing[0]} for the week of {week}: {n} deliveries still to do.")
+    if dry_run:
+        click.echo(f"Dry run: {subject!r} (week of {week}) would go to {n} subscribers.")
+        for email in sample:
+            click.echo(f"  {email}")
+        if n > len(sample):
+            click.echo(f"  … and {n - len(sample)} more")
+        click.echo("Nothing was sent.")
+        return
+    if n and not yes:
+        click.confirm(f"Send {subject!r} to {n} subscribers now?", abort=True)
+    with db.sessions.begin() as session:
+        if existing is None:
+            assert article is not None and composed is not None
+            try:
+                with session.begin_nested():
+                    issue = issues.store_issue(
+                        session, article, composed, send_week=week, now=now, source=src
+                    )
+            except IntegrityError:
+                issue = issues.issue_for_week(session, week)  # another process stored it first
+                assert issue is not None
+        else:
+            issue = issues.get_issue(session, existing[0])
+        if issue.enqueued_at is None:
+            added = issues.enqueue(session, issue, now=now)
+            click.echo(f"Issue #{issue.id} {issue.subject!r}: queued for {added} subscribers.")
+        issue_id = issue.id
+    stop = threading.Event()
+    with backend, stop_on_signals(stop):
+        stats = deliver_issue(
+            db, settings, backend, issue_id, stop=stop, total=n,
+            max_wait=max(60.0, settings.lease_seconds + 1),
+        )  # fmt: skip
+    with db.sessions.begin() as session:
+        counts = issues.counts(session, issue_id)
+        status = issues.get_issue(session, issue_id).status
+    summary_table(f"Issue #{issue_id} (week of {week}): {status}", counts, stats)
+    if stop.is_set():
+        click.echo("Stopped: the messages in flight were finished; run `send` again to continue.")
+    elif counts["deferred"]:
+        click.echo(
+            f"{counts['deferred']} deferred messages will be retried by `weekly-mailer worker` "
+            "or `run` (or now: `weekly-mailer issues retry " + str(issue_id) + "`)."
+        )
+
+
+@click.command()
+@click.option("--once", is_flag=True, help="Deliver what is due, then exit.")
+@pass_app
+def worker(app: AppContext, once: bool) -> None:
+    """Run the delivery worker only: claim, send and record for every sending issue.
+
+    Several workers (on several hosts, with PostgreSQL) can run at once. SIGTERM stops
+    claiming, finishes the messages in flight and hands the rest back.
+    """
+    from ..delivery import resolve_backend
+    from ..delivery.base import BackendUnavailableError
+    from ..delivery.render import IssueRenderers
+    from ..delivery.worker import Worker
+
+    settings = app.settings
+    backend = resolve_backend(settings)
+    db = app.db
+    stop = threading.Event()
+    w = Worker(db.sessions, settings, backend, IssueRenderers(db.sessions, settings), stop=stop)
+    click.echo(f"Worker {w.owner} started.", err=True)
+    with backend, stop_on_signals(stop):
+        while not stop.is_set():
+            try:
+                w.run(until_idle=once)
+            except BackendUnavailableError as exc:
+                if once:
+                    raise
+                log.error("%s; trying again in %.0fs", exc, settings.throttle_pause_seconds)
+                stop.wait(settings.throttle_pause_seconds)
+                continue
+            if once:
+                break
+    s = w.stats
+    click.echo(
+        f"Worker stopped: {s.sent} sent, {s.deferred} deferred, {s.failed} failed, "
+        f"{s.skipped} skipped.",
+        err=True,
+    )
+
+
+def register(main: click.Group) -> None:
+    main.add_command(send)
+    main.add_command(worker)

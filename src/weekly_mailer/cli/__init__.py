@@ -48,6 +48,7 @@ def main(ctx: click.Context, config_path: str | None) -> None:
 
 
 from . import bounces as _bounces  # noqa: E402
+from . import compose as _compose  # noqa: E402
 from . import daemon as _daemon  # noqa: E402
 from . import dkim as _dkim  # noqa: E402
 from . import doctor as _doctor  # noqa: E402
@@ -57,5 +58,16 @@ from . import setup as _setup  # noqa: E402
 from . import subscribers as _subscribers  # noqa: E402
 from . import web as _web  # noqa: E402
 
-for _module in (_setup, _subscribers, _doctor, _dkim, _bounces, _daemon, _web, _send, _issues):
+for _module in (
+    _setup,
+    _subscribers,
+    _compose,
+    _doctor,
+    _dkim,
+    _bounces,
+    _daemon,
+    _web,
+    _send,
+    _issues,
+):
     _module.register(main)

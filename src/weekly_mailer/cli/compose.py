@@ -1,0 +1,162 @@
+"""``preview``: compose the week's issue and show the editor exactly what subscribers get."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import time
+import webbrowser
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ..errors import ArticleError, ComposeError, TokenError
+from ._common import AppContext, pass_app
+
+if TYPE_CHECKING:
+    from ..articles import Article
+    from ..compose import ComposedIssue, Recipient
+    from ..config import Settings
+
+PREVIEW_NAME = "Reader"
+PREVIEW_EMAIL = "reader@example.org"
+TEST_PREFIX = "[TEST] "
+
+
+def _outputs(output: str | None) -> tuple[Path, Path]:
+    base = Path(output or "preview")
+    if base.suffix.lower() in (".html", ".htm"):
+        return base, base.with_suffix(".txt")
+    if base.suffix.lower() == ".txt":
+        return base.with_suffix(".html"), base
+    return base.with_name(base.name + ".html"), base.with_name(base.name + ".txt")
+
+
+def _load(source: str, settings: Settings, week: dt.date, now: dt.datetime) -> Article:
+    """The article as ``send`` would take it (a feed: the week's item; a folder: its file)."""
+    from ..articles import load_article
+    from ..issues import week_window
+
+    start, end = week_window(week, settings)
+    if Path(source).is_dir():
+        from ..scheduler.sources import resolve_week_article
+
+        chosen = resolve_week_article(
+            source, send_week=week, since=start, until=max(now, end), sent_keys=()
+        )
+        return chosen.article
+    return load_article(source, week_start=start, week_end=max(now, end))
+
+
+def _recipient(settings: Settings, email: str, name: str) -> Recipient:
+    from ..compose import Recipient, unsubscribe_url
+
+    try:
+        url = unsubscribe_url(settings, 0, email.lower())
+    except TokenError:  # no secret_key yet: a preview still shows where the link goes
+        url = f"{settings.base_url.rstrip('/')}/unsubscribe/PREVIEW"
+    return Recipient(0, email, name, url)
+
+
+def _filled(issue: ComposedIssue, recipient: Recipient) -> tuple[str, str]:
+    from ..compose.message import Personal, fill, html_escape
+
+    values = Personal.of(recipient).body_values()
+    return fill(issue.html_template, values, escape=html_escape), fill(issue.text_template, values)
+
+
+def _sign(settings: Settings, data: bytes) -> bytes:
+    """DKIM-sign like the delivery worker does, when DKIM is configured."""
+    try:
+        dkim: Any = importlib.import_module("weekly_mailer.delivery.dkim")
+    except ImportError:
+        return data
+    signer = dkim.DkimSigner.from_settings(settings)
+    return data if signer is None else bytes(signer.sign(data))
+
+
+def _send_test(settings: Settings, article: Article, week: dt.date, address: str) -> str:
+    from ..compose import compose_issue, envelope_sender, make_message_id
+    from ..delivery import resolve_backend
+    from ..delivery.base import Envelope
+
+    backend = resolve_backend(settings)
+    issue = compose_issue(article, settings, send_week=week, subject_prefix=TEST_PREFIX)
+    recipient = _recipient(settings, address, "")
+    message_id = make_message_id(settings, f"test-{week}-{time.time_ns()}", 0)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    data = _sign(settings, issue.message_for(recipient, message_id=message_id, date=now))
+    with backend:
+        backend.send(Envelope(envelope_sender(settings), address, data, message_id))
+    return message_id
+
+
+@click.command()
+@click.argument("source", required=False)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False),
+    help="Where to write: BASE gives BASE.html and BASE.txt (default: ./preview).",
+)
+@click.option("--text", "show_text", is_flag=True, help="Print the text version.")
+@click.option("--open", "open_browser", is_flag=True, help="Open the HTML in the web browser.")
+@click.option(
+    "--send-test",
+    "send_to",
+    metavar="ADDR",
+    help='Send one copy to ADDR through the configured backend ("[TEST]" in the subject).',
+)
+@pass_app
+def preview(
+    app: AppContext,
+    source: str | None,
+    output: str | None,
+    show_text: bool,
+    open_browser: bool,
+    send_to: str | None,
+) -> None:
+    """Compose the issue from SOURCE (default: article_source) and write the HTML and text.
+
+    The files show what a subscriber gets (with sample personal values); the lint report says
+    what an inbox would clip or break. Errors in it make `send` refuse the issue.
+    """
+    from ..compose import compose_issue
+    from ..weeks import send_week_for
+
+    settings = app.settings
+    src = source or settings.article_source
+    if not src:
+        raise ArticleError("no article: pass SOURCE or set article_source in the config")
+    now = dt.datetime.now(dt.UTC)
+    week = send_week_for(now, settings)
+    article = _load(src, settings, week, now)
+    issue = compose_issue(article, settings, send_week=week)
+    html, text = _filled(issue, _recipient(settings, send_to or PREVIEW_EMAIL, PREVIEW_NAME))
+    html_path, text_path = _outputs(output)
+    for path, content in ((html_path, html), (text_path, text)):
+        try:
+            path.write_text(content, encoding="utf-8")
+        except OSError as exc:
+            raise ComposeError(f"cannot write {path}: {exc.strerror}") from None
+    if show_text:
+        click.echo(text, nl=False)
+        click.echo()
+    click.echo(f"Subject: {issue.subject}")
+    click.echo(f"Wrote {html_path} ({len(html.encode()) / 1024:.1f} KB) and {text_path}")
+    click.echo("Lint:")
+    for line in issue.lint.lines():
+        click.echo(f"  {line}")
+    if issue.lint.hard_failure:
+        click.echo("`send` would refuse this issue until the errors are fixed.")
+    if open_browser:
+        webbrowser.open(html_path.resolve().as_uri())
+    if send_to:
+        message_id = _send_test(settings, article, week, send_to)
+        click.echo(f"Sent a test copy to {send_to} (Message-ID {message_id}).")
+
+
+def register(main: click.Group) -> None:
+    """Add ``preview`` to the root command."""
+    main.add_command(preview)

@@ -1,7 +1,8 @@
-"""Subscriber rules: validate, add, import, export, subscribe, confirm, unsubscribe, remove.
+"""Subscriber files: import CSV (email, optional name) or JSON exports; export CSV or JSON.
 
-Functions here take an open session and never commit: the caller (a CLI command, a web request,
-a scheduler job) owns the transaction. Every status change writes a :class:`SubscriberEvent`.
+Each bad row becomes a :class:`RowError` with its line number; good rows are kept. New
+subscribers are inserted in bulk; known ones follow the import rules (never re-activated after
+leaving unless the operator says so).
 """
 
 from __future__ import annotations
@@ -11,130 +12,25 @@ import dataclasses
 import datetime as dt
 import io
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable
 from typing import Any, TextIO
 
-from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from .errors import InvalidAddressError, SubscriberError
-from .models import EventKind, Subscriber, SubscriberEvent, SubscriberStatus, utcnow
+from ..errors import SubscriberError
+from ..models import EventKind, Subscriber, SubscriberEvent, SubscriberStatus, utcnow
+from .rules import (
+    _STATUSES,
+    _activate,
+    _chunks,
+    clean_name,
+    iter_subscribers,
+    normalise_address,
+    record,
+)
 
-MAX_NAME = 200
 EXPORT_FIELDS = ("email", "name", "status", "created_at", "confirmed_at", "consent_source")
-_CHUNK = 500
-
-
-def normalise_address(raw: str) -> tuple[str, str]:
-    """Validate an address (syntax only, no DNS) and return ``(address, unique key)``."""
-    value = raw.strip()
-    if not value:
-        raise InvalidAddressError("the address is empty")
-    if any(c in value for c in "\r\n\x00"):
-        raise InvalidAddressError("the address contains a line break or NUL")
-    try:
-        info = validate_email(value, check_deliverability=False, allow_smtputf8=True)
-    except EmailNotValidError as exc:
-        raise InvalidAddressError(f"{value!r} is not a valid address: {exc}") from None
-    address = info.normalized
-    return address, address.lower()
-
-
-def clean_name(raw: str | None) -> str:
-    """A display name on one line, or a :class:`SubscriberError`."""
-    name = " ".join((raw or "").split()) if raw else ""
-    if raw and any(ord(c) < 32 and c not in "\t " for c in raw):
-        raise SubscriberError("the name contains a line break or control character")
-    if len(name) > MAX_NAME:
-        raise SubscriberError(f"the name is longer than {MAX_NAME} characters")
-    return name
-
-
-def get_by_email(session: Session, email: str) -> Subscriber | None:
-    """The subscriber with this address (any case), if any."""
-    _, key = normalise_address(email)
-    return session.scalars(select(Subscriber).where(Subscriber.email_key == key)).one_or_none()
-
-
-def record(
-    session: Session,
-    sub: Subscriber,
-    kind: EventKind,
-    *,
-    source: str,
-    detail: str = "",
-    now: dt.datetime | None = None,
-) -> None:
-    """Append one event to the subscriber's audit trail."""
-    session.add(
-        SubscriberEvent(
-            subscriber=sub, kind=kind.value, source=source, detail=detail, at=now or utcnow()
-        )
-    )
-
-
-def _activate(sub: Subscriber, *, source: str, now: dt.datetime) -> None:
-    sub.status = SubscriberStatus.ACTIVE.value
-    sub.confirmed_at = now
-    sub.consent_at = now
-    sub.consent_source = source
-    sub.unsubscribed_at = None
-    sub.bounce_count = 0
-
-
-def add(
-    session: Session,
-    email: str,
-    *,
-    name: str = "",
-    confirmed: bool = False,
-    resubscribe: bool = False,
-    source: str = "cli",
-    now: dt.datetime | None = None,
-) -> Subscriber:
-    """Add one subscriber (pending, or active with ``confirmed``)."""
-    now = now or utcnow()
-    address, key = normalise_address(email)
-    clean = clean_name(name)
-    sub = session.scalars(select(Subscriber).where(Subscriber.email_key == key)).one_or_none()
-    if sub is not None:
-        if sub.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING) and not (
-            confirmed and sub.status == SubscriberStatus.PENDING
-        ):
-            raise SubscriberError(f"{address} is already a subscriber ({sub.status})")
-        if (
-            sub.status not in (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING)
-            and not resubscribe
-        ):
-            raise SubscriberError(
-                f"{address} is {sub.status}; pass --resubscribe to subscribe it again"
-            )
-        if sub.status != SubscriberStatus.PENDING:
-            record(session, sub, EventKind.RESUBSCRIBED, source=source, now=now)
-    else:
-        sub = Subscriber(
-            email=address,
-            email_key=key,
-            name=clean,
-            status=SubscriberStatus.PENDING.value,
-            source=source,
-            created_at=now,
-            updated_at=now,
-            consent_at=now,
-            consent_source=source,
-        )
-        session.add(sub)
-        record(session, sub, EventKind.SUBSCRIBED, source=source, now=now)
-    if clean:
-        sub.name = clean
-    if confirmed:
-        _activate(sub, source=source, now=now)
-        record(session, sub, EventKind.CONFIRMED, source=source, now=now)
-    else:
-        sub.status = SubscriberStatus.PENDING.value
-    session.flush()
-    return sub
 
 
 # --- import -------------------------------------------------------------------------------
@@ -177,9 +73,6 @@ class _Row:
     key: str
     name: str
     status: str | None
-
-
-_STATUSES = {s.value for s in SubscriberStatus}
 
 
 def _decode_lines(data: bytes, errors: list[RowError]) -> str:
@@ -286,11 +179,6 @@ def _parse_json(text: str, errors: list[RowError]) -> tuple[list[_Row], list[Row
         if row is not None:
             rows.append(row)
     return rows, errors
-
-
-def _chunks(seq: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(seq), size):
-        yield seq[i : i + size]
 
 
 def import_rows(
@@ -425,41 +313,6 @@ def import_file(
     )
 
 
-# --- reading ------------------------------------------------------------------------------
-
-
-def _status_filter(status: str | None) -> Any:
-    if status is None:
-        return True
-    if status not in _STATUSES:
-        raise SubscriberError(f"unknown status {status!r} (one of: {', '.join(sorted(_STATUSES))})")
-    return Subscriber.status == status
-
-
-def count(session: Session, *, status: str | None = None) -> int:
-    """How many subscribers (with this status)."""
-    return (
-        session.scalar(select(func.count()).select_from(Subscriber).where(_status_filter(status)))
-        or 0
-    )
-
-
-def iter_subscribers(
-    session: Session,
-    *,
-    status: str | None = None,
-    search: str | None = None,
-    limit: int | None = None,
-) -> Iterator[Subscriber]:
-    """Subscribers in id order, streamed."""
-    stmt = select(Subscriber).where(_status_filter(status)).order_by(Subscriber.id)
-    if search:
-        stmt = stmt.where(Subscriber.email_key.contains(search.lower()))
-    if limit is not None:
-        stmt = stmt.limit(limit)
-    yield from session.scalars(stmt.execution_options(yield_per=1000))
-
-
 def export_row(sub: Subscriber) -> dict[str, str]:
     return {
         "email": sub.email,
@@ -471,9 +324,7 @@ def export_row(sub: Subscriber) -> dict[str, str]:
     }
 
 
-def write_export(
-    session: Session, out: TextIO, *, fmt: str, status: str | None
-) -> int:
+def write_export(session: Session, out: TextIO, *, fmt: str, status: str | None) -> int:
     """Write subscribers as CSV or JSON to ``out``; returns how many."""
     n = 0
     if fmt == "csv":
@@ -493,135 +344,3 @@ def write_export(
     else:
         raise SubscriberError(f"unknown export format {fmt!r} (csv or json)")
     return n
-
-
-# --- changes ------------------------------------------------------------------------------
-
-
-def remove(session: Session, email: str) -> Subscriber:
-    """Delete a subscriber and their history (erasure). Deliveries go too."""
-    sub = get_by_email(session, email)
-    if sub is None:
-        raise SubscriberError(f"{email.strip()} is not a subscriber")
-    session.delete(sub)
-    session.flush()
-    return sub
-
-
-def unsubscribe(
-    session: Session,
-    sub: Subscriber,
-    *,
-    source: str,
-    detail: str = "",
-    now: dt.datetime | None = None,
-) -> bool:
-    """Unsubscribe; idempotent. Returns whether anything changed."""
-    if sub.status == SubscriberStatus.UNSUBSCRIBED:
-        return False
-    now = now or utcnow()
-    sub.status = SubscriberStatus.UNSUBSCRIBED.value
-    sub.unsubscribed_at = now
-    record(session, sub, EventKind.UNSUBSCRIBED, source=source, detail=detail, now=now)
-    session.flush()
-    return True
-
-
-def confirm(
-    session: Session, sub: Subscriber, *, source: str, now: dt.datetime | None = None
-) -> bool:
-    """Complete a double opt-in; idempotent for active subscribers. Returns whether it changed."""
-    if sub.status == SubscriberStatus.ACTIVE:
-        return False
-    now = now or utcnow()
-    was = sub.status
-    _activate(sub, source=source, now=now)
-    record(
-        session,
-        sub,
-        EventKind.CONFIRMED if was == SubscriberStatus.PENDING else EventKind.RESUBSCRIBED,
-        source=source,
-        now=now,
-    )
-    session.flush()
-    return True
-
-
-def request_subscription(
-    session: Session,
-    email: str,
-    *,
-    name: str = "",
-    source: str,
-    now: dt.datetime | None = None,
-) -> Subscriber | None:
-    """A sign-up from the web: returns the subscriber to confirm, or ``None`` when already active.
-
-    Unknown addresses become pending; pending, unsubscribed and bounced ones get a fresh
-    confirmation (the link, not this call, changes their status). Complaints are never re-invited.
-    """
-    now = now or utcnow()
-    address, key = normalise_address(email)
-    clean = clean_name(name)
-    sub = session.scalars(select(Subscriber).where(Subscriber.email_key == key)).one_or_none()
-    if sub is None:
-        sub = Subscriber(
-            email=address,
-            email_key=key,
-            name=clean,
-            status=SubscriberStatus.PENDING.value,
-            source=source,
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(sub)
-        record(session, sub, EventKind.SUBSCRIBED, source=source, now=now)
-        session.flush()
-        return sub
-    if sub.status in (SubscriberStatus.ACTIVE, SubscriberStatus.COMPLAINED):
-        return None
-    if clean and sub.status == SubscriberStatus.PENDING:
-        sub.name = clean
-    return sub
-
-
-def expire_pending(session: Session, *, older_than: dt.datetime) -> int:
-    """Forget web sign-ups whose last confirmation e-mail is older than ``older_than``."""
-    stale = select(Subscriber.id).where(
-        Subscriber.status == SubscriberStatus.PENDING,
-        func.coalesce(Subscriber.confirmation_sent_at, Subscriber.created_at) < older_than,
-        Subscriber.source.like("web%"),
-    )
-    ids = list(session.scalars(stale))
-    for chunk in _chunks(ids):
-        for sub in session.scalars(select(Subscriber).where(Subscriber.id.in_(chunk))):
-            session.delete(sub)
-    session.flush()
-    return len(ids)
-
-
-def note_bounce(
-    session: Session, subscriber_ids: Sequence[int], *, limit: int, detail: str = ""
-) -> int:
-    """Count one hard bounce each; subscribers at ``limit`` become bounced. Returns how many did."""
-    if not subscriber_ids:
-        return 0
-    session.execute(
-        update(Subscriber)
-        .where(Subscriber.id.in_(subscriber_ids))
-        .values(bounce_count=Subscriber.bounce_count + 1)
-    )
-    over = list(
-        session.scalars(
-            select(Subscriber).where(
-                Subscriber.id.in_(subscriber_ids),
-                Subscriber.bounce_count >= limit,
-                Subscriber.status == SubscriberStatus.ACTIVE,
-            )
-        )
-    )
-    for sub in over:
-        sub.status = SubscriberStatus.BOUNCED.value
-        record(session, sub, EventKind.BOUNCED, source="delivery", detail=detail)
-    session.flush()
-    return len(over)

@@ -50,6 +50,7 @@ def main(ctx: click.Context, config_path: str | None) -> None:
 from . import bounces as _bounces  # noqa: E402
 from . import compose as _compose  # noqa: E402
 from . import daemon as _daemon  # noqa: E402
+from . import demo as _demo  # noqa: E402
 from . import dkim as _dkim  # noqa: E402
 from . import doctor as _doctor  # noqa: E402
 from . import issues as _issues  # noqa: E402
@@ -69,5 +70,6 @@ for _module in (
     _web,
     _send,
     _issues,
+    _demo,
 ):
     _module.register(main)

@@ -155,3 +155,83 @@ def test_a_standby_does_nothing(database: Database, settings: Settings) -> None:
     )
     assert job.reconcile() is None
     assert issues(database) == []
+
+
+def folder_with_article(tmp_path: Path) -> Path:
+    folder = tmp_path / "articles"
+    folder.mkdir()
+    (folder / "2026-11-25-hedges.md").write_text(
+        "---\ntitle: Hedges in winter\nauthor: Robin Field\ndate: 2026-11-24\n---\n"
+        "A hedge is a slow city: wrens, dunnocks and a hundred insects share it.\n"
+    )
+    return folder
+
+
+def add_readers(database: Database, *emails: str) -> None:
+    from weekly_mailer import subscribers as subs
+
+    with database.sessions.begin() as session:
+        for email in emails:
+            subs.add(session, email, confirmed=True, source="test")
+
+
+def test_the_scheduled_send_composes_stores_and_enqueues_once(
+    database: Database, settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from weekly_mailer.issues import issue_maker
+    from weekly_mailer.models import Delivery
+
+    settings = settings.replace(article_source=str(folder_with_article(tmp_path)))
+    add_readers(database, "ada@example.org", "bo@example.net")
+    woken: list[bool] = []
+    clock = Clock(WED + dt.timedelta(seconds=1))
+    job = WeeklyJob(
+        settings,
+        database.sessions,
+        clock=clock,
+        make_issue=issue_maker(settings),
+        on_enqueued=lambda: woken.append(True),
+    )
+    with caplog.at_level(logging.INFO, logger="weekly_mailer"):
+        assert job.reconcile() is StartAction.CATCH_UP
+    (issue,) = issues(database)
+    assert (issue.send_week, issue.status, issue.title) == (
+        dt.date(2026, 11, 25),
+        "sending",
+        "Hedges in winter",
+    )
+    assert issue.source_key == str(tmp_path / "articles" / "2026-11-25-hedges.md")
+    with database.sessions.begin() as session:
+        queued = session.scalars(select(Delivery.status).where(Delivery.issue_id == issue.id))
+        assert sorted(queued) == ["queued", "queued"]
+    assert woken == [True]
+    assert (
+        "week of 2026-11-25: issue #1 'Hedges in winter' from "
+        f"{tmp_path / 'articles' / '2026-11-25-hedges.md'} enqueued for 2 subscribers at "
+        "2026-11-26 02:00:01 UTC"
+    ) in [r.getMessage() for r in caplog.records]
+
+    # A minute later (the reconcile job), and after a restart: nothing new.
+    clock.now += dt.timedelta(minutes=1)
+    assert job.reconcile() is StartAction.NOTHING
+    again = WeeklyJob(settings, database.sessions, clock=clock, make_issue=issue_maker(settings))
+    assert again.reconcile() is StartAction.NOTHING
+    assert len(issues(database)) == 1
+
+
+def test_losing_the_claim_race_sends_nothing(
+    database: Database, settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two daemons both saw the week open; the second insert hits the unique send week."""
+    from weekly_mailer.issues import issue_maker
+
+    settings = settings.replace(article_source=str(folder_with_article(tmp_path)))
+    add_readers(database, "ada@example.org")
+    clock = Clock(WED)
+    first = WeeklyJob(settings, database.sessions, clock=clock, make_issue=issue_maker(settings))
+    second = WeeklyJob(settings, database.sessions, clock=clock, make_issue=issue_maker(settings))
+    assert first.reconcile() is StartAction.CATCH_UP
+    with caplog.at_level(logging.INFO, logger="weekly_mailer"):
+        second._send_week(WED, dt.date(2026, 11, 25), now=clock(), sent_keys=set())
+    assert "week of 2026-11-25: another daemon claimed it first; nothing to do" in caplog.text
+    assert len(issues(database)) == 1

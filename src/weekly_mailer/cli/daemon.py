@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 import click
 
@@ -23,5 +24,82 @@ def schedule(app: AppContext, count: int) -> None:
         click.echo(format_fire_time(fire, settings.zone))
 
 
+@click.command()
+@click.option(
+    "--host", default=None, help="Address the web app listens on (default: settings.host)."
+)
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=None, help="Port (default: settings.port)."
+)
+@click.option("--no-web", is_flag=True, help="Run the scheduler and the worker only.")
+@pass_app
+def run(app: AppContext, host: str | None, port: int | None, no_web: bool) -> None:
+    """Run the daemon: the weekly send, the web app and a delivery worker in one process.
+
+    At the scheduled time (settings.schedule in settings.timezone) it sends that week's issue;
+    after downtime it catches up within grace_hours, else records the week as missed. The
+    database guarantees one issue per week however many daemons run. SIGTERM or SIGINT stop
+    it cleanly. See docs/operations.md.
+    """
+    import threading
+
+    from ..delivery import resolve_backend
+    from ..delivery.render import IssueRenderers
+    from ..delivery.worker import Worker
+    from ..issues import issue_maker
+    from ..scheduler.daemon import Daemon, DeliveryService, WebServer, utc_clock
+    from ..scheduler.job import WeeklyJob
+    from ..scheduler.leader import leadership_for
+
+    settings = app.settings
+    if settings.log_level.upper() != "DEBUG":  # its INFO says "running job" every minute
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    db = app.db
+    backend = resolve_backend(settings)  # an unknown scheme fails before anything starts
+    worker = Worker(
+        db.sessions,
+        settings,
+        backend,
+        IssueRenderers(db.sessions, settings, clock=utc_clock),
+        stop=threading.Event(),
+        clock=utc_clock,
+    )
+    job = WeeklyJob(
+        settings,
+        db.sessions,
+        clock=utc_clock,
+        make_issue=issue_maker(settings),
+        leadership=leadership_for(db.engine),
+    )
+    delivery = DeliveryService(worker)
+    job.on_enqueued = delivery.wake
+    web = None
+    web_app = None
+    if not no_web:
+        from ..web import close_app, create_app
+
+        web_app = create_app(settings, db=db)
+        web = WebServer(
+            web_app,
+            host=host or settings.host,
+            port=settings.port if port is None else port,
+        )
+
+    def closing() -> None:
+        backend.close()
+        if web_app is not None:
+            close_app(web_app)
+
+    daemon = Daemon(job, delivery=delivery, web=web, on_stop=closing)
+    click.echo(
+        f"weekly-mailer daemon: sends {job.schedule.describe()}"
+        + (f", web app on {web.url}" if web is not None else "")
+        + "; SIGTERM or Ctrl-C to stop.",
+        err=True,
+    )
+    daemon.run_until_signalled()
+
+
 def register(main: click.Group) -> None:
     main.add_command(schedule)
+    main.add_command(run)

@@ -92,7 +92,7 @@ class WeeklyJob:
 
     def _lead(self) -> bool:
         leader = self.leadership.acquire()
-        if leader != self._was_leader:
+        if leader != self._was_leader and not isinstance(self.leadership, AlwaysLeader):
             if leader:
                 log.info("this daemon leads: it runs the weekly send")
             else:
@@ -101,7 +101,7 @@ class WeeklyJob:
         return leader
 
     def _reconcile(self) -> StartAction:
-        now = self.clock()
+        now = self.clock().astimezone(dt.UTC)
         with self.sessions.begin() as session:
             fire = self.schedule.previous(now)
             week = self.schedule.send_week(fire)

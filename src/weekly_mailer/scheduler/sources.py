@@ -11,8 +11,11 @@ The rule (also in ``docs/operations.md``):
 - **One file**: that file, unless its current content was already sent.
 
 "Already sent" compares the candidate's ``source_key`` with the ``Issue.source_key`` of every
-issue so far. No article is :class:`NoArticleError`: the week is then recorded as skipped with
-its message as the reason. Any other :class:`~weekly_mailer.errors.ArticleError` (a feed that
+issue so far: a feed item's link (as ``weekly-mailer send`` stores it), a folder file's path,
+a single file's name and content hash (so a file edited for a new week counts as new).
+
+No article is :class:`NoArticleError`: the week is then recorded as skipped with its message as
+the reason. Any other :class:`~weekly_mailer.errors.ArticleError` (a feed that
 cannot be fetched, a malformed file) leaves the week open so a later attempt within the grace
 window can still send it.
 """
@@ -73,12 +76,9 @@ def resolve_week_article(
 
 
 def feed_key(article: Article) -> str:
-    """A feed item's identity: its link, else its title and date."""
-    ident = (
-        article.canonical_url
-        or f"{article.title}|{article.date.isoformat() if article.date else ''}"
-    )
-    return "feed:" + ident[:480]
+    """A feed item's identity: its link (as ``send`` stores it), else its title and date."""
+    when = article.date.isoformat() if article.date else ""
+    return (article.canonical_url or f"{article.title}|{when}")[:500]
 
 
 def file_key(path: Path) -> str:
@@ -113,16 +113,16 @@ def _from_folder(folder: Path, *, send_week: dt.date, sent_keys: Collection[str]
     week = send_week.isoformat()
     for path in candidates:
         if path.name.startswith(week):
-            key = "folder:" + path.name[:480]
+            key = str(path)[:500]
             if key in sent_keys:
                 raise NoArticleError(f"{path.name} was already sent")
             return WeekArticle(load_article(str(path)), str(path), key)
     undated = [p for p in candidates if not _DATED.match(p.name)]
-    fresh = [p for p in undated if "folder:" + p.name[:480] not in sent_keys]
+    fresh = [p for p in undated if str(p)[:500] not in sent_keys]
     if not fresh:
         raise NoArticleError(
             f"no file for {week} in {folder} (name it {week}-title.md) and no undated file "
             "left to send"
         )
     newest = max(fresh, key=lambda p: (p.stat().st_mtime, p.name))
-    return WeekArticle(load_article(str(newest)), str(newest), "folder:" + newest.name[:480])
+    return WeekArticle(load_article(str(newest)), str(newest), str(newest)[:500])

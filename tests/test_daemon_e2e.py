@@ -1,0 +1,238 @@
+"""The real daemon (`weekly-mailer run`) as a subprocess, a feed file and a real SMTP server.
+
+The schedule is set a few seconds ahead with the seconds form ('tue 14:51:07'), so the weekly
+job fires from APScheduler's cron trigger while the test watches. Checks: the issue arrives once
+per subscriber; a killed and restarted daemon sends nothing again; two daemons started together
+on one database make one issue (SQLite, and PostgreSQL with the advisory-lock leader).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+import zoneinfo
+from collections import Counter
+from collections.abc import Callable, Iterator
+from email.utils import format_datetime
+from pathlib import Path
+
+import pytest
+import tomli_w
+from sqlalchemy import select
+
+from tests.smtpd import SMTPServer, free_port
+from weekly_mailer import subscribers as subs
+from weekly_mailer.config import DAYS, Settings, load_settings
+from weekly_mailer.db import Database, make_engine, upgrade
+from weekly_mailer.models import Delivery, Issue
+
+pytestmark = pytest.mark.slow
+
+LA = zoneinfo.ZoneInfo("America/Los_Angeles")
+READERS = ["ada@example.org", "bo@example.net", "cy@example.com"]
+LEAD_SECONDS = 12  # the schedule fires this long after the daemons are started
+
+
+def feed_xml(published: dt.datetime) -> str:
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<rss version="2.0"><channel>
+<title>Field notes</title><link>https://blog.example.org/</link><description>d</description>
+<item>
+  <title>Hedges in winter</title>
+  <link>https://blog.example.org/2026/hedges-in-winter</link>
+  <guid>https://blog.example.org/2026/hedges-in-winter</guid>
+  <pubDate>{format_datetime(published)}</pubDate>
+  <author>robin@example.org (Robin Field)</author>
+  <description>&lt;p&gt;A hedge is a slow city. Wrens, dunnocks and a hundred insects
+  share it through the cold months.&lt;/p&gt;&lt;p&gt;Cut it late, and only every other
+  year.&lt;/p&gt;</description>
+</item>
+<item>
+  <title>An older post</title>
+  <link>https://blog.example.org/2025/older</link>
+  <pubDate>{format_datetime(published - dt.timedelta(days=30))}</pubDate>
+  <description>&lt;p&gt;Old news.&lt;/p&gt;</description>
+</item>
+</channel></rss>
+"""
+
+
+def schedule_in(seconds: float) -> tuple[str, dt.datetime]:
+    """A 'ddd HH:MM:SS' schedule for ``seconds`` from now, in Los Angeles time."""
+    at = (dt.datetime.now(LA) + dt.timedelta(seconds=seconds)).replace(microsecond=0)
+    return f"{DAYS[at.weekday()]} {at:%H:%M:%S}", at
+
+
+class DaemonWorkspace:
+    def __init__(self, root: Path, *, smtp_url: str, database_url: str | None = None) -> None:
+        self.root = root
+        feed = root / "feed.xml"
+        feed.write_text(feed_xml(dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)))
+        self.values = {
+            "database_url": database_url or f"sqlite:///{root / 'mail.db'}",
+            "backend_url": smtp_url,
+            "secret_key": "daemon-e2e-secret",
+            "from_address": "Field Notes <news@example.org>",
+            "base_url": "https://news.example.org",
+            "postal_address": "1 Example Street, Springfield",
+            "article_source": str(feed),
+            "retry_initial_seconds": 1.0,
+            "log_level": "INFO",
+        }
+        self.config = root / "weekly_mailer.toml"
+        self.write_config()
+        settings = self.settings()
+        engine = make_engine(settings.database_url)
+        upgrade(engine)
+        engine.dispose()
+        data = "email,name\n" + "".join(f"{e},Reader {i}\n" for i, e in enumerate(READERS))
+        with Database(settings) as db, db.sessions.begin() as session:
+            report = subs.import_file(session, data.encode(), filename="r.csv", confirmed=True)
+            assert not report.errors
+        self.procs: list[tuple[subprocess.Popen[bytes], Path]] = []
+
+    def write_config(self, **changes: object) -> None:
+        self.values.update(changes)
+        self.config.write_text(tomli_w.dumps(self.values))
+
+    def settings(self) -> Settings:
+        return load_settings(self.config, environ={})
+
+    def start(self, name: str) -> subprocess.Popen[bytes]:
+        log = self.root / f"{name}.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WEEKLY_MAILER_")}
+        env["WEEKLY_MAILER_CONFIG"] = str(self.config)
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "weekly_mailer", "run", "--port", str(free_port())],
+                cwd=self.root,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        self.procs.append((proc, log))
+        return proc
+
+    def log(self, name: str) -> str:
+        return (self.root / f"{name}.log").read_text(errors="replace")
+
+    def issues(self) -> list[tuple[dt.date, str, int]]:
+        with Database(self.settings()) as db, db.sessions.begin() as session:
+            rows = session.scalars(select(Issue).order_by(Issue.send_week)).all()
+            out = []
+            for issue in rows:
+                sent = session.scalars(
+                    select(Delivery.id).where(
+                        Delivery.issue_id == issue.id, Delivery.status == "sent"
+                    )
+                ).all()
+                out.append((issue.send_week, issue.status, len(sent)))
+            return out
+
+    def stop_all(self) -> None:
+        for proc, _log in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+
+
+@pytest.fixture
+def smtp() -> Iterator[SMTPServer]:
+    with SMTPServer() as server:
+        yield server
+
+
+def wait_for(what: Callable[[], bool], timeout: float, message: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if what():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out: {message}")
+
+
+def per_recipient(server: SMTPServer) -> Counter[str]:
+    return Counter(r.lower() for m in server.received() for r in m.rcpt_tos)
+
+
+def terminate(proc: subprocess.Popen[bytes]) -> int:
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(30)
+
+
+def test_weekly_send_once_then_restart_sends_nothing(tmp_path: Path, smtp: SMTPServer) -> None:
+    ws = DaemonWorkspace(tmp_path, smtp_url=smtp.url)
+    schedule, fire = schedule_in(LEAD_SECONDS)
+    ws.write_config(schedule=schedule)
+    try:
+        first = ws.start("first")
+        wait_for(lambda: len(smtp.received()) >= 3, 60, "the issue reaching 3 subscribers")
+        assert dt.datetime.now(LA) >= fire  # sent by the schedule, not before it
+        wait_for(lambda: ws.issues()[-1][1:] == ("sent", 3), 20, "the issue marked sent")
+        assert per_recipient(smtp) == Counter(READERS)
+        message = smtp.received()[0].message
+        assert message["Subject"] and "Hedges in winter" in message["Subject"]
+        week = fire.date()
+        assert ws.issues() == [(week, "sent", 3)]
+
+        # Killed without warning, then restarted: the week has its issue, nothing goes again.
+        first.kill()
+        first.wait(10)
+        second = ws.start("second")
+        wait_for(lambda: "daemon started" in ws.log("second"), 30, "the restart")
+        time.sleep(2)
+        assert terminate(second) == 0
+        assert per_recipient(smtp) == Counter(READERS)
+        assert ws.issues() == [(week, "sent", 3)]
+
+        first_log, second_log = ws.log("first"), ws.log("second")
+        assert f"week of {week}: issue #1 'Hedges in winter'" in first_log
+        assert "enqueued for 3 subscribers" in first_log
+        assert "delivery: 3 sent, 0 deferred, 0 failed" in first_log
+        # Sent by the cron trigger after start-up, not by the start-up catch-up.
+        assert first_log.index("daemon started") < first_log.index("enqueued for 3")
+        assert "catching up" not in first_log
+        assert "stopped cleanly" in second_log
+        assert "Traceback" not in first_log + second_log
+    finally:
+        ws.stop_all()
+
+
+def two_daemons_one_issue(ws: DaemonWorkspace, smtp: SMTPServer) -> None:
+    schedule, fire = schedule_in(LEAD_SECONDS)
+    ws.write_config(schedule=schedule)
+    try:
+        a, b = ws.start("a"), ws.start("b")
+        wait_for(lambda: len(smtp.received()) >= 3, 60, "the issue reaching 3 subscribers")
+        wait_for(lambda: ws.issues()[-1][1:] == ("sent", 3), 20, "the issue marked sent")
+        time.sleep(3)  # room for a duplicate to show up, if there were one
+        assert per_recipient(smtp) == Counter(READERS)
+        assert ws.issues() == [(fire.date(), "sent", 3)]
+        assert terminate(a) == 0
+        assert terminate(b) == 0
+        logs = ws.log("a") + ws.log("b")
+        assert logs.count("enqueued for 3 subscribers") == 1
+        assert "Traceback" not in logs
+    finally:
+        ws.stop_all()
+
+
+def test_two_daemons_on_one_sqlite_database_make_one_issue(
+    tmp_path: Path, smtp: SMTPServer
+) -> None:
+    two_daemons_one_issue(DaemonWorkspace(tmp_path, smtp_url=smtp.url), smtp)
+
+
+@pytest.mark.postgres
+def test_two_daemons_on_postgresql_make_one_issue(
+    tmp_path: Path, smtp: SMTPServer, pg_url: str
+) -> None:
+    ws = DaemonWorkspace(tmp_path, smtp_url=smtp.url, database_url=pg_url)
+    two_daemons_one_issue(ws, smtp)
+    logs = ws.log("a") + ws.log("b")
+    assert logs.count("this daemon leads") == 1
+    assert logs.count("another daemon leads; standing by") == 1

@@ -6,6 +6,7 @@ covers From, To, Subject, Date, Message-ID, List-Unsubscribe and List-Unsubscrib
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dkim
@@ -37,7 +38,7 @@ class DkimSigner:
                 "dkim_domain, dkim_selector and dkim_key_file must be set together (or none)"
             )
         try:
-            key = open(settings.dkim_key_file, "rb").read()  # noqa: SIM115
+            key = Path(settings.dkim_key_file).read_bytes()
         except OSError as exc:
             raise ConfigError(
                 f"dkim_key_file: cannot read {settings.dkim_key_file!r}: {exc.strerror}"

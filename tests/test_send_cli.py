@@ -1,0 +1,180 @@
+"""`send`, `issues list|show|retry` and `worker` as a user runs them (in-process CLI)."""
+
+from __future__ import annotations
+
+import base64
+import re
+import subprocess
+from pathlib import Path
+
+import dkim
+import pytest
+from click.testing import CliRunner, Result
+
+from tests.send_support import Workspace, message_id, recipients
+from tests.smtpd import Faults, SMTPServer
+from weekly_mailer.cli import main
+
+
+def invoke(ws: Workspace, *args: str, input: str | None = None) -> Result:
+    return CliRunner().invoke(main, ["--config", str(ws.config), *args], input=input)
+
+
+@pytest.fixture
+def ws(workdir: Path) -> Workspace:
+    w = Workspace(workdir, backend_url=f"file://{workdir / 'outbox'}")
+    w.add_subscribers(12)
+    return w
+
+
+def outbox_files(ws: Workspace) -> list[Path]:
+    folder = ws.root / "outbox"
+    return sorted(folder.glob("*.eml")) if folder.exists() else []
+
+
+def test_dry_run_shows_who_and_sends_nothing(ws: Workspace) -> None:
+    result = invoke(ws, "send", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "would go to 12 subscribers" in result.output
+    assert "reader00000@example.org" in result.output and "… and 2 more" in result.output
+    assert "Nothing was sent." in result.output
+    assert outbox_files(ws) == [] and ws.ledger() == {}
+    listed = invoke(ws, "issues", "list")
+    assert "No issues yet" in listed.output
+
+
+def test_send_then_again_sends_nothing_new(ws: Workspace) -> None:
+    first = invoke(ws, "send", "--yes")
+    assert first.exit_code == 0, first.output
+    assert "queued for 12 subscribers" in first.output
+    assert "This run: 12 sent" in first.output
+    files = outbox_files(ws)
+    assert len(files) == 12
+    stamps = {f: f.stat().st_mtime_ns for f in files}
+    second = invoke(ws, "send", "--yes")
+    assert second.exit_code == 0, second.output
+    assert "was already sent: nothing new" in second.output
+    assert {f: f.stat().st_mtime_ns for f in outbox_files(ws)} == stamps
+    listed = invoke(ws, "issues", "list")
+    assert re.search(r"│\s+1 │ \d{4}-\d\d-\d\d │ sent\s+│ Notes from the allotment", listed.output)
+
+
+def test_send_asks_first_and_a_no_sends_nothing(ws: Workspace) -> None:
+    result = invoke(ws, "send", input="n\n")
+    assert result.exit_code == 1
+    assert "Send 'Notes from the allotment' to 12 subscribers now?" in result.output
+    assert outbox_files(ws) == [] and ws.ledger() == {}
+
+
+def test_a_lint_error_stops_the_send(ws: Workspace) -> None:
+    bad = ws.root / "bad.md"
+    bad.write_text("---\ntitle: Broken\n---\nSee [this page](relative/page.html).\n")
+    result = invoke(ws, "send", str(bad), "--yes")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: the issue did not pass the checks, nothing was sent")
+    assert "relative" in result.output
+    assert outbox_files(ws) == [] and ws.ledger() == {}
+    assert "No issues yet" in invoke(ws, "issues", "list").output
+
+
+def test_missing_article_and_bad_backend_fail_before_anything(ws: Workspace) -> None:
+    result = invoke(ws, "send", str(ws.root / "nope.md"), "--yes")
+    assert result.exit_code == 1 and "cannot read the article" in result.output
+    text = ws.config.read_text().replace(f"file://{ws.root / 'outbox'}", "pigeon://loft")
+    ws.config.write_text(text)
+    result = invoke(ws, "send", "--yes")
+    assert result.exit_code == 2
+    assert "Error: backend_url: unknown scheme 'pigeon'" in result.output
+    assert ws.ledger() == {}
+
+
+def test_failures_are_shown_with_smtp_replies_and_retried(workdir: Path) -> None:
+    faults = Faults(refuse={"reader00003@example.org", "reader00007@example.org"})
+    with SMTPServer(faults) as server:
+        ws = Workspace(workdir, backend_url=server.url, bounce_limit=5)
+        ws.add_subscribers(10)
+        sent = invoke(ws, "send", "--yes")
+        assert sent.exit_code == 0, sent.output
+        assert "This run: 8 sent, 0 deferred, 2 failed" in sent.output
+        shown = invoke(ws, "issues", "show", "1")
+        assert shown.exit_code == 0
+        assert re.search(r"│ failed\s+│\s+2 │", shown.output)
+        assert re.search(
+            r"reader00003@example\.org\s+│ failed │ 1\s+│ 550 5\.1\.1 No such user here",
+            shown.output,
+        )
+        assert "weekly-mailer issues retry 1" in shown.output
+        # The address is fixed at the other end: retry sends those two, and only those.
+        faults.refuse.clear()
+        retried = invoke(ws, "issues", "retry", "1")
+        assert retried.exit_code == 0, retried.output
+        assert "Queued 2 deliveries of issue #1 again." in retried.output
+        got = recipients(server.received())
+    assert len(got) == 10 and max(got.values()) == 1
+    assert set(ws.ledger()) == {"sent"}
+    missing = invoke(ws, "issues", "show", "99")
+    assert missing.exit_code == 1 and "there is no issue 99" in missing.output
+
+
+def test_worker_command_delivers_queued_rows(workdir: Path) -> None:
+    with SMTPServer() as server:
+        ws = Workspace(workdir, backend_url=server.url)
+        ws.add_subscribers(5)
+        faults_off = invoke(ws, "send", "--yes")
+        assert faults_off.exit_code == 0
+        # Queue them all again by hand (as after an outage), then let the worker deliver.
+        import sqlite3
+
+        con = sqlite3.connect(ws.db_path)
+        con.execute("UPDATE delivery SET status='failed'")
+        con.commit()
+        con.close()
+        assert invoke(ws, "issues", "retry", "1", "--no-send").exit_code == 0
+        out = invoke(ws, "worker", "--once")
+        assert out.exit_code == 0, out.output
+        assert "Worker stopped: 5 sent" in out.output
+        assert len(server.received()) == 10
+
+
+def test_dkim_signature_verifies(workdir: Path) -> None:
+    key = workdir / "dkim.pem"
+    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
+    der = subprocess.run(
+        ["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(der)
+    with SMTPServer() as server:
+        ws = Workspace(
+            workdir,
+            backend_url=server.url,
+            dkim_domain="example.org",
+            dkim_selector="wm2026",
+            dkim_key_file=str(key),
+        )
+        ws.add_subscribers(2)
+        assert invoke(ws, "send", "--yes").exit_code == 0
+        messages = server.received()
+    assert len(messages) == 2
+    for m in messages:
+        assert m.data.startswith(b"DKIM-Signature:")
+        header = m.data.split(b"\r\n\r\n", 1)[0].replace(b"\r\n\t", b"").replace(b"\r\n ", b" ")
+        signed = re.search(rb"h=([^;]+);", header)
+        assert signed is not None
+        names = {h.strip().lower() for h in signed.group(1).split(b":")}
+        assert {b"from", b"to", b"subject", b"date", b"message-id", b"list-unsubscribe",
+                b"list-unsubscribe-post"} <= names  # fmt: skip
+
+        def dns(name: bytes, timeout: int = 5) -> bytes:
+            assert name == b"wm2026._domainkey.example.org."
+            return record
+
+        assert dkim.verify(m.data, dnsfunc=dns), message_id(m.data)
+
+
+def test_half_configured_dkim_is_a_config_error(ws: Workspace) -> None:
+    ws.config.write_text(ws.config.read_text() + 'dkim_domain = "example.org"\n')
+    result = invoke(ws, "send", "--yes")
+    assert result.exit_code == 2
+    assert "dkim_domain, dkim_selector and dkim_key_file must be set together" in result.output

@@ -229,3 +229,49 @@ def test_the_per_ip_limit_counts_an_ipv6_host_by_its_64() -> None:
     assert network_key("2001:db8:1:3::1") != network_key("2001:db8:1:2::1")
     assert network_key("::ffff:192.0.2.1") == "192.0.2.1"
     assert network_key("192.0.2.1") == "192.0.2.1" != network_key("192.0.2.2")
+
+
+@pytest.mark.postgres
+def test_simultaneous_sign_ups_for_one_address_send_one_email_on_postgresql(
+    settings: Settings, pg_url: str
+) -> None:
+    import threading
+
+    from weekly_mailer.db import make_engine, upgrade
+    from weekly_mailer.web import close_app, create_app
+
+    pg_settings = settings.replace(database_url=pg_url)
+    engine = make_engine(pg_url)
+    upgrade(engine)
+    engine.dispose()
+    backend = MemoryBackend()
+    with Database(pg_settings) as database:
+        with database.sessions.begin() as session:  # known and pending: the race is the limit
+            subs.add(session, "race@example.org", source="web")
+        app = create_app(pg_settings, db=database, backend=backend, clock=Clock())
+        try:
+            clients = [app.test_client() for _ in range(8)]
+            tokens = [csrf_token(c) for c in clients]
+            barrier = threading.Barrier(len(clients))
+            codes: list[int] = []
+
+            def go(client: FlaskClient, token: str) -> None:
+                barrier.wait()
+                response = client.post(
+                    "/subscribe", data={"csrf_token": token, "email": "race@example.org"}
+                )
+                codes.append(response.status_code)
+
+            threads = [
+                threading.Thread(target=go, args=ct) for ct in zip(clients, tokens, strict=True)
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            flush_mail(app)
+            assert codes == [200] * len(clients)
+            assert len(events(database, "race@example.org", EventKind.CONFIRMATION_SENT)) == 1
+            assert [e.recipient for e in backend.sent] == ["race@example.org"]
+        finally:
+            close_app(app)

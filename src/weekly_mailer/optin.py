@@ -52,7 +52,13 @@ def confirmations_sent_since(session: Session, sub: Subscriber, since: dt.dateti
 def may_send_confirmation(
     session: Session, sub: Subscriber, *, per_day: int, now: dt.datetime
 ) -> bool:
-    """Whether another confirmation e-mail is allowed today (at most ``per_day`` in 24 hours)."""
+    """Whether another confirmation e-mail is allowed today (at most ``per_day`` in 24 hours).
+
+    Locks the subscriber's row first (``FOR UPDATE`` on PostgreSQL; SQLite's transactions are
+    serialised already), so two simultaneous sign-ups cannot both pass the limit.
+    """
+    session.flush()
+    session.refresh(sub, with_for_update=True)
     if sub.confirmation_sent_at is not None and sub.confirmation_sent_at > now:
         return False  # a clock that went backwards: be conservative
     return confirmations_sent_since(session, sub, now - DAY) < per_day

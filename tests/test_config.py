@@ -107,3 +107,21 @@ def test_cli_missing_config_file(workdir: Path) -> None:
     result = run_cli("--config", "nope.toml", "subscribers", "count", cwd=workdir)
     assert result.returncode == 2
     assert result.stderr.strip() == "Error: config: file 'nope.toml' does not exist"
+
+
+def test_cli_unreachable_database_is_one_line(workdir: Path) -> None:
+    env = {"WEEKLY_MAILER_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:9/none"}
+    for args in (("db", "upgrade"), ("subscribers", "count")):
+        result = run_cli(*args, cwd=workdir, env=env)
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert result.stderr.startswith(("Error: database:", "Error: cannot open the database"))
+        assert "check database_url" in result.stderr
+
+
+def test_cli_sqlite_folder_missing(workdir: Path) -> None:
+    env = {"WEEKLY_MAILER_DATABASE_URL": "sqlite:///no/such/folder/x.db"}
+    result = run_cli("db", "upgrade", cwd=workdir, env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "Error: database_url: folder 'no/such/folder' does not exist"

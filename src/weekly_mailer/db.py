@@ -123,8 +123,9 @@ def check_ready(engine: Engine) -> None:
     try:
         current = current_revision(engine)
     except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "unknown error"
         raise DatabaseNotReadyError(
-            f"cannot open the database ({exc.orig}); check database_url"
+            f"cannot open the database ({reason}); check database_url"
         ) from None
     if current is None:
         tables = inspect(engine).get_table_names()

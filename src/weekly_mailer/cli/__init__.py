@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import click
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from .. import __version__
 from ..errors import WeeklyMailerError
@@ -24,6 +25,13 @@ class _Root(click.Group):
         except WeeklyMailerError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except DBAPIError as exc:
+            # The database went away or refused us: one line, not a traceback.
+            if not exc.connection_invalidated and not isinstance(exc, OperationalError):
+                raise
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            click.echo(f"Error: database: {reason} (check database_url)", err=True)
+            ctx.exit(2)
 
 
 @click.group(cls=_Root, context_settings={"help_option_names": ["-h", "--help"]})

@@ -220,6 +220,19 @@ def test_smtp_starttls_and_auth(tls_files: tuple[Path, Path]) -> None:
                 backend.send(envelope("a@example.org"))
 
 
+def test_smtps_implicit_tls(tls_files: tuple[Path, Path]) -> None:
+    import ssl
+
+    cert, key = tls_files
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    with SMTPServer(ssl_context=ctx) as server:
+        url = f"smtps://127.0.0.1:{server.port}?cafile={cert}"
+        with resolve_backend(Settings(backend_url=url)) as backend:
+            backend.send(envelope("a@example.org"))
+        assert len(server.received()) == 1
+
+
 def test_token_bucket_paces_and_zero_is_unlimited() -> None:
     now = [0.0]
     bucket = TokenBucket(10, burst=2, clock=lambda: now[0])

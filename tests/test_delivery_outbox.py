@@ -240,3 +240,36 @@ def test_postgres_workers_claim_disjoint_batches(pg_url: str, settings: Settings
         assert set(counted) == set(emails) and max(counted.values()) == 1
         assert statuses(db, issue_id) == {"sent": 300}
         assert all(w.stats.sent > 0 for w in workers)
+
+
+def test_a_throttling_reply_pauses_the_whole_send(database: Database, settings: Settings) -> None:
+    import time
+
+    settings = settings.replace(concurrency=3, throttle_pause_seconds=0.3)
+    issue_id, emails = setup_issue(database, 12)
+    times: list[float] = []
+
+    def handler(env: Envelope) -> SendResult | None:
+        times.append(time.monotonic())
+        if env.recipient == emails[0]:
+            raise TemporaryFailure("421 4.7.0 Slow down", code=421, throttle=True)
+        return None
+
+    worker = Worker(database.sessions, settings, MemoryBackend(handler), SimpleRenderers())
+    worker.run(max_wait=0)
+    assert worker.stats.throttled == 1
+    # Nothing else started within the pause that followed the 421 (bar the 2 already going).
+    assert sum(1 for t in times[1:] if t - times[0] < 0.29) <= 2
+    assert statuses(database, issue_id) == {"sent": 11, "deferred": 1}
+
+
+def test_send_rate_is_a_ceiling_across_connections(database: Database, settings: Settings) -> None:
+    import time
+
+    settings = settings.replace(concurrency=4, send_rate=40.0)
+    setup_issue(database, 24)
+    started = time.monotonic()
+    stats = Worker(database.sessions, settings, MemoryBackend(), SimpleRenderers()).run()
+    elapsed = time.monotonic() - started
+    assert stats.sent == 24
+    assert elapsed >= (24 - 4) / 40.0  # a burst of `concurrency`, then 40/s

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 
 import pytest
@@ -288,10 +289,21 @@ def test_sign_up_confirm_and_one_click_on_postgresql(settings: Settings, pg_url:
                 == 200
             )
             url = "/unsubscribe/" + token_for(pg_settings, sub, Purpose.UNSUBSCRIBE)
-            one_click = app.test_client(use_cookies=False).post(
-                url, data={"List-Unsubscribe": "One-Click"}
-            )
-            assert one_click.status_code == 200
+            # The mail provider's one-click and the person's button, at the same moment.
+            barrier = threading.Barrier(6)
+            codes: list[int] = []
+
+            def one_click() -> None:
+                scanner = app.test_client(use_cookies=False)
+                barrier.wait()
+                codes.append(scanner.post(url, data={"List-Unsubscribe": "One-Click"}).status_code)
+
+            threads = [threading.Thread(target=one_click) for _ in range(6)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert codes == [200] * 6
             after = subscriber(database, "pat@example.org")
             assert after is not None and after.status == SubscriberStatus.UNSUBSCRIBED
             kinds = [e.kind for e in events(database, "pat@example.org")]

@@ -80,16 +80,18 @@ def subscriber_for_token(
     token: str,
     *,
     max_age: dt.timedelta | None = None,
+    for_update: bool = False,
 ) -> Subscriber:
     """The subscriber a valid token names; :class:`~weekly_mailer.errors.TokenError` otherwise.
 
     A token whose subscriber is gone, or whose address digest no longer matches (a foreign or
-    recycled id), is as invalid as a tampered one.
+    recycled id), is as invalid as a tampered one. ``for_update`` locks the row (PostgreSQL), so
+    simultaneous POSTs of one link act once.
     """
     from .errors import TokenError
 
     subscriber_id, digest = signer.load(purpose, token, max_age=max_age)
-    sub = session.get(Subscriber, subscriber_id)
+    sub = session.get(Subscriber, subscriber_id, with_for_update=for_update)
     if sub is None or not signer.matches(digest, sub.email_key):
         raise TokenError("invalid link")
     return sub

@@ -49,7 +49,12 @@ def confirm(token: str) -> Response:
     with web.db.sessions.begin() as session:
         try:
             sub = optin.subscriber_for_token(
-                session, web.signer, Purpose.CONFIRM, token, max_age=max_age
+                session,
+                web.signer,
+                Purpose.CONFIRM,
+                token,
+                max_age=max_age,
+                for_update=request.method == "POST",
             )
         except TokenError:
             return invalid_link()
@@ -77,7 +82,13 @@ def unsubscribe(token: str) -> Response:
     web = state()
     with web.db.sessions.begin() as session:
         try:
-            sub = optin.subscriber_for_token(session, web.signer, Purpose.UNSUBSCRIBE, token)
+            sub = optin.subscriber_for_token(
+                session,
+                web.signer,
+                Purpose.UNSUBSCRIBE,
+                token,
+                for_update=request.method == "POST",
+            )
         except TokenError:
             return invalid_link()
         if request.method != "POST":  # GET and HEAD only ever show the page
@@ -110,7 +121,9 @@ def resubscribe(token: str) -> Response:
     job: ConfirmationJob | None = None
     with web.db.sessions.begin() as session:
         try:
-            sub = optin.subscriber_for_token(session, web.signer, Purpose.UNSUBSCRIBE, token)
+            sub = optin.subscriber_for_token(
+                session, web.signer, Purpose.UNSUBSCRIBE, token, for_update=True
+            )
         except TokenError:
             return invalid_link()
         if sub.status == SubscriberStatus.ACTIVE:

@@ -96,6 +96,33 @@ def inline_css(html: str) -> str:
     return out if out.endswith("\n") else out + "\n"
 
 
+_BODY_RE = re.compile(r"(<body\b[^>]*>)(.*)(</body\s*>)", re.DOTALL | re.IGNORECASE)
+_SPLIT = "<!--wm-archive-split-->"
+
+
+def inline_css_pair(first: str, second: str) -> tuple[str, str]:
+    """Inline two documents that share their ``<head>`` in one premailer pass (it is the
+    expensive step of composing): the second body rides along after the first, then they are
+    cut apart again. Documents that differ outside ``<body>`` get two passes."""
+    a, b = _BODY_RE.search(first), _BODY_RE.search(second)
+    if (
+        a is None
+        or b is None
+        or first[: a.start()] != second[: b.start()]
+        or a.group(1) != b.group(1)
+        or _SPLIT in first + second
+    ):
+        return inline_css(first), inline_css(second)
+    combined = first[: a.end(2)] + _SPLIT + b.group(2) + first[a.end(2) :]
+    out = inline_css(combined)
+    m = _BODY_RE.search(out)
+    if m is None or m.group(2).count(_SPLIT) != 1:
+        return inline_css(first), inline_css(second)
+    inner_a, inner_b = m.group(2).split(_SPLIT)
+    head, tail = out[: m.end(1)], out[m.start(3) :]
+    return head + inner_a + tail, head + inner_b + tail
+
+
 _BLANKS_RE = re.compile(r"\n{3,}")
 
 
@@ -156,8 +183,10 @@ def render_issue(article: Article, settings: Settings, *, archive_url: str) -> R
         "ph": placeholders.Markers,
         "archive": False,
     }
-    html = inline_css(render_template(settings, "issue.html", context))
-    archive = inline_css(render_template(settings, "issue.html", context | {"archive": True}))
+    html, archive = inline_css_pair(
+        render_template(settings, "issue.html", context),
+        render_template(settings, "issue.html", context | {"archive": True}),
+    )
     text_context = context | {"body_text": html_to_text(article.body_html)}
     text = tidy_text(render_template(settings, "issue.txt", text_context))
     return RenderedIssue(html_template=html, text_template=text, archive_html=archive)

@@ -5,6 +5,7 @@ subscribers, then drives three endpoints with C keep-alive connections, each bou
 request count and a time limit:
 
 - ``GET /healthz``: the floor (routing, one ``SELECT 1``, headers), measured in the same run;
+- ``GET /static/site.css``: a static file, for scale (no database, no template);
 - ``GET /``: the sign-up page (template, CSRF token and cookie);
 - ``POST /unsubscribe/<token>`` with ``List-Unsubscribe=One-Click`` (RFC 8058), cycling through
   the subscribers' tokens: the first pass unsubscribes, later passes are idempotent no-ops.
@@ -174,6 +175,7 @@ def main() -> None:
             form = {"Content-Type": "application/x-www-form-urlencoded"}
             endpoints: dict[str, Request] = {
                 "GET /healthz (floor)": lambda i: ("GET", "/healthz", b"", {}),
+                "GET /static/site.css": lambda i: ("GET", "/static/site.css", b"", {}),
                 "GET / (sign-up page)": lambda i: ("GET", "/", b"", {}),
                 "POST one-click unsubscribe": lambda i: (
                     "POST",

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import zoneinfo
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -102,13 +103,23 @@ class DaemonWorkspace:
     def settings(self) -> Settings:
         return load_settings(self.config, environ={})
 
-    def start(self, name: str) -> subprocess.Popen[bytes]:
+    def add_readers(self, emails: list[str]) -> None:
+        data = "email,name\n" + "".join(f"{e},Reader\n" for e in emails)
+        with Database(self.settings()) as db, db.sessions.begin() as session:
+            report = subs.import_file(session, data.encode(), filename="more.csv", confirmed=True)
+            assert not report.errors
+
+    def states(self) -> Counter[str]:
+        with Database(self.settings()) as db, db.sessions.begin() as session:
+            return Counter(session.scalars(select(Delivery.status)).all())
+
+    def start(self, name: str, *, port: int | None = None) -> subprocess.Popen[bytes]:
         log = self.root / f"{name}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("WEEKLY_MAILER_")}
         env["WEEKLY_MAILER_CONFIG"] = str(self.config)
         with open(log, "ab") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "weekly_mailer", "run", "--port", str(free_port())],
+                [sys.executable, "-m", "weekly_mailer", "run", "--port", str(port or free_port())],
                 cwd=self.root,
                 env=env,
                 stdout=out,
@@ -168,8 +179,13 @@ def test_weekly_send_once_then_restart_sends_nothing(tmp_path: Path, smtp: SMTPS
     ws = DaemonWorkspace(tmp_path, smtp_url=smtp.url)
     schedule, fire = schedule_in(LEAD_SECONDS)
     ws.write_config(schedule=schedule)
+    port = free_port()
     try:
-        first = ws.start("first")
+        first = ws.start("first", port=port)
+        wait_for(lambda: "daemon started" in ws.log("first"), 30, "the daemon starting")
+        # The same process serves the web app.
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as answer:
+            assert answer.status == 200
         wait_for(lambda: len(smtp.received()) >= 3, 60, "the issue reaching 3 subscribers")
         assert dt.datetime.now(LA) >= fire  # sent by the schedule, not before it
         wait_for(lambda: ws.issues()[-1][1:] == ("sent", 3), 20, "the issue marked sent")
@@ -236,3 +252,33 @@ def test_two_daemons_on_postgresql_make_one_issue(
     logs = ws.log("a") + ws.log("b")
     assert logs.count("this daemon leads") == 1
     assert logs.count("another daemon leads; standing by") == 1
+
+
+def test_sigterm_mid_send_finishes_in_flight_and_a_restart_completes(
+    tmp_path: Path, smtp: SMTPServer
+) -> None:
+    ws = DaemonWorkspace(tmp_path, smtp_url=smtp.url)
+    more = [f"reader{i:02d}@example.org" for i in range(21)]
+    ws.add_readers(more)
+    everyone = Counter(READERS + more)
+    schedule, _fire = schedule_in(LEAD_SECONDS)
+    ws.write_config(schedule=schedule, send_rate=4.0, concurrency=1)  # about 6 s of sending
+    try:
+        first = ws.start("first")
+        wait_for(lambda: len(smtp.received()) >= 4, 60, "the send under way")
+        assert terminate(first) == 0
+        got = per_recipient(smtp)
+        assert 4 <= sum(got.values()) < 24
+        states = ws.states()
+        assert states["sending"] == 0  # nothing left half done
+        assert states["sent"] == sum(got.values())  # the ledger agrees with the server
+        assert states["queued"] == 24 - states["sent"]
+        assert "stopped cleanly" in ws.log("first")
+
+        ws.start("second")  # picks the send up where it stopped
+        wait_for(lambda: ws.states()["sent"] == 24, 60, "the rest delivered")
+        wait_for(lambda: ws.issues()[-1][1] == "sent", 20, "the issue marked sent")
+        assert per_recipient(smtp) == everyone  # each reader once, no one twice
+        assert "Traceback" not in ws.log("first") + ws.log("second")
+    finally:
+        ws.stop_all()

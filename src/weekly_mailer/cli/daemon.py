@@ -7,6 +7,7 @@ import logging
 
 import click
 
+from ..errors import ConfigError
 from ._common import AppContext, pass_app
 
 
@@ -31,9 +32,23 @@ def schedule(app: AppContext, count: int) -> None:
 @click.option(
     "--port", type=click.IntRange(0, 65535), default=None, help="Port (default: settings.port)."
 )
+@click.option("--threads", type=click.IntRange(1, 64), default=4, show_default=True)
+@click.option(
+    "--trusted-proxy",
+    default=None,
+    metavar="ADDR",
+    help="A reverse proxy whose X-Forwarded-For/-Proto headers to believe.",
+)
 @click.option("--no-web", is_flag=True, help="Run the scheduler and the worker only.")
 @pass_app
-def run(app: AppContext, host: str | None, port: int | None, no_web: bool) -> None:
+def run(
+    app: AppContext,
+    host: str | None,
+    port: int | None,
+    threads: int,
+    trusted_proxy: str | None,
+    no_web: bool,
+) -> None:
     """Run the daemon: the weekly send, the web app and a delivery worker in one process.
 
     At the scheduled time (settings.schedule in settings.timezone) it sends that week's issue;
@@ -47,7 +62,7 @@ def run(app: AppContext, host: str | None, port: int | None, no_web: bool) -> No
     from ..delivery.render import IssueRenderers
     from ..delivery.worker import Worker
     from ..issues import issue_maker
-    from ..scheduler.daemon import Daemon, DeliveryService, WebServer, utc_clock
+    from ..scheduler.daemon import Daemon, DeliveryService, ProgressLog, WebServer, utc_clock
     from ..scheduler.job import WeeklyJob
     from ..scheduler.leader import leadership_for
 
@@ -63,6 +78,7 @@ def run(app: AppContext, host: str | None, port: int | None, no_web: bool) -> No
         IssueRenderers(db.sessions, settings, clock=utc_clock),
         stop=threading.Event(),
         clock=utc_clock,
+        on_progress=ProgressLog(),
     )
     job = WeeklyJob(
         settings,
@@ -79,11 +95,21 @@ def run(app: AppContext, host: str | None, port: int | None, no_web: bool) -> No
         from ..web import close_app, create_app
 
         web_app = create_app(settings, db=db)
-        web = WebServer(
-            web_app,
-            host=host or settings.host,
-            port=settings.port if port is None else port,
-        )
+        listen_host, listen_port = host or settings.host, settings.port if port is None else port
+        try:
+            proxy: dict[str, str] = {}
+            if trusted_proxy:
+                proxy = {
+                    "trusted_proxy": trusted_proxy,
+                    "trusted_proxy_headers": "x-forwarded-for x-forwarded-proto",
+                }
+            web = WebServer(web_app, host=listen_host, port=listen_port, threads=threads, **proxy)
+        except OSError as exc:
+            close_app(web_app)
+            backend.close()
+            raise ConfigError(
+                f"port: cannot listen on {listen_host}:{listen_port} ({exc.strerror or exc})"
+            ) from None
 
     def closing() -> None:
         backend.close()

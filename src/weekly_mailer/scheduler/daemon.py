@@ -24,6 +24,7 @@ import datetime as dt
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -97,6 +98,25 @@ class DeliveryService:
                 )
 
 
+class ProgressLog:
+    """A worker's ``on_progress``: one INFO line at most every ``every`` seconds during a send."""
+
+    def __init__(self, every: float = 30.0) -> None:
+        self.every = every
+        self._last = time.monotonic()
+
+    def __call__(self, stats: Any) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.every:
+            self._last = now
+            log.info(
+                "delivery under way: %d sent, %d deferred, %d failed so far",
+                stats.sent,
+                stats.deferred,
+                stats.failed,
+            )
+
+
 def _counts(worker: WorkerLike) -> dict[str, int]:
     stats = getattr(worker, "stats", None)
     return {k: int(getattr(stats, k, 0)) for k in ("sent", "deferred", "failed", "skipped")}
@@ -105,10 +125,26 @@ def _counts(worker: WorkerLike) -> dict[str, int]:
 class WebServer:
     """The web app under waitress, in a thread; bound at construction (errors surface early)."""
 
-    def __init__(self, app: Any, *, host: str, port: int, threads: int = 4) -> None:
+    def __init__(self, app: Any, *, host: str, port: int, threads: int = 4, **options: Any) -> None:
+        import socket
+
         from waitress.server import create_server
 
-        self._server: Any = create_server(app, host=host, port=port, threads=threads)
+        # Bind here, so that a taken port is an OSError before waitress starts anything.
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.create_server((host, port), family=family)
+        try:
+            self._server: Any = create_server(
+                app,
+                sockets=[sock],
+                threads=threads,
+                ident="weekly-mailer",
+                clear_untrusted_proxy_headers=True,
+                **options,
+            )
+        except BaseException:
+            sock.close()
+            raise
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="web", daemon=True)
 

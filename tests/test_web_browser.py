@@ -147,6 +147,11 @@ def test_sign_up_confirm_receive_and_unsubscribe_in_a_real_browser(tmp_path: Pat
             with server, sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
                 page = browser.new_page(viewport={"width": 800, "height": 900})
+                console_errors: list[str] = []  # e.g. a CSP violation of our own pages
+                page.on(
+                    "console",
+                    lambda m: console_errors.append(m.text) if m.type == "error" else None,
+                )
 
                 def shot(name: str) -> None:
                     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
@@ -215,6 +220,7 @@ def test_sign_up_confirm_receive_and_unsubscribe_in_a_real_browser(tmp_path: Pat
                 page.wait_for_selector("text=You are unsubscribed")
                 shot("07-unsubscribed")
                 browser.close()
+                assert console_errors == []
             gone = subscriber(db, ADDRESS)
             assert gone is not None and gone.status == SubscriberStatus.UNSUBSCRIBED
             assert server.stop() == 0

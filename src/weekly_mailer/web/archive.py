@@ -138,6 +138,14 @@ def feed() -> Response:
     return Response(body, mimetype="application/rss+xml")
 
 
+@bp.get("/favicon.ico")
+def favicon() -> Response:
+    """No icon, and no 404 in every browser's console either."""
+    response = Response(status=204)
+    response.headers["Cache-Control"] = "public, max-age=86400"
+    return response
+
+
 @bp.get("/healthz")
 def healthz() -> tuple[Response, int]:
     web = state()

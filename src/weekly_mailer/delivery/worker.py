@@ -109,6 +109,7 @@ class Worker:
         self.flush_seconds = 0.25
         self._renders: dict[int, RenderFn] = {}
         self._unavailable: BackendUnavailableError | None = None
+        self._lease_at = 0.0  # when our leases were last set (monotonic)
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -155,6 +156,7 @@ class Worker:
                 limit=limit,
                 issue_id=self.issue_id,
             )
+        self._lease_at = time.monotonic()
         if skipped:
             self.stats.skipped += skipped
             self._progress()
@@ -254,9 +256,11 @@ class Worker:
                     now=now,
                     bounce_limit=self.settings.bounce_limit,
                 )
-            outbox.extend_lease(
-                session, owner=self.owner, now=now, lease_seconds=self.settings.lease_seconds
-            )
+            if time.monotonic() - self._lease_at > self.settings.lease_seconds / 4:
+                outbox.extend_lease(
+                    session, owner=self.owner, now=now, lease_seconds=self.settings.lease_seconds
+                )
+                self._lease_at = time.monotonic()
         for o in outcomes:
             if o.status == DeliveryStatus.SENT.value:
                 self.stats.sent += 1

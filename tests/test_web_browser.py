@@ -160,6 +160,10 @@ def test_sign_up_confirm_receive_and_unsubscribe_in_a_real_browser(tmp_path: Pat
                 page.goto(server.url + "/")
                 assert page.title().startswith("Subscribe")
                 shot("01-signup")
+                page.set_viewport_size({"width": 375, "height": 800})  # a phone
+                assert page.evaluate("document.documentElement.scrollWidth") <= 375
+                shot("01-signup-375px")
+                page.set_viewport_size({"width": 800, "height": 900})
                 page.fill("#email", ADDRESS)
                 page.fill("#name", "Dana Reader")
                 page.click("button[type=submit]")

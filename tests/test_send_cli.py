@@ -178,3 +178,20 @@ def test_half_configured_dkim_is_a_config_error(ws: Workspace) -> None:
     result = invoke(ws, "send", "--yes")
     assert result.exit_code == 2
     assert "dkim_domain, dkim_selector and dkim_key_file must be set together" in result.output
+
+
+@pytest.mark.postgres
+def test_send_on_postgresql(workdir: Path, pg_url: str) -> None:
+    faults = Faults(refuse={"reader00002@example.org"})
+    with SMTPServer(faults) as server:
+        ws = Workspace(workdir, backend_url=server.url, database_url=pg_url, concurrency=3)
+        ws.add_subscribers(40)
+        first = invoke(ws, "send", "--yes")
+        assert first.exit_code == 0, first.output
+        assert "This run: 39 sent, 0 deferred, 1 failed" in first.output
+        again = invoke(ws, "send", "--yes")
+        assert "was already sent: nothing new" in again.output
+        shown = invoke(ws, "issues", "show", "1")
+        assert "status sent" in shown.output and "550 5.1.1 No such user here" in shown.output
+        got = recipients(server.received())
+    assert len(got) == 39 and max(got.values()) == 1

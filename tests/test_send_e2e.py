@@ -41,7 +41,7 @@ def test_sigkill_at_20_random_moments_loses_nothing_and_doubles_only_in_flight(
             backend_url=server.url,
             concurrency=4,
             batch_size=50,
-            lease_seconds=1.0,
+            lease_seconds=0.5,
             smtp_timeout=10,
         )
         emails = ws.add_subscribers(2000)

@@ -116,3 +116,25 @@ def test_fast_path_equals_reference_or_refuses(
     assert contents(msg) == contents(ref)
     text = contents(msg)[0][2]
     assert f"Unsubscribe: {url}\r\n" in text
+
+
+@hsettings(max_examples=25, deadline=None)
+@given(name=names, address=addresses)
+def test_confirmation_message_round_trips_or_refuses(name: str, address: str) -> None:
+    from weekly_mailer.compose import build_confirmation_message
+
+    url = "https://news.example.org/confirm/abc.def"
+    try:
+        data = build_confirmation_message(SETTINGS, email=address, name=name, confirm_url=url)
+    except ComposeError as exc:
+        assert "\n" not in str(exc) and str(exc)
+        return
+    assert b"\n" not in data.replace(b"\r\n", b"")
+    msg = parse(data)
+    assert [k for k, _ in msg.items()] == [
+        "From", "To", "Subject", "Date", "Message-ID", "Auto-Submitted", "MIME-Version",
+        "Content-Type",
+    ]  # fmt: skip
+    (to,) = msg["To"].addresses
+    assert to.display_name == " ".join(name.split()) and to.addr_spec == address
+    assert url in contents(msg)[0][2]

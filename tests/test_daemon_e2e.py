@@ -170,8 +170,8 @@ def per_recipient(server: SMTPServer) -> Counter[str]:
     return Counter(r.lower() for m in server.received() for r in m.rcpt_tos)
 
 
-def terminate(proc: subprocess.Popen[bytes]) -> int:
-    proc.send_signal(signal.SIGTERM)
+def terminate(proc: subprocess.Popen[bytes], how: signal.Signals = signal.SIGTERM) -> int:
+    proc.send_signal(how)
     return proc.wait(30)
 
 
@@ -201,7 +201,7 @@ def test_weekly_send_once_then_restart_sends_nothing(tmp_path: Path, smtp: SMTPS
         second = ws.start("second")
         wait_for(lambda: "daemon started" in ws.log("second"), 30, "the restart")
         time.sleep(2)
-        assert terminate(second) == 0
+        assert terminate(second, signal.SIGINT) == 0  # Ctrl-C stops as cleanly as SIGTERM
         assert per_recipient(smtp) == Counter(READERS)
         assert ws.issues() == [(week, "sent", 3)]
 

@@ -63,6 +63,13 @@ def run(url: str, data: bytes, rows: int, bad: int) -> float:
     return rows / elapsed
 
 
+def report(engine: str, rate: float, floor: float, bad: int) -> None:
+    print(
+        f"{engine + ':':12}{rate:10,.0f} rows/s = {rate / floor:.4f} x floor"
+        f"  (every good row kept, all {bad} bad rows reported)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
@@ -74,9 +81,7 @@ def main() -> None:
     print(f"rows: {args.rows:,}  bad rows: {bad:,}  floor (csv.reader only): {floor:,.0f} rows/s")
     with tempfile.TemporaryDirectory() as tmp:
         rate = run(f"sqlite:///{Path(tmp) / 'bench.db'}", data, args.rows, bad)
-        print(
-            f"sqlite:     {rate:10,.0f} rows/s  = {rate / floor:.4f} x floor  (all good rows kept, {bad} bad reported)"
-        )
+        report("sqlite", rate, floor, bad)
     if not args.no_pg:
         import psycopg
 
@@ -86,9 +91,7 @@ def main() -> None:
             conn.execute(f'CREATE DATABASE "{name}"')
         try:
             rate = run(args.pg.rsplit("/", 1)[0] + "/" + name, data, args.rows, bad)
-            print(
-                f"postgresql: {rate:10,.0f} rows/s  = {rate / floor:.4f} x floor  (all good rows kept, {bad} bad reported)"
-            )
+            report("postgresql", rate, floor, bad)
         finally:
             with psycopg.connect(admin, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -43,7 +43,8 @@ def render_form(*, email: str = "", name: str = "", error: str = "", status: int
 
 def check_inbox() -> Response:
     """The one answer to every accepted sign-up."""
-    response = Response(render_template("check_inbox.html"), mimetype="text/html")
+    per_day = state().settings.confirmations_per_address_per_day
+    response = Response(render_template("check_inbox.html", per_day=per_day), mimetype="text/html")
     response.headers["Cache-Control"] = "no-store"
     return response
 

@@ -140,3 +140,20 @@ def test_an_empty_secret_is_refused(settings: Settings, database: Database) -> N
             db=database,
             backend=MemoryBackend(),
         )
+
+
+def test_templates_dir_overrides_a_page(
+    settings: Settings, database: Database, tmp_path: Path
+) -> None:
+    folder = tmp_path / "mytemplates" / "web"
+    folder.mkdir(parents=True)
+    (folder / "archive.html").write_text(
+        '{% extends "base.html" %}{% block content %}<h1>Our back issues</h1>{% endblock %}'
+    )
+    custom = dataclasses.replace(settings, templates_dir=str(tmp_path / "mytemplates"))
+    app = create_app(custom, db=database, backend=MemoryBackend())
+    try:
+        page = app.test_client().get("/archive").get_data(as_text=True)
+        assert "<h1>Our back issues</h1>" in page and settings.list_name in page
+    finally:
+        close_app(app)

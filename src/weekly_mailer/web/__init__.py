@@ -58,10 +58,6 @@ class WebState:
     def confirm_url(self, subscriber_id: int, email_key: str) -> str:
         return self.url("/confirm/" + self.signer.make(Purpose.CONFIRM, subscriber_id, email_key))
 
-    def unsubscribe_url(self, subscriber_id: int, email_key: str) -> str:
-        token = self.signer.make(Purpose.UNSUBSCRIBE, subscriber_id, email_key)
-        return self.url("/unsubscribe/" + token)
-
     def expire_pending_if_due(self, session: Session, now: dt.datetime) -> int:
         """Forget stale pending sign-ups, at most once every ten minutes per process."""
         from ..subscribers import expire_pending

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 def test_demo_runs_the_whole_job_in_a_fresh_folder(tmp_path: Path) -> None:
     out = run_cli("demo", cwd=tmp_path, env={"COLUMNS": "120"})
     assert out.returncode == 0, out.stderr
-    root = tmp_path / "weekly-mailer-demo"
+    root = tmp_path / "demo"
     emls = sorted((root / "outbox").glob("*.eml"))
     assert len(emls) == 300
     assert f"Messages: 300 .eml files in {root / 'outbox'}" in out.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import dkim
@@ -195,3 +196,63 @@ def test_send_on_postgresql(workdir: Path, pg_url: str) -> None:
         assert "status sent" in shown.output and "550 5.1.1 No such user here" in shown.output
         got = recipients(server.received())
     assert len(got) == 39 and max(got.values()) == 1
+
+
+def test_an_unreachable_smtp_server_stops_the_send_and_counts_nothing(workdir: Path) -> None:
+    from tests.smtpd import free_port
+
+    ws = Workspace(workdir, backend_url=f"smtp://127.0.0.1:{free_port()}", smtp_timeout=2)
+    ws.add_subscribers(6)
+    result = invoke(ws, "send", "--yes")
+    assert result.exit_code == 1
+    assert "Error: cannot open an SMTP connection to 127.0.0.1:" in result.output
+    ledger = ws.ledger()
+    assert set(ledger) == {"queued"} and {a for _, a, _ in ledger["queued"]} == {0}
+
+
+PLUGIN = """
+from weekly_mailer.delivery.base import SendResult
+
+class Jar:
+    def __init__(self, folder):
+        self.folder = folder
+    def send(self, envelope):
+        import pathlib
+        name = envelope.message_id.strip("<>") + ".msg"
+        (pathlib.Path(self.folder) / name).write_bytes(envelope.data)
+        return SendResult(250, "in the jar")
+    def close(self):
+        pass
+    def __enter__(self):
+        return self
+    def __exit__(self, *exc):
+        self.close()
+
+def factory(settings):
+    return Jar(settings.backend_url.split("://", 1)[1])
+"""
+
+
+def test_send_through_a_third_party_backend_entry_point(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = workdir / "site"
+    dist = site / "jar_backend-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (site / "jar_backend.py").write_text(PLUGIN)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: jar-backend\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[weekly_mailer.backends]\njar = jar_backend:factory\n")
+    jar = workdir / "jar"
+    jar.mkdir()
+    monkeypatch.syspath_prepend(str(site))  # so this process accepts the config too
+    ws = Workspace(workdir, backend_url=f"jar://{jar}")
+    ws.add_subscribers(3)
+    out = subprocess.run(
+        [sys.executable, "-m", "weekly_mailer", "send", "--yes"],
+        cwd=workdir, env=ws.env() | {"PYTHONPATH": str(site)},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "This run: 3 sent" in out.stdout
+    assert len(list(jar.glob("*.msg"))) == 3
+    assert {c for _, _, c in ws.ledger()["sent"]} == {250}

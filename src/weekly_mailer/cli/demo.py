@@ -91,12 +91,12 @@ def _write_config(root: Path) -> Path:
 
 
 @click.command()
-@click.argument("folder", default="weekly-mailer-demo", type=click.Path(file_okay=False))
+@click.argument("folder", default="demo", type=click.Path(file_okay=False))
 @click.option(
     "--subscribers", "count", type=click.IntRange(1, 100_000), default=300, show_default=True
 )
 def demo(folder: str, count: int) -> None:
-    """Run the whole job in FOLDER (default ./weekly-mailer-demo): a config, an SQLite
+    """Run the whole job in FOLDER (default ./demo): a config, an SQLite
     database, a sample article, COUNT sample subscribers, and one issue delivered as .eml
     files. Running it again in the same folder sends nothing new."""
     from .. import issues

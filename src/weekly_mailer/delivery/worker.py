@@ -163,6 +163,11 @@ class Worker:
         return rows
 
     def _deliver(self, rows: list[ClaimedRow]) -> None:
+        for issue_id in {r.issue_id for r in rows} - set(self._renders):
+            try:  # load each issue once, here, rather than racing for it in the pool
+                self._renders[issue_id] = self.renderers.for_issue(issue_id)
+            except WeeklyMailerError:
+                pass  # each row records the error as it is attempted
         pending = iter(rows)
         outcomes: list[Outcome] = []
         in_flight: set[Future[Outcome]] = set()

@@ -168,6 +168,7 @@ def test_name_fallback_and_ascii_names(settings: Settings) -> None:
         ("Eve", "eve@exämple.org", ComposeError, "SMTPUTF8"),
         ("E" * 201, "eve@example.org", ComposeError, "longer than 200"),
         ("=?utf-8?q?Eve?=", "eve@example.org", ComposeError, "misread as encoding"),
+        ("😀" * 120, "eve@example.org", ComposeError, "longer than 450 bytes"),
     ],
 )
 def test_unsafe_values_are_refused(
@@ -203,6 +204,16 @@ def test_subject_with_line_break_is_refused(settings: Settings) -> None:
     article = load_article(str(DATA / "article.md"))
     with pytest.raises(HeaderInjectionError, match="subject"):
         compose_issue(article, settings, send_week=WEEK, subject_prefix="[TEST]\r\nBcc: x ")
+
+
+def test_long_non_ascii_name_round_trips(settings: Settings) -> None:
+    # Found by hypothesis: split encoded-words gain a space in Python's parser.
+    issue = compose_issue(Article(title="T", body_html="<p>B</p>"), settings, send_week=WEEK)
+    for name in ["0000000000000000000¡¡¡¡¡¡¡¡¡ࠀࠀࠀ", "Zoë " * 40, "李" * 150]:
+        who = recipient(settings, name.strip())
+        data = issue.message_for(who, message_id="<a@b>", date=WHEN)
+        assert max(len(line) for line in data.split(b"\r\n")) < 998
+        assert parse(data)["To"].addresses[0].display_name == name.strip()
 
 
 def test_non_ascii_subject_and_sender(settings: Settings) -> None:

@@ -59,10 +59,16 @@ names = st.one_of(
     st.text(max_size=60),
     st.text(alphabet=st.characters(codec="utf-8"), max_size=220),
     st.from_regex(r"[A-Za-z .,'\"\\()<>@;:=?-]{0,40}", fullmatch=True),
+    st.text(
+        alphabet=st.characters(min_codepoint=0x80, codec="utf-8", exclude_categories=["Cc"]),
+        min_size=20,
+        max_size=200,
+    ),
     st.sampled_from(["", "Ana", "Zoë O’Brien", "=?utf-8?q?x?=", 'a "b" \\c', "x\r\nBcc: y@z.org"]),
 )
 addresses = st.one_of(
     st.emails(),
+    st.from_regex(r"[a-z0-9]{1,64}@[a-z]{1,63}\.[a-z]{1,63}\.[a-z]{2,50}", fullmatch=True),
     st.text(max_size=40),
     st.sampled_from(["ana@example.org", "a@b", "x@y.org\r\nBcc: z@w.org", "ü@example.org"]),
 )

@@ -20,6 +20,7 @@ from ..errors import ComposeError, HeaderInjectionError
 POLICY = email.policy.SMTP.clone(max_line_length=998)
 
 MAX_NAME = 200
+MAX_NAME_BYTES = 450  # in UTF-8: the encoded-word, the address and "To: " fit in 998 octets
 MAX_ADDRESS = 254
 MAX_URL = 700
 
@@ -54,6 +55,8 @@ def clean_display_name(name: str) -> str:
         raise ComposeError("the name contains '=?', which mail programs would misread as encoding")
     if len(cleaned) > MAX_NAME:
         raise ComposeError(f"the name is longer than {MAX_NAME} characters")
+    if len(cleaned.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        raise ComposeError(f"the name is longer than {MAX_NAME_BYTES} bytes in UTF-8")
     return cleaned
 
 
@@ -85,19 +88,15 @@ def check_message_id(message_id: str) -> str:
     return message_id
 
 
-def _encoded_words(text: str) -> str:
-    """RFC 2047 base64 encoded-words of at most 75 characters, folded onto new lines."""
-    words: list[str] = []
-    chunk = b""
-    for ch in text:
-        b = ch.encode("utf-8")
-        if len(chunk) + len(b) > 45:
-            words.append("=?utf-8?b?" + base64.b64encode(chunk).decode("ascii") + "?=")
-            chunk = b""
-        chunk += b
-    if chunk:
-        words.append("=?utf-8?b?" + base64.b64encode(chunk).decode("ascii") + "?=")
-    return "\r\n ".join(words)
+def _encoded_word(text: str) -> str:
+    """One RFC 2047 base64 encoded-word for the whole display name.
+
+    One word, not several: Python's parser puts a space between adjacent encoded-words in a
+    display name while RFC 2047 readers drop it, so splitting a name would change it for one
+    side or the other. One word is what ``email`` itself writes with a 998-octet line limit;
+    :data:`MAX_NAME_BYTES` keeps the header line under 998 octets.
+    """
+    return "=?utf-8?b?" + base64.b64encode(text.encode("utf-8")).decode("ascii") + "?="
 
 
 def format_address(name: str, address: str) -> str:
@@ -112,7 +111,7 @@ def format_address(name: str, address: str) -> str:
     if _QUOTABLE_RE.match(name) and "=?" not in name:
         quoted = name.replace("\\", "\\\\").replace('"', '\\"')
         return f'"{quoted}" <{address}>'
-    return f"{_encoded_words(name)} <{address}>"
+    return f"{_encoded_word(name)} <{address}>"
 
 
 def address_of(from_address: str) -> str:

@@ -123,3 +123,17 @@ def test_preview_send_test_refuses_bad_address(workdir: Path, runner: CliRunner)
     result = runner.invoke(main, ["preview", "--send-test", "x@y.org\r\nBcc: z@w.org"])
     assert result.exit_code == 1
     assert "Error: the address contains a line break" in result.output
+
+
+def test_preview_from_a_folder_source(workdir: Path, runner: CliRunner) -> None:
+    folder = workdir / "articles"
+    folder.mkdir()
+    (folder / "2001-01-03-old.md").write_text("# Old week\n\nNot this one.\n")
+    (folder / "next.md").write_text("# Undated note\n\nThe body.\n")
+    write_config(workdir, article_source=str(folder))
+    result = runner.invoke(main, ["preview"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "Subject: Undated note" in result.output
+    (folder / "next.md").unlink()
+    result = runner.invoke(main, ["preview"])
+    assert result.exit_code == 1 and "Error: no file for " in result.output

@@ -171,3 +171,25 @@ def test_schedule_command_rejects_a_bad_schedule(runner: CliRunner, workdir: Pat
     result = runner.invoke(main, ["schedule"], env={"WEEKLY_MAILER_SCHEDULE": "someday"})
     assert result.exit_code == 2
     assert result.output == "Error: schedule: 'someday' is not like 'wed 18:00'\n"
+
+
+def test_times_inside_a_dst_change_fire_once_a_week() -> None:
+    # 02:30 does not exist on 2026-03-08 (clocks jump 02:00 -> 03:00): it fires at 03:30 PDT.
+    spring = WeeklySchedule.from_settings(Settings(schedule="sun 02:30"))
+    fires = spring.fire_times(dt.datetime(2026, 2, 25, tzinfo=UTC), 3)
+    assert [f.astimezone(LA).date() for f in fires] == [
+        dt.date(2026, 3, 1),
+        dt.date(2026, 3, 8),
+        dt.date(2026, 3, 15),
+    ]
+    assert fires[1] == dt.datetime(2026, 3, 8, 10, 30, tzinfo=UTC)
+    # 01:30 happens twice on 2026-11-01 (clocks go back 02:00 -> 01:00): the first one only.
+    autumn = WeeklySchedule.from_settings(Settings(schedule="sun 01:30"))
+    fires = autumn.fire_times(dt.datetime(2026, 10, 20, tzinfo=UTC), 3)
+    assert fires == [
+        dt.datetime(2026, 10, 25, 8, 30, tzinfo=UTC),
+        dt.datetime(2026, 11, 1, 8, 30, tzinfo=UTC),  # 01:30 PDT
+        dt.datetime(2026, 11, 8, 9, 30, tzinfo=UTC),  # 01:30 PST
+    ]
+    # Between the two 01:30s, the most recent send is still the first one.
+    assert autumn.previous(dt.datetime(2026, 11, 1, 9, 45, tzinfo=UTC)) == fires[1]

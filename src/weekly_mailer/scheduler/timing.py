@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 # Longer than any week between two fire times, DST changes included.
 _LOOKBACK = dt.timedelta(days=8)
+# Longer than any DST shift: a repeated wall-clock time lies within this of its first instance.
+_FOLD = dt.timedelta(hours=3)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -56,10 +58,23 @@ class WeeklySchedule:
         ``ZoneInfo`` by wall-clock time, which is wrong across a DST change.
         """
         _check_aware(moment)
+        trigger = self.trigger()
+        fire = self._raw_next(trigger, moment)
+        # A wall-clock time inside the autumn fold (01:30 on the night the clocks go back)
+        # happens twice; the week's send is the first of the two.
+        while self._is_repeat(trigger, fire):
+            fire = self._raw_next(trigger, fire)
+        return fire
+
+    def _raw_next(self, trigger: CronTrigger, moment: dt.datetime) -> dt.datetime:
         start = moment.astimezone(dt.UTC) + dt.timedelta(microseconds=1)
-        fire = self.trigger().get_next_fire_time(None, start.astimezone(self.zone))
+        fire = trigger.get_next_fire_time(None, start.astimezone(self.zone))
         assert isinstance(fire, dt.datetime)
         return fire.astimezone(dt.UTC)
+
+    def _is_repeat(self, trigger: CronTrigger, fire: dt.datetime) -> bool:
+        earlier = self._raw_next(trigger, fire - _FOLD)
+        return earlier < fire and self.send_week(earlier) == self.send_week(fire)
 
     def fire_times(self, after: dt.datetime, count: int) -> list[dt.datetime]:
         """The next ``count`` fire times strictly after ``after``."""

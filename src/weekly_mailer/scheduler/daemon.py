@@ -232,10 +232,12 @@ class Daemon:
             self.web.start()
         nxt = self.job.schedule.next_after(self.job.clock())
         log.info(
-            "daemon started: next send %s; web app at %s",
+            "daemon started: next send %s; %s",
             format_fire_time(nxt, self.job.settings.zone),
-            self.web.url if self.web is not None else "(none)",
+            f"web app at {self.web.url}" if self.web is not None else "no web app",
         )
+        if not self.job.settings.article_source.strip():
+            log.warning("article_source is not set: every week will be skipped until it is")
 
     def _reconcile(self) -> None:
         if self.stopping.is_set():

@@ -113,13 +113,18 @@ class DaemonWorkspace:
         with Database(self.settings()) as db, db.sessions.begin() as session:
             return Counter(session.scalars(select(Delivery.status)).all())
 
-    def start(self, name: str, *, port: int | None = None) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, *, port: int | None = None, extra: tuple[str, ...] = ()
+    ) -> subprocess.Popen[bytes]:
         log = self.root / f"{name}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("WEEKLY_MAILER_")}
         env["WEEKLY_MAILER_CONFIG"] = str(self.config)
         with open(log, "ab") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "weekly_mailer", "run", "--port", str(port or free_port())],
+                [
+                    *(sys.executable, "-m", "weekly_mailer", "run"),
+                    *("--port", str(port or free_port()), *extra),
+                ],
                 cwd=self.root,
                 env=env,
                 stdout=out,
@@ -280,5 +285,33 @@ def test_sigterm_mid_send_finishes_in_flight_and_a_restart_completes(
         wait_for(lambda: ws.issues()[-1][1] == "sent", 20, "the issue marked sent")
         assert per_recipient(smtp) == everyone  # each reader once, no one twice
         assert "Traceback" not in ws.log("first") + ws.log("second")
+    finally:
+        ws.stop_all()
+
+
+@pytest.mark.postgres
+def test_postgresql_standby_takes_over_when_the_leader_dies(
+    tmp_path: Path, smtp: SMTPServer, pg_url: str
+) -> None:
+    ws = DaemonWorkspace(tmp_path, smtp_url=smtp.url, database_url=pg_url)
+    schedule, fire = schedule_in(LEAD_SECONDS + 4)
+    ws.write_config(schedule=schedule)
+    fast = ("--check-interval", "1")
+    try:
+        leader = ws.start("leader", extra=fast)
+        wait_for(lambda: "this daemon leads" in ws.log("leader"), 30, "the first leader")
+        standby = ws.start("standby", extra=fast)
+        wait_for(lambda: "standing by" in ws.log("standby"), 30, "the standby")
+        leader.kill()  # dies before the send time, holding the lock
+        leader.wait(10)
+        wait_for(lambda: "this daemon leads" in ws.log("standby"), 30, "the takeover")
+        assert dt.datetime.now(LA) < fire, "the takeover should happen before the send time"
+        wait_for(lambda: len(smtp.received()) >= 3, 60, "the issue reaching 3 subscribers")
+        wait_for(lambda: ws.issues()[-1][1:] == ("sent", 3), 20, "the issue marked sent")
+        assert per_recipient(smtp) == Counter(READERS)
+        assert ws.issues() == [(fire.date(), "sent", 3)]
+        assert terminate(standby) == 0
+        assert "enqueued for 3 subscribers" in ws.log("standby")
+        assert "enqueued" not in ws.log("leader")
     finally:
         ws.stop_all()

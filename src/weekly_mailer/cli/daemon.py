@@ -40,6 +40,14 @@ def schedule(app: AppContext, count: int) -> None:
     help="A reverse proxy whose X-Forwarded-For/-Proto headers to believe.",
 )
 @click.option("--no-web", is_flag=True, help="Run the scheduler and the worker only.")
+@click.option(
+    "--check-interval",
+    type=click.FloatRange(min=0.5),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How often a standby tries to lead and the catch-up check runs.",
+)
 @pass_app
 def run(
     app: AppContext,
@@ -48,6 +56,7 @@ def run(
     threads: int,
     trusted_proxy: str | None,
     no_web: bool,
+    check_interval: float,
 ) -> None:
     """Run the daemon: the weekly send, the web app and a delivery worker in one process.
 
@@ -116,7 +125,9 @@ def run(
         if web_app is not None:
             close_app(web_app)
 
-    daemon = Daemon(job, delivery=delivery, web=web, on_stop=closing)
+    daemon = Daemon(
+        job, delivery=delivery, web=web, on_stop=closing, reconcile_seconds=check_interval
+    )
     click.echo(
         f"weekly-mailer daemon: sends {job.schedule.describe()}"
         + (f", web app on {web.url}" if web is not None else "")

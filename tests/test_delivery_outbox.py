@@ -273,3 +273,22 @@ def test_send_rate_is_a_ceiling_across_connections(database: Database, settings:
     elapsed = time.monotonic() - started
     assert stats.sent == 24
     assert elapsed >= (24 - 4) / 40.0  # a burst of `concurrency`, then 40/s
+
+
+def test_a_buggy_backend_defers_the_row_and_keeps_what_was_sent(
+    database: Database, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    issue_id, emails = setup_issue(database, 6)
+
+    def handler(env: Envelope) -> SendResult | None:
+        if env.recipient == emails[3]:
+            raise KeyError("oops")
+        return None
+
+    backend = MemoryBackend(handler)
+    Worker(database.sessions, settings, backend, SimpleRenderers()).run(max_wait=0)
+    assert statuses(database, issue_id) == {"sent": 5, "deferred": 1}
+    with database.sessions.begin() as s:
+        row = s.scalars(select(Delivery).where(Delivery.status == "deferred")).one()
+        assert row.last_error == "backend error: KeyError: 'oops'"
+    assert "unexpected error" in caplog.text

@@ -96,6 +96,8 @@ def send(app: AppContext, source: str | None, dry_run: bool, yes: bool) -> None:
         subject = composed.subject
     else:
         subject = existing[1]
+        if source:
+            click.echo(f"Issue #{existing[0]} for the week of {week} exists; {source} is not used.")
     with db.sessions.begin() as session:
         if existing is None or existing[2] is None:
             n, sample = issues.active_count(session), issues.active_sample(session)

@@ -16,6 +16,7 @@ Errors are translated here and nowhere else::
 from __future__ import annotations
 
 import smtplib
+import socket
 import ssl
 import threading
 from typing import TYPE_CHECKING
@@ -104,6 +105,7 @@ class SMTPBackend:
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(self.pool_size)
         self._closed = False
+        self._local_hostname: str | None = None
 
     @classmethod
     def from_url(cls, url: str, settings: Settings) -> SMTPBackend:
@@ -147,13 +149,20 @@ class SMTPBackend:
     def _connect(self) -> _Connection:
         where = f"{self.host}:{self.port}"
         smtp: smtplib.SMTP | None = None
+        if self._local_hostname is None:  # one FQDN lookup per backend, not per connection
+            self._local_hostname = socket.getfqdn()
+        name = self._local_hostname
         try:
             if self.implicit_tls:
                 smtp = smtplib.SMTP_SSL(
-                    self.host, self.port, timeout=self.timeout, context=self.ssl_context
+                    self.host,
+                    self.port,
+                    local_hostname=name,
+                    timeout=self.timeout,
+                    context=self.ssl_context,
                 )
             else:
-                smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+                smtp = smtplib.SMTP(self.host, self.port, local_hostname=name, timeout=self.timeout)
             smtp.ehlo()
             if self.starttls:
                 smtp.starttls(context=self.ssl_context)

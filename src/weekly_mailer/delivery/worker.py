@@ -219,6 +219,9 @@ class Worker:
             return self._deferred(row, exc)
         except DeliveryError as exc:
             return self._deferred(row, exc)
+        except Exception as exc:  # noqa: BLE001 - a buggy backend must not lose what was sent
+            log.exception("the backend raised an unexpected error for %s", row.email)
+            return self._deferred(row, DeliveryError(f"backend error: {type(exc).__name__}: {exc}"))
         return Outcome(row, DeliveryStatus.SENT.value, code=result.code, at=self.clock())
 
     def _deferred(self, row: ClaimedRow, exc: DeliveryError) -> Outcome:
@@ -273,7 +276,7 @@ class Worker:
                 self.stats.deferred += 1
             elif o.status == DeliveryStatus.FAILED.value:
                 self.stats.failed += 1
-                log.info("failed: %s: %s", o.row.email, o.error)
+                log.debug("failed: %s: %s", o.row.email, o.error)
             else:
                 self.stats.released += 1
         self.stats.throttled = self.gate.pauses

@@ -199,3 +199,12 @@ def test_import_on_postgres(pg_url: str, tmp_path: Path) -> None:
     assert "2 added" in result.stdout
     count = run_cli("subscribers", "count", "--status", "active", cwd=tmp_path, env=env)
     assert count.stdout == "2\n"
+
+
+def test_addresses_must_fit_plain_smtp(cli, workdir: Path) -> None:  # type: ignore[no-untyped-def]
+    r = cli("subscribers", "add", "jösé@example.org")
+    assert r.exit_code == 1
+    assert "Internationalized characters before the @-sign are not supported" in r.output
+    r = cli("subscribers", "add", "ann@bücher.example", "--confirmed")
+    assert r.exit_code == 0, r.output
+    assert "ann@xn--bcher-kva.example" in rows(workdir)

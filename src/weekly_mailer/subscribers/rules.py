@@ -30,10 +30,12 @@ def normalise_address(raw: str) -> tuple[str, str]:
     if any(c in value for c in "\r\n\x00"):
         raise InvalidAddressError("the address contains a line break or NUL")
     try:
-        info = validate_email(value, check_deliverability=False, allow_smtputf8=True)
+        # No SMTPUTF8: every address must be deliverable over plain SMTP and fit in an ASCII
+        # header. Internationalised domains are kept in their ASCII (punycode) form.
+        info = validate_email(value, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
         raise InvalidAddressError(f"{value!r} is not a valid address: {exc}") from None
-    address = info.normalized
+    address = info.ascii_email or info.normalized
     return address, address.lower()
 
 

@@ -137,3 +137,29 @@ def test_preview_from_a_folder_source(workdir: Path, runner: CliRunner) -> None:
     (folder / "next.md").unlink()
     result = runner.invoke(main, ["preview"])
     assert result.exit_code == 1 and "Error: no file for " in result.output
+
+
+def test_preview_send_test_is_dkim_signed(workdir: Path, runner: CliRunner) -> None:
+    import dkim
+
+    from weekly_mailer.cli.dkim import generate_keys
+
+    record = generate_keys(workdir / "dkim.pem")
+    with SMTPServer() as server:
+        write_config(
+            workdir,
+            backend_url=server.url,
+            dkim_domain="example.org",
+            dkim_selector="wm",
+            dkim_key_file=str(workdir / "dkim.pem"),
+        )
+        result = runner.invoke(main, ["preview", "--send-test", "editor@example.net"])
+        assert result.exit_code == 0, result.output
+        (received,) = server.received()
+    assert received.data.startswith(b"DKIM-Signature:")
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        assert name == b"wm._domainkey.example.org."
+        return record.encode()
+
+    assert dkim.verify(received.data, dnsfunc=dns)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import time
 import webbrowser
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -68,11 +67,9 @@ def _filled(issue: ComposedIssue, recipient: Recipient) -> tuple[str, str]:
 
 def _sign(settings: Settings, data: bytes) -> bytes:
     """DKIM-sign like the delivery worker does, when DKIM is configured."""
-    try:
-        dkim: Any = importlib.import_module("weekly_mailer.delivery.dkim")
-    except ImportError:
-        return data
-    signer = dkim.DkimSigner.from_settings(settings)
+    from ..delivery.dkim import DkimSigner
+
+    signer = DkimSigner.from_settings(settings)
     return data if signer is None else bytes(signer.sign(data))
 
 

@@ -98,3 +98,10 @@ def test_wheel_in_fresh_venv(tmp_path: Path) -> None:
         env=clean_env,
     )
     assert count.stdout == "2\n", count.stderr
+    # The README's first command, from the wheel: templates and the sample article are inside.
+    demo = subprocess.run(
+        [str(script), "demo"], cwd=work, capture_output=True, text=True, env=clean_env, timeout=300
+    )
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert len(list((work / "demo" / "outbox").glob("*.eml"))) >= 100
+    assert (work / "demo" / "preview.html").read_text(encoding="utf-8").startswith("<!DOCTYPE")

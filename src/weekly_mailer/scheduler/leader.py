@@ -73,7 +73,7 @@ class AdvisoryLockLeader:
                 return self._held
             except DBAPIError as exc:
                 log.warning("leader lock: lost the database connection (%s)", exc.orig)
-                self._drop()
+                self._drop(broken=True)
                 return False
 
     def release(self) -> None:
@@ -85,10 +85,12 @@ class AdvisoryLockLeader:
                     pass
             self._drop()
 
-    def _drop(self) -> None:
+    def _drop(self, *, broken: bool = False) -> None:
         self._held = False
         if self._conn is not None:
             try:
+                if broken:
+                    self._conn.invalidate()  # closes the DBAPI connection, not back to the pool
                 self._conn.close()
             except DBAPIError:
                 pass

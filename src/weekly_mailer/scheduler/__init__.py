@@ -3,6 +3,7 @@
 - :mod:`.timing`: the weekly ``CronTrigger`` and the fire-time math (DST-safe wall-clock time).
 - :mod:`.catchup`: what to do on start about the most recent send time (pure, clock passed in).
 - :mod:`.weeks_ledger`: one issue row per send week, claimed by inserting it.
+- :mod:`.sources`: which article a week takes from ``article_source`` (feed, folder, file).
 - :mod:`.leader`: ``pg_try_advisory_lock`` leadership on PostgreSQL.
 - :mod:`.job`: the weekly job (resolve the article, compose, store, enqueue, deliver).
 - :mod:`.daemon`: one process with the scheduler, the web app and a delivery worker.

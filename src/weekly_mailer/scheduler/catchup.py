@@ -62,8 +62,8 @@ def decide_on_start(
     else:
         action, reason = (
             StartAction.MISSED,
-            f"the daemon was down at the send time; {_hours(late)} late is past the "
-            f"grace window of {_hours(grace)}",
+            f"no issue {_hours(late)} after the send time, past the grace window of "
+            f"{_hours(grace)} (the daemon was down, or the article could not be read)",
         )
     return StartDecision(action, fire, week, late, reason)
 

@@ -106,8 +106,8 @@ class WeeklyJob:
             fire = self.schedule.previous(now)
             week = self.schedule.send_week(fire)
             recorded = week_issue(session, week) is not None
-            fresh = not any_issue(session)
-            sent_keys = sent_source_keys(session)
+            fresh = not recorded and not any_issue(session)
+            sent_keys = set() if recorded else sent_source_keys(session)
         decision = decide_on_start(
             self.schedule, now=now, grace=self.grace, week_recorded=recorded, fresh_database=fresh
         )

@@ -99,3 +99,19 @@ def test_catch_up_retry_job_web_and_clean_stop(
     with pytest.raises(urllib.error.URLError):  # the web server is gone
         urllib.request.urlopen(web.url + "/healthz", timeout=2)
     daemon.stop()  # twice is fine
+
+
+def test_a_web_server_stopped_before_it_started_frees_its_port(
+    database: Database, settings: Settings
+) -> None:
+    import socket
+
+    web_app = create_app(settings, db=database, backend=MemoryBackend())
+    try:
+        web = WebServer(web_app, host="127.0.0.1", port=0)
+        port = int(web.url.rsplit(":", 1)[1])
+        web.stop()
+        with socket.socket() as again:
+            again.bind(("127.0.0.1", port))  # free again
+    finally:
+        close_app(web_app)

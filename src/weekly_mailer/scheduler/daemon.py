@@ -66,12 +66,16 @@ class DeliveryService:
         """Deliver what is due now (queued rows, deferred rows whose time has come)."""
         self._wake.set()
 
-    def stop(self, timeout: float = 60.0) -> None:
-        """Stop claiming; finish and record the messages in flight; release the rest."""
+    def stop(self, timeout: float = 60.0) -> bool:
+        """Stop claiming; finish and record the messages in flight; release the rest.
+
+        Returns whether the worker stopped within ``timeout`` seconds.
+        """
         self.worker.stop.set()
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def _loop(self) -> None:
         while not self.worker.stop.is_set():
@@ -156,21 +160,29 @@ class WebServer:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop accepting, let requests in flight finish, close every socket."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
+        elif self._thread.ident is None:  # never started: close what was bound
+            self._close()
 
     def _loop(self) -> None:
         from waitress import wasyncore
 
-        server = self._server
         try:
             while not self._stop.is_set():
-                wasyncore.loop(timeout=0.2, map=server._map, use_poll=True, count=1)
+                wasyncore.loop(timeout=0.2, map=self._server._map, use_poll=True, count=1)
         finally:
-            server.task_dispatcher.shutdown(timeout=5)  # requests in flight finish
-            wasyncore.loop(timeout=0.05, map=server._map, use_poll=True, count=5)  # flush
-            wasyncore.close_all(server._map)
+            self._close()
+
+    def _close(self) -> None:
+        from waitress import wasyncore
+
+        server = self._server
+        server.task_dispatcher.shutdown(timeout=5)  # requests in flight finish
+        wasyncore.loop(timeout=0.05, map=server._map, use_poll=True, count=5)  # flush
+        wasyncore.close_all(server._map)
 
 
 class Daemon:
@@ -257,8 +269,8 @@ class Daemon:
         log.info("stopping: no new jobs; finishing the messages in flight")
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)  # a running job finishes its transaction
-        if self.delivery is not None:
-            self.delivery.stop()
+        if self.delivery is not None and not self.delivery.stop():
+            log.warning("the delivery worker did not stop in time; its lease will expire")
         if self.web is not None:
             self.web.stop()
         self.job.leadership.release()

@@ -288,15 +288,31 @@ def test_confirmation_message(settings: Settings) -> None:
     )
     assert b"\n" not in data.replace(b"\r\n", b"")
     msg = parse(data)
-    assert msg["To"].addresses[0].display_name == "Zoë"
+    assert msg["To"] == "zoe@example.net"
     assert msg["Subject"] == "Confirm your subscription to In Brief"
     assert msg["From"] == "In Brief <news@example.org>"
     assert msg["Message-ID"].endswith("@example.org>")
     text, html = parts(msg)
     assert url in text and f'href="{url}"' in html
-    assert "Hello Zoë," in text and "zoe@example.net" in html
+    assert "Hello,\n" in text and "Hello," in html and "zoe@example.net" in html
+    assert "Zoë" not in text and "Zoë" not in html
     with pytest.raises(HeaderInjectionError):
-        build_confirmation_message(settings, email="a@b.org", name="x\nBcc: y", confirm_url=url)
+        build_confirmation_message(settings, email="a@b.org\nBcc: y", name="", confirm_url=url)
+
+
+def test_confirmation_message_never_repeats_the_signup_name(settings: Settings) -> None:
+    """The name comes from a public form: mailing it back would relay a stranger's text."""
+    url = "https://news.example.org/confirm/abc.def"
+    spam = "Win $$$ at https://spam.example.com/now"
+    data = build_confirmation_message(
+        settings, email="victim@example.net", name=spam, confirm_url=url
+    )
+    msg = parse(data)
+    text, html = parts(msg)
+    assert msg["To"] == "victim@example.net"
+    assert text.split("\n")[3] == "Hello,"
+    for shown in (data.decode("ascii"), text, html):
+        assert "spam.example.com" not in shown and "Win $$$" not in shown
 
 
 def test_reference_serialises_like_fast_path(settings: Settings) -> None:

@@ -185,20 +185,23 @@ def build_confirmation_message(
 ) -> bytes:
     """The sign-up confirmation email (text + HTML alternative), CRLF, ready for SMTP.
 
-    Every header value is checked (CR/LF → ``HeaderInjectionError``); the name is RFC
-    2047-encoded when it is not ASCII. ``date`` defaults to now (UTC).
+    ``name`` is accepted but never used: it was typed into a public form by anyone, so repeating
+    it in a mail we send to any address would let strangers relay their text through us. The
+    greeting is "Hello," and ``To`` carries the bare address. Every header value is checked
+    (CR/LF → ``HeaderInjectionError``). ``date`` defaults to now (UTC).
     """
     from .render import render_confirmation
 
-    person = Personal.of(Recipient(0, email, name, confirm_url))
+    del name  # deliberately left out (see above)
+    person = Personal.of(Recipient(0, email, "", confirm_url))
     html_part, text_part = render_confirmation(
-        settings, email=person.email, name=person.name, confirm_url=person.unsubscribe_url
+        settings, email=person.email, name="", confirm_url=person.unsubscribe_url
     )
     msg = EmailMessage(policy=POLICY)
     msg["From"] = settings.from_address
     if settings.reply_to:
         msg["Reply-To"] = settings.reply_to
-    msg["To"] = Address(display_name=person.name, addr_spec=person.email)
+    msg["To"] = Address(addr_spec=person.email)
     subject = f"Confirm your subscription to {settings.list_name}"
     check_single_line("the subject", subject)
     msg["Subject"] = subject

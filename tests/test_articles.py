@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from pathlib import Path
 
 import pytest
@@ -157,3 +158,17 @@ def test_article_dict_round_trip() -> None:
 
     article = load_article(str(DATA / "article.md"))
     assert Article.from_dict(article.to_dict()) == article
+
+
+@pytest.mark.parametrize("url", ["javascript:alert(1)", "blog.example.org/post", "ftp://x.org/a"])
+def test_markdown_unsafe_canonical_url_is_dropped_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, url: str
+) -> None:
+    path = tmp_path / "week.md"
+    path.write_text(f'---\ntitle: T\ncanonical_url: "{url}"\n---\nBody text.\n', encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="weekly_mailer.articles"):
+        article = load_article(str(path))
+    assert article.canonical_url == ""
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path}: article link {url!r} dropped: not an absolute http(s) URL"
+    ]

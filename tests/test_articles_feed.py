@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import http.server
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +12,10 @@ from pathlib import Path
 import pytest
 
 from weekly_mailer.articles import load_article
+from weekly_mailer.compose import Recipient
+from weekly_mailer.config import Settings
 from weekly_mailer.errors import ArticleError
+from weekly_mailer.issues import compose
 
 RSS = """<?xml version="1.0" encoding="utf-8"?>
 <rss version="2.0" xmlns:dc="http://purl.org/dc/elements/1.1/"><channel>
@@ -140,3 +144,59 @@ def test_feed_by_url(feed_server: str) -> None:
     assert article.title == "This week & more"
     with pytest.raises(ArticleError, match="the server answered 404"):
         load_article(f"{feed_server}/missing")
+
+
+UNSAFE_LINK_RSS = """<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0"><channel><title>Blog</title><link>https://blog.example.org/</link>
+<description>d</description>
+<item><title>A week with a bad link</title><link>{link}</link>
+<pubDate>Mon, 16 Nov 2026 09:30:00 -0800</pubDate>
+<description><![CDATA[<p>The body of the week.</p>]]></description></item>
+</channel></rss>
+"""
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "javascript:alert(document.cookie)",
+        " JavaScript:alert(1)",
+        "data:text/html,hi",
+        "/relative/post",
+        "https://",
+        "https://blog.example.org/a b",
+    ],
+)
+def test_an_unsafe_item_link_is_dropped_and_the_week_still_goes_out(
+    tmp_path: Path, settings: Settings, caplog: pytest.LogCaptureFixture, link: str
+) -> None:
+    path = tmp_path / "feed.rss"
+    path.write_text(UNSAFE_LINK_RSS.format(link=link), encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="weekly_mailer.articles"):
+        article = load_article(str(path), week_start=WEEK_START, week_end=WEEK_END)
+    assert article.canonical_url == ""
+    assert any(
+        "article link" in r.getMessage() and "dropped" in r.getMessage() for r in caplog.records
+    )
+    composed = compose(article, settings, send_week=dt.date(2026, 11, 18))  # no ComposeError
+    html = (
+        composed.message_for(
+            Recipient(1, "ann@example.org", "Ann", "https://news.example.org/unsubscribe/t"),
+            message_id="<a@b>",
+            date=dt.datetime(2026, 11, 18, 10, tzinfo=dt.UTC),
+        )
+        .decode("ascii")
+        .replace("=\r\n", "")
+    )
+    assert "The body of the week." in html
+    assert "Read this article on the web" not in html
+    assert "javascript" not in html.lower()
+
+
+def test_an_absolute_http_item_link_is_kept(tmp_path: Path, settings: Settings) -> None:
+    path = tmp_path / "feed.rss"
+    path.write_text(UNSAFE_LINK_RSS.format(link="http://blog.example.org/p?x=1"), encoding="utf-8")
+    article = load_article(str(path))
+    assert article.canonical_url == "http://blog.example.org/p?x=1"
+    composed = compose(article, settings, send_week=dt.date(2026, 11, 18))
+    assert not composed.lint.errors

@@ -17,7 +17,7 @@ import feedparser
 from .. import __version__
 from ..errors import ArticleError
 from .model import Article
-from .sanitise import html_to_plain, make_summary, one_line, sanitise_html
+from .sanitise import html_to_plain, http_url, make_summary, one_line, sanitise_html
 
 FETCH_TIMEOUT = 30.0
 MAX_FEED_BYTES = 20 * 1024 * 1024
@@ -120,6 +120,6 @@ def parse_feed(
         summary=summary,
         body_html=body_html,
         tags=_tags(entry),
-        canonical_url=str(entry.get("link") or ""),
+        canonical_url=http_url(str(entry.get("link") or ""), where=where),
         source=source,
     )

@@ -16,7 +16,14 @@ from markdown_it import MarkdownIt
 
 from ..errors import ArticleError
 from .model import Article
-from .sanitise import html_to_plain, make_summary, one_line, repair_text, sanitise_html
+from .sanitise import (
+    html_to_plain,
+    http_url,
+    make_summary,
+    one_line,
+    repair_text,
+    sanitise_html,
+)
 
 _FRONT_RE = re.compile(r"\A---[ \t]*\n(.*?\n)?(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
 _H1_RE = re.compile(r"\A\s*#[ \t]+(.+?)[ \t#]*(?:\n|\Z)")
@@ -120,6 +127,6 @@ def parse_markdown(text: str, *, source: str = "") -> Article:
         body_html=body_html,
         author_bio=_text(meta, "author_bio", where),
         tags=_tags(meta.get("tags"), where),
-        canonical_url=_text(meta, "canonical_url", where),
+        canonical_url=http_url(_text(meta, "canonical_url", where), where=where),
         source=source,
     )

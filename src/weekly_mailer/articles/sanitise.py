@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import html
+import logging
 import re
+from urllib.parse import urlsplit
 
 import nh3
+
+log = logging.getLogger(__name__)
 
 ALLOWED_TAGS = {
     "a", "abbr", "b", "blockquote", "br", "caption", "cite", "code", "dd", "del", "div", "dl",
@@ -28,6 +32,7 @@ _BLOCK_TAG_RE = re.compile(
     re.IGNORECASE,
 )
 _SPACE_RE = re.compile(r"\s+")
+_URL_BAD_CHAR_RE = re.compile(r"[\x00-\x20\x7f]")
 # Export artefacts: a backslash before a quote or apostrophe, as in "Asia\’s".
 _BACKSLASH_QUOTE_RE = re.compile(r"\\+([’‘'\"“”])")
 # A closing quote standing alone between spaces was a dash before the export mangled it.
@@ -71,3 +76,23 @@ def make_summary(text: str, limit: int = 200) -> str:
         return text
     cut = text[:limit].rsplit(" ", 1)[0].rstrip(",;:—–- ")
     return cut + "…"
+
+
+def http_url(value: str, *, where: str) -> str:
+    """``value`` when it is an absolute http(s) URL, else ``""`` (and a warning in the log).
+
+    For an article's canonical link, which ends up in an ``href``: a ``javascript:`` or relative
+    link is dropped here, so the issue goes out without it rather than failing the lint.
+    """
+    url = value.strip()
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        ok = False
+    if ok and not _URL_BAD_CHAR_RE.search(url):
+        return url
+    log.warning("%s: article link %r dropped: not an absolute http(s) URL", where, url[:200])
+    return ""

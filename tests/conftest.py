@@ -69,7 +69,10 @@ def pg_url(pg_server: str) -> Iterator[str]:
 @pytest.fixture
 def seed_path() -> Path:
     if not SEED.exists():
-        pytest.skip(f"the seed article is not beside the checkout ({SEED})")
+        reason = f"the seed article is not beside the checkout ({SEED})"
+        if os.environ.get("WEEKLY_MAILER_TEST_REQUIRE_SEED") == "1":
+            pytest.fail(f"the seed article is required here: {reason}")
+        pytest.skip(reason)
     return SEED
 
 

@@ -47,6 +47,13 @@ def test_explicit_path_and_env_path(tmp_path: Path, workdir: Path) -> None:
         ({"WEEKLY_MAILER_SCHEDULE": "someday"}, "schedule: 'someday' is not like 'wed 18:00'"),
         ({"WEEKLY_MAILER_FROM_ADDRESS": "nobody"}, "from_address: 'nobody' is not an e-mail"),
         ({"WEEKLY_MAILER_COLOUR": "blue"}, "colour: unknown configuration key"),
+        ({"WEEKLY_MAILER_PORT": "99999"}, "port: '99999' is not a TCP port (1-65535)"),
+        ({"WEEKLY_MAILER_SEND_RATE": "nan"}, "send_rate: expected a finite number, got 'nan'"),
+        ({"WEEKLY_MAILER_CONCURRENCY": "2.5"}, "concurrency: expected a whole number, got '2.5'"),
+        (
+            {"WEEKLY_MAILER_UNSUBSCRIBE_MAILTO": "ü@example.org"},
+            "unsubscribe_mailto: 'ü@example.org' has non-ASCII",
+        ),
     ],
 )
 def test_bad_values_name_the_key(workdir: Path, env: dict[str, str], message: str) -> None:
@@ -125,3 +132,18 @@ def test_cli_sqlite_folder_missing(workdir: Path) -> None:
     result = run_cli("db", "upgrade", cwd=workdir, env=env)
     assert result.returncode == 2
     assert result.stderr.strip() == "Error: database_url: folder 'no/such/folder' does not exist"
+
+
+def test_cli_bad_migration_revision(workdir: Path) -> None:
+    result = run_cli("db", "upgrade", "nonsense", cwd=workdir)
+    assert result.returncode == 2
+    assert result.stderr.startswith("Error: migration: ")
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_missing_database_driver(workdir: Path) -> None:
+    env = {"WEEKLY_MAILER_DATABASE_URL": "postgresql+pg8000://u@127.0.0.1/x"}
+    result = run_cli("db", "upgrade", cwd=workdir, env=env)
+    assert result.returncode == 2
+    assert result.stderr.startswith("Error: database_url: the driver 'postgresql+pg8000' is not")
+    assert "pip install 'weekly-mailer[postgres]'" in result.stderr

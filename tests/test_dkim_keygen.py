@@ -15,9 +15,11 @@ def test_keygen_key_verifies_a_signature(workdir: Path) -> None:
         "dkim", "keygen", "--domain", "news.example.net", "--selector", "wm1", cwd=workdir
     )
     assert result.returncode == 0, result.stderr
-    match = re.search(r'^wm1\._domainkey\.news\.example\.net\. IN TXT "(.+)"$', result.stdout, re.M)
+    match = re.search(r"^wm1\._domainkey\.news\.example\.net\. IN TXT (.+)$", result.stdout, re.M)
     assert match, result.stdout
-    record = match.group(1)
+    strings = re.findall(r'"([^"]*)"', match.group(1))
+    assert all(len(part) <= 255 for part in strings)  # DNS's limit for one character-string
+    record = "".join(strings)
     assert record.startswith("v=DKIM1; k=rsa; ")
     key = (workdir / "dkim_private.pem").read_bytes()
     assert (workdir / "dkim_private.pem").stat().st_mode & 0o777 == 0o600
@@ -38,3 +40,10 @@ def test_keygen_key_verifies_a_signature(workdir: Path) -> None:
     again = run_cli("dkim", "keygen", "--domain", "news.example.net", cwd=workdir)
     assert again.returncode == 2
     assert "exists (pass --force to replace it)" in again.stderr
+    bad = run_cli(
+        "dkim", "keygen", "--key-file", "no/such/dir/k.pem", "--domain", "x.org", cwd=workdir
+    )
+    assert (bad.returncode, bad.stderr.strip()) == (
+        2,
+        "Error: dkim keygen: folder 'no/such/dir' does not exist",
+    )

@@ -8,6 +8,7 @@ message names the key and the reason.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import tomllib
@@ -213,6 +214,10 @@ def _check_address(key: str, value: str) -> None:
     _name, addr = parseaddr(value)
     if not addr or "@" not in addr:
         raise ConfigError(f"{key}: {value!r} is not an e-mail address")
+    if not addr.isascii():
+        raise ConfigError(
+            f"{key}: {addr!r} has non-ASCII characters (write the domain in its xn-- form)"
+        )
 
 
 def _check_optional_address(key: str, value: str) -> None:
@@ -259,9 +264,16 @@ def _coerce(key: str, raw: Any, origin: str) -> Any:
         if isinstance(raw, bool):
             raise ConfigError(f"{key}: expected a number, got {raw!r}{where}")
         try:
-            number = int(raw) if kind == "int" else float(raw)
+            real = float(raw)
         except (TypeError, ValueError):
             raise ConfigError(f"{key}: expected a number, got {raw!r}{where}") from None
+        if not math.isfinite(real):
+            raise ConfigError(f"{key}: expected a finite number, got {raw!r}{where}")
+        if kind == "int" and not real.is_integer():
+            raise ConfigError(f"{key}: expected a whole number, got {raw!r}{where}")
+        number: float | int = int(real) if kind == "int" else real
+        if key == "port" and number > 65535:
+            raise ConfigError(f"{key}: {raw!r} is not a TCP port (1-65535){where}")
         if number < 0 or (number == 0 and key not in NON_NEGATIVE):
             raise ConfigError(
                 f"{key}: must be {'0 or more' if key in NON_NEGATIVE else 'positive'}"

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .errors import ConfigError, DatabaseNotReadyError
@@ -50,7 +50,17 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
             if not parent.exists():
                 raise ConfigError(f"database_url: folder {str(parent)!r} does not exist")
         kwargs.setdefault("connect_args", {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
-    engine = create_engine(url, **kwargs)
+    try:
+        engine = create_engine(url, **kwargs)
+    except (ImportError, NoSuchModuleError) as exc:
+        hint = (
+            " (pip install 'weekly-mailer[postgres]')"
+            if url.get_backend_name() == "postgresql"
+            else ""
+        )
+        raise ConfigError(
+            f"database_url: the driver {url.drivername!r} is not installed{hint}: {exc}"
+        ) from None
     if url.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
@@ -90,15 +100,23 @@ def alembic_config(engine_or_url: Engine | str) -> AlembicConfig:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Run ``alembic upgrade`` on the engine's database."""
     from alembic import command
+    from alembic.util import CommandError
 
-    command.upgrade(alembic_config(engine), revision)
+    try:
+        command.upgrade(alembic_config(engine), revision)
+    except CommandError as exc:
+        raise DatabaseNotReadyError(f"migration: {exc}") from None
 
 
 def downgrade(engine: Engine, revision: str) -> None:
     """Run ``alembic downgrade`` on the engine's database."""
     from alembic import command
+    from alembic.util import CommandError
 
-    command.downgrade(alembic_config(engine), revision)
+    try:
+        command.downgrade(alembic_config(engine), revision)
+    except CommandError as exc:
+        raise DatabaseNotReadyError(f"migration: {exc}") from None
 
 
 def head_revision() -> str:

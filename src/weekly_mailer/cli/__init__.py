@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from .. import __version__
 from ..errors import WeeklyMailerError
@@ -25,6 +25,14 @@ class _Root(click.Group):
         except WeeklyMailerError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except IntegrityError:
+            # Two processes changed the same row at once (e.g. the same address added twice).
+            click.echo(
+                "Error: another process changed the same record at the same time; "
+                "run the command again",
+                err=True,
+            )
+            ctx.exit(1)
         except DBAPIError as exc:
             # The database went away or refused us: one line, not a traceback.
             if not exc.connection_invalidated and not isinstance(exc, OperationalError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -19,7 +20,16 @@ def generate_keys(private_key: Path) -> str:
 
     if shutil.which(dknewkey.OPENSSL_BINARY) is None:
         raise ConfigError("dkim keygen: the `openssl` program is needed and was not found")
-    dknewkey.GenRSAKeys(str(private_key), verbose=False)
+    if not private_key.parent.is_dir():
+        raise ConfigError(f"dkim keygen: folder {str(private_key.parent)!r} does not exist")
+    # Generate under a 077 umask so the private key is never readable by others.
+    old_umask = os.umask(0o077)
+    try:
+        dknewkey.GenRSAKeys(str(private_key), verbose=False)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise ConfigError(f"dkim keygen: openssl could not write {private_key}: {exc}") from None
+    finally:
+        os.umask(old_umask)
     private_key.chmod(0o600)
     fd, dns_file = tempfile.mkstemp(suffix=".dns")
     os.close(fd)
@@ -28,6 +38,12 @@ def generate_keys(private_key: Path) -> str:
         return Path(dns_file).read_text(encoding="ascii").strip()
     finally:
         os.unlink(dns_file)
+
+
+def txt_strings(record: str) -> str:
+    """The record as quoted strings of at most 255 characters (DNS's limit for one string)."""
+    parts = [record[i : i + 255] for i in range(0, len(record), 255)]
+    return "( " + " ".join(f'"{p}"' for p in parts) + " )" if len(parts) > 1 else f'"{record}"'
 
 
 @click.group()
@@ -65,7 +81,7 @@ def keygen(
     record = generate_keys(key_file)
     click.echo(f"Wrote the private key to {key_file} (keep it secret).")
     click.echo("Publish this DNS TXT record:")
-    click.echo(f'{selector}._domainkey.{domain}. IN TXT "{record}"')
+    click.echo(f"{selector}._domainkey.{domain}. IN TXT {txt_strings(record)}")
     click.echo("Then set in weekly_mailer.toml:")
     click.echo(
         f'dkim_domain = "{domain}"\ndkim_selector = "{selector}"\n'

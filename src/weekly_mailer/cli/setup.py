@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -38,7 +39,11 @@ def init(app: AppContext, force: bool, database_url: str | None, backend_url: st
             database_url=database_url or "sqlite:///weekly_mailer.db",
             backend_url=backend_url or "file://./outbox",
         )
-        path.write_text(text, encoding="utf-8")
+        # Created 0600 from the start: the secret key is never readable by others, not even
+        # for a moment.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
         path.chmod(0o600)
         click.echo(f"Wrote {path} (with a new secret key).")
     settings = load_settings(path)

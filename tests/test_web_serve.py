@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import http.cookiejar
 import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -13,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from .smtpd import SMTPServer
-from .web_server import Server, run_cli
+from weekly_mailer.tokens import Purpose, TokenSigner
+
+from .smtpd import SMTPServer, free_port
+from .web_server import Server, cli_env, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -99,3 +106,78 @@ def test_the_per_ip_limit_believes_only_a_trusted_proxy(tmp_path: Path, trusted:
         second = _sign_up(server.url, "198.51.100.2")
     assert first == 200
     assert second == (200 if trusted else 429)
+
+
+def test_serve_on_a_taken_port_says_so_in_one_line(tmp_path: Path) -> None:
+    env = _env(tmp_path, "memory://")
+    assert run_cli(tmp_path, env, "db", "upgrade").returncode == 0
+    with socket.create_server(("127.0.0.1", 0)) as held:
+        port = held.getsockname()[1]
+        result = run_cli(tmp_path, env, "serve", "--host", "127.0.0.1", "--port", str(port))
+    assert result.returncode == 2
+    assert result.stderr == f"Error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+    assert result.stdout == ""
+
+
+def test_serve_under_the_path_of_base_url(tmp_path: Path) -> None:
+    """base_url https://x.org/news: the pages' forms and links carry /news like the e-mails'."""
+    env = _env(tmp_path, "memory://") | {"WEEKLY_MAILER_BASE_URL": "https://x.org/news"}
+    assert run_cli(tmp_path, env, "db", "upgrade").returncode == 0
+    server = Server(tmp_path, env)
+    root, server.url = server.url, server.url + "/news"
+    with server:
+        assert "/news/ (links use https://x.org/news)" in server.output()
+        opener = urllib.request.build_opener()
+        with opener.open(root + "/news/") as r:
+            page = r.read().decode()
+            cookie = r.headers["Set-Cookie"].split(";")[0]  # Secure (https): sent by hand
+        assert '<form method="post" action="/news/subscribe"' in page
+        assert 'href="/news/archive"' in page and 'href="/news/static/site.css' in page
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert token is not None
+        body = urllib.parse.urlencode({"csrf_token": token.group(1), "email": "sam@example.org"})
+        post = urllib.request.Request(
+            root + "/news/subscribe", data=body.encode(), headers={"Cookie": cookie}
+        )
+        with opener.open(post) as r:
+            assert r.status == 200 and b"Check your inbox" in r.read()
+        with sqlite3.connect(tmp_path / "serve.db") as conn:
+            sub_id, key = conn.execute("SELECT id, email_key FROM subscriber").fetchone()
+        unsub = TokenSigner("serve-test-secret").make(Purpose.UNSUBSCRIBE, sub_id, key)
+        with opener.open(f"{root}/news/unsubscribe/{unsub}") as r:
+            page = r.read().decode()
+        assert f'action="/news/unsubscribe/{unsub}"' in page
+        with opener.open(f"{root}/news/unsubscribe/{unsub}", data=b"") as r:
+            assert r.status == 200
+    with sqlite3.connect(tmp_path / "serve.db") as conn:
+        assert conn.execute("SELECT status FROM subscriber").fetchone() == ("unsubscribed",)
+
+
+def test_the_daemon_serves_under_the_path_of_base_url(tmp_path: Path) -> None:
+    """`weekly-mailer run` serves the same app: its pages carry base_url's path too."""
+    env = _env(tmp_path, "memory://") | {"WEEKLY_MAILER_BASE_URL": "https://x.org/news/"}
+    assert run_cli(tmp_path, env, "db", "upgrade").returncode == 0
+    port = free_port()
+    log = tmp_path / "run.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "weekly_mailer", "run", "--port", str(port)],
+            cwd=tmp_path,
+            env=cli_env(env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        page = ""
+        for _ in range(200):
+            assert proc.poll() is None, log.read_text()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/news/", timeout=2) as r:
+                    page = r.read().decode()
+                break
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.1)
+        assert '<form method="post" action="/news/subscribe"' in page, log.read_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)

@@ -101,7 +101,7 @@ def run(
     web = None
     web_app = None
     if not no_web:
-        from ..web import close_app, create_app
+        from ..web import close_app, create_app, server_options
 
         web_app = create_app(settings, db=db)
         listen_host, listen_port = host or settings.host, settings.port if port is None else port
@@ -112,7 +112,14 @@ def run(
                     "trusted_proxy": trusted_proxy,
                     "trusted_proxy_headers": "x-forwarded-for x-forwarded-proto",
                 }
-            web = WebServer(web_app, host=listen_host, port=listen_port, threads=threads, **proxy)
+            web = WebServer(
+                web_app,
+                host=listen_host,
+                port=listen_port,
+                threads=threads,
+                **proxy,
+                **server_options(settings),
+            )
         except OSError as exc:
             close_app(web_app)
             backend.close()

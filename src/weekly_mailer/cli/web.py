@@ -7,6 +7,7 @@ from types import FrameType
 
 import click
 
+from ..errors import ConfigError
 from ._common import AppContext, pass_app
 
 
@@ -17,7 +18,13 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 @click.command()
 @click.option("--host", default=None, help="Address to listen on (default: settings.host).")
 @click.option("--port", type=int, default=None, help="Port to listen on (default: settings.port).")
-@click.option("--threads", type=click.IntRange(1, 64), default=4, show_default=True)
+@click.option(
+    "--threads",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="Requests served at once (waitress worker threads, 1-64).",
+)
 @click.option(
     "--trusted-proxy",
     default=None,
@@ -31,28 +38,33 @@ def serve(
     """Serve the subscriber web pages with waitress (a production WSGI server)."""
     from waitress import create_server
 
-    from ..web import close_app, create_app
+    from ..web import close_app, create_app, server_options, url_prefix
 
     settings = app.settings
     web = create_app(settings, db=app.db)
-    proxy: dict[str, str] = {}
+    options: dict[str, str] = server_options(settings)  # url_prefix: base_url's path
     if trusted_proxy:
-        proxy = {
-            "trusted_proxy": trusted_proxy,
-            "trusted_proxy_headers": "x-forwarded-for x-forwarded-proto",
-        }
-    server = create_server(
-        web,
-        host=host or settings.host,
-        port=settings.port if port is None else port,
-        threads=threads,
-        ident="weekly-mailer",
-        clear_untrusted_proxy_headers=True,
-        **proxy,
-    )
+        options["trusted_proxy"] = trusted_proxy
+        options["trusted_proxy_headers"] = "x-forwarded-for x-forwarded-proto"
+    listen_host = host or settings.host
+    listen_port = settings.port if port is None else port
+    try:
+        server = create_server(
+            web,
+            host=listen_host,
+            port=listen_port,
+            threads=threads,
+            ident="weekly-mailer",
+            clear_untrusted_proxy_headers=True,
+            **options,
+        )
+    except OSError as exc:
+        close_app(web)
+        reason = exc.strerror or str(exc)
+        raise ConfigError(f"cannot listen on {listen_host}:{listen_port}: {reason}") from None
     bound = server.getsockname() if hasattr(server, "getsockname") else (host, port)
     click.echo(
-        f"Serving {settings.list_name} on http://{bound[0]}:{bound[1]}/ "
+        f"Serving {settings.list_name} on http://{bound[0]}:{bound[1]}{url_prefix(settings)}/ "
         f"(links use {settings.base_url}); Ctrl-C to stop."
     )
     previous = signal.signal(signal.SIGTERM, _stop)

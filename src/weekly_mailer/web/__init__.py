@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from flask import Flask, current_app
 from jinja2 import ChoiceLoader, FileSystemLoader
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from ..db import Database
     from ..delivery.base import Backend
 
-__all__ = ["WebState", "close_app", "create_app", "state"]
+__all__ = ["WebState", "close_app", "create_app", "server_options", "state", "url_prefix"]
 
 EXPIRE_EVERY = dt.timedelta(minutes=10)
 
@@ -142,6 +143,23 @@ def create_app(
     app.register_blueprint(links_bp)
     app.register_blueprint(archive_bp)
     return app
+
+
+def url_prefix(settings: Settings) -> str:
+    """The path part of ``base_url`` without its trailing slash: ``/news`` for
+    ``https://x.org/news/``, ``""`` when the site is at the root."""
+    return urlsplit(settings.base_url).path.rstrip("/")
+
+
+def server_options(settings: Settings) -> dict[str, str]:
+    """Options for waitress so that the app answers under ``base_url``'s path.
+
+    With ``url_prefix`` waitress sets ``SCRIPT_NAME``, so the pages' own links and forms
+    (``url_for``) carry the prefix the e-mail links already have. Pass these to every
+    ``waitress.create_server`` that serves :func:`create_app`.
+    """
+    prefix = url_prefix(settings)
+    return {"url_prefix": prefix} if prefix else {}
 
 
 def close_app(app: Flask) -> None:

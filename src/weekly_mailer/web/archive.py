@@ -16,7 +16,7 @@ import re
 from email.utils import format_datetime
 from xml.etree import ElementTree as ET
 
-from flask import Blueprint, Response, abort, jsonify, render_template
+from flask import Blueprint, Response, abort, jsonify, render_template, request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -83,7 +83,7 @@ def index() -> str:
         issues = [
             {
                 "title": _title(issue),
-                "path": issue_path(issue),
+                "path": request.script_root + issue_path(issue),
                 "date": published_at(issue).date(),
                 "summary": issue.summary,
             }

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import Blueprint, Response, render_template, request
+from flask import Blueprint, Response, render_template, request, url_for
 
 from .. import optin
 from ..errors import TokenError
@@ -65,7 +65,7 @@ def confirm(token: str) -> Response:
                 "confirm.html",
                 address=masked(sub.email),
                 already=sub.status == SubscriberStatus.ACTIVE,
-                action=request.path,
+                action=request.script_root + request.path,
             )
         outcome = optin.confirm_from_link(
             session, sub, source=f"web:confirm ip={client_ip()}", now=web.clock()
@@ -96,7 +96,7 @@ def unsubscribe(token: str) -> Response:
                 "unsubscribe.html",
                 address=masked(sub.email),
                 subscribed=sub.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING),
-                action=request.path,
+                action=request.script_root + request.path,
             )
         one_click = request.form.get(ONE_CLICK_FIELD, "") == ONE_CLICK_VALUE
         optin.unsubscribe_from_link(
@@ -110,7 +110,7 @@ def unsubscribe(token: str) -> Response:
             "unsubscribed.html",
             address=masked(sub.email),
             resubscribe=optin.may_resubscribe(sub),
-            action=f"/resubscribe/{token}",
+            action=url_for("links.resubscribe", token=token),
         )
 
 

@@ -311,3 +311,52 @@ def test_sign_up_confirm_and_one_click_on_postgresql(settings: Settings, pg_url:
             assert client.get("/healthz").json == {"status": "ok", "database": "ok"}
         finally:
             close_app(app)
+
+
+def test_a_lost_resubscribe_confirmation_can_be_asked_for_again(
+    app: Flask,
+    client: FlaskClient,
+    database: Database,
+    backend: MemoryBackend,
+    web_settings: Settings,
+    clock: Clock,
+) -> None:
+    from weekly_mailer.delivery.base import Envelope
+    from weekly_mailer.errors import TemporaryFailure
+
+    sign_up(client, "dee@example.org")
+    flush_mail(app)
+    sub = subscriber(database, "dee@example.org")
+    assert sub is not None and sub.confirmation_sent_at is not None
+    first_sent_at = sub.confirmation_sent_at
+    assert (
+        client.post("/confirm/" + token_for(web_settings, sub, Purpose.CONFIRM)).status_code == 200
+    )
+    unsub = token_for(web_settings, sub, Purpose.UNSUBSCRIBE)
+    clock.advance(days=2)
+    assert client.post("/unsubscribe/" + unsub).status_code == 200
+
+    def down(envelope: Envelope) -> None:
+        raise TemporaryFailure("421 try later", code=421)
+
+    backend.handler = down
+    app.extensions["weekly_mailer"].mailer.retry_pauses = (0.01,)
+    clock.advance(minutes=1)
+    assert "We sent a confirmation link" in client.post("/resubscribe/" + unsub).get_data(
+        as_text=True
+    )
+    flush_mail(app)
+    gone = subscriber(database, "dee@example.org")
+    assert gone is not None and gone.confirmation_sent_at == first_sent_at  # put back
+
+    backend.handler = None
+    clock.advance(minutes=5)
+    page = client.post("/resubscribe/" + unsub).get_data(as_text=True)
+    assert "We sent a confirmation link" in page
+    flush_mail(app)
+    assert [e.recipient for e in backend.sent] == ["dee@example.org", "dee@example.org"]
+    assert (
+        client.post("/confirm/" + token_for(web_settings, sub, Purpose.CONFIRM)).status_code == 200
+    )
+    back = subscriber(database, "dee@example.org")
+    assert back is not None and back.status == SubscriberStatus.ACTIVE

@@ -275,3 +275,54 @@ def test_simultaneous_sign_ups_for_one_address_send_one_email_on_postgresql(
             assert [e.recipient for e in backend.sent] == ["race@example.org"]
         finally:
             close_app(app)
+
+
+def test_a_confirmation_the_mailer_gave_up_on_does_not_block_the_day(
+    app: Flask, client: FlaskClient, database: Database, backend: MemoryBackend, clock: Clock
+) -> None:
+    from weekly_mailer.errors import TemporaryFailure
+
+    def down(envelope: Envelope) -> None:
+        raise TemporaryFailure("421 service not available", code=421)
+
+    backend.handler = down
+    app.extensions["weekly_mailer"].mailer.retry_pauses = (0.01, 0.01)
+    sign_up(client, "ann@example.org")
+    flush_mail(app)  # three tries, then the mailer gives up
+    assert backend.attempts == 3 and backend.sent == []
+    sub = subscriber(database, "ann@example.org")
+    assert sub is not None and sub.confirmation_sent_at is None
+    [sent] = events(database, "ann@example.org", EventKind.CONFIRMATION_SENT)
+    [failed] = events(database, "ann@example.org", EventKind.UPDATED)
+    assert failed.source == "web:mailer"
+    assert failed.detail == f"confirmation_failed event={sent.id}: 421 service not available"
+
+    backend.handler = None  # the server is back, an hour later
+    clock.advance(hours=1)
+    assert "Check your inbox" in sign_up(client, "ann@example.org").get_data(as_text=True)
+    flush_mail(app)
+    assert [e.recipient for e in backend.sent] == ["ann@example.org"]
+    assert len(events(database, "ann@example.org", EventKind.CONFIRMATION_SENT)) == 2
+    sub = subscriber(database, "ann@example.org")
+    assert sub is not None and sub.confirmation_sent_at == clock.now
+    sign_up(client, "ann@example.org")  # the daily limit holds again for the one that went out
+    flush_mail(app)
+    assert len(backend.sent) == 1
+
+
+def test_a_refused_confirmation_still_counts_towards_the_day(
+    app: Flask, client: FlaskClient, database: Database, backend: MemoryBackend, clock: Clock
+) -> None:
+    from weekly_mailer.errors import PermanentFailure
+
+    def refuse(envelope: Envelope) -> None:
+        raise PermanentFailure("550 no such user", code=550)
+
+    backend.handler = refuse
+    sign_up(client, "gone@example.org")
+    flush_mail(app)
+    clock.advance(hours=1)
+    sign_up(client, "gone@example.org")
+    flush_mail(app)
+    assert backend.attempts == 1
+    assert events(database, "gone@example.org", EventKind.UPDATED) == []

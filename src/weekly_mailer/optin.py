@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import re
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -18,6 +19,9 @@ from .models import EventKind, Subscriber, SubscriberEvent, SubscriberStatus
 from .tokens import Purpose, TokenSigner
 
 DAY = dt.timedelta(days=1)
+FAILED_SOURCE = "web:mailer"
+FAILED_DETAIL = "confirmation_failed"
+_FAILED_RE = re.compile(rf"^{FAILED_DETAIL} event=(\d+)\b")
 
 
 class ConfirmOutcome(enum.StrEnum):
@@ -32,21 +36,31 @@ class UnsubscribeOutcome(enum.StrEnum):
 
 
 def confirmations_sent_since(session: Session, sub: Subscriber, since: dt.datetime) -> int:
-    """How many confirmation e-mails this subscriber was sent since ``since``."""
+    """How many confirmation e-mails this subscriber was sent since ``since``.
+
+    A confirmation the mailer gave up on (see :func:`note_confirmation_failed`) does not count.
+    """
     if sub.id is None:
         return 0
-    return (
-        session.scalar(
-            select(func.count())
-            .select_from(SubscriberEvent)
-            .where(
-                SubscriberEvent.subscriber_id == sub.id,
-                SubscriberEvent.kind == EventKind.CONFIRMATION_SENT.value,
-                SubscriberEvent.at >= since,
-            )
+    sent = session.scalars(
+        select(SubscriberEvent.id).where(
+            SubscriberEvent.subscriber_id == sub.id,
+            SubscriberEvent.kind == EventKind.CONFIRMATION_SENT.value,
+            SubscriberEvent.at >= since,
         )
-        or 0
-    )
+    ).all()
+    if not sent:
+        return 0
+    failures = session.scalars(  # always recorded after the event they undo, so also >= since
+        select(SubscriberEvent.detail).where(
+            SubscriberEvent.subscriber_id == sub.id,
+            SubscriberEvent.kind == EventKind.UPDATED.value,
+            SubscriberEvent.source == FAILED_SOURCE,
+            SubscriberEvent.at >= since,
+        )
+    ).all()
+    undone = {int(m.group(1)) for m in map(_FAILED_RE.match, failures) if m}
+    return len(set(sent) - undone)
 
 
 def may_send_confirmation(
@@ -66,11 +80,50 @@ def may_send_confirmation(
 
 def note_confirmation_sent(
     session: Session, sub: Subscriber, *, source: str, detail: str = "", now: dt.datetime
-) -> None:
-    """Record that a confirmation e-mail goes out now (counts towards the daily limit)."""
+) -> int:
+    """Record that a confirmation e-mail goes out now (counts towards the daily limit).
+
+    Returns the id of the ``confirmation_sent`` event, for :func:`note_confirmation_failed`.
+    """
     sub.confirmation_sent_at = now
     subs.record(session, sub, EventKind.CONFIRMATION_SENT, source=source, detail=detail, now=now)
     session.flush()
+    event_id = session.scalar(
+        select(func.max(SubscriberEvent.id)).where(
+            SubscriberEvent.subscriber_id == sub.id,
+            SubscriberEvent.kind == EventKind.CONFIRMATION_SENT.value,
+        )
+    )
+    assert event_id is not None
+    return int(event_id)
+
+
+def note_confirmation_failed(
+    session: Session,
+    subscriber_id: int,
+    *,
+    event_id: int,
+    sent_at: dt.datetime,
+    previous_sent_at: dt.datetime | None,
+    reason: str,
+    now: dt.datetime,
+) -> bool:
+    """Undo the daily limit for a confirmation e-mail that never went out.
+
+    Records an ``updated`` event (source ``web:mailer``, detail ``confirmation_failed
+    event=<id>: <reason>``) that takes the ``confirmation_sent`` event out of the count, and
+    puts ``confirmation_sent_at`` back to what it was if nothing has changed it since. Returns
+    ``False`` when the subscriber is gone (nothing to undo).
+    """
+    sub = session.get(Subscriber, subscriber_id, with_for_update=True)
+    if sub is None:
+        return False
+    if sub.confirmation_sent_at == sent_at:
+        sub.confirmation_sent_at = previous_sent_at
+    detail = f"{FAILED_DETAIL} event={event_id}: {reason}"[:500]
+    subs.record(session, sub, EventKind.UPDATED, source=FAILED_SOURCE, detail=detail, now=now)
+    session.flush()
+    return True
 
 
 def subscriber_for_token(

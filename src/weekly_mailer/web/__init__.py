@@ -22,7 +22,7 @@ from jinja2 import ChoiceLoader, FileSystemLoader
 
 from ..models import utcnow
 from ..tokens import Purpose, TokenSigner
-from .mailer import ConfirmationMailer
+from .mailer import ConfirmationJob, ConfirmationMailer
 from .security import Csrf, SlidingWindowLimiter
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ..config import Settings
     from ..db import Database
     from ..delivery.base import Backend
+    from ..models import Subscriber
 
 __all__ = ["WebState", "close_app", "create_app", "server_options", "state", "url_prefix"]
 
@@ -69,6 +70,41 @@ class WebState:
             self._last_expiry = now
         ttl = dt.timedelta(days=self.settings.pending_ttl_days)
         return expire_pending(session, older_than=now - ttl)
+
+    def confirmation_job(
+        self, session: Session, sub: Subscriber, *, source: str, detail: str, now: dt.datetime
+    ) -> ConfirmationJob:
+        """Count a confirmation e-mail towards the daily limit; the job that sends it."""
+        from .. import optin
+
+        previous = sub.confirmation_sent_at
+        event_id = optin.note_confirmation_sent(session, sub, source=source, detail=detail, now=now)
+        return ConfirmationJob(
+            sub.email,
+            sub.name,
+            self.confirm_url(sub.id, sub.email_key),
+            subscriber_id=sub.id,
+            event_id=event_id,
+            sent_at=now,
+            previous_sent_at=previous,
+        )
+
+    def confirmation_not_sent(self, job: ConfirmationJob, reason: str) -> None:
+        """The mailer gave up on ``job``: the person may ask for another confirmation at once."""
+        from .. import optin
+
+        if job.subscriber_id is None or job.event_id is None or job.sent_at is None:
+            return
+        with self.db.sessions.begin() as session:
+            optin.note_confirmation_failed(
+                session,
+                job.subscriber_id,
+                event_id=job.event_id,
+                sent_at=job.sent_at,
+                previous_sent_at=job.previous_sent_at,
+                reason=reason,
+                now=self.clock(),
+            )
 
     def close(self) -> None:
         self.mailer.close()
@@ -120,6 +156,8 @@ def create_app(
             settings.signup_per_ip_per_hour, dt.timedelta(hours=1), now
         ),
     )
+
+    web.mailer.on_give_up = web.confirmation_not_sent
 
     app = Flask(__name__)
     app.config.update(SECRET_KEY=settings.secret_key, JSON_SORT_KEYS=False)

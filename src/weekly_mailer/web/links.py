@@ -137,10 +137,9 @@ def resubscribe(token: str) -> Response:
             session, sub, per_day=web.settings.confirmations_per_address_per_day, now=now
         )
         if sent:
-            optin.note_confirmation_sent(
+            job = web.confirmation_job(
                 session, sub, source="web:resubscribe", detail=f"ip={ip}", now=now
             )
-            job = ConfirmationJob(sub.email, sub.name, web.confirm_url(sub.id, sub.email_key))
         address = masked(sub.email)
     if job is not None:
         web.mailer.submit(job)

@@ -5,15 +5,19 @@ ones (which get no mail), telling an observer which addresses are subscribed. Th
 queues the job after its transaction commits; this thread builds the message with the composer
 and hands it to the configured backend, which is used from this one thread only. A temporary
 failure (or a backend that is down) is retried a few times over about 40 seconds; after that the
-e-mail is logged as not sent and the person can ask again the next day.
+e-mail is logged as not sent and ``on_give_up`` is called, which takes the e-mail out of the
+person's daily limit so that they can ask again at once. A permanent refusal (5xx: the address
+cannot receive mail) keeps the limit, so the form cannot be used to hammer a dead address.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from email.parser import BytesHeaderParser
 from email.utils import parseaddr
 from typing import TYPE_CHECKING
@@ -30,17 +34,29 @@ log = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ConfirmationJob:
+    """One confirmation e-mail; the subscriber fields say what to undo if it cannot be sent."""
+
     email: str
     name: str
     confirm_url: str
+    subscriber_id: int | None = None
+    event_id: int | None = None  # the confirmation_sent event recorded for it
+    sent_at: dt.datetime | None = None  # the confirmation_sent_at it set
+    previous_sent_at: dt.datetime | None = None  # the value before
+
+
+GiveUpHook = Callable[[ConfirmationJob, str], None]
 
 
 class ConfirmationMailer:
     """A queue of confirmation e-mails and the thread that sends them."""
 
-    def __init__(self, settings: Settings, backend: Backend) -> None:
+    def __init__(
+        self, settings: Settings, backend: Backend, *, on_give_up: GiveUpHook | None = None
+    ) -> None:
         self.settings = settings
         self.backend = backend
+        self.on_give_up = on_give_up
         self.sender = parseaddr(settings.from_address)[1]
         self._queue: queue.Queue[ConfirmationJob | None] = queue.Queue()
         self._thread: threading.Thread | None = None
@@ -105,12 +121,25 @@ class ConfirmationMailer:
                         raise
                     log.info("confirmation e-mail to %s, try %d: %s", job.email, attempt, exc)
                     self._stopping.wait(pause)
+        except PermanentFailure as exc:
+            self.failed += 1
+            log.warning("confirmation e-mail to %s refused: %s", job.email, exc)
         except WeeklyMailerError as exc:
             self.failed += 1
             log.warning("confirmation e-mail to %s not sent: %s", job.email, exc)
-        except Exception:  # the thread must outlive any one message
+            self._give_up(job, str(exc))
+        except Exception as exc:  # the thread must outlive any one message
             self.failed += 1
             log.exception("confirmation e-mail to %s not sent", job.email)
+            self._give_up(job, f"{type(exc).__name__}: {exc}")
         else:
             self.sent += 1
             log.info("confirmation e-mail sent to %s", job.email)
+
+    def _give_up(self, job: ConfirmationJob, reason: str) -> None:
+        if self.on_give_up is None:
+            return
+        try:
+            self.on_give_up(job, " ".join(reason.split()))
+        except Exception:
+            log.exception("could not lift the daily limit for %s", job.email)

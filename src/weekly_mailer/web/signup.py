@@ -88,10 +88,9 @@ def subscribe() -> Response:
             if sub is not None and optin.may_send_confirmation(
                 session, sub, per_day=web.settings.confirmations_per_address_per_day, now=now
             ):
-                optin.note_confirmation_sent(
+                job = web.confirmation_job(
                     session, sub, source="web:signup", detail=f"ip={ip}", now=now
                 )
-                job = ConfirmationJob(sub.email, sub.name, web.confirm_url(sub.id, sub.email_key))
     except IntegrityError:
         # A simultaneous sign-up for the same new address won the race; it sends the e-mail.
         job = None

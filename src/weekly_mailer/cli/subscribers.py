@@ -106,8 +106,9 @@ def send_confirmations_cmd(app: AppContext, emails: tuple[str, ...]) -> None:
     is_flag=True,
     help="Re-activate addresses that unsubscribed or bounced (never done otherwise).",
 )
+@click.option("--quiet", "-q", is_flag=True, help="Print only the summary line, not each bad row.")
 @pass_app
-def import_(app: AppContext, file: str, confirmed: bool, resubscribe: bool) -> None:
+def import_(app: AppContext, file: str, confirmed: bool, resubscribe: bool, quiet: bool) -> None:
     """Import subscribers from a CSV (email, optional name) or a JSON export.
 
     Each bad row is reported with its line number and reason; the good rows are kept.
@@ -129,7 +130,7 @@ def import_(app: AppContext, file: str, confirmed: bool, resubscribe: bool) -> N
         report = subs.import_file(
             session, data, filename=name, confirmed=confirmed, resubscribe=resubscribe
         )
-    for err in report.errors:
+    for err in [] if quiet else report.errors:
         click.echo(f"{file}:{err.line}: {err.reason}", err=True)
     parts = [f"{report.added} added"]
     if report.activated:
@@ -145,7 +146,7 @@ def import_(app: AppContext, file: str, confirmed: bool, resubscribe: bool) -> N
         parts.append(f"{report.duplicates} duplicate rows")
     parts.append(f"{len(report.errors)} bad rows")
     click.echo("Imported: " + ", ".join(parts) + ".")
-    if report.added and not confirmed:
+    if report.added and not confirmed and not quiet:
         click.echo(
             "New subscribers are pending: e-mail them the confirmation link with "
             "`weekly-mailer subscribers send-confirmations` (or import with --confirmed if you "

@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from weekly_mailer.config import Settings
 from weekly_mailer.db import Database
+from weekly_mailer.issues import file_key
 from weekly_mailer.models import Issue, IssueStatus
 from weekly_mailer.scheduler.catchup import StartAction
 from weekly_mailer.scheduler.job import WeeklyJob
@@ -48,15 +49,15 @@ def issues(database: Database) -> list[Issue]:
         return list(session.scalars(select(Issue).order_by(Issue.send_week)))
 
 
-def seed_earlier_week(database: Database) -> None:
+def seed_earlier_week(database: Database, week: dt.date = dt.date(2026, 11, 18)) -> None:
     """An installation that has run before (so a missed week is recorded, not ignored)."""
     with database.sessions.begin() as session:
         record_week(
             session,
-            dt.date(2026, 11, 11),
+            week,
             status=IssueStatus.SKIPPED,
             reason="earlier",
-            now=WED - dt.timedelta(days=14),
+            now=WED - dt.timedelta(days=7),
         )
 
 
@@ -86,11 +87,12 @@ def test_within_the_grace_window_without_an_article_the_week_is_skipped(
     folder.mkdir()
     (folder / "2026-11-18-last-week.md").write_text("---\ntitle: Old\n---\nOld news.\n")
     settings = settings.replace(article_source=str(folder))
+    seed_earlier_week(database)  # an installation that ran before, down at the send time
     clock = Clock(WED + dt.timedelta(hours=2))
     job = make_job(database, settings, clock)
     with caplog.at_level(logging.WARNING, logger="weekly_mailer"):
         assert job.reconcile() is StartAction.CATCH_UP
-    (skipped,) = issues(database)
+    skipped = issues(database)[-1]
     assert (skipped.send_week, skipped.status) == (dt.date(2026, 11, 25), "skipped")
     assert "no file for 2026-11-25" in skipped.reason
     assert "week of 2026-11-25 skipped, nothing sent: no file for 2026-11-25" in caplog.text
@@ -113,7 +115,7 @@ def test_an_unreadable_source_leaves_the_week_open_until_the_window_closes(
     with caplog.at_level(logging.ERROR, logger="weekly_mailer"):
         job.reconcile()
         job.reconcile()  # a minute later: still open, logged loudly once
-    assert [i.send_week for i in issues(database)] == [dt.date(2026, 11, 11)]
+    assert [i.send_week for i in issues(database)] == [dt.date(2026, 11, 18)]
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1
     assert "week of 2026-11-25: cannot read the article" in errors[0].getMessage()
@@ -184,7 +186,7 @@ def test_the_scheduled_send_composes_stores_and_enqueues_once(
     settings = settings.replace(article_source=str(folder_with_article(tmp_path)))
     add_readers(database, "ada@example.org", "bo@example.net")
     woken: list[bool] = []
-    clock = Clock(WED + dt.timedelta(seconds=1))
+    clock = Clock(WED - dt.timedelta(hours=1))  # a fresh installation, started before the send
     job = WeeklyJob(
         settings,
         database.sessions,
@@ -192,6 +194,7 @@ def test_the_scheduled_send_composes_stores_and_enqueues_once(
         make_issue=issue_maker(settings),
         on_enqueued=lambda: woken.append(True),
     )
+    clock.now = WED + dt.timedelta(seconds=1)
     with caplog.at_level(logging.INFO, logger="weekly_mailer"):
         assert job.reconcile() is StartAction.CATCH_UP
     (issue,) = issues(database)
@@ -200,7 +203,7 @@ def test_the_scheduled_send_composes_stores_and_enqueues_once(
         "sending",
         "Hedges in winter",
     )
-    assert issue.source_key == str(tmp_path / "articles" / "2026-11-25-hedges.md")
+    assert issue.source_key == file_key(tmp_path / "articles" / "2026-11-25-hedges.md")
     with database.sessions.begin() as session:
         queued = session.scalars(select(Delivery.status).where(Delivery.issue_id == issue.id))
         assert sorted(queued) == ["queued", "queued"]
@@ -235,3 +238,74 @@ def test_losing_the_claim_race_sends_nothing(
         second._send_week(WED, dt.date(2026, 11, 25), now=clock(), sent_keys=set())
     assert "week of 2026-11-25: another daemon claimed it first; nothing to do" in caplog.text
     assert len(issues(database)) == 1
+
+
+def test_a_fresh_installation_started_just_after_a_send_time_waits_for_the_next(
+    database: Database, settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from weekly_mailer.issues import issue_maker
+
+    settings = settings.replace(article_source=str(folder_with_article(tmp_path)))
+    add_readers(database, "ada@example.org")
+    clock = Clock(WED + dt.timedelta(minutes=10))  # first start, 10 minutes after the send time
+    job = WeeklyJob(settings, database.sessions, clock=clock, make_issue=issue_maker(settings))
+    with caplog.at_level(logging.INFO, logger="weekly_mailer"):
+        assert job.reconcile() is StartAction.NOTHING
+        clock.now += dt.timedelta(minutes=1)  # the reconcile job a minute later
+        assert job.reconcile() is StartAction.NOTHING
+    assert issues(database) == []
+    said = [r for r in caplog.records if "before the daemon first ran" in r.getMessage()]
+    assert [r.levelno for r in said] == [logging.INFO]  # once, at INFO
+    assert "week of 2026-11-25: nothing to do (first start" in said[0].getMessage()
+    # The next send time sends the first issue.
+    (tmp_path / "articles" / "2026-12-02-ponds.md").write_text(
+        "---\ntitle: Ponds\n---\nA pond is a small sea.\n"
+    )
+    clock.now = WED + dt.timedelta(days=7, seconds=1)
+    assert job.reconcile() is StartAction.CATCH_UP
+    (issue,) = issues(database)
+    assert (issue.send_week, issue.title, issue.status) == (
+        dt.date(2026, 12, 2),
+        "Ponds",
+        "sending",
+    )
+
+
+def test_weeks_of_downtime_are_each_recorded_missed(
+    database: Database, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    seed_earlier_week(database, dt.date(2026, 11, 11))  # the last week the daemon saw
+    clock = Clock(WED + dt.timedelta(weeks=3, hours=13))  # back 13 h after the 12-16 send
+    job = make_job(database, settings, clock)
+    with caplog.at_level(logging.WARNING, logger="weekly_mailer"):
+        assert job.reconcile() is StartAction.MISSED
+    weeks = [(i.send_week, i.status) for i in issues(database)]
+    assert weeks == [
+        (dt.date(2026, 11, 11), "skipped"),
+        (dt.date(2026, 11, 18), "missed"),
+        (dt.date(2026, 11, 25), "missed"),
+        (dt.date(2026, 12, 2), "missed"),
+        (dt.date(2026, 12, 9), "missed"),
+        (dt.date(2026, 12, 16), "missed"),
+    ]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    for week in ("2026-11-18", "2026-11-25", "2026-12-02", "2026-12-09", "2026-12-16"):
+        assert sum(m.startswith(f"week of {week} MISSED, nothing sent") for m in warnings) == 1
+    assert "the daemon was not running" in issues(database)[1].reason
+    # A restart changes nothing.
+    assert job.reconcile() is StartAction.NOTHING
+    assert len(issues(database)) == 6
+
+
+def test_downtime_is_recorded_at_most_eight_weeks_back(
+    database: Database, settings: Settings
+) -> None:
+    seed_earlier_week(database)
+    clock = Clock(WED + dt.timedelta(weeks=20, hours=1))  # within the grace window of 04-14
+    job = make_job(database, settings.replace(article_source=""), clock)
+    assert job.reconcile() is StartAction.CATCH_UP  # this week: skipped (no article_source)
+    rows = issues(database)
+    missed = [i.send_week for i in rows if i.status == "missed"]
+    assert len(missed) == 8
+    assert missed[0] == dt.date(2026, 11, 25) + dt.timedelta(weeks=12)
+    assert rows[-1].status == "skipped"

@@ -9,7 +9,7 @@ import pytest
 
 from weekly_mailer.config import Settings
 from weekly_mailer.scheduler import StartAction, WeeklySchedule, decide_on_start
-from weekly_mailer.scheduler.catchup import is_too_late
+from weekly_mailer.scheduler.catchup import MAX_GAP_WEEKS, gap_weeks, is_too_late
 from weekly_mailer.weeks import send_week_for
 
 LA = zoneinfo.ZoneInfo("America/Los_Angeles")
@@ -54,9 +54,57 @@ def test_start_before_the_send_time_looks_at_last_week() -> None:
     assert "past the grace window of 12h00m" in decision.reason
 
 
-def test_a_fresh_database_has_missed_nothing_but_still_catches_up() -> None:
+def test_a_fresh_database_does_not_catch_up_a_send_due_before_it_first_ran() -> None:
     assert decide(WED + dt.timedelta(days=1), fresh=True).action is StartAction.NOTHING
-    assert decide(WED + dt.timedelta(hours=1), fresh=True).action is StartAction.CATCH_UP
+    # Started 10 minutes after the send time, well within the grace window: still nothing.
+    late = decide(WED + dt.timedelta(minutes=10), fresh=True)
+    assert late.action is StartAction.NOTHING
+    assert "before the daemon first ran" in late.reason
+    assert "the first issue goes out at the next send time" in late.reason
+    started = WED + dt.timedelta(minutes=9)
+    assert (
+        decide_on_start(
+            WEEKLY,
+            now=WED + dt.timedelta(minutes=10),
+            grace=GRACE,
+            week_recorded=False,
+            fresh_database=True,
+            running_since=started,
+        ).action
+        is StartAction.NOTHING
+    )
+    # Running since before the send time: the send time itself sends the first issue.
+    at_send = decide_on_start(
+        WEEKLY,
+        now=WED + dt.timedelta(seconds=1),
+        grace=GRACE,
+        week_recorded=False,
+        fresh_database=True,
+        running_since=WED - dt.timedelta(hours=3),
+    )
+    assert at_send.action is StartAction.CATCH_UP
+
+
+def test_gap_weeks_after_long_downtime() -> None:
+    fire = WED + dt.timedelta(weeks=3)
+    now = fire + dt.timedelta(hours=1)
+    gaps = gap_weeks(WEEKLY, fire_time=fire, last_recorded=dt.date(2026, 11, 18), now=now,
+                     grace=GRACE)  # fmt: skip
+    assert [w for _, w in gaps] == [
+        dt.date(2026, 11, 25),
+        dt.date(2026, 12, 2),
+        dt.date(2026, 12, 9),
+    ]
+    assert gaps[0][0] == WED
+    # Bounded, and nothing at all on a fresh installation or right after the last week.
+    far = gap_weeks(WEEKLY, fire_time=fire, last_recorded=dt.date(2025, 1, 1), now=now, grace=GRACE)
+    assert len(far) == MAX_GAP_WEEKS == 8
+    assert far[-1][1] == dt.date(2026, 12, 9)
+    assert gap_weeks(WEEKLY, fire_time=fire, last_recorded=None, now=now, grace=GRACE) == []
+    assert (
+        gap_weeks(WEEKLY, fire_time=fire, last_recorded=dt.date(2026, 12, 9), now=now, grace=GRACE)
+        == []
+    )
 
 
 def test_grace_window_measured_in_real_hours_across_dst() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from weekly_mailer.errors import ArticleError
+from weekly_mailer.issues import file_key
 from weekly_mailer.scheduler.sources import NoArticleError, resolve_week_article
 
 UTC = dt.UTC
@@ -80,9 +81,16 @@ def test_folder_prefers_the_weeks_dated_file(tmp_path: Path) -> None:
     (tmp_path / "undated.md").write_text(md("Undated"))
     chosen = resolve(tmp_path)
     assert chosen.article.title == "Hedges"
-    assert chosen.source_key == str(tmp_path / "2026-11-25-hedges.md")
+    assert chosen.source_key == file_key(tmp_path / "2026-11-25-hedges.md")
     with pytest.raises(NoArticleError, match="2026-11-25-hedges.md was already sent"):
         resolve(tmp_path, {chosen.source_key})
+    # Edited after it was sent: still sent (a folder file counts by name), and a database
+    # from before file keys (which stored the path) is understood too.
+    (tmp_path / "2026-11-25-hedges.md").write_text(md("Hedges, corrected"))
+    with pytest.raises(NoArticleError, match="2026-11-25-hedges.md was already sent"):
+        resolve(tmp_path, {chosen.source_key})
+    with pytest.raises(NoArticleError, match="2026-11-25-hedges.md was already sent"):
+        resolve(tmp_path, {str(tmp_path / "2026-11-25-hedges.md")})
 
 
 def test_folder_falls_back_to_the_newest_undated_file_not_sent(tmp_path: Path) -> None:
@@ -95,10 +103,11 @@ def test_folder_falls_back_to_the_newest_undated_file_not_sent(tmp_path: Path) -
     (tmp_path / "image.png").write_bytes(b"\x89PNG")
     os.utime(older, (1_700_000_000, 1_700_000_000))
     os.utime(newer, (1_700_000_100, 1_700_000_100))
-    assert resolve(tmp_path).source_key == str(newer)
-    assert resolve(tmp_path, {str(newer)}).source_key == str(older)
+    assert resolve(tmp_path).source_key == file_key(newer)
+    assert resolve(tmp_path, {file_key(newer)}).source == str(older)
+    assert resolve(tmp_path, {str(newer)}).source == str(older)  # a path key (older database)
     with pytest.raises(NoArticleError, match="no file for 2026-11-25 in .* no undated file"):
-        resolve(tmp_path, {str(newer), str(older)})
+        resolve(tmp_path, {file_key(newer), file_key(older)})
 
 
 def test_single_file_counts_as_new_when_its_content_changes(tmp_path: Path) -> None:

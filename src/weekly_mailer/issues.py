@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import CursorResult, func, select, update
 
+from .articles import FEED_SUFFIXES
+from .articles.feed import is_url
 from .compose import ComposedIssue, compose_issue
 from .delivery import outbox
 from .errors import ComposeError, WeeklyMailerError
@@ -29,6 +33,50 @@ if TYPE_CHECKING:
 
 class IssueNotFoundError(WeeklyMailerError):
     """No issue has the given id."""
+
+
+# A week recorded with no issue sent: ``send --force-week`` may turn its row into the issue.
+RECORDED_EMPTY = (IssueStatus.SKIPPED.value, IssueStatus.MISSED.value)
+
+
+def is_feed_source(source: str) -> bool:
+    """Whether ``source`` names a feed (a URL, or a ``.xml``/``.rss``/``.atom`` file)."""
+    return is_url(source) or source.lower().endswith(FEED_SUFFIXES)
+
+
+def feed_key(article: Article) -> str:
+    """A feed item's identity: its link, else its title and date."""
+    when = article.date.isoformat() if article.date else ""
+    return (article.canonical_url or f"{article.title}|{when}")[:500]
+
+
+def file_key(path: Path) -> str:
+    """A file's identity: its name and a hash of its content (an edited file is new)."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return f"file:{path.name[:400]}:{digest}"
+
+
+def file_key_name(key: str) -> str | None:
+    """The file name inside a :func:`file_key` (``None`` for any other key)."""
+    if not key.startswith("file:"):
+        return None
+    return key[len("file:") :].rpartition(":")[0]
+
+
+def source_key(source: str, article: Article) -> str:
+    """The ``Issue.source_key`` of an article read from ``source``: what "already sent" compares.
+
+    The one definition used by ``send``, ``demo`` and the daemon, so that an article sent by one
+    of them is recognised by the others: a feed item is :func:`feed_key`, a file (given alone
+    or found in a folder) is :func:`file_key`.
+    """
+    if source and is_feed_source(source):
+        return feed_key(article)
+    path = Path(source or article.source)
+    try:
+        return file_key(path)
+    except OSError:  # not a readable file (an article built in memory): its name will do
+        return (source or article.source or article.canonical_url)[:500]
 
 
 def week_window(send_week: dt.date, settings: Settings) -> tuple[dt.datetime, dt.datetime]:
@@ -71,29 +119,72 @@ def store_issue(
     source_key: str = "",
 ) -> Issue:
     """Insert the composed issue (status ``ready``). Flushes: a second issue for the same week
-    raises ``IntegrityError`` here."""
+    raises ``IntegrityError`` here. ``source_key`` defaults to :func:`source_key`."""
     issue = Issue(
         send_week=send_week,
         status=IssueStatus.READY.value,
-        subject=composed.subject,
-        title=article.title,
-        slug=_slug(article.title),
-        source=source or article.source,
-        source_key=source_key or article.canonical_url or source or article.source,
-        canonical_url=article.canonical_url,
-        author=article.author,
-        summary=article.summary,
-        published_at=article.date,
-        article=article.to_dict(),
-        html_template=composed.html_template,
-        text_template=composed.text_template,
-        archive_html=composed.archive_html,
-        skeleton=composed.skeleton,
         created_at=now,
+        **_composed_fields(article, composed, source=source, key=source_key),
     )
     session.add(issue)
     session.flush()
     return issue
+
+
+def fill_recorded_week(
+    session: Session,
+    issue_id: int,
+    article: Article,
+    composed: ComposedIssue,
+    *,
+    now: dt.datetime,
+    source: str = "",
+    source_key: str = "",
+) -> Issue | None:
+    """Turn a week recorded as ``skipped`` or ``missed`` into its real issue (status ``ready``).
+
+    The row changes only while it is still skipped or missed (one conditional UPDATE), so a
+    week that another process filled or sent meanwhile is never sent twice: ``None`` then.
+    """
+    result = session.execute(
+        update(Issue)
+        .where(Issue.id == issue_id, Issue.status.in_(RECORDED_EMPTY))
+        .values(status=IssueStatus.READY.value)
+        .execution_options(synchronize_session=False)
+    )
+    if int(cast(CursorResult[Any], result).rowcount or 0) != 1:
+        return None
+    issue = session.get(Issue, issue_id, populate_existing=True)
+    assert issue is not None
+    for name, value in _composed_fields(article, composed, source=source, key=source_key).items():
+        setattr(issue, name, value)
+    issue.reason = ""
+    issue.created_at = now
+    issue.enqueued_at = issue.finished_at = None
+    session.flush()
+    return issue
+
+
+def _composed_fields(
+    article: Article, composed: ComposedIssue, *, source: str, key: str
+) -> dict[str, Any]:
+    source = source or article.source
+    return {
+        "subject": composed.subject,
+        "title": article.title,
+        "slug": _slug(article.title),
+        "source": source,
+        "source_key": key or source_key(source, article),
+        "canonical_url": article.canonical_url,
+        "author": article.author,
+        "summary": article.summary,
+        "published_at": article.date,
+        "article": article.to_dict(),
+        "html_template": composed.html_template,
+        "text_template": composed.text_template,
+        "archive_html": composed.archive_html,
+        "skeleton": composed.skeleton,
+    }
 
 
 def _slug(title: str) -> str:

@@ -2,25 +2,34 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from .. import issues
 from ..errors import WeeklyMailerError
-from ..models import IssueStatus, utcnow
+from ..models import Delivery, DeliveryStatus, utcnow
+from ..scheduler.weeks_ledger import sent_source_keys
 from ..weeks import send_week_for
 from ._common import AppContext, pass_app
 from ._delivery import SendProgress, stop_on_signals, summary_table
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from ..compose import ComposedIssue
     from ..config import Settings
     from ..db import Database
     from ..delivery.base import Backend
     from ..delivery.worker import Stats
+    from ..models import Issue
+    from ..scheduler.sources import WeekArticle
 
 log = logging.getLogger("weekly_mailer.send")
 
@@ -60,15 +69,33 @@ def deliver_issue(
 @click.argument("source", required=False)
 @click.option("--dry-run", is_flag=True, help="Show how many and who would get it; send nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--allow-empty",
+    is_flag=True,
+    help="Store the issue and close the week even with no active subscribers (normally refused).",
+)
+@click.option(
+    "--force-week",
+    is_flag=True,
+    help="Send a week the daemon recorded as skipped or missed: its row becomes the real issue. "
+    "A week that was sent is never sent again.",
+)
 @pass_app
-def send(app: AppContext, source: str | None, dry_run: bool, yes: bool) -> None:
+def send(
+    app: AppContext,
+    source: str | None,
+    dry_run: bool,
+    yes: bool,
+    allow_empty: bool,
+    force_week: bool,
+) -> None:
     """Compose this week's issue from SOURCE (default: article_source), enqueue it, deliver now.
 
-    Running it again for the same week sends nothing new: it only finishes what is still
-    queued. SIGTERM or Ctrl-C stops cleanly (the messages in flight are finished and recorded);
-    run it again to continue.
+    Without SOURCE the week's article is chosen exactly as the daemon chooses it (a feed's new
+    item, a folder's file for the week, a file not sent yet). Running it again for the same week
+    sends nothing new: it only finishes what is still queued. SIGTERM or Ctrl-C stops cleanly
+    (the messages in flight are finished and recorded); run it again to continue.
     """
-    from ..articles import load_article
     from ..delivery import resolve_backend
 
     settings = app.settings
@@ -76,23 +103,23 @@ def send(app: AppContext, source: str | None, dry_run: bool, yes: bool) -> None:
     db = app.db
     now = utcnow()
     week = send_week_for(now, settings)
+    recorded: int | None = None  # a skipped or missed row that --force-week fills
     with db.sessions.begin() as session:
         issue = issues.issue_for_week(session, week)
-        if issue is not None and issue.status in (IssueStatus.SKIPPED, IssueStatus.MISSED):
-            raise SendError(
-                f"the week of {week} is recorded as {issue.status}"
-                + (f" ({issue.reason})" if issue.reason else "")
-                + "; nothing was sent"
-            )
+        if issue is not None and issue.status in issues.RECORDED_EMPTY:
+            if not force_week:
+                raise SendError(
+                    f"the week of {week} is recorded as {issue.status}"
+                    + (f" ({issue.reason})" if issue.reason else "")
+                    + "; nothing was sent (send it anyway with --force-week)"
+                )
+            recorded, issue = issue.id, None
         existing = None if issue is None else (issue.id, issue.subject, issue.enqueued_at)
-    composed = article = None
+        sent_keys = set() if issue is not None else sent_source_keys(session)
+    chosen = composed = None
     if existing is None:
-        src = source or settings.article_source
-        if not src:
-            raise SendError("no article: pass SOURCE or set article_source in the config")
-        start, _end = issues.week_window(week, settings)
-        article = load_article(src, week_start=start, week_end=max(now, _end))
-        composed = issues.compose(article, settings, send_week=week)
+        chosen = _choose_article(source, settings, week=week, now=now, sent_keys=sent_keys)
+        composed = issues.compose(chosen.article, settings, send_week=week)
         subject = composed.subject
     else:
         subject = existing[1]
@@ -105,7 +132,9 @@ def send(app: AppContext, source: str | None, dry_run: bool, yes: bool) -> None:
             c = issues.counts(session, existing[0])
             n = c["queued"] + c["deferred"] + c["sending"]
             sample = issues.open_sample(session, existing[0])
-    if existing is not None and existing[2] is not None:
+    enqueued = existing is not None and existing[2] is not None
+    if enqueued:
+        assert existing is not None
         if not n:
             click.echo(
                 f"Issue #{existing[0]} for the week of {week} was already sent: nothing new."
@@ -118,27 +147,27 @@ def send(app: AppContext, source: str | None, dry_run: bool, yes: bool) -> None:
             click.echo(f"  {email}")
         if n > len(sample):
             click.echo(f"  … and {n - len(sample)} more")
+        if not n and not enqueued and not allow_empty:
+            click.echo(f"{NO_SUBSCRIBERS} (--allow-empty records the week anyway).")
         click.echo("Nothing was sent.")
         return
+    if not n and not enqueued and not allow_empty:
+        raise SendError(NO_SUBSCRIBERS)
     if n and not yes:
         click.confirm(f"Send {subject!r} to {n} subscribers now?", abort=True)
     with db.sessions.begin() as session:
-        if existing is None:
-            assert article is not None and composed is not None
-            try:
-                with session.begin_nested():
-                    issue = issues.store_issue(
-                        session, article, composed, send_week=week, now=now, source=src
-                    )
-            except IntegrityError:
-                issue = issues.issue_for_week(session, week)  # another process stored it first
-                assert issue is not None
-        else:
-            issue = issues.get_issue(session, existing[0])
+        issue = _store(session, existing, recorded, chosen, composed, week=week, now=now)
         if issue.enqueued_at is None:
             added = issues.enqueue(session, issue, now=now)
             click.echo(f"Issue #{issue.id} {issue.subject!r}: queued for {added} subscribers.")
         issue_id = issue.id
+    with db.sessions.begin() as session:
+        leased, until = leased_rows(session, issue_id, now=utcnow())
+    if leased and until is not None:
+        click.echo(
+            f"waiting for {leased} rows leased by a stopped process until "
+            f"{until:%H:%M:%S} UTC (or by a sender still running); they are sent after that."
+        )
     stop = threading.Event()
     with backend, stop_on_signals(stop):
         stats = deliver_issue(
@@ -156,6 +185,89 @@ def send(app: AppContext, source: str | None, dry_run: bool, yes: bool) -> None:
             f"{counts['deferred']} deferred messages will be retried by `weekly-mailer worker` "
             "or `run` (or now: `weekly-mailer issues retry " + str(issue_id) + "`)."
         )
+
+
+NO_SUBSCRIBERS = "no active subscribers: nothing to send; the week stays open"
+
+
+def _choose_article(
+    source: str | None,
+    settings: Settings,
+    *,
+    week: dt.date,
+    now: dt.datetime,
+    sent_keys: set[str],
+) -> WeekArticle:
+    """The week's article: SOURCE as given, else (or for a folder) the daemon's own choice."""
+    from ..articles import load_article
+    from ..scheduler.sources import WeekArticle, resolve_week_article
+
+    src = source or settings.article_source
+    if not src:
+        raise SendError("no article: pass SOURCE or set article_source in the config")
+    start, end = issues.week_window(week, settings)
+    if source is None or Path(src).is_dir():
+        return resolve_week_article(
+            src, send_week=week, since=start, until=max(now, end), sent_keys=sent_keys
+        )
+    article = load_article(src, week_start=start, week_end=max(now, end))
+    return WeekArticle(article, src, issues.source_key(src, article))
+
+
+def _store(
+    session: Session,
+    existing: tuple[int, str, dt.datetime | None] | None,
+    recorded: int | None,
+    chosen: WeekArticle | None,
+    composed: ComposedIssue | None,
+    *,
+    week: dt.date,
+    now: dt.datetime,
+) -> Issue:
+    """The week's issue row: the one that exists, a skipped/missed one filled, or a new one."""
+    if existing is not None:
+        return issues.get_issue(session, existing[0])
+    assert chosen is not None and composed is not None
+    article, src, key = chosen.article, chosen.source, chosen.source_key
+    if recorded is not None:
+        filled = issues.fill_recorded_week(
+            session, recorded, article, composed, now=now, source=src, source_key=key
+        )
+        if filled is None:
+            raise SendError(f"the week of {week} changed meanwhile; run `send` again to see it")
+        return filled
+    try:
+        with session.begin_nested():
+            return issues.store_issue(
+                session, article, composed, send_week=week, now=now, source=src, source_key=key
+            )
+    except IntegrityError:
+        issue = issues.issue_for_week(session, week)  # another process stored it first
+        assert issue is not None
+        if issue.status in issues.RECORDED_EMPTY:
+            raise SendError(
+                f"the week of {week} was just recorded as {issue.status} by the daemon; "
+                "nothing was sent (send it anyway with --force-week)"
+            ) from None
+        return issue
+
+
+def leased_rows(
+    session: Session, issue_id: int, *, now: dt.datetime
+) -> tuple[int, dt.datetime | None]:
+    """Rows of the issue held by a live lease (``sending``): how many, and until when."""
+    leased = (
+        Delivery.issue_id == issue_id,
+        Delivery.status == DeliveryStatus.SENDING.value,
+        Delivery.lease_expires_at > now,
+    )
+    n = int(session.scalar(select(func.count()).select_from(Delivery).where(*leased)) or 0)
+    if not n:
+        return 0, None
+    until = session.scalars(
+        select(Delivery.lease_expires_at).where(*leased).order_by(Delivery.lease_expires_at.desc())
+    ).first()
+    return n, until
 
 
 @click.command()

@@ -5,7 +5,12 @@ start-up and every minute after: it looks at the most recent scheduled send time
 
 - does nothing when its week already has an issue row (sent, sending, skipped or missed);
 - sends it when it is within ``grace_hours`` (at the send time itself, that is "now");
-- records the week as ``missed`` (a WARNING) when it is older, and never sends it late.
+- records the week as ``missed`` (a WARNING) when it is older, and never sends it late;
+- on a fresh database (no issue yet), leaves a send time that passed before this daemon started
+  alone (INFO): the first issue goes out at the next send time.
+
+Weeks between the last recorded one and the most recent (several weeks of downtime) are each
+recorded as ``missed`` with a WARNING (at most :data:`~.catchup.MAX_GAP_WEEKS` back).
 
 The database decides who sends: the issue row is inserted in the same transaction that enqueues
 its deliveries, and ``Issue.send_week`` is unique, so a second daemon's insert fails with an
@@ -25,11 +30,11 @@ from sqlalchemy.exc import IntegrityError
 
 from ..errors import ArticleError, ComposeError
 from ..models import IssueStatus
-from .catchup import StartAction, decide_on_start
+from .catchup import StartAction, decide_on_start, gap_weeks
 from .leader import AlwaysLeader, Leadership
 from .sources import NoArticleError, WeekArticle, resolve_week_article
 from .timing import WeeklySchedule
-from .weeks_ledger import any_issue, record_week, sent_source_keys, week_issue
+from .weeks_ledger import last_recorded_week, record_week, sent_source_keys, week_issue
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -70,8 +75,11 @@ class WeeklyJob:
         make_issue: IssueMaker,
         leadership: Leadership | None = None,
         on_enqueued: Callable[[], None] | None = None,
+        started_at: dt.datetime | None = None,
     ) -> None:
         self.settings = settings
+        # A send time before this moment is not caught up on a fresh database (see catchup).
+        self.started_at = started_at or clock()
         self.sessions = sessions
         self.clock = clock
         self.make_issue = make_issue
@@ -106,10 +114,25 @@ class WeeklyJob:
             fire = self.schedule.previous(now)
             week = self.schedule.send_week(fire)
             recorded = week_issue(session, week) is not None
-            fresh = not recorded and not any_issue(session)
+            last = last_recorded_week(session)
             sent_keys = set() if recorded else sent_source_keys(session)
+        gaps = gap_weeks(
+            self.schedule, fire_time=fire, last_recorded=last, now=now, grace=self.grace
+        )
+        for gap_fire, gap_week in gaps:
+            reason = (
+                f"no issue: the daemon was not running (or could not send) at the send time, "
+                f"{gap_fire:%Y-%m-%d %H:%M} UTC, or within the grace window of "
+                f"{self.settings.grace_hours:g}h after it"
+            )
+            self._record(gap_week, IssueStatus.MISSED, reason, now=now)
         decision = decide_on_start(
-            self.schedule, now=now, grace=self.grace, week_recorded=recorded, fresh_database=fresh
+            self.schedule,
+            now=now,
+            grace=self.grace,
+            week_recorded=recorded,
+            fresh_database=last is None,
+            running_since=self.started_at,
         )
         if decision.action is StartAction.NOTHING:
             if not recorded:

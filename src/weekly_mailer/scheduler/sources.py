@@ -11,8 +11,10 @@ The rule (also in ``docs/operations.md``):
 - **One file**: that file, unless its current content was already sent.
 
 "Already sent" compares the candidate's ``source_key`` with the ``Issue.source_key`` of every
-issue so far: a feed item's link (as ``weekly-mailer send`` stores it), a folder file's path,
-a single file's name and content hash (so a file edited for a new week counts as new).
+issue so far. Keys come from :func:`weekly_mailer.issues.source_key`, the one definition that
+``send`` and ``demo`` use too: a feed item's link, a file's name and content hash. A single file
+counts as sent when that exact content was sent (a file edited for a new week is new); a folder
+file when a file of that name was sent (editing it does not send it again).
 
 No article is :class:`NoArticleError`: the week is then recorded as skipped with its message as
 the reason. Any other :class:`~weekly_mailer.errors.ArticleError` (a feed that
@@ -24,17 +26,24 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 import re
 from collections.abc import Collection
 from pathlib import Path
 
 from ..articles import Article, load_article
-from ..articles.feed import fetch, is_url, parse_feed
+from ..articles.feed import fetch, parse_feed
 from ..errors import ArticleError
+from ..issues import feed_key, file_key, file_key_name, is_feed_source
+
+__all__ = [
+    "NoArticleError",
+    "WeekArticle",
+    "feed_key",
+    "file_key",
+    "resolve_week_article",
+]
 
 ARTICLE_SUFFIXES = (".md", ".markdown", ".txt")
-FEED_SUFFIXES = (".xml", ".rss", ".atom")
 _DATED = re.compile(r"^(\d{4}-\d{2}-\d{2})")
 
 
@@ -62,7 +71,7 @@ def resolve_week_article(
     """The article for ``send_week`` (see the module docstring for the rule)."""
     if not source.strip():
         raise NoArticleError("article_source is not set")
-    if is_url(source) or source.lower().endswith(FEED_SUFFIXES):
+    if is_feed_source(source):
         return _from_feed(source, since=since, until=until, sent_keys=sent_keys)
     path = Path(source)
     if path.is_dir():
@@ -73,18 +82,6 @@ def resolve_week_article(
     if key in sent_keys:
         raise NoArticleError(f"{path.name} was already sent (no new content)")
     return WeekArticle(load_article(str(path)), str(path), key)
-
-
-def feed_key(article: Article) -> str:
-    """A feed item's identity: its link (as ``send`` stores it), else its title and date."""
-    when = article.date.isoformat() if article.date else ""
-    return (article.canonical_url or f"{article.title}|{when}")[:500]
-
-
-def file_key(path: Path) -> str:
-    """A single file's identity: its name and a hash of its content (edited = new)."""
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    return f"file:{path.name[:400]}:{digest}"
 
 
 def _from_feed(
@@ -110,19 +107,28 @@ def _from_folder(folder: Path, *, send_week: dt.date, sent_keys: Collection[str]
         and p.suffix.lower() in ARTICLE_SUFFIXES
         and not p.name.startswith((".", "_"))
     )
+    # A folder file was sent when a file of its name was (older databases stored the path).
+    sent_names = {name for name in map(file_key_name, sent_keys) if name is not None}
+
+    def was_sent(path: Path) -> bool:
+        return path.name[:400] in sent_names or str(path)[:500] in sent_keys
+
     week = send_week.isoformat()
     for path in candidates:
         if path.name.startswith(week):
-            key = str(path)[:500]
-            if key in sent_keys:
+            if was_sent(path):
                 raise NoArticleError(f"{path.name} was already sent")
-            return WeekArticle(load_article(str(path)), str(path), key)
+            return _week_file(path)
     undated = [p for p in candidates if not _DATED.match(p.name)]
-    fresh = [p for p in undated if str(p)[:500] not in sent_keys]
+    fresh = [p for p in undated if not was_sent(p)]
     if not fresh:
         raise NoArticleError(
             f"no file for {week} in {folder} (name it {week}-title.md) and no undated file "
             "left to send"
         )
     newest = max(fresh, key=lambda p: (p.stat().st_mtime, p.name))
-    return WeekArticle(load_article(str(newest)), str(newest), str(newest)[:500])
+    return _week_file(newest)
+
+
+def _week_file(path: Path) -> WeekArticle:
+    return WeekArticle(load_article(str(path)), str(path), file_key(path))

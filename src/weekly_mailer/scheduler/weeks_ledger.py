@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, func, select
 
 from ..models import Issue, IssueStatus
 
@@ -26,6 +26,11 @@ def week_issue(session: Session, send_week: dt.date) -> Issue | None:
 def any_issue(session: Session) -> bool:
     """Whether the database holds any issue at all (false on a fresh installation)."""
     return bool(session.scalar(select(exists().where(Issue.id.is_not(None)))))
+
+
+def last_recorded_week(session: Session) -> dt.date | None:
+    """The latest send week that has an issue row (``None`` on a fresh installation)."""
+    return session.scalar(select(func.max(Issue.send_week)))
 
 
 def sent_source_keys(session: Session) -> set[str]:

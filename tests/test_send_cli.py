@@ -199,11 +199,15 @@ def test_send_on_postgresql(workdir: Path, pg_url: str) -> None:
 
 
 def test_an_unreachable_smtp_server_stops_the_send_and_counts_nothing(workdir: Path) -> None:
-    from tests.smtpd import free_port
+    import socket
 
-    ws = Workspace(workdir, backend_url=f"smtp://127.0.0.1:{free_port()}", smtp_timeout=2)
-    ws.add_subscribers(6)
-    result = invoke(ws, "send", "--yes")
+    # A port bound (so no one else can take it) but not listening: connections are refused.
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]
+        ws = Workspace(workdir, backend_url=f"smtp://127.0.0.1:{port}", smtp_timeout=2)
+        ws.add_subscribers(6)
+        result = invoke(ws, "send", "--yes")
     assert result.exit_code == 1
     assert "Error: cannot open an SMTP connection to 127.0.0.1:" in result.output
     ledger = ws.ledger()
@@ -256,3 +260,112 @@ def test_send_through_a_third_party_backend_entry_point(
     assert "This run: 3 sent" in out.stdout
     assert len(list(jar.glob("*.msg"))) == 3
     assert {c for _, _, c in ws.ledger()["sent"]} == {250}
+
+
+def issue_rows(ws: Workspace) -> list[tuple[int, str, str]]:
+    import sqlite3
+
+    con = sqlite3.connect(ws.db_path)
+    try:
+        return con.execute("SELECT id, status, title FROM issue ORDER BY send_week").fetchall()
+    finally:
+        con.close()
+
+
+def test_no_active_subscribers_leaves_the_week_open(workdir: Path) -> None:
+    ws = Workspace(workdir, backend_url=f"file://{workdir / 'outbox'}")
+    result = invoke(ws, "send", "--yes")
+    assert result.exit_code == 1
+    assert result.output == ("Error: no active subscribers: nothing to send; the week stays open\n")
+    assert issue_rows(ws) == []
+    dry = invoke(ws, "send", "--dry-run")
+    assert dry.exit_code == 0 and "would go to 0 subscribers" in dry.output
+    assert "no active subscribers" in dry.output and issue_rows(ws) == []
+    # Subscribers join later in the week: the week can still be sent.
+    ws.add_subscribers(2)
+    later = invoke(ws, "send", "--yes")
+    assert later.exit_code == 0, later.output
+    assert "This run: 2 sent" in later.output
+
+
+def test_allow_empty_records_the_week_with_no_one_to_send_to(workdir: Path) -> None:
+    ws = Workspace(workdir, backend_url=f"file://{workdir / 'outbox'}")
+    result = invoke(ws, "send", "--yes", "--allow-empty")
+    assert result.exit_code == 0, result.output
+    assert "queued for 0 subscribers" in result.output
+    assert issue_rows(ws) == [(1, "sent", "Notes from the allotment")]
+
+
+def record_this_week(ws: Workspace, status: str) -> None:
+    from weekly_mailer.db import Database
+    from weekly_mailer.models import IssueStatus, utcnow
+    from weekly_mailer.scheduler.weeks_ledger import record_week
+    from weekly_mailer.weeks import send_week_for
+
+    now = utcnow()
+    with Database(ws.settings) as db, db.sessions.begin() as session:
+        record_week(
+            session,
+            send_week_for(now, ws.settings),
+            status=IssueStatus(status),
+            reason="no issue 13h05m after the send time",
+            now=now,
+        )
+
+
+def test_force_week_sends_a_week_recorded_as_missed_once(ws: Workspace) -> None:
+    record_this_week(ws, "missed")
+    refused = invoke(ws, "send", "--yes")
+    assert refused.exit_code == 1
+    assert "is recorded as missed (no issue 13h05m after the send time)" in refused.output
+    assert "send it anyway with --force-week" in refused.output
+    assert outbox_files(ws) == []
+    forced = invoke(ws, "send", "--yes", "--force-week")
+    assert forced.exit_code == 0, forced.output
+    assert "Issue #1 'Notes from the allotment': queued for 12 subscribers." in forced.output
+    assert "This run: 12 sent" in forced.output
+    assert issue_rows(ws) == [(1, "sent", "Notes from the allotment")]  # the same row
+    # Never twice, with or without the flag.
+    again = invoke(ws, "send", "--yes", "--force-week")
+    assert again.exit_code == 0
+    assert "was already sent: nothing new" in again.output
+    assert len(outbox_files(ws)) == 12
+    assert "--force-week" in invoke(ws, "send", "--help").output
+
+
+def test_force_week_on_a_skipped_week_with_a_dry_run_changes_nothing(ws: Workspace) -> None:
+    record_this_week(ws, "skipped")
+    dry = invoke(ws, "send", "--dry-run", "--force-week")
+    assert dry.exit_code == 0, dry.output
+    assert "would go to 12 subscribers" in dry.output
+    assert issue_rows(ws) == [(1, "skipped", "")]
+
+
+def test_a_rerun_says_why_it_waits_for_rows_a_killed_send_left_leased(ws: Workspace) -> None:
+    import datetime as dt
+
+    from sqlalchemy import select, update
+
+    from weekly_mailer.db import Database
+    from weekly_mailer.models import Delivery, Issue, utcnow
+
+    assert invoke(ws, "send", "--yes").exit_code == 0
+    # As a `send` killed with SIGKILL leaves them: 3 rows `sending` under a live lease.
+    until = utcnow() + dt.timedelta(seconds=2)
+    with Database(ws.settings) as db, db.sessions.begin() as session:
+        ids = session.scalars(select(Delivery.id).order_by(Delivery.id).limit(3)).all()
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(ids))
+            .values(status="sending", lease_owner="dead:1", lease_expires_at=until)
+        )
+        session.execute(update(Issue).values(status="sending", finished_at=None))
+    result = invoke(ws, "send", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "3 deliveries still to do" in result.output
+    assert (
+        f"waiting for 3 rows leased by a stopped process until {until:%H:%M:%S} UTC"
+        in result.output
+    )
+    assert "This run: 3 sent" in result.output
+    assert set(ws.ledger()) == {"sent"}

@@ -41,3 +41,22 @@ def test_run_on_an_unmigrated_database(runner: CliRunner, workdir: Path, tmp_pat
     assert result.output == (
         "Error: the database is empty: run `weekly-mailer init` or `weekly-mailer db upgrade`\n"
     )
+
+
+def test_every_option_of_run_and_schedule_has_help(runner: CliRunner) -> None:
+    import click
+
+    for name in ("run", "schedule"):
+        command = main.commands[name]
+        bare = [
+            p.name
+            for p in command.params
+            if isinstance(p, click.Option) and not p.hidden and not p.help
+        ]
+        assert bare == [], f"{name}: options without --help text: {bare}"
+    shown = runner.invoke(main, ["run", "--help"]).output
+    assert "Web requests served at once" in shown
+    assert (
+        "How many upcoming send times to print."
+        in runner.invoke(main, ["schedule", "--help"]).output
+    )

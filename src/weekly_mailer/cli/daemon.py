@@ -12,7 +12,14 @@ from ._common import AppContext, pass_app
 
 
 @click.command()
-@click.option("--count", "-n", type=click.IntRange(min=1, max=1000), default=5, show_default=True)
+@click.option(
+    "--count",
+    "-n",
+    type=click.IntRange(min=1, max=1000),
+    default=5,
+    show_default=True,
+    help="How many upcoming send times to print.",
+)
 @pass_app
 def schedule(app: AppContext, count: int) -> None:
     """Print the next COUNT send times: local time with its UTC offset, then UTC."""
@@ -32,7 +39,13 @@ def schedule(app: AppContext, count: int) -> None:
 @click.option(
     "--port", type=click.IntRange(0, 65535), default=None, help="Port (default: settings.port)."
 )
-@click.option("--threads", type=click.IntRange(1, 64), default=4, show_default=True)
+@click.option(
+    "--threads",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="Web requests served at once (waitress worker threads).",
+)
 @click.option(
     "--trusted-proxy",
     default=None,

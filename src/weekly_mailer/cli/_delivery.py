@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 import time
@@ -21,12 +22,21 @@ if TYPE_CHECKING:
 
 @contextlib.contextmanager
 def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM and the first Ctrl-C set ``stop`` (finish in-flight, hand back the rest)."""
+    """SIGTERM and the first Ctrl-C set ``stop`` (finish in-flight, hand back the rest).
+
+    A second Ctrl-C only cuts the wait for the messages in flight (``hurry_for(stop)``): it never
+    raises, so the results already in hand are still recorded and the rest handed back; no row
+    is left in ``sending``.
+    """
+    from ..delivery.worker import hurry_for
+
     previous: dict[int, Any] = {}
+    hurry = hurry_for(stop)
 
     def handler(signum: int, _frame: Any) -> None:
-        if stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+        if stop.is_set() and signum == signal.SIGINT and not hurry.is_set():
+            hurry.set()
+            os.write(2, b"\nStopping now: messages in flight are handed back for the next run.\n")
         stop.set()
 
     if threading.current_thread() is threading.main_thread():

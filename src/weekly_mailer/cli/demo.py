@@ -93,7 +93,12 @@ def _write_config(root: Path) -> Path:
 @click.command()
 @click.argument("folder", default="demo", type=click.Path(file_okay=False))
 @click.option(
-    "--subscribers", "count", type=click.IntRange(1, 100_000), default=300, show_default=True
+    "--subscribers",
+    "count",
+    type=click.IntRange(1, 100_000),
+    default=300,
+    show_default=True,
+    help="How many sample subscribers (…@example.org) a new demo gets.",
 )
 def demo(folder: str, count: int) -> None:
     """Run the whole job in FOLDER (default ./demo): a config, an SQLite

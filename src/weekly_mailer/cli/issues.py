@@ -46,7 +46,13 @@ def list_(app: AppContext) -> None:
 
 @issues.command()
 @click.argument("issue_id", type=int)
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="Show at most this many failed and deferred rows.",
+)
 @pass_app
 def show(app: AppContext, issue_id: int, limit: int) -> None:
     """One issue: its state, per-state counts, and the failed/deferred rows with SMTP replies."""
@@ -87,17 +93,35 @@ def show(app: AppContext, issue_id: int, limit: int) -> None:
 @issues.command()
 @click.argument("issue_id", type=int)
 @click.option("--no-send", is_flag=True, help="Only queue them; a worker or `run` sends them.")
+@click.option(
+    "--include-bounced",
+    is_flag=True,
+    help="Also retry the rows the server refused with a 5xx (bounces, policy refusals).",
+)
 @pass_app
-def retry(app: AppContext, issue_id: int, no_send: bool) -> None:
-    """Queue the failed and deferred deliveries of an issue again, and send them now."""
-    from ..delivery import resolve_backend
+def retry(app: AppContext, issue_id: int, no_send: bool, include_bounced: bool) -> None:
+    """Queue the failed and deferred deliveries of an issue again, and send them now.
+
+    Rows refused with a 5xx stay failed unless --include-bounced. Rows failed as stale (older
+    than retry_give_up_hours) are sent anyway: this is the way to send a late issue.
+    """
+    from sqlalchemy import func, select
+
+    from ..delivery import outbox, resolve_backend
     from .send import deliver_issue
 
     settings = app.settings
     backend = resolve_backend(settings)
     with app.db.sessions.begin() as session:
-        n = svc.retry(session, issue_id, now=utcnow())
+        issue = svc.get_issue(session, issue_id)
+        n = outbox.retry(session, issue, now=utcnow(), include_refused=include_bounced)
+        left = session.scalar(select(func.count()).where(outbox.refused(issue_id))) or 0
     click.echo(f"Queued {n} deliveries of issue #{issue_id} again.")
+    if left:
+        click.echo(
+            f"{left} refused with a 5xx stay failed (--include-bounced retries them too; "
+            "bounced subscribers are skipped either way)."
+        )
     if no_send or not n:
         return
     stop = threading.Event()

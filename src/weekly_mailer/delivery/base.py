@@ -9,9 +9,12 @@ boundary and nowhere else.
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Protocol, runtime_checkable
 
-from ..errors import DeliveryError
+from ..errors import DeliveryError, PermanentFailure, TemporaryFailure
+
+_ENHANCED = re.compile(r"^\s*\d{3}[ -]([245])\.(\d{1,3})\.(\d{1,3})\b")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -38,6 +41,28 @@ class BackendUnavailableError(DeliveryError):
     Not about one recipient: the worker hands the claimed rows back untouched and stops (or, as a
     daemon, waits and tries again), so an outage never turns into failed or deferred rows.
     """
+
+
+class BackendBusyError(TemporaryFailure):
+    """The server is not taking a connection just now (a 4xx greeting: "too many connections").
+
+    Nothing was attempted: the worker hands the row back untouched and pauses the whole send.
+    """
+
+
+class NotABounce(PermanentFailure):
+    """A 5xx that is about the message or the sender's standing, not the mailbox (e.g. a 554
+    policy refusal at DATA): the row fails and is not retried, but it is not a hard bounce."""
+
+
+class SendHaltedError(DeliveryError):
+    """The worker stopped the whole send (e.g. the same refusal for many recipients in a row)."""
+
+
+def enhanced_status(reply: str) -> tuple[int, int, int] | None:
+    """The RFC 3463 enhanced status code of a reply text such as ``"451 4.7.1 Slow down"``."""
+    m = _ENHANCED.match(reply)
+    return None if m is None else (int(m[1]), int(m[2]), int(m[3]))
 
 
 @runtime_checkable

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import dkim
 
 from ..compose import DKIM_HEADERS
-from ..errors import ComposeError, ConfigError
+from ..errors import ConfigError
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -50,7 +50,8 @@ class DkimSigner:
         return signer
 
     def sign(self, message: bytes) -> bytes:
-        """The message with a ``DKIM-Signature`` header in front."""
+        """The message with a ``DKIM-Signature`` header in front; ``ConfigError`` when the key
+        or the settings cannot sign (the worker stops the send rather than fail every row)."""
         try:
             signature = dkim.sign(
                 message,
@@ -61,7 +62,8 @@ class DkimSigner:
                 include_headers=list(DKIM_HEADERS),
             )
         except dkim.DKIMException as exc:
-            raise ConfigError(f"DKIM signing failed: {exc}") from None
+            raise ConfigError(f"DKIM signing failed: {' '.join(str(exc).split())}") from None
         except Exception as exc:  # noqa: BLE001 - dkimpy raises bare errors on bad keys
-            raise ComposeError(f"DKIM signing failed: {exc}") from None
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise ConfigError(f"DKIM signing failed (check dkim_key_file): {reason}") from None
         return bytes(signature) + message

@@ -1,4 +1,5 @@
-"""The file backend: one ``.eml`` file per message, written atomically (temp file + rename).
+"""The file backend: one ``.eml`` file per message, written atomically and durably (temp file,
+fsync, rename, fsync of the folder).
 
 ``file://./outbox`` is a folder relative to the working directory, ``file:///var/mail/out`` an
 absolute one. A message is named after its Message-ID, so a retry replaces the same file.
@@ -65,13 +66,29 @@ class FileBackend:
             try:
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(envelope.data)
+                    fh.flush()
+                    os.fsync(fh.fileno())  # the bytes are on disk before the name is
                 os.replace(tmp, target)
+                self._sync_folder()
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise
         except OSError as exc:
             raise BackendUnavailableError(f"cannot write {str(target)!r}: {exc.strerror}") from None
         return SendResult(250, f"2.0.0 Written to {target.name}")
+
+    def _sync_folder(self) -> None:
+        """Make the rename durable (POSIX: fsync the directory; not possible on Windows)."""
+        try:
+            fd = os.open(self.folder, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
     def close(self) -> None:
         pass

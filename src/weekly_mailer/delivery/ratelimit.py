@@ -84,3 +84,84 @@ class ThrottleGate:
                 time.sleep(left)
             elif stop.wait(left):
                 return False
+
+
+class SlowDown:
+    """After a soft throttling reply (450-454 without 4.7.x) the whole send goes at half speed.
+
+    The speed before the reply is ``send_rate`` or, when that is 0, the rate measured over the
+    last starts. A reply halves it; the cap then climbs back to full speed linearly over
+    ``seconds`` after the last such reply (more replies meanwhile restart the climb, they do not
+    halve it again), so steady greylisting costs a factor of two, never a stop.
+    """
+
+    WINDOW = 32  # starts used to measure the rate
+
+    def __init__(
+        self,
+        seconds: float,
+        *,
+        send_rate: float = 0.0,
+        fallback_rate: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.seconds = float(seconds)
+        self.send_rate = float(send_rate)
+        self.fallback_rate = fallback_rate
+        self._clock = clock
+        self._starts: list[float] = []
+        self._base = 0.0  # the rate before the slowdown (0: not slowed)
+        self._since = 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+        self.slowdowns = 0
+
+    def _measured(self) -> float:
+        starts = self._starts
+        if len(starts) >= 2 and starts[-1] > starts[0]:
+            return (len(starts) - 1) / (starts[-1] - starts[0])
+        return self.fallback_rate
+
+    def note(self) -> None:
+        """A soft throttling reply: half speed now, back to full over ``seconds``."""
+        with self._lock:
+            now = self._clock()
+            if self._factor(now) >= 1.0:
+                self._base = self.send_rate if self.send_rate > 0 else self._measured()
+                self.slowdowns += 1
+            self._since = now
+
+    def _factor(self, now: float) -> float:
+        if self._base <= 0 or self.seconds <= 0:
+            return 1.0
+        return min(1.0, 0.5 + 0.5 * (now - self._since) / self.seconds)
+
+    def cap(self) -> float:
+        """The rate allowed now (messages/second; 0 = not slowed)."""
+        with self._lock:
+            factor = self._factor(self._clock())
+            return 0.0 if factor >= 1.0 else self._base * factor
+
+    def reserve(self) -> float:
+        """Record a start; return how many seconds the caller must wait before it."""
+        with self._lock:
+            now = self._clock()
+            factor = self._factor(now)
+            wait = 0.0
+            if factor < 1.0:
+                start = max(now, self._next)
+                self._next = start + 1.0 / (self._base * factor)
+                wait = start - now
+            self._starts.append(now + wait)
+            del self._starts[: -self.WINDOW]
+            return wait
+
+    def acquire(self, stop: threading.Event | None = None) -> bool:
+        """Wait for our turn. Returns ``False`` when ``stop`` was set while waiting."""
+        delay = self.reserve()
+        if delay <= 0:
+            return not (stop is not None and stop.is_set())
+        if stop is None:
+            time.sleep(delay)
+            return True
+        return not stop.wait(delay)

@@ -7,9 +7,16 @@ settings (``smtp_timeout``, ``concurrency``, ``max_per_connection``).
 
 Errors are translated here and nowhere else::
 
-    421, 450-454          TemporaryFailure(throttle=True)   slow the whole send down, retry later
+    421, 450-454          TemporaryFailure(throttle=True)   retry later; 421 and 4.7.x pause the
+                                                            whole send, the others slow it down
     other 4xx, drops      TemporaryFailure                  retry later with backoff
-    5xx                   PermanentFailure                  never retried, a hard bounce
+    5xx to RCPT TO        PermanentFailure                  never retried; a hard bounce when it
+                                                            is about the mailbox (5.1.x, 5.2.x or
+                                                            a bare 550-553), else NotABounce
+    5xx after DATA        NotABounce                        never retried, not a bounce (policy)
+    5xx to MAIL FROM      BackendUnavailableError           the sender is refused: stop the send
+    4xx greeting          BackendBusyError                  hand the row back, pause, fewer
+                                                            connections
     cannot connect/login  BackendUnavailableError           nothing attempted; rows handed back
 """
 
@@ -23,24 +30,42 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ..errors import ConfigError, DeliveryError, PermanentFailure, TemporaryFailure
-from .base import BackendUnavailableError, Envelope, SendResult
+from .base import (
+    BackendBusyError,
+    BackendUnavailableError,
+    Envelope,
+    NotABounce,
+    SendResult,
+    enhanced_status,
+)
 
 if TYPE_CHECKING:
     from ..config import Settings
 
 THROTTLE_CODES = frozenset({421, 450, 451, 452, 453, 454})
+RESTORE_AFTER = 50  # messages accepted after a busy greeting before one more connection
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
-def failure_for(code: int, reply: str | bytes) -> DeliveryError:
-    """Our failure for an SMTP reply code (see the module docstring)."""
+def failure_for(code: int, reply: str | bytes, *, stage: str = "rcpt") -> DeliveryError:
+    """Our failure for an SMTP reply code at ``stage`` (``rcpt`` or ``data``); see the module
+    docstring. Only a 5xx to RCPT TO about the mailbox itself is a hard bounce."""
     text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
     text = " ".join(text.split())
     message = f"{code} {text}".strip()
     if 500 <= code <= 599:
-        return PermanentFailure(message, code=code)
+        if stage == "rcpt" and _mailbox_problem(code, message):
+            return PermanentFailure(message, code=code)
+        return NotABounce(message, code=code)
     return TemporaryFailure(message, code=code, throttle=code in THROTTLE_CODES)
+
+
+def _mailbox_problem(code: int, message: str) -> bool:
+    status = enhanced_status(message)
+    if status is None:
+        return code in (550, 551, 552, 553)
+    return status[1] in (1, 2)  # 5.1.x addressing, 5.2.x mailbox
 
 
 def _flag(key: str, value: str) -> bool:
@@ -103,7 +128,12 @@ class SMTPBackend:
         self.connections_opened = 0
         self._idle: list[_Connection] = []
         self._lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(self.pool_size)
+        self._slots = threading.Condition(self._lock)
+        self._busy = 0  # sends under way
+        self.cap = self.pool_size  # connections we may use now (fewer after a busy greeting)
+        self._since_shrink = 0
+        self._in_use: set[_Connection] = set()
+        self._aborted = False
         self._closed = False
         self._local_hostname: str | None = None
 
@@ -169,6 +199,20 @@ class SMTPBackend:
                 smtp.ehlo()
             if self.username:
                 smtp.login(self.username, self.password)
+        except smtplib.SMTPConnectError as exc:
+            self._abandon(smtp)
+            if 400 <= exc.smtp_code <= 499:
+                self._shrink()
+                reply = failure_for(exc.smtp_code, exc.smtp_error)
+                raise BackendBusyError(
+                    f"the SMTP server {where} is busy: {reply}",
+                    code=exc.smtp_code,
+                    throttle=True,
+                ) from None
+            raise BackendUnavailableError(
+                f"the SMTP server {where} refused the connection: "
+                f"{failure_for(exc.smtp_code, exc.smtp_error)}"
+            ) from None
         except smtplib.SMTPAuthenticationError as exc:
             self._abandon(smtp)
             raise BackendUnavailableError(
@@ -193,6 +237,31 @@ class SMTPBackend:
             except OSError:
                 pass
 
+    def _acquire(self) -> None:
+        with self._slots:
+            while self._busy >= self.cap:
+                self._slots.wait()
+            self._busy += 1
+
+    def _release(self, ok: bool) -> None:
+        with self._slots:
+            self._busy -= 1
+            if ok and self.cap < self.pool_size:
+                self._since_shrink += 1
+                if self._since_shrink >= RESTORE_AFTER:  # the server copes again: one more
+                    self.cap, self._since_shrink = self.cap + 1, 0
+            self._slots.notify()
+
+    def _shrink(self) -> None:
+        """A 4xx greeting ("too many connections"): use as many connections as work now."""
+        with self._slots:
+            self.cap = max(1, self._busy - 1)
+            self._since_shrink = 0
+            extra = self._idle[self.cap :]
+            del self._idle[self.cap :]
+        for conn in extra:
+            conn.close()
+
     def _checkout(self) -> tuple[_Connection, bool]:
         with self._lock:
             if self._idle:
@@ -209,51 +278,69 @@ class SMTPBackend:
     # -- sending ------------------------------------------------------------------------------
 
     def send(self, envelope: Envelope) -> SendResult:
-        with self._slots:
-            conn, reused = self._checkout()
-            try:
-                code, reply = conn.smtp.mail(envelope.sender)
-            except (smtplib.SMTPServerDisconnected, OSError):
-                # A pooled connection the server closed while idle: nothing was sent yet.
+        self._acquire()
+        ok = False
+        try:
+            result = self._send(envelope)
+            ok = True
+            return result
+        finally:
+            self._release(ok)
+
+    def _send(self, envelope: Envelope) -> SendResult:
+        conn, reused = self._checkout()
+        try:
+            code, reply = conn.smtp.mail(envelope.sender)
+        except (smtplib.SMTPServerDisconnected, OSError):
+            # A pooled connection the server closed while idle: nothing was sent yet.
+            self._abandon(conn.smtp)
+            if not reused:
+                raise TemporaryFailure("connection lost before MAIL FROM") from None
+            conn = self._connect()
+            code, reply = self._mail(conn, envelope)
+        keep = True
+        with self._lock:
+            self._in_use.add(conn)
+        try:
+            if 500 <= code <= 599:  # the sender is refused: the same for every recipient
+                raise BackendUnavailableError(
+                    f"the SMTP server {self.host}:{self.port} refused the sender "
+                    f"{envelope.sender}: {failure_for(code, reply)}"
+                )
+            if code != 250:
+                raise failure_for(code, reply)
+            code, reply = conn.smtp.rcpt(envelope.recipient)
+            if code not in (250, 251):
+                raise failure_for(code, reply)
+            code, reply = conn.smtp.data(envelope.data)
+            conn.count += 1
+            if code != 250:
+                keep = code != 421
+                raise failure_for(code, reply, stage="data")
+            return SendResult(code, reply.decode("utf-8", "replace"))
+        except smtplib.SMTPResponseException as exc:
+            keep = exc.smtp_code != 421
+            raise failure_for(exc.smtp_code, exc.smtp_error, stage="data") from None
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            keep = False
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise TemporaryFailure(f"connection lost: {reason}") from None
+        except smtplib.SMTPException as exc:
+            keep = False
+            raise TemporaryFailure(f"SMTP error: {exc}") from None
+        except DeliveryError as exc:
+            if exc.code == 421:
+                keep = False  # the server is closing this connection
+            elif keep:
+                keep = self._reset(conn)
+            raise
+        finally:
+            with self._lock:
+                self._in_use.discard(conn)
+            if keep and not self._aborted:
+                self._checkin(conn)
+            else:
                 self._abandon(conn.smtp)
-                if not reused:
-                    raise TemporaryFailure("connection lost before MAIL FROM") from None
-                conn = self._connect()
-                code, reply = self._mail(conn, envelope)
-            keep = True
-            try:
-                if code != 250:
-                    raise failure_for(code, reply)
-                code, reply = conn.smtp.rcpt(envelope.recipient)
-                if code not in (250, 251):
-                    raise failure_for(code, reply)
-                code, reply = conn.smtp.data(envelope.data)
-                conn.count += 1
-                if code != 250:
-                    keep = code != 421
-                    raise failure_for(code, reply)
-                return SendResult(code, reply.decode("utf-8", "replace"))
-            except smtplib.SMTPResponseException as exc:
-                keep = exc.smtp_code != 421
-                raise failure_for(exc.smtp_code, exc.smtp_error) from None
-            except (smtplib.SMTPServerDisconnected, OSError) as exc:
-                keep = False
-                reason = " ".join(str(exc).split()) or type(exc).__name__
-                raise TemporaryFailure(f"connection lost: {reason}") from None
-            except smtplib.SMTPException as exc:
-                keep = False
-                raise TemporaryFailure(f"SMTP error: {exc}") from None
-            except DeliveryError as exc:
-                if exc.code == 421:
-                    keep = False  # the server is closing this connection
-                elif keep:
-                    keep = self._reset(conn)
-                raise
-            finally:
-                if keep:
-                    self._checkin(conn)
-                else:
-                    self._abandon(conn.smtp)
 
     def _mail(self, conn: _Connection, envelope: Envelope) -> tuple[int, bytes]:
         try:
@@ -269,6 +356,19 @@ class SMTPBackend:
         except (smtplib.SMTPException, OSError):
             return False
         return code == 250
+
+    def abort(self) -> None:
+        """Cut the messages in flight now (a second Ctrl-C): shut their sockets down."""
+        self._aborted = True
+        with self._lock:
+            busy = list(self._in_use)
+        for conn in busy:
+            sock = conn.smtp.sock
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
     def close(self) -> None:
         self._closed = True

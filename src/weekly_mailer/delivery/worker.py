@@ -17,16 +17,30 @@ import socket
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Protocol
 
-from ..errors import DeliveryError, PermanentFailure, TemporaryFailure, WeeklyMailerError
+from ..errors import (
+    ConfigError,
+    DeliveryError,
+    PermanentFailure,
+    TemporaryFailure,
+    WeeklyMailerError,
+)
 from ..models import DeliveryStatus, utcnow
 from . import outbox
-from .base import BackendUnavailableError, Envelope
+from .base import (
+    BackendBusyError,
+    BackendUnavailableError,
+    Envelope,
+    NotABounce,
+    SendHaltedError,
+    enhanced_status,
+)
 from .outbox import ClaimedRow, Outcome
-from .ratelimit import ThrottleGate, TokenBucket
+from .ratelimit import SlowDown, ThrottleGate, TokenBucket
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -55,6 +69,8 @@ class Stats:
     skipped: int = 0
     released: int = 0
     throttled: int = 0
+    slowed: int = 0
+    stale: int = 0
     started: float = dataclasses.field(default_factory=time.monotonic)
 
     @property
@@ -69,6 +85,26 @@ class Stats:
 def make_owner() -> str:
     """A lease owner name: host, process and a random suffix (unique per worker)."""
     return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+_HURRY: weakref.WeakKeyDictionary[threading.Event, threading.Event] = weakref.WeakKeyDictionary()
+_HURRY_LOCK = threading.Lock()
+
+
+def hurry_for(stop: threading.Event) -> threading.Event:
+    """The "hurry" event that goes with a ``stop`` event (a second Ctrl-C sets it): the worker
+    then stops waiting for the messages in flight and hands their rows back."""
+    with _HURRY_LOCK:
+        event = _HURRY.get(stop)
+        if event is None:
+            event = _HURRY[stop] = threading.Event()
+        return event
+
+
+def hard_throttle(exc: TemporaryFailure) -> bool:
+    """421 or an enhanced 4.7.x: pause the whole send (other throttling replies slow it)."""
+    status = enhanced_status(str(exc))
+    return exc.code == 421 or (status is not None and status[:2] == (4, 7))
 
 
 def backoff(settings: Settings, attempts: int) -> float:
@@ -105,19 +141,36 @@ class Worker:
         self.stats = Stats()
         self.bucket = TokenBucket(settings.send_rate, burst=max(1.0, settings.concurrency))
         self.gate = ThrottleGate()
+        self.slowdown = SlowDown(
+            settings.throttle_pause_seconds,
+            send_rate=settings.send_rate,
+            fallback_rate=2.0 * settings.concurrency,
+        )
+        self.hurry = hurry_for(self.stop)
+        self.breaker_limit = 20  # identical 5xx replies in a row that stop the send
+        self.busy_limit = 5  # busy greetings in a row (no message accepted) that stop it
+        self._lock = threading.Lock()
+        self._streak: tuple[str, int] = ("", 0)
+        self._busy = 0
         self.flush_every = max(4, 2 * settings.concurrency)
         self.flush_seconds = 0.25
         self._renders: dict[int, RenderFn] = {}
-        self._unavailable: BackendUnavailableError | None = None
+        self._unavailable: WeeklyMailerError | None = None  # stops this run (outage, config)
         self._lease_at = 0.0  # when our leases were last set (monotonic)
 
     # -- the loop ------------------------------------------------------------------------------
 
     def run(self, *, until_idle: bool = True, max_wait: float = 60.0, poll: float = 1.0) -> Stats:
         """Deliver until stopped; with ``until_idle``, also until nothing is due within
-        ``max_wait`` seconds (deferred rows due later are left for a later run)."""
+        ``max_wait`` seconds (deferred rows due later are left for a later run).
+
+        Raises ``BackendUnavailableError`` (outage, refused sender), ``SendHaltedError`` or
+        ``ConfigError`` after handing every claimed row back; the same worker can run again.
+        """
+        self._unavailable = None  # a past outage is over as far as this run knows
+        self._streak, self._busy = ("", 0), 0
         try:
-            while not self.stop.is_set():
+            while not self.stop.is_set() and not self.hurry.is_set():
                 rows = self._claim()
                 if rows:
                     self._deliver(rows)
@@ -148,6 +201,12 @@ class Worker:
             by_rate = int(self.settings.send_rate * self.settings.lease_seconds / 2)
             limit = max(1, min(limit, by_rate))
         with self.sessions.begin() as session:
+            stale = outbox.fail_stale(
+                session,
+                now=self.clock(),
+                max_age=dt.timedelta(hours=self.settings.retry_give_up_hours),
+                issue_id=self.issue_id,
+            )
             rows, skipped = outbox.claim(
                 session,
                 owner=self.owner,
@@ -157,7 +216,11 @@ class Worker:
                 issue_id=self.issue_id,
             )
         self._lease_at = time.monotonic()
-        if skipped:
+        if stale:
+            log.warning("%d deliveries older than retry_give_up_hours failed as stale", stale)
+            self.stats.stale += stale
+            self.stats.failed += stale
+        if skipped or stale:
             self.stats.skipped += skipped
             self._progress()
         return rows
@@ -166,13 +229,16 @@ class Worker:
         for issue_id in {r.issue_id for r in rows} - set(self._renders):
             try:  # load each issue once, here, rather than racing for it in the pool
                 self._renders[issue_id] = self.renderers.for_issue(issue_id)
+            except ConfigError as exc:
+                self._unavailable = exc
             except WeeklyMailerError:
                 pass  # each row records the error as it is attempted
         pending = iter(rows)
         outcomes: list[Outcome] = []
         in_flight: set[Future[Outcome]] = set()
         last_flush = time.monotonic()
-        with ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="send") as pool:
+        pool = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="send")
+        try:
             while True:
                 while len(in_flight) < self.settings.concurrency and self._may_start():
                     row = next(pending, None)
@@ -181,12 +247,19 @@ class Worker:
                     in_flight.add(pool.submit(self._attempt, row))
                 if not in_flight:
                     break
+                if self.hurry.is_set():  # a second Ctrl-C: stop waiting for the slow ones
+                    abort = getattr(self.backend, "abort", None)
+                    if callable(abort):
+                        abort()
+                    break  # their rows stay leased to us; release() hands them back
                 done, in_flight = wait(in_flight, timeout=0.2, return_when=FIRST_COMPLETED)
                 outcomes.extend(f.result() for f in done)
                 now = time.monotonic()
                 if len(outcomes) >= self.flush_every or now - last_flush >= self.flush_seconds:
                     self._record(outcomes)
                     outcomes, last_flush = [], now
+        finally:
+            pool.shutdown(wait=not self.hurry.is_set(), cancel_futures=True)
         outcomes.extend(Outcome(row, DeliveryStatus.QUEUED.value) for row in pending)
         self._record(outcomes)
 
@@ -196,33 +269,79 @@ class Worker:
     # -- one message (runs in a pool thread) -----------------------------------------------
 
     def _attempt(self, row: ClaimedRow) -> Outcome:
+        untried = Outcome(row, DeliveryStatus.QUEUED.value)
         if not self._may_start() or not self.gate.wait(self.stop):
-            return Outcome(row, DeliveryStatus.QUEUED.value)
-        if not self.bucket.acquire(self.stop) or not self.gate.wait(self.stop):
-            return Outcome(row, DeliveryStatus.QUEUED.value)
+            return untried
+        if not self.bucket.acquire(self.stop) or not self.slowdown.acquire(self.stop):
+            return untried
+        if not self.gate.wait(self.stop) or not self._may_start():
+            return untried
         try:
             envelope = self._render(row)
+        except ConfigError as exc:  # a bad setup (e.g. DKIM) is not this recipient's problem
+            self._unavailable = exc
+            return untried
         except WeeklyMailerError as exc:
             return Outcome(row, DeliveryStatus.FAILED.value, error=f"cannot compose: {exc}")
         try:
             result = self.backend.send(envelope)
+        except BackendBusyError as exc:
+            self._note_busy(exc)
+            return untried
         except BackendUnavailableError as exc:
             self._unavailable = exc
-            return Outcome(row, DeliveryStatus.QUEUED.value)
+            return untried
         except PermanentFailure as exc:
+            self._note_refusal(row, exc)
             return Outcome(
-                row, DeliveryStatus.FAILED.value, code=exc.code, error=str(exc), bounce=True
+                row,
+                DeliveryStatus.FAILED.value,
+                code=exc.code,
+                error=str(exc),
+                bounce=not isinstance(exc, NotABounce),
             )
         except TemporaryFailure as exc:
-            if exc.throttle:
+            self._note_refusal(row, None)
+            if exc.throttle and hard_throttle(exc):
                 self.gate.pause(self.settings.throttle_pause_seconds)
+            elif exc.throttle:
+                self.slowdown.note()
             return self._deferred(row, exc)
         except DeliveryError as exc:
+            self._note_refusal(row, None)
             return self._deferred(row, exc)
         except Exception as exc:  # noqa: BLE001 - a buggy backend must not lose what was sent
             log.exception("the backend raised an unexpected error for %s", row.email)
             return self._deferred(row, DeliveryError(f"backend error: {type(exc).__name__}: {exc}"))
+        self._note_refusal(row, None)
+        with self._lock:
+            self._busy = 0
         return Outcome(row, DeliveryStatus.SENT.value, code=result.code, at=self.clock())
+
+    def _note_refusal(self, row: ClaimedRow, exc: PermanentFailure | None) -> None:
+        """The circuit breaker: the same 5xx for ``breaker_limit`` recipients in a row stops
+        the send (a server refusing everyone must not fail, or bounce, the whole list)."""
+        with self._lock:
+            if exc is None:
+                self._streak = ("", 0)
+                return
+            reply = str(exc).replace(row.email, "<recipient>")
+            n = self._streak[1] + 1 if self._streak[0] == reply else 1
+            self._streak = (reply, n)
+            if n >= self.breaker_limit and self._unavailable is None:
+                self._unavailable = SendHaltedError(
+                    f"stopped the send: the server gave {n} recipients in a row the same "
+                    f"refusal ({reply}); the rest are still queued"
+                )
+
+    def _note_busy(self, exc: BackendBusyError) -> None:
+        self.gate.pause(self.settings.throttle_pause_seconds)
+        with self._lock:
+            self._busy += 1
+            if self._busy >= self.busy_limit and self._unavailable is None:
+                self._unavailable = BackendUnavailableError(
+                    f"{exc} ({self._busy} times in a row, nothing accepted meanwhile)"
+                )
 
     def _deferred(self, row: ClaimedRow, exc: DeliveryError) -> Outcome:
         now = self.clock()
@@ -280,6 +399,7 @@ class Worker:
             else:
                 self.stats.released += 1
         self.stats.throttled = self.gate.pauses
+        self.stats.slowed = self.slowdown.slowdowns
         if outcomes:
             self._progress()
 

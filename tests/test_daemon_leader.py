@@ -47,13 +47,11 @@ def test_a_dead_leader_hands_over(pg_url: str) -> None:
         a, b = AdvisoryLockLeader(engine_a), AdvisoryLockLeader(engine_b)
         assert a.acquire()
         assert not b.acquire()
+        # Only the leader's own connection dies: the server is shared with other tests.
+        assert a._conn is not None
+        leader_pid = a._conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
         with engine_b.connect() as admin:
-            admin.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_locks "
-                    "WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()"
-                )
-            )
+            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": leader_pid})
             admin.commit()
         assert b.acquire()
         assert not a.acquire()  # it notices the lost connection and stands by

@@ -69,12 +69,13 @@ def test_a_file_sent_by_hand_is_not_sent_again_by_the_daemon_next_week(
 def test_an_edited_file_is_new_for_the_daemon(workdir: Path) -> None:
     ws = Workspace(workdir, backend_url=f"file://{workdir / 'outbox'}")
     ws.add_subscribers(2)
-    assert invoke(ws, "send", "--yes").exit_code == 0
+    sent = invoke(ws, "send", "--yes")
+    assert sent.exit_code == 0, sent.output
     (ws.root / "article.md").write_text(ARTICLE.replace("allotment", "orchard"))
     with Database(ws.settings) as db:
         job, week = next_weeks_job(ws, db)
         assert job.reconcile() is StartAction.CATCH_UP
-    assert issue_rows(ws)[-1][:2] == (week, "sending")
+    assert issue_rows(ws)[-1][:2] == (week, "sending"), issue_rows(ws)
 
 
 def folder_workspace(workdir: Path, name: str = "{week}-hedges.md") -> tuple[Workspace, Path]:

@@ -105,9 +105,13 @@ def test_failures_are_shown_with_smtp_replies_and_retried(workdir: Path) -> None
             shown.output,
         )
         assert "weekly-mailer issues retry 1" in shown.output
-        # The address is fixed at the other end: retry sends those two, and only those.
+        # The address is fixed at the other end: a plain retry leaves 5xx refusals alone,
+        # --include-bounced sends those two, and only those.
         faults.refuse.clear()
-        retried = invoke(ws, "issues", "retry", "1")
+        plain = invoke(ws, "issues", "retry", "1")
+        assert plain.exit_code == 0, plain.output
+        assert "Queued 0 deliveries of issue #1 again." in plain.output
+        retried = invoke(ws, "issues", "retry", "1", "--include-bounced")
         assert retried.exit_code == 0, retried.output
         assert "Queued 2 deliveries of issue #1 again." in retried.output
         got = recipients(server.received())

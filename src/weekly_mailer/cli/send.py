@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from .. import issues
+from ..delivery import outbox
 from ..errors import WeeklyMailerError
-from ..models import Delivery, DeliveryStatus, utcnow
+from ..models import utcnow
 from ..scheduler.weeks_ledger import sent_source_keys
 from ..weeks import send_week_for
 from ._common import AppContext, pass_app
@@ -162,7 +162,7 @@ def send(
             click.echo(f"Issue #{issue.id} {issue.subject!r}: queued for {added} subscribers.")
         issue_id = issue.id
     with db.sessions.begin() as session:
-        leased, until = leased_rows(session, issue_id, now=utcnow())
+        leased, until = outbox.leased_rows(session, issue_id, now=utcnow())
     if leased and until is not None:
         click.echo(
             f"waiting for {leased} rows leased by a stopped process until "
@@ -250,24 +250,6 @@ def _store(
                 "nothing was sent (send it anyway with --force-week)"
             ) from None
         return issue
-
-
-def leased_rows(
-    session: Session, issue_id: int, *, now: dt.datetime
-) -> tuple[int, dt.datetime | None]:
-    """Rows of the issue held by a live lease (``sending``): how many, and until when."""
-    leased = (
-        Delivery.issue_id == issue_id,
-        Delivery.status == DeliveryStatus.SENDING.value,
-        Delivery.lease_expires_at > now,
-    )
-    n = int(session.scalar(select(func.count()).select_from(Delivery).where(*leased)) or 0)
-    if not n:
-        return 0, None
-    until = session.scalars(
-        select(Delivery.lease_expires_at).where(*leased).order_by(Delivery.lease_expires_at.desc())
-    ).first()
-    return n, until
 
 
 @click.command()

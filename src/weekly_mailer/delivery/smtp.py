@@ -288,19 +288,25 @@ class SMTPBackend:
             self._release(ok)
 
     def _send(self, envelope: Envelope) -> SendResult:
+        if self._aborted:
+            raise TemporaryFailure("not sent: the send was cut short")
         conn, reused = self._checkout()
+        with self._lock:
+            self._in_use.add(conn)
         try:
             code, reply = conn.smtp.mail(envelope.sender)
         except (smtplib.SMTPServerDisconnected, OSError):
             # A pooled connection the server closed while idle: nothing was sent yet.
             self._abandon(conn.smtp)
-            if not reused:
+            with self._lock:
+                self._in_use.discard(conn)
+            if not reused or self._aborted:
                 raise TemporaryFailure("connection lost before MAIL FROM") from None
             conn = self._connect()
+            with self._lock:
+                self._in_use.add(conn)
             code, reply = self._mail(conn, envelope)
         keep = True
-        with self._lock:
-            self._in_use.add(conn)
         try:
             if 500 <= code <= 599:  # the sender is refused: the same for every recipient
                 raise BackendUnavailableError(
@@ -347,6 +353,8 @@ class SMTPBackend:
             return conn.smtp.mail(envelope.sender)
         except (smtplib.SMTPServerDisconnected, OSError):
             self._abandon(conn.smtp)
+            with self._lock:
+                self._in_use.discard(conn)
             raise TemporaryFailure("connection lost before MAIL FROM") from None
 
     @staticmethod

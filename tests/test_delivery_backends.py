@@ -169,11 +169,14 @@ def test_smtp_replaces_a_pooled_connection_closed_while_idle() -> None:
 
 
 def test_smtp_unreachable_server_is_an_outage() -> None:
-    from tests.smtpd import free_port
+    import socket
 
-    backend = resolve_backend(Settings(backend_url=f"smtp://127.0.0.1:{free_port()}"))
-    with pytest.raises(BackendUnavailableError, match="cannot open an SMTP connection"):
-        backend.send(envelope("a@example.org"))
+    with socket.socket() as held:  # bound, never listening: refused, and nobody else can take it
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]
+        backend = resolve_backend(Settings(backend_url=f"smtp://127.0.0.1:{port}"))
+        with pytest.raises(BackendUnavailableError, match="cannot open an SMTP connection"):
+            backend.send(envelope("a@example.org"))
 
 
 @pytest.fixture(scope="module")
@@ -249,15 +252,17 @@ def test_token_bucket_paces_and_zero_is_unlimited() -> None:
 
 
 def test_throttle_gate_pauses_everyone_and_stop_interrupts() -> None:
-    gate = ThrottleGate()
+    now = [0.0]
+    gate = ThrottleGate(clock=lambda: now[0])
     gate.pause(0.2)
     gate.pause(0.1)  # overlapping pauses do not add up
-    assert gate.pauses == 1
+    assert gate.pauses == 1 and gate.remaining() == pytest.approx(0.2)
+    # A stop cuts the wait short: the wait returns False while the gate is still closed
+    # (an order, not a time: the gate's clock never moves here).
     stop = threading.Event()
     threading.Timer(0.05, stop.set).start()
-    started = time.monotonic()
     assert gate.wait(stop) is False
-    assert time.monotonic() - started < 0.15
+    assert stop.is_set() and gate.remaining() == pytest.approx(0.2)
 
 
 PLUGIN = """

@@ -78,10 +78,13 @@ def test_the_same_worker_sends_again_once_the_outage_is_over(
     database: Database, settings: Settings
 ) -> None:
     issue_id, emails = setup_issue(database, 8)
-    server = SMTPServer()  # not started yet: connections are refused
-    worker = worker_for(database, settings, server)
-    with pytest.raises(BackendUnavailableError, match="cannot open an SMTP connection"):
-        worker.run()
+    server = SMTPServer()  # not started yet
+    with socket.socket() as held:  # its port bound but not listening: connections refused
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        held.bind(("127.0.0.1", server.port))
+        worker = worker_for(database, settings, server)
+        with pytest.raises(BackendUnavailableError, match="cannot open an SMTP connection"):
+            worker.run()
     assert statuses(database, issue_id) == {"queued": 8}
     with server:
         stats = worker.run()

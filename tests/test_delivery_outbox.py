@@ -250,7 +250,8 @@ def test_postgres_workers_claim_disjoint_batches(pg_url: str, settings: Settings
         counted = Counter(e.recipient for e in backend.sent)
         assert set(counted) == set(emails) and max(counted.values()) == 1
         assert statuses(db, issue_id) == {"sent": 300}
-        assert all(w.stats.sent > 0 for w in workers)
+        # Each worker's own count adds up (one may start late and find nothing left).
+        assert sum(w.stats.sent for w in workers) == 300
 
 
 def test_a_throttling_reply_pauses_the_whole_send(database: Database, settings: Settings) -> None:
@@ -259,18 +260,21 @@ def test_a_throttling_reply_pauses_the_whole_send(database: Database, settings: 
     settings = settings.replace(concurrency=3, throttle_pause_seconds=0.3)
     issue_id, emails = setup_issue(database, 12)
     times: list[float] = []
+    throttled_at: list[float] = []
 
     def handler(env: Envelope) -> SendResult | None:
-        times.append(time.monotonic())
         if env.recipient == emails[0]:
+            throttled_at.append(time.monotonic())
             raise TemporaryFailure("421 4.7.0 Slow down", code=421, throttle=True)
+        times.append(time.monotonic())
         return None
 
     worker = Worker(database.sessions, settings, MemoryBackend(handler), SimpleRenderers())
     worker.run(max_wait=0)
     assert worker.stats.throttled == 1
     # Nothing else started within the pause that followed the 421 (bar the 2 already going).
-    assert sum(1 for t in times[1:] if t - times[0] < 0.29) <= 2
+    t421 = throttled_at[0]
+    assert sum(1 for t in times if t421 <= t < t421 + 0.29) <= 2
     assert statuses(database, issue_id) == {"sent": 11, "deferred": 1}
 
 

@@ -9,15 +9,10 @@ hands every other claimed row back to the queue.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
-import weakref
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Protocol
@@ -37,9 +32,9 @@ from .base import (
     Envelope,
     NotABounce,
     SendHaltedError,
-    enhanced_status,
 )
 from .outbox import ClaimedRow, Outcome
+from .policy import Stats, backoff, hard_throttle, hurry_for, make_owner
 from .ratelimit import SlowDown, ThrottleGate, TokenBucket
 
 if TYPE_CHECKING:
@@ -50,6 +45,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+__all__ = ["Renderers", "Stats", "Worker", "backoff", "hard_throttle", "hurry_for", "make_owner"]
+
 RenderFn = Callable[[ClaimedRow], Envelope]
 
 
@@ -57,60 +54,6 @@ class Renderers(Protocol):
     """Gives the personalising function of an issue (loaded once per issue)."""
 
     def for_issue(self, issue_id: int) -> RenderFn: ...
-
-
-@dataclasses.dataclass
-class Stats:
-    """What one worker did (this run only)."""
-
-    sent: int = 0
-    deferred: int = 0
-    failed: int = 0
-    skipped: int = 0
-    released: int = 0
-    throttled: int = 0
-    slowed: int = 0
-    stale: int = 0
-    started: float = dataclasses.field(default_factory=time.monotonic)
-
-    @property
-    def attempted(self) -> int:
-        return self.sent + self.deferred + self.failed
-
-    def rate(self) -> float:
-        elapsed = time.monotonic() - self.started
-        return self.sent / elapsed if elapsed > 0 else 0.0
-
-
-def make_owner() -> str:
-    """A lease owner name: host, process and a random suffix (unique per worker)."""
-    return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-_HURRY: weakref.WeakKeyDictionary[threading.Event, threading.Event] = weakref.WeakKeyDictionary()
-_HURRY_LOCK = threading.Lock()
-
-
-def hurry_for(stop: threading.Event) -> threading.Event:
-    """The "hurry" event that goes with a ``stop`` event (a second Ctrl-C sets it): the worker
-    then stops waiting for the messages in flight and hands their rows back."""
-    with _HURRY_LOCK:
-        event = _HURRY.get(stop)
-        if event is None:
-            event = _HURRY[stop] = threading.Event()
-        return event
-
-
-def hard_throttle(exc: TemporaryFailure) -> bool:
-    """421 or an enhanced 4.7.x: pause the whole send (other throttling replies slow it)."""
-    status = enhanced_status(str(exc))
-    return exc.code == 421 or (status is not None and status[:2] == (4, 7))
-
-
-def backoff(settings: Settings, attempts: int) -> float:
-    """Seconds to wait after the ``attempts``-th failed try: doubling from the initial delay."""
-    delay = settings.retry_initial_seconds * (2 ** max(0, attempts - 1))
-    return float(min(settings.retry_max_seconds, delay))
 
 
 class Worker:

@@ -330,3 +330,22 @@ def test_a_dkim_key_that_cannot_sign_stops_the_send_with_one_line(
         assert server.received() == []
     assert "\n" not in str(exc.value)
     assert statuses(database, issue_id) == {"queued": 5}  # nothing failed quietly
+
+
+def test_slowdown_halves_the_rate_and_climbs_back_over_the_pause() -> None:
+    from weekly_mailer.delivery.ratelimit import SlowDown
+
+    now = [0.0]
+    slow = SlowDown(30, send_rate=0, clock=lambda: now[0])
+    for _ in range(11):  # 10 messages a second before any throttling reply
+        assert slow.reserve() == 0.0
+        now[0] += 0.1
+    assert slow.cap() == 0.0  # not slowed
+    slow.note()
+    assert slow.cap() == pytest.approx(5.0, rel=0.05)  # half the measured 10/s
+    slow.note()  # another reply restarts the climb; it does not halve again
+    assert slow.cap() == pytest.approx(5.0, rel=0.05) and slow.slowdowns == 1
+    now[0] += 15
+    assert slow.cap() == pytest.approx(7.5, rel=0.05)
+    now[0] += 15
+    assert slow.cap() == 0.0  # full speed again

@@ -1,9 +1,12 @@
 """The backend contract: send one message to one recipient; close; use as a context manager.
 
 Backends translate their own errors into :class:`~weekly_mailer.errors.TemporaryFailure`
-(retry later: 4xx, network trouble; ``throttle=True`` for 421/450-454) or
-:class:`~weekly_mailer.errors.PermanentFailure` (5xx: never retried, a hard bounce), here at the
-boundary and nowhere else.
+(retry later: 4xx, network trouble; ``throttle=True`` for 421/450-454),
+:class:`~weekly_mailer.errors.PermanentFailure` (5xx about the mailbox: never retried, a hard
+bounce), :class:`NotABounce` (other 5xx: never retried, no bounce), :class:`BackendBusyError`
+(not now: nothing attempted) or :class:`BackendUnavailableError` (not at all: outage, refused
+sender), here at the boundary and nowhere else. A backend may also offer ``abort()``: cut the
+messages in flight (a second Ctrl-C).
 """
 
 from __future__ import annotations

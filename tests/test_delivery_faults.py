@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -349,3 +350,21 @@ def test_slowdown_halves_the_rate_and_climbs_back_over_the_pause() -> None:
     assert slow.cap() == pytest.approx(7.5, rel=0.05)
     now[0] += 15
     assert slow.cap() == 0.0  # full speed again
+
+
+def test_send_says_in_one_line_that_the_sender_was_refused(tmp_path: Path) -> None:
+    from tests.send_support import Workspace
+
+    with SMTPServer() as server:
+        server.controller.handler = _RefuseSender(server)
+        ws = Workspace(tmp_path, backend_url=server.url, bounce_limit=1)
+        ws.add_subscribers(5)
+        out = ws.run("send", "--yes")
+    assert out.returncode == 1
+    errors = [line for line in out.stderr.splitlines() if line.strip()]
+    assert errors[-1] == (
+        f"Error: the SMTP server 127.0.0.1:{server.port} refused the sender news@example.org: "
+        "553 5.7.1 Sender address not allowed"
+    )
+    assert "Traceback" not in out.stderr
+    assert set(ws.ledger()) == {"queued"}

@@ -117,8 +117,12 @@ class SMTPServer:
         self.refused: list[str] = []
         self.deferred = 0
         self.dropped = 0
-        self.controller = Controller(
-            _Handler(self), hostname="127.0.0.1", port=self.port, ready_timeout=10, **kwargs
+        self._kwargs = kwargs
+        self.controller = self._controller()
+
+    def _controller(self) -> Controller:
+        return Controller(
+            _Handler(self), hostname="127.0.0.1", port=self.port, ready_timeout=10, **self._kwargs
         )
 
     @property
@@ -126,7 +130,17 @@ class SMTPServer:
         return f"smtp://127.0.0.1:{self.port}"
 
     def start(self) -> SMTPServer:
-        self.controller.start()
+        # The free port may be taken by someone else between choosing and binding it: choose
+        # again rather than fail (before start, nobody knows this server's URL yet).
+        for attempt in range(5):
+            try:
+                self.controller.start()
+                return self
+            except (OSError, RuntimeError):
+                if attempt == 4:
+                    raise
+                self.port = free_port()
+                self.controller = self._controller()
         return self
 
     def stop(self) -> None:

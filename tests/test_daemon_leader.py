@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 import zoneinfo
 
 import pytest
@@ -53,6 +54,14 @@ def test_a_dead_leader_hands_over(pg_url: str) -> None:
         with engine_b.connect() as admin:
             admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": leader_pid})
             admin.commit()
+            # The signal is asynchronous: wait until the backend (and its lock) is gone.
+            alive = text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid")
+            deadline = time.monotonic() + 20
+            while admin.execute(alive, {"pid": leader_pid}).scalar_one() and (
+                time.monotonic() < deadline
+            ):
+                admin.rollback()
+                time.sleep(0.05)
         assert b.acquire()
         assert not a.acquire()  # it notices the lost connection and stands by
         b.release()

@@ -123,7 +123,7 @@ def test_send_with_a_folder_source_and_nothing_for_the_week(workdir: Path) -> No
     ws.add_subscribers(1)
     dated.rename(dated.with_name("2001-01-03-old.md"))
     result = invoke(ws, "send", "--dry-run")
-    assert result.exit_code == 1
+    assert result.exit_code == 1, result.output
     week = send_week_for(utcnow(), ws.settings)
-    assert result.output.startswith(f"Error: no file for {week} in {dated.parent}")
+    assert result.output.startswith(f"Error: no file for {week} in {dated.parent}"), result.output
     assert issue_rows(ws) == []

@@ -127,3 +127,26 @@ def test_send_with_a_folder_source_and_nothing_for_the_week(workdir: Path) -> No
     week = send_week_for(utcnow(), ws.settings)
     assert result.output.startswith(f"Error: no file for {week} in {dated.parent}"), result.output
     assert issue_rows(ws) == []
+
+
+def test_the_demos_article_is_not_sent_again_by_run_next_week(tmp_path: Path) -> None:
+    from weekly_mailer.cli.demo import DEMO_CONFIG
+    from weekly_mailer.config import load_settings
+
+    folder = tmp_path / "demo"
+    result = CliRunner().invoke(main, ["demo", str(folder), "--subscribers", "3"])
+    assert result.exit_code == 0, result.output
+    settings = load_settings(folder / DEMO_CONFIG, environ={}).replace(
+        article_source=str(folder / "article.md")
+    )
+    week = send_week_for(utcnow(), settings) + dt.timedelta(days=7)
+    fire = scheduled_send_at(week, settings)
+    clock = Clock(fire + dt.timedelta(seconds=1))
+    with Database(settings) as db:
+        job = WeeklyJob(settings, db.sessions, clock=clock, make_issue=issue_maker(settings))
+        assert job.reconcile() is StartAction.CATCH_UP
+        with db.sessions.begin() as session:
+            rows = session.scalars(select(Issue).order_by(Issue.send_week)).all()
+            last = (rows[-1].send_week, rows[-1].status, rows[-1].reason)
+    assert last == (week, "skipped", "article.md was already sent (no new content)")
+    assert len(list((folder / "outbox").glob("*.eml"))) == 3

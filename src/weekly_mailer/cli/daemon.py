@@ -74,7 +74,9 @@ def run(
     """Run the daemon: the weekly send, the web app and a delivery worker in one process.
 
     At the scheduled time (settings.schedule in settings.timezone) it sends that week's issue;
-    after downtime it catches up within grace_hours, else records the week as missed. The
+    after downtime it catches up within grace_hours, else records the week (and any earlier
+    week it was down for) as missed. A fresh installation never catches up a send time that
+    passed before it first started: its first issue goes out at the next send time. The
     database guarantees one issue per week however many daemons run. SIGTERM or SIGINT stop
     it cleanly. See docs/operations.md.
     """

@@ -200,3 +200,120 @@ def test_an_absolute_http_item_link_is_kept(tmp_path: Path, settings: Settings) 
     assert article.canonical_url == "http://blog.example.org/p?x=1"
     composed = compose(article, settings, send_week=dt.date(2026, 11, 18))
     assert not composed.lint.errors
+
+
+RELATIVE_RSS = """<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0"><channel><title>Blog</title><link>https://blog.example.org/</link>
+<description>d</description>
+<item><title>{title}</title><link>https://blog.example.org/posts/x</link>
+<pubDate>Mon, 16 Nov 2026 09:30:00 -0800</pubDate>
+<description><![CDATA[<p>See <a href="/about">about us</a> and <a href="more">more</a>.</p>
+<p><img src="/rel.jpg" alt="x"></p>]]></description></item>
+</channel></rss>
+"""
+
+
+def _html_of(article: object, settings: Settings) -> tuple[str, list[str]]:
+    composed = compose(article, settings, send_week=dt.date(2026, 11, 18))  # type: ignore[arg-type]
+    html = (
+        composed.message_for(
+            Recipient(1, "ann@example.org", "Ann", "https://news.example.org/unsubscribe/t"),
+            message_id="<a@b>",
+            date=dt.datetime(2026, 11, 18, 10, tzinfo=dt.UTC),
+        )
+        .decode("ascii")
+        .replace("=\r\n", "")
+        .replace("=3D", "=")
+    )
+    return html, list(composed.lint.errors)
+
+
+def test_relative_links_in_an_item_resolve_against_its_link(
+    tmp_path: Path, settings: Settings
+) -> None:
+    path = tmp_path / "feed.rss"
+    path.write_text(RELATIVE_RSS.format(title="Relative week"), encoding="utf-8")
+    article = load_article(str(path), week_start=WEEK_START, week_end=WEEK_END)
+    html, errors = _html_of(article, settings)
+    assert 'href="https://blog.example.org/about"' in html
+    assert 'href="https://blog.example.org/posts/more"' in html
+    assert 'src="https://blog.example.org/rel.jpg"' in html
+    assert not [e for e in errors if "relative" in e]
+
+
+def test_relative_links_without_any_base_are_dropped(
+    tmp_path: Path,
+) -> None:
+    rss = RELATIVE_RSS.format(title="No link").replace(
+        "<link>https://blog.example.org/posts/x</link>", ""
+    )
+    path = tmp_path / "feed.rss"
+    path.write_text(rss, encoding="utf-8")
+    # a file feed has no base: the relative links are dropped, never sent relative
+    article = load_article(str(path))
+    assert 'href="/about"' not in article.body_html
+    assert 'src="/rel.jpg"' not in article.body_html
+    assert "about us" in article.body_html
+
+
+def test_relative_links_resolve_against_the_feed_url(
+    tmp_path: Path, settings: Settings, served_feed: tuple[str, list[str]]
+) -> None:
+    url, bodies = served_feed
+    bodies.append(
+        RELATIVE_RSS.format(title="Served").replace(
+            "<link>https://blog.example.org/posts/x</link>", ""
+        )
+    )
+    article = load_article(f"{url}/blog/feed.xml")
+    assert f'href="{url}/about"' in article.body_html
+    assert f'src="{url}/rel.jpg"' in article.body_html
+    _, errors = _html_of(article, settings)
+    assert not [e for e in errors if "relative" in e]
+
+
+@pytest.fixture
+def served_feed() -> Iterator[tuple[str, list[str]]]:
+    bodies: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            body = bodies[-1].encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/rss+xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", bodies
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_plain_text_title_keeps_its_angle_brackets(tmp_path: Path, settings: Settings) -> None:
+    path = tmp_path / "feed.rss"
+    path.write_text(RELATIVE_RSS.format(title="Harbour &lt;news&gt; &amp; more"), encoding="utf-8")
+    article = load_article(str(path))
+    assert article.title == "Harbour <news> & more"
+    html, _ = _html_of(article, settings)
+    assert "Harbour &lt;news&gt; &amp; more" in html
+    assert "Subject: Harbour <news> & more" in html
+    assert "<news>" not in html.split("text/html", 1)[1]
+
+
+def test_an_html_title_loses_its_tags(tmp_path: Path) -> None:
+    path = tmp_path / "feed.atom"
+    path.write_text(
+        ATOM.replace("<title>Atom entry</title>", '<title type="html">&lt;b&gt;Bold&lt;/b&gt; '
+                     "entry &amp;amp; more</title>"),
+        encoding="utf-8",
+    )  # fmt: skip
+    assert load_article(str(path)).title == "Bold entry & more"

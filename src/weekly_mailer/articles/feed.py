@@ -69,6 +69,13 @@ def _body(entry: Any) -> str:
     return str(entry.get("summary") or entry.get("description") or "")
 
 
+def _title(entry: Any) -> str:
+    """The item's title as plain text: tags are stripped only when the feed says it is HTML."""
+    raw = str(entry.get("title") or "")
+    kind = str((entry.get("title_detail") or {}).get("type") or "text/plain")
+    return one_line(html_to_plain(raw) if "html" in kind else raw)
+
+
 def _tags(entry: Any) -> dict[str, list[str]]:
     terms = [one_line(t.get("label") or t.get("term") or "") for t in entry.get("tags") or []]
     terms = [t for t in terms if t]
@@ -105,10 +112,12 @@ def parse_feed(
     dated = [(e, w) for e, w in entries if w is not None]
     entry, when = max(dated, key=lambda ew: ew[1]) if dated else entries[0]
 
-    title = one_line(html_to_plain(str(entry.get("title") or "")))
+    title = _title(entry)
     if not title:
         raise ArticleError(f"{where}: the newest item has no title")
-    body_html = sanitise_html(_body(entry))
+    canonical_url = http_url(str(entry.get("link") or ""), where=where)
+    base_url = canonical_url or (source if is_url(source) else "")
+    body_html = sanitise_html(_body(entry), base_url=base_url)
     if not html_to_plain(body_html):
         raise ArticleError(f"{where}: the item {title!r} has no body text")
     summary_html = str(entry.get("summary") or "")
@@ -120,6 +129,6 @@ def parse_feed(
         summary=summary,
         body_html=body_html,
         tags=_tags(entry),
-        canonical_url=http_url(str(entry.get("link") or ""), where=where),
+        canonical_url=canonical_url,
         source=source,
     )

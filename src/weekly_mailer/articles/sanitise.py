@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import logging
 import re
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import nh3
 
@@ -39,8 +39,33 @@ _BACKSLASH_QUOTE_RE = re.compile(r"\\+([’‘'\"“”])")
 _LONE_QUOTE_DASH_RE = re.compile(r"(?<= )”(?= )")
 
 
-def sanitise_html(fragment: str) -> str:
-    """Only harmless tags, attributes and URL schemes survive; links get ``rel=noopener``."""
+def _absolute(value: str, base_url: str, *, mailto: bool) -> str | None:
+    """``value`` resolved against ``base_url``; ``None`` unless absolute http(s) (or mailto)."""
+    try:
+        url = urljoin(base_url, value.strip()) if base_url else value.strip()
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https") and parts.hostname:
+        return url
+    if mailto and scheme == "mailto":
+        return url
+    return None
+
+
+def sanitise_html(fragment: str, *, base_url: str | None = None) -> str:
+    """Only harmless tags, attributes and URL schemes survive; links get ``rel=noopener``.
+
+    With ``base_url`` (a feed item's HTML), relative ``href``/``src`` are resolved against it
+    and any that are still not absolute http(s) (or ``mailto:`` links) are dropped.
+    """
+
+    def resolve(tag: str, attribute: str, value: str) -> str | None:
+        if base_url is None or (tag, attribute) not in (("a", "href"), ("img", "src")):
+            return value
+        return _absolute(value, base_url, mailto=attribute == "href")
+
     return nh3.clean(
         fragment,
         tags=ALLOWED_TAGS,
@@ -48,6 +73,7 @@ def sanitise_html(fragment: str) -> str:
         url_schemes=URL_SCHEMES,
         link_rel="noopener noreferrer",
         strip_comments=True,
+        attribute_filter=resolve,
     ).strip()
 
 

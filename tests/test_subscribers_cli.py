@@ -280,3 +280,47 @@ def test_export_to_unwritable_path(cli) -> None:  # type: ignore[no-untyped-def]
     r = cli("subscribers", "export", "-o", "/nonexistent/dir/x.csv")
     assert r.exit_code == 1
     assert "Error: /nonexistent/dir/x.csv: cannot write it (No such file or directory)" in r.output
+
+
+def test_unclosed_quote_costs_its_own_line_only(cli, workdir: Path) -> None:  # type: ignore[no-untyped-def]
+    body = ["email,name", "a0@example.org,A0", 'q@example.org,"Unclosed quote']
+    body += [f"b{i}@example.org,B{i}" for i in range(200)]
+    (workdir / "q.csv").write_text("\n".join(body) + "\n")
+    r = cli("subscribers", "import", "q.csv", "--confirmed")
+    assert "q.csv:3: unclosed quote" in r.output
+    assert "Imported: 201 added" in r.output
+    assert len(rows(workdir)) == 201
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("mailchimp.csv", "Email Address,First Name,Last Name\r\nmc@example.org,Mail,Chimp\r\n"),
+        ("semicolons.csv", "email;name\nmc@example.org;Mail Chimp\n"),
+        ("first_last.csv", "first_name,last_name,e-mail\nMail,Chimp,mc@example.org\n"),
+        ("excel.txt", "E-mail\tName\r\nmc@example.org\tMail Chimp\r\n"),
+    ],
+)
+def test_common_exports_are_understood(cli, workdir: Path, name: str, data: str) -> None:  # type: ignore[no-untyped-def]
+    encoding = "utf-16" if name.endswith(".txt") else "utf-8"
+    (workdir / name).write_bytes(data.encode(encoding))
+    r = cli("subscribers", "import", name, "--confirmed")
+    assert r.exit_code == 0, r.output
+    assert "Imported: 1 added" in r.output
+    assert rows(workdir)["mc@example.org"].name == "Mail Chimp"
+
+
+def test_wide_file_without_header_says_how_to_fix(cli, workdir: Path) -> None:  # type: ignore[no-untyped-def]
+    (workdir / "w.csv").write_text("a@example.org,A,extra\n")
+    r = cli("subscribers", "import", "w.csv")
+    assert "w.csv:1: expected at most 2 columns (email, name), got 3; add a header row" in r.output
+
+
+def test_json_errors_name_the_item(cli, workdir: Path) -> None:  # type: ignore[no-untyped-def]
+    (workdir / "c.json").write_text('[{"email": "a@example.org"}, {"email": "nope"}, 3]')
+    r = cli("subscribers", "import", "c.json")
+    assert "c.json:item 2: 'nope' is not a valid address" in r.output
+    assert "c.json:item 3: item is not an object" in r.output
+    (workdir / "d.json").write_text('[\n{"email": }\n]')
+    r = cli("subscribers", "import", "d.json")
+    assert "Error: d.json:2: not valid JSON" in r.output

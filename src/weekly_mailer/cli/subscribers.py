@@ -131,7 +131,7 @@ def import_(app: AppContext, file: str, confirmed: bool, resubscribe: bool, quie
             session, data, filename=name, confirmed=confirmed, resubscribe=resubscribe
         )
     for err in [] if quiet else report.errors:
-        click.echo(f"{file}:{err.line}: {err.reason}", err=True)
+        click.echo(f"{file}:{err.where}: {err.reason}", err=True)
     parts = [f"{report.added} added"]
     if report.activated:
         parts.append(f"{report.activated} confirmed")

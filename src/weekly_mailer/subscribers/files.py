@@ -7,11 +7,12 @@ leaving unless the operator says so).
 
 from __future__ import annotations
 
+import codecs
 import csv
 import dataclasses
 import datetime as dt
-import io
 import json
+import re
 from collections.abc import Iterable
 from typing import Any, TextIO
 
@@ -38,11 +39,17 @@ EXPORT_FIELDS = ("email", "name", "status", "created_at", "confirmed_at", "conse
 
 @dataclasses.dataclass
 class RowError:
-    line: int
+    line: int  # the line of a CSV file, or the 1-based position of an item in a JSON list
     reason: str
+    item: bool = False  # True for JSON list items
+
+    @property
+    def where(self) -> str:
+        """``12`` for a line, ``item 12`` for a JSON list item (as in ``FILE:WHERE: reason``)."""
+        return f"item {self.line}" if self.item else str(self.line)
 
     def __str__(self) -> str:
-        return f"line {self.line}: {self.reason}"
+        return f"{'item' if self.item else 'line'} {self.line}: {self.reason}"
 
 
 @dataclasses.dataclass
@@ -77,6 +84,12 @@ class _Row:
 
 
 def _decode_lines(data: bytes, errors: list[RowError]) -> str:
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        # Excel's "Unicode text" export: UTF-16 with a byte-order mark (tab-separated).
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            raise SubscriberError("the file starts like UTF-16 but is not valid UTF-16") from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -96,7 +109,7 @@ def parse_rows(data: bytes, *, filename: str = "") -> tuple[list[_Row], list[Row
     errors: list[RowError] = []
     text = _decode_lines(data, errors)
     if filename.lower().endswith(".json") or text.lstrip().startswith("["):
-        return _parse_json(text, errors)
+        return _parse_json(text, errors, filename=filename)
     return _parse_csv(text, errors)
 
 
@@ -155,61 +168,111 @@ def _cell(cells: list[str], columns: dict[str, int], col: str) -> str | None:
     return _csv_unescape(cells[i]) if i is not None and i < len(cells) else None
 
 
-def _parse_csv(text: str, errors: list[RowError]) -> tuple[list[_Row], list[RowError]]:
-    rows: list[_Row] = []
-    reader = csv.reader(io.StringIO(text, newline=""))
-    columns = {"email": 0, "name": 1}
-    has_status = False
-    first = True
-    try:
-        for cells in reader:
-            line = reader.line_num
-            if not cells or all(not c.strip() for c in cells):
-                continue
-            if first:
-                first = False
-                lowered = [c.strip().lower() for c in cells]
-                if "email" in lowered or "e-mail" in lowered:
-                    columns = {c: i for i, c in enumerate(lowered)}
-                    if "e-mail" in columns and "email" not in columns:
-                        columns["email"] = columns["e-mail"]
-                    has_status = "status" in columns
-                    continue
-            if line and cells[0].lstrip().startswith("#"):
-                continue
-            if len(cells) > max(len(columns), 2) and not has_status and len(columns) == 2:
-                errors.append(
-                    RowError(line, f"expected at most 2 columns (email, name), got {len(cells)}")
-                )
-                continue
+# Header words (lower case, "-" and "_" read as spaces) that name our columns.
+_HEADER_ALIASES = {
+    "email": ("email", "e mail", "email address", "e mail address", "mail", "emailaddress"),
+    "name": ("name", "full name", "display name", "fullname"),
+    "first": ("first name", "firstname", "given name", "first"),
+    "last": ("last name", "lastname", "surname", "family name", "last"),
+    "status": ("status",),
+}
+_DELIMITERS = (",", ";", "\t")
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
-            row = _make_row(
-                line,
-                _cell(cells, columns, "email"),
-                _cell(cells, columns, "name"),
-                _cell(cells, columns, "status") if has_status else None,
-                errors,
+
+def _header_key(cell: str) -> str:
+    return " ".join(
+        cell.strip().lstrip("\ufeff").strip('"').lower().replace("-", " ").replace("_", " ").split()
+    )
+
+
+def _read_header(cells: list[str]) -> dict[str, int] | None:
+    """Column positions when ``cells`` is a header row (it names an e-mail column), else None."""
+    found: dict[str, int] = {}
+    for index, cell in enumerate(cells):
+        key = _header_key(cell)
+        for column, aliases in _HEADER_ALIASES.items():
+            if key in aliases and column not in found:
+                found[column] = index
+    return found if "email" in found else None
+
+
+def _delimiter(first_line: str) -> str:
+    """The delimiter of a CSV file: a comma, unless the first line has more ; or tabs."""
+    counts = {d: first_line.count(d) for d in _DELIMITERS}
+    best = max(_DELIMITERS, key=lambda d: counts[d])
+    return best if counts[best] > counts[","] else ","
+
+
+def _parse_csv(text: str, errors: list[RowError]) -> tuple[list[_Row], list[RowError]]:
+    """One record per physical line: an address or a name never spans lines, so an unclosed
+    quote costs its own line only, and every error carries the line it is on."""
+    rows: list[_Row] = []
+    lines = _LINE_BREAK.split(text)
+    first_line = next((ln for ln in lines if ln.strip()), "")
+    delimiter = _delimiter(first_line)
+    columns: dict[str, int] | None = None
+    seen_first = False
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            cells = next(csv.reader([line], delimiter=delimiter, strict=True))
+        except csv.Error as exc:
+            reason = "unclosed quote" if "end of data" in str(exc) else f"malformed CSV: {exc}"
+            errors.append(RowError(number, reason))
+            continue
+        if not seen_first:
+            seen_first = True
+            columns = _read_header(cells)
+            if columns is not None:
+                continue
+        if cells[0].lstrip().startswith("#"):
+            continue
+        if columns is None and len(cells) > 2:
+            errors.append(
+                RowError(
+                    number,
+                    f"expected at most 2 columns (email, name), got {len(cells)}; "
+                    "add a header row naming the email column to import wider files",
+                )
             )
-            if row is not None:
-                rows.append(row)
-    except csv.Error as exc:
-        errors.append(RowError(reader.line_num, f"malformed CSV: {exc}"))
+            continue
+        layout = columns or {"email": 0, "name": 1}
+        name = _cell(cells, layout, "name")
+        if name is None and ("first" in layout or "last" in layout):
+            parts = (_cell(cells, layout, "first"), _cell(cells, layout, "last"))
+            name = " ".join(p.strip() for p in parts if p and p.strip())
+        row = _make_row(
+            number,
+            _cell(cells, layout, "email"),
+            name,
+            _cell(cells, layout, "status"),
+            errors,
+        )
+        if row is not None:
+            rows.append(row)
     return rows, errors
 
 
-def _parse_json(text: str, errors: list[RowError]) -> tuple[list[_Row], list[RowError]]:
+def _parse_json(
+    text: str, errors: list[RowError], *, filename: str = ""
+) -> tuple[list[_Row], list[RowError]]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise SubscriberError(f"line {exc.lineno}: not valid JSON: {exc.msg}") from None
+        where = f"{filename}:{exc.lineno}" if filename else f"line {exc.lineno}"
+        raise SubscriberError(f"{where}: not valid JSON: {exc.msg}") from None
     if not isinstance(data, list):
         raise SubscriberError("a JSON import must be a list of objects with at least 'email'")
     rows: list[_Row] = []
     for index, item in enumerate(data, start=1):
         if not isinstance(item, dict):
-            errors.append(RowError(index, "item is not an object"))
+            errors.append(RowError(index, "item is not an object", item=True))
             continue
-        row = _make_row(index, item.get("email"), item.get("name"), item.get("status"), errors)
+        item_errors: list[RowError] = []
+        row = _make_row(index, item.get("email"), item.get("name"), item.get("status"), item_errors)
+        errors.extend(dataclasses.replace(e, item=True) for e in item_errors)
         if row is not None:
             rows.append(row)
     return rows, errors

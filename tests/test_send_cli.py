@@ -11,10 +11,13 @@ from pathlib import Path
 import dkim
 import pytest
 from click.testing import CliRunner, Result
+from sqlalchemy import update
 
 from tests.send_support import Workspace, message_id, recipients
 from tests.smtpd import Faults, SMTPServer
 from weekly_mailer.cli import main
+from weekly_mailer.db import Database
+from weekly_mailer.models import Delivery
 
 
 def invoke(ws: Workspace, *args: str, input: str | None = None) -> Result:
@@ -373,3 +376,32 @@ def test_a_rerun_says_why_it_waits_for_rows_a_killed_send_left_leased(ws: Worksp
     )
     assert "This run: 3 sent" in result.output
     assert set(ws.ledger()) == {"sent"}
+
+
+def test_another_source_for_a_week_already_sent_is_refused(ws: Workspace) -> None:
+    first = invoke(ws, "send", str(ws.root / "article.md"), "--yes")
+    assert first.exit_code == 0, first.output
+    files = outbox_files(ws)
+    other = ws.root / "other.md"
+    other.write_text((ws.root / "article.md").read_text().replace("allotment", "orchard"))
+    refused = invoke(ws, "send", str(other), "--yes")
+    assert refused.exit_code == 1, refused.output
+    assert "Error: issue #1 for the week of " in refused.output
+    assert f"exists; {other} is not used: the week was already sent" in refused.output
+    assert "--force-week only sends a week recorded as skipped or missed" in refused.output
+    assert outbox_files(ws) == files
+    # the same SOURCE again is a rerun: nothing new, no error
+    again = invoke(ws, "send", str(ws.root / "article.md"), "--yes")
+    assert again.exit_code == 0, again.output
+    assert "was already sent: nothing new" in again.output
+
+
+def test_another_source_while_the_weeks_issue_is_still_queued_is_refused(ws: Workspace) -> None:
+    assert invoke(ws, "send", "--yes").exit_code == 0
+    other = ws.root / "other.md"
+    other.write_text((ws.root / "article.md").read_text())
+    with Database(ws.settings) as db, db.sessions.begin() as session:  # as if stopped midway
+        session.execute(update(Delivery).values(status="queued"))
+    refused = invoke(ws, "send", str(other), "--yes")
+    assert refused.exit_code == 1, refused.output
+    assert f"{other} is not used: run `send` without SOURCE to finish" in refused.output

@@ -12,6 +12,7 @@ import click
 from sqlalchemy.exc import IntegrityError
 
 from .. import issues
+from ..articles.feed import is_url
 from ..delivery import outbox
 from ..errors import WeeklyMailerError
 from ..models import utcnow
@@ -115,6 +116,7 @@ def send(
                 )
             recorded, issue = issue.id, None
         existing = None if issue is None else (issue.id, issue.subject, issue.enqueued_at)
+        existing_source = "" if issue is None else issue.source
         sent_keys = set() if issue is not None else sent_source_keys(session)
     chosen = composed = None
     if existing is None:
@@ -123,8 +125,6 @@ def send(
         subject = composed.subject
     else:
         subject = existing[1]
-        if source:
-            click.echo(f"Issue #{existing[0]} for the week of {week} exists; {source} is not used.")
     with db.sessions.begin() as session:
         if existing is None or existing[2] is None:
             n, sample = issues.active_count(session), issues.active_sample(session)
@@ -133,6 +133,8 @@ def send(
             n = c["queued"] + c["deferred"] + c["sending"]
             sample = issues.open_sample(session, existing[0])
     enqueued = existing is not None and existing[2] is not None
+    if existing is not None and source and not _same_source(source, existing_source):
+        raise SendError(_not_used(existing[0], week, source, todo=n if enqueued else None))
     if enqueued:
         assert existing is not None
         if not n:
@@ -188,6 +190,29 @@ def send(
 
 
 NO_SUBSCRIBERS = "no active subscribers: nothing to send; the week stays open"
+
+
+def _same_source(source: str, stored: str) -> bool:
+    """Whether SOURCE names what the week's issue was made from (a rerun that continues it)."""
+    if not stored:
+        return False
+    if source == stored:
+        return True
+    if is_url(source) or is_url(stored):
+        return False
+    given, made_from = Path(source).resolve(), Path(stored).resolve()
+    return given == made_from or given in made_from.parents
+
+
+def _not_used(issue_id: int, week: dt.date, source: str, *, todo: int | None) -> str:
+    """Why SOURCE is refused: the week already has its issue (sent, or still being sent)."""
+    head = f"issue #{issue_id} for the week of {week} exists; {source} is not used"
+    if todo == 0:
+        return (
+            f"{head}: the week was already sent, and a sent week is never sent again "
+            "(--force-week only sends a week recorded as skipped or missed)"
+        )
+    return f"{head}: run `send` without SOURCE to finish sending that issue"
 
 
 def _choose_article(

@@ -7,7 +7,6 @@ import logging
 
 import click
 
-from ..errors import ConfigError
 from ._common import AppContext, pass_app
 
 
@@ -117,6 +116,7 @@ def run(
     web_app = None
     if not no_web:
         from ..web import close_app, create_app, server_options
+        from .web import cannot_listen
 
         web_app = create_app(settings, db=db)
         listen_host, listen_port = host or settings.host, settings.port if port is None else port
@@ -138,9 +138,7 @@ def run(
         except OSError as exc:
             close_app(web_app)
             backend.close()
-            raise ConfigError(
-                f"port: cannot listen on {listen_host}:{listen_port} ({exc.strerror or exc})"
-            ) from None
+            raise cannot_listen(listen_host, listen_port, exc) from None
 
     def closing() -> None:
         backend.close()

@@ -11,6 +11,13 @@ from ..errors import ConfigError
 from ._common import AppContext, pass_app
 
 
+def cannot_listen(host: str, port: int, exc: OSError) -> ConfigError:
+    """The one-line error of ``serve`` and ``run`` for a port that cannot be bound."""
+    reason = exc.strerror or str(exc)
+    reason = reason.split(" (while attempting", 1)[0]  # socket.create_server's suffix
+    return ConfigError(f"cannot listen on {host}:{port}: {reason}")
+
+
 def _stop(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt  # waitress closes its sockets and returns
 
@@ -60,8 +67,7 @@ def serve(
         )
     except OSError as exc:
         close_app(web)
-        reason = exc.strerror or str(exc)
-        raise ConfigError(f"cannot listen on {listen_host}:{listen_port}: {reason}") from None
+        raise cannot_listen(listen_host, listen_port, exc) from None
     bound = server.getsockname() if hasattr(server, "getsockname") else (host, port)
     click.echo(
         f"Serving {settings.list_name} on http://{bound[0]}:{bound[1]}{url_prefix(settings)}/ "

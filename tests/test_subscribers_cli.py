@@ -324,3 +324,33 @@ def test_json_errors_name_the_item(cli, workdir: Path) -> None:  # type: ignore[
     (workdir / "d.json").write_text('[\n{"email": }\n]')
     r = cli("subscribers", "import", "d.json")
     assert "Error: d.json:2: not valid JSON" in r.output
+
+
+def test_init_adds_a_secret_to_a_kept_config_without_one(workdir: Path) -> None:
+    (workdir / "weekly_mailer.toml").write_text('list_name = "Mine"\nsecret_key = ""\n')
+    r = run_cli("init", cwd=workdir)
+    assert r.returncode == 0, r.stderr
+    assert "Added a new secret_key to weekly_mailer.toml (it had none)." in r.stdout
+    settings = load_settings(environ={})
+    assert settings.list_name == "Mine" and len(settings.secret_key) >= 40
+    assert run_cli("doctor", cwd=workdir).stdout.count("secret_key is set") == 1
+
+
+def test_confirmations_with_the_mail_server_down(workdir: Path) -> None:
+    import socket
+
+    assert run_cli("init", cwd=workdir).returncode == 0
+    with socket.socket() as held:  # bound, not listening: connections are refused
+        held.bind(("127.0.0.1", 0))
+        env = {"WEEKLY_MAILER_BACKEND_URL": f"smtp://127.0.0.1:{held.getsockname()[1]}"}
+        r = run_cli("subscribers", "add", "down@example.org", cwd=workdir, env=env)
+        assert r.returncode == 1
+        assert "Added down@example.org (pending)." in r.stdout
+        assert "Could not send the confirmation e-mail" in r.stderr
+        assert "The subscriber stays pending" in r.stderr
+        for who in ("p1@example.org", "p2@example.org", "p3@example.org"):
+            run_cli("subscribers", "add", who, "--no-email", cwd=workdir)
+        r = run_cli("subscribers", "send-confirmations", cwd=workdir, env=env)
+        assert r.returncode != 0
+        assert r.stderr.startswith("Error: ") and len(r.stderr.strip().splitlines()) == 1
+    assert {s.status for s in rows(workdir).values()} == {"pending"}

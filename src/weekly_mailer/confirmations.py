@@ -14,7 +14,7 @@ from email.parser import BytesHeaderParser
 from typing import TYPE_CHECKING
 
 from .compose import build_confirmation_message, envelope_sender
-from .delivery.base import Envelope
+from .delivery.base import BackendUnavailableError, Envelope
 from .errors import DeliveryError, WeeklyMailerError
 from .optin import may_send_confirmation, note_confirmation_sent
 from .tokens import Purpose, TokenSigner
@@ -51,8 +51,9 @@ def send_confirmations(
 ) -> ConfirmationSummary:
     """E-mail the confirmation link to each pending subscriber, within the daily limit.
 
-    Only a message the backend accepted counts towards the limit; a failure is reported, not
-    raised, so one bad address does not stop the others.
+    Only a message the backend accepted counts towards the limit; a failure for one address is
+    reported, not raised, so it does not stop the others. A backend that is down raises
+    ``BackendUnavailableError`` at once; what was sent before stays recorded.
     """
     summary = ConfirmationSummary()
     sender = envelope_sender(settings)
@@ -68,6 +69,8 @@ def send_confirmations(
             )
             message_id = str(BytesHeaderParser().parsebytes(data).get("Message-ID", "")).strip()
             backend.send(Envelope(sender, sub.email, data, message_id))
+        except BackendUnavailableError:
+            raise  # the server is down: stop here instead of timing out once per address
         except (DeliveryError, WeeklyMailerError) as exc:
             summary.failed.append((sub.email, str(exc)))
             continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -31,6 +32,9 @@ def init(app: AppContext, force: bool, database_url: str | None, backend_url: st
     path = Path(app.config_path or DEFAULT_CONFIG_NAME)
     if path.exists() and not force:
         click.echo(f"Keeping the existing config {path}.")
+        if not load_settings(path).secret_key:
+            _add_secret_key(path)
+            click.echo(f"Added a new secret_key to {path} (it had none).")
     else:
         if path.parent and not path.parent.exists():
             raise ConfigError(f"config: folder {str(path.parent)!r} does not exist")
@@ -58,6 +62,19 @@ def init(app: AppContext, force: bool, database_url: str | None, backend_url: st
         "Next: `weekly-mailer subscribers add you@example.org --confirmed`, "
         "then `weekly-mailer preview`."
     )
+
+
+def _add_secret_key(path: Path) -> None:
+    """Give a kept config a fresh secret: replace an empty ``secret_key`` line, or append one."""
+    text = path.read_text(encoding="utf-8")
+    line = f'secret_key = "{secrets.token_urlsafe(32)}"'
+    pattern = re.compile(r"^[ \t]*secret_key[ \t]*=.*$", re.MULTILINE)
+    if pattern.search(text):
+        text = pattern.sub(line, text, count=1)
+    else:
+        text = text + ("" if text.endswith("\n") or not text else "\n") + line + "\n"
+    path.write_text(text, encoding="utf-8")
+    path.chmod(0o600)
 
 
 def _display_url(url: str) -> str:
@@ -91,7 +108,7 @@ def db_upgrade(app: AppContext, revision: str) -> None:
 @click.confirmation_option(prompt="Downgrading can drop data. Continue?")
 @pass_app
 def db_downgrade(app: AppContext, revision: str) -> None:
-    """Migrate the database back to REVISION (``base`` drops everything)."""
+    """Migrate the database back to REVISION ('base' drops everything)."""
     from ..db import current_revision, downgrade, make_engine
 
     engine = make_engine(app.settings.database_url)

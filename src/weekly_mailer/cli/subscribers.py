@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from .. import subscribers as subs
-from ..errors import SubscriberError
+from ..errors import SubscriberError, WeeklyMailerError
 from ..models import SubscriberStatus
 from ._common import AppContext, pass_app
 
@@ -45,31 +45,56 @@ def add(
         )
         click.echo(f"Added {sub.email} ({sub.status}).")
     if sub.status == SubscriberStatus.PENDING and not no_email:
-        _send_confirmations(app, [sub.email])
+        try:
+            failed = _send_confirmations(app, [sub.email])
+        except WeeklyMailerError as exc:
+            click.echo(f"Could not send the confirmation e-mail: {exc}", err=True)
+            failed = 1
+        if failed:
+            click.echo(
+                "The subscriber stays pending; send the link later with "
+                "`weekly-mailer subscribers send-confirmations`.",
+                err=True,
+            )
+            sys.exit(1)
 
 
 def _send_confirmations(app: AppContext, emails: list[str] | None) -> int:
     """E-mail confirmation links; returns how many failed."""
-    from ..confirmations import send_confirmations
+    from ..confirmations import ConfirmationSummary, send_confirmations
     from ..delivery import resolve_backend
-    from ..models import utcnow
+    from ..models import Subscriber, utcnow
 
-    backend = resolve_backend(app.settings)
-    with backend, app.db.sessions.begin() as session:
+    with app.db.sessions.begin() as session:
         if emails is None:
-            pending = list(subs.iter_subscribers(session, status=SubscriberStatus.PENDING.value))
+            ids = [
+                sub.id
+                for sub in subs.iter_subscribers(session, status=SubscriberStatus.PENDING.value)
+            ]
         else:
-            pending = []
+            ids = []
             for email in emails:
-                sub = subs.get_by_email(session, email)
-                if sub is None:
+                found = subs.get_by_email(session, email)
+                if found is None:
                     raise SubscriberError(f"{email.strip()} is not a subscriber")
-                if sub.status != SubscriberStatus.PENDING:
-                    raise SubscriberError(f"{sub.email} is {sub.status}, not pending")
-                pending.append(sub)
-        summary = send_confirmations(
-            session, app.settings, backend, pending, source="cli", now=utcnow()
-        )
+                if found.status != SubscriberStatus.PENDING:
+                    raise SubscriberError(f"{found.email} is {found.status}, not pending")
+                ids.append(found.id)
+    summary = ConfirmationSummary()
+    # One short transaction per address: what was sent stays recorded if the server goes
+    # away half-way, and sign-ups on the web are not held up behind a long send.
+    with resolve_backend(app.settings) as backend:
+        for sub_id in ids:
+            with app.db.sessions.begin() as session:
+                sub = session.get(Subscriber, sub_id)
+                if sub is None or sub.status != SubscriberStatus.PENDING:
+                    continue
+                one = send_confirmations(
+                    session, app.settings, backend, [sub], source="cli", now=utcnow()
+                )
+            summary.sent += one.sent
+            summary.limited += one.limited
+            summary.failed.extend(one.failed)
     for email, reason in summary.failed:
         click.echo(f"Could not send the confirmation e-mail to {email}: {reason}", err=True)
     if emails is not None and len(emails) == 1:

@@ -20,6 +20,9 @@ from weekly_mailer.web import close_app, create_app
 pytest_plugins = ["tests.web_fixtures"]
 
 
+ARTICLE_DATE = dt.datetime(2007, 3, 9, 12, tzinfo=dt.UTC)
+
+
 def _issue(week: str, status: IssueStatus, title: str, **extra: object) -> Issue:
     day = dt.date.fromisoformat(week)
     return Issue(
@@ -29,7 +32,7 @@ def _issue(week: str, status: IssueStatus, title: str, **extra: object) -> Issue
         subject=title,
         slug=title.lower().replace(" ", "-"),
         summary=f"About {title}.",
-        published_at=dt.datetime.combine(day, dt.time(18), dt.UTC),
+        published_at=ARTICLE_DATE,  # the article's own date, not when the issue went out
         archive_html=f"<!doctype html><html><body><h1>{title}</h1>"
         '<p style="color:#333">Body</p></body></html>',
         **extra,
@@ -42,7 +45,12 @@ def issues(database: Database) -> None:
         subs.add(session, "reader@example.org", confirmed=True, source="cli")
         session.add_all(
             [
-                _issue("2026-11-04", IssueStatus.SENT, "Rivers & Roads"),
+                _issue(
+                    "2026-11-04",
+                    IssueStatus.SENT,
+                    "Rivers & Roads",
+                    enqueued_at=dt.datetime(2026, 11, 4, 18, tzinfo=dt.UTC),
+                ),
                 _issue("2026-11-11", IssueStatus.SENDING, "Second <Issue>"),
                 _issue("2026-11-18", IssueStatus.READY, "Not Yet Sent"),
                 _issue("2026-11-25", IssueStatus.SKIPPED, "Skipped Week"),
@@ -92,6 +100,20 @@ def test_feed_is_rss_2_of_the_archive(
     assert items[1].findtext("guid") == items[1].findtext("link")
     assert items[1].findtext("pubDate") == "Wed, 04 Nov 2026 18:00:00 +0000"
     assert items[1].findtext("description") == "About Rivers & Roads."
+
+
+def test_feed_and_archive_dates_are_when_the_issue_was_sent(
+    client: FlaskClient, issues: None
+) -> None:
+    page = client.get("/archive").get_data(as_text=True)
+    assert "November 4, 2026" in page  # queued then
+    assert "November 11, 2026" in page  # not queued: its scheduled send (wed 18:00 LA)
+    assert "2007" not in page
+    channel = ET.fromstring(client.get("/feed.xml").data).find("channel")
+    assert channel is not None
+    dates = [i.findtext("pubDate") for i in channel.findall("item")]
+    assert dates == ["Thu, 12 Nov 2026 02:00:00 +0000", "Wed, 04 Nov 2026 18:00:00 +0000"]
+    assert channel.findtext("lastBuildDate") == "Thu, 12 Nov 2026 02:00:00 +0000"
 
 
 def test_feed_and_archive_when_nothing_was_sent(client: FlaskClient) -> None:

@@ -20,7 +20,9 @@ from flask import Blueprint, Response, abort, jsonify, render_template, request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ..config import Settings
 from ..models import Issue, IssueStatus
+from ..weeks import scheduled_send_at
 from . import state
 from .security import ARCHIVE_CSP
 
@@ -37,12 +39,14 @@ def issue_path(issue: Issue) -> str:
     return f"/archive/{issue.send_week.isoformat()}"
 
 
-def published_at(issue: Issue) -> dt.datetime:
-    """When the issue went out (or was published), for listings and the feed."""
-    if issue.published_at is not None:
-        return issue.published_at
-    when = issue.enqueued_at or issue.created_at
-    return when if when is not None else dt.datetime.combine(issue.send_week, dt.time(), dt.UTC)
+def sent_at(issue: Issue, settings: Settings) -> dt.datetime:
+    """When the issue went out, for the archive list and the feed (not the article's date).
+
+    The moment it was queued, else the scheduled send time of its send week (UTC).
+    """
+    if issue.enqueued_at is not None:
+        return issue.enqueued_at.astimezone(dt.UTC)
+    return scheduled_send_at(issue.send_week, settings).astimezone(dt.UTC)
 
 
 def _published(session: Session, limit: int | None = None) -> list[Issue]:
@@ -84,7 +88,7 @@ def index() -> str:
             {
                 "title": _title(issue),
                 "path": request.script_root + issue_path(issue),
-                "date": published_at(issue).date(),
+                "date": sent_at(issue, web.settings).astimezone(web.settings.zone).date(),
                 "summary": issue.summary,
             }
             for issue in _published(session)
@@ -123,7 +127,7 @@ def feed() -> Response:
             {"href": web.url("/feed.xml"), "rel": "self", "type": "application/rss+xml"},
         )
         if issues:
-            newest = max(published_at(i) for i in issues)
+            newest = max(sent_at(i, settings) for i in issues)
             ET.SubElement(channel, "lastBuildDate").text = format_datetime(newest)
         for issue in issues:
             item = ET.SubElement(channel, "item")
@@ -131,7 +135,7 @@ def feed() -> Response:
             ET.SubElement(item, "title").text = _title(issue)
             ET.SubElement(item, "link").text = link
             ET.SubElement(item, "guid", {"isPermaLink": "true"}).text = link
-            ET.SubElement(item, "pubDate").text = format_datetime(published_at(issue))
+            ET.SubElement(item, "pubDate").text = format_datetime(sent_at(issue, settings))
             if issue.summary:
                 ET.SubElement(item, "description").text = issue.summary
     body = ET.tostring(rss, encoding="utf-8", xml_declaration=True)

@@ -84,6 +84,30 @@ def test_without_a_csrf_token_nothing_happens(client: FlaskClient, database: Dat
     assert snapshot(database) == before
 
 
+def test_a_post_without_our_cookie_says_so_and_offers_a_fresh_form(
+    client: FlaskClient, database: Database
+) -> None:
+    # A form embedded on another site (or cookies off): the browser sends no wm_csrf cookie.
+    token = csrf_token(client.application.test_client())
+    before = snapshot(database)
+    refused = client.post("/subscribe", data={"email": "ann@example.org", "csrf_token": token})
+    page = refused.get_data(as_text=True)
+    assert refused.status_code == 400
+    assert "Your browser did not send our cookie: please use the form on this page." in page
+    assert "The form had expired" not in page
+    assert 'name="csrf_token"' in page and 'value="ann@example.org"' in page
+    assert refused.headers["Set-Cookie"].startswith("wm_csrf=")
+    assert snapshot(database) == before
+    # the form on that page works (this browser keeps cookies)
+    fresh = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert fresh is not None
+    accepted = client.post(
+        "/subscribe", data={"email": "ann@example.org", "csrf_token": fresh.group(1)}
+    )
+    assert accepted.status_code == 200
+    assert "Check your inbox" in accepted.get_data(as_text=True)
+
+
 def test_the_answer_is_identical_for_known_and_unknown_addresses(
     app: Flask, client: FlaskClient, database: Database
 ) -> None:

@@ -70,6 +70,10 @@ class Csrf:
             g.csrf_cookie = self._cookie.dumps(nonce)
         return self._form.dumps(nonce)
 
+    def cookie_missing(self) -> bool:
+        """Whether the request carries no CSRF cookie at all (cookies off, or a form elsewhere)."""
+        return not request.cookies.get(CSRF_COOKIE)
+
     def valid(self) -> bool:
         """Whether this POST carries a form token that matches its cookie."""
         nonce = self._nonce_from_cookie(request.cookies.get(CSRF_COOKIE))

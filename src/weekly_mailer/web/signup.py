@@ -25,6 +25,8 @@ bp = Blueprint("signup", __name__)
 
 HONEYPOT_FIELD = "website"
 MAX_FIELD = 400
+EXPIRED = "The form had expired. Please send it again."
+NO_COOKIE = "Your browser did not send our cookie: please use the form on this page."
 
 
 def render_form(*, email: str = "", name: str = "", error: str = "", status: int = 200) -> Response:
@@ -60,12 +62,10 @@ def subscribe() -> Response:
     email = request.form.get("email", "")[:MAX_FIELD]
     name = request.form.get("name", "")[:MAX_FIELD]
     if not web.csrf.valid():
-        return render_form(
-            email=email,
-            name=name,
-            error="The form had expired. Please send it again.",
-            status=400,
-        )
+        # No cookie at all: a form embedded on another site, or cookies off; "expired" would
+        # make them send the same form forever. This page's form comes with a fresh cookie.
+        error = NO_COOKIE if web.csrf.cookie_missing() else EXPIRED
+        return render_form(email=email, name=name, error=error, status=400)
     ip = client_ip()
     if not web.ip_limiter.hit(network_key(ip)):
         log.info("sign-up refused: %s is over its hourly limit", ip)

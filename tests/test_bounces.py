@@ -69,7 +69,7 @@ def test_ingest_from_stdin_and_maildir(workdir: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == (
         "5 messages: 1 hard bounces (1 subscribers now bounced), 1 temporary failures ignored, "
-        "1 complaints, 1 unknown recipients, 1 not reports."
+        "1 complaints, 0 unsubscribe requests, 1 unknown recipients, 1 not reports."
     )
     assert statuses(workdir) == {
         "hard@example.org": ("bounced", 2),
@@ -89,3 +89,23 @@ def test_ingest_errors(workdir: Path) -> None:
     )
     r = run_cli("bounces", "ingest", cwd=workdir, input="")
     assert r.stderr.strip() == "Error: bounces ingest: no message on standard input"
+
+
+def test_mailto_unsubscribe_requests(workdir: Path) -> None:
+    env = {"WEEKLY_MAILER_UNSUBSCRIBE_MAILTO": "leave@example.org"}
+    assert run_cli("init", cwd=workdir, env=env).returncode == 0
+    assert (
+        run_cli("subscribers", "add", "Reader@example.org", "--confirmed", cwd=workdir).returncode
+        == 0
+    )
+    request = (
+        "From: Reader <reader@example.org>\r\nTo: <leave@example.org>\r\n"
+        "Subject: unsubscribe\r\n\r\n"
+    )
+    r = run_cli("bounces", "ingest", cwd=workdir, env={}, input=request)
+    assert "0 unsubscribe requests" in r.stdout  # without unsubscribe_mailto: not ours to act on
+    assert statuses(workdir)["Reader@example.org"][0] == "active"
+    r = run_cli("bounces", "ingest", cwd=workdir, env=env, input=request)
+    assert r.returncode == 0, r.stderr
+    assert "1 unsubscribe requests" in r.stdout
+    assert statuses(workdir)["Reader@example.org"][0] == "unsubscribed"

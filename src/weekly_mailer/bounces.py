@@ -3,7 +3,8 @@
 A permanent failure (``Action: failed`` with a ``5.x.x`` status) counts one hard bounce for the
 recipient (``bounce_limit`` of them make the subscriber ``bounced``); a complaint
 (``Feedback-Type: abuse``) makes the subscriber ``complained`` at once. Temporary failures
-(``4.x.x``, ``delayed``) change nothing.
+(``4.x.x``, ``delayed``) change nothing. A message sent to ``unsubscribe_mailto`` (the
+``mailto:`` of List-Unsubscribe) unsubscribes its sender.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .models import EventKind, Subscriber, SubscriberStatus
-from .subscribers import note_bounce, record
+from .subscribers import note_bounce, record, unsubscribe
 
 _ADDR = re.compile(r"^\s*(?:rfc822\s*;)?\s*<?([^<>\s;]+@[^<>\s;]+?)>?\s*$", re.IGNORECASE)
 
@@ -28,10 +29,11 @@ _ADDR = re.compile(r"^\s*(?:rfc822\s*;)?\s*<?([^<>\s;]+@[^<>\s;]+?)>?\s*$", re.I
 class Report:
     """What one message said."""
 
-    kind: str  # "bounce", "complaint" or "other"
+    kind: str  # "bounce", "complaint", "unsubscribe" or "other"
     hard: list[str] = dataclasses.field(default_factory=list)  # permanently failed recipients
     soft: list[str] = dataclasses.field(default_factory=list)
     complained: list[str] = dataclasses.field(default_factory=list)
+    unsubscribed: list[str] = dataclasses.field(default_factory=list)
     detail: str = ""
 
 
@@ -53,10 +55,14 @@ def _fields(part: Message) -> list[Message]:
     return [email.message_from_bytes(b + b"\n") for b in blocks if b.strip()]
 
 
-def parse_report(data: bytes) -> Report:
-    """Read one bounce/complaint message. Anything else is ``kind == "other"``."""
+def parse_report(data: bytes, *, unsubscribe_address: str = "") -> Report:
+    """Read one bounce/complaint message, or an unsubscribe request sent to
+    ``unsubscribe_address`` (the ``mailto:`` in List-Unsubscribe). Anything else is "other"."""
     msg = email.message_from_bytes(data, policy=email.policy.compat32)
     report = Report(kind="other")
+    if unsubscribe_address and _is_unsubscribe_request(msg, unsubscribe_address):
+        senders = [a.lower() for _, a in getaddresses(msg.get_all("From", [])) if "@" in a]
+        return Report(kind="unsubscribe", unsubscribed=senders[:1])
     for part in msg.walk():
         ctype = part.get_content_type()
         if ctype == "message/delivery-status":
@@ -86,6 +92,14 @@ def parse_report(data: bytes) -> Report:
     return report
 
 
+def _is_unsubscribe_request(msg: Message, unsubscribe_address: str) -> bool:
+    if msg.get_content_type() == "multipart/report":
+        return False  # a bounce of our own mail to that address is not a request
+    target = getaddresses([unsubscribe_address])[0][1].lower()
+    headers = msg.get_all("To", []) + msg.get_all("Cc", []) + msg.get_all("Delivered-To", [])
+    return any(a.lower() == target for _, a in getaddresses(headers))
+
+
 def _original_recipients(msg: Message) -> list[str]:
     for part in msg.walk():
         if part.get_content_type() in ("message/rfc822", "text/rfc822-headers"):
@@ -106,6 +120,7 @@ class IngestSummary:
     soft_bounces: int = 0
     newly_bounced: int = 0
     complaints: int = 0
+    unsubscribes: int = 0
     unknown_recipients: int = 0
     not_reports: int = 0
 
@@ -119,7 +134,7 @@ def apply_report(
         summary.not_reports += 1
         return
     summary.soft_bounces += len(report.soft)
-    keys = report.hard + report.complained
+    keys = report.hard + report.complained + report.unsubscribed
     found = {
         s.email_key: s
         for s in session.scalars(select(Subscriber).where(Subscriber.email_key.in_(keys)))
@@ -137,4 +152,10 @@ def apply_report(
         sub.status = SubscriberStatus.COMPLAINED.value
         record(session, sub, EventKind.COMPLAINED, source="bounces", detail="feedback report")
         summary.complaints += 1
+    for key in dict.fromkeys(report.unsubscribed):
+        sub = found.get(key)
+        if sub is not None and unsubscribe(
+            session, sub, source="mailto", detail="List-Unsubscribe mailto request"
+        ):
+            summary.unsubscribes += 1
     session.flush()

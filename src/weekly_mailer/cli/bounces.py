@@ -24,17 +24,25 @@ def bounces() -> None:
 def ingest(app: AppContext, maildir: Path | None) -> None:
     """Read one message from stdin, or every new message of MAILDIR.
 
-    Hard bounces count towards bounce_limit; complaints stop mail at once. Processed maildir
+    Hard bounces count towards bounce_limit; complaints stop mail at once; a message sent to
+    unsubscribe_mailto (the mailto: in List-Unsubscribe) unsubscribes its sender. Point this
+    at the mailbox that receives both, e.g. from cron. Processed maildir
     messages are moved to cur/ and marked seen, so running this again counts nothing twice.
     """
     summary = IngestSummary()
     limit = app.settings.bounce_limit
+    mailto = app.settings.unsubscribe_mailto
     if maildir is None:
         data = sys.stdin.buffer.read()
         if not data.strip():
             raise WeeklyMailerError("bounces ingest: no message on standard input")
         with app.db.sessions.begin() as session:
-            apply_report(session, parse_report(data), bounce_limit=limit, summary=summary)
+            apply_report(
+                session,
+                parse_report(data, unsubscribe_address=mailto),
+                bounce_limit=limit,
+                summary=summary,
+            )
     else:
         if not (maildir / "new").is_dir():
             raise WeeklyMailerError(f"bounces ingest: {maildir} is not a maildir (no new/ folder)")
@@ -45,7 +53,10 @@ def ingest(app: AppContext, maildir: Path | None) -> None:
                 continue
             with app.db.sessions.begin() as session:
                 apply_report(
-                    session, parse_report(box.get_bytes(key)), bounce_limit=limit, summary=summary
+                    session,
+                    parse_report(box.get_bytes(key), unsubscribe_address=mailto),
+                    bounce_limit=limit,
+                    summary=summary,
                 )
             msg.set_subdir("cur")
             msg.add_flag("S")
@@ -54,6 +65,7 @@ def ingest(app: AppContext, maildir: Path | None) -> None:
         f"{summary.messages} messages: {summary.hard_bounces} hard bounces "
         f"({summary.newly_bounced} subscribers now bounced), {summary.soft_bounces} temporary "
         f"failures ignored, {summary.complaints} complaints, "
+        f"{summary.unsubscribes} unsubscribe requests, "
         f"{summary.unknown_recipients} unknown recipients, {summary.not_reports} not reports."
     )
 

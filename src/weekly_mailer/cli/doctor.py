@@ -69,6 +69,15 @@ def check(settings: Settings) -> list[Finding]:
     else:
         out.append(Finding("ok", f"article_source {source}"))
 
+    if settings.unsubscribe_mailto:
+        out.append(
+            Finding(
+                "ok",
+                f"unsubscribe_mailto {settings.unsubscribe_mailto}: requests sent there are "
+                "honoured by `weekly-mailer bounces ingest MAILDIR` (run it from cron)",
+            )
+        )
+
     if settings.templates_dir and not Path(settings.templates_dir).is_dir():
         out.append(Finding("fail", f"templates_dir {settings.templates_dir!r} is not a folder"))
 

@@ -163,3 +163,13 @@ def test_preview_send_test_is_dkim_signed(workdir: Path, runner: CliRunner) -> N
         return record.encode()
 
     assert dkim.verify(received.data, dnsfunc=dns)
+
+
+def test_bounces_go_to_bounce_address(workdir: Path, runner: CliRunner) -> None:
+    with SMTPServer() as server:
+        write_config(workdir, backend_url=server.url, bounce_address="bounces@example.org")
+        result = runner.invoke(main, ["preview", "--send-test", "editor@example.net"])
+        assert result.exit_code == 0, result.output
+        (received,) = server.received()
+    assert received.mail_from == "bounces@example.org"
+    assert received.message["From"] == "In Brief <news@example.org>"

@@ -34,6 +34,7 @@ class Settings:
     backend_url: str = "file://./outbox"
     from_address: str = "Weekly Mailer <newsletter@localhost>"
     reply_to: str = ""
+    bounce_address: str = ""
     list_name: str = "Weekly Mailer"
     list_id: str = "weekly.localhost"
     base_url: str = "http://127.0.0.1:8080"
@@ -96,6 +97,7 @@ DESCRIPTIONS: dict[str, str] = {
     "backend_url": "smtp://user:pass@host:587?starttls=true, smtps://…, file:///dir, console://",
     "from_address": "From header of every message",
     "reply_to": "optional Reply-To header",
+    "bounce_address": "SMTP envelope sender (Return-Path) where bounces go; default from_address",
     "list_name": "the newsletter's name, shown in subjects' footers and pages",
     "list_id": "List-Id header value (a domain-like identifier)",
     "base_url": "public URL of the web app, used in every link",
@@ -243,6 +245,7 @@ CHECKS: dict[str, Callable[[str, str], None]] = {
     "schedule": _check_schedule,
     "from_address": _check_address,
     "reply_to": _check_optional_address,
+    "bounce_address": _check_optional_address,
     "unsubscribe_mailto": _check_optional_address,
     "list_name": _check_single_line,
     "list_id": _check_single_line,

@@ -141,5 +141,6 @@ def compose_issue(
 
 
 def envelope_sender(settings: Settings) -> str:
-    """The SMTP MAIL FROM address: the bare address of ``from_address``."""
-    return address_of(settings.from_address)
+    """The SMTP MAIL FROM address (where bounces go): ``bounce_address`` when it is set, else
+    the bare address of ``from_address``."""
+    return address_of(settings.bounce_address or settings.from_address)

@@ -88,6 +88,23 @@ def _activate(sub: Subscriber, *, source: str, now: dt.datetime) -> None:
     sub.bounce_count = 0
 
 
+def _new_pending(
+    session: Session, address: str, key: str, name: str, *, source: str, now: dt.datetime
+) -> Subscriber:
+    """A new pending subscriber. Consent (time, source) is recorded when they become active."""
+    sub = Subscriber(
+        email=address,
+        email_key=key,
+        name=name,
+        status=SubscriberStatus.PENDING.value,
+        source=source,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(sub)
+    return sub
+
+
 def add(
     session: Session,
     email: str,
@@ -118,18 +135,7 @@ def add(
         if sub.status != SubscriberStatus.PENDING:
             record(session, sub, EventKind.RESUBSCRIBED, source=source, now=now)
     else:
-        sub = Subscriber(
-            email=address,
-            email_key=key,
-            name=clean,
-            status=SubscriberStatus.PENDING.value,
-            source=source,
-            created_at=now,
-            updated_at=now,
-            consent_at=now,
-            consent_source=source,
-        )
-        session.add(sub)
+        sub = _new_pending(session, address, key, clean, source=source, now=now)
         record(session, sub, EventKind.SUBSCRIBED, source=source, now=now)
     if clean:
         sub.name = clean
@@ -252,16 +258,7 @@ def request_subscription(
     clean = clean_name(name)
     sub = session.scalars(select(Subscriber).where(Subscriber.email_key == key)).one_or_none()
     if sub is None:
-        sub = Subscriber(
-            email=address,
-            email_key=key,
-            name=clean,
-            status=SubscriberStatus.PENDING.value,
-            source=source,
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(sub)
+        sub = _new_pending(session, address, key, clean, source=source, now=now)
         record(session, sub, EventKind.SUBSCRIBED, source=source, now=now)
         session.flush()
         return sub

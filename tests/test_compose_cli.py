@@ -64,6 +64,10 @@ def test_preview_open(workdir: Path, runner: CliRunner, monkeypatch: pytest.Monk
     result = runner.invoke(main, ["preview", "--open"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert opened == [(workdir / "preview.html").resolve().as_uri()]
+    assert "No browser could be started" not in result.output
+    monkeypatch.setattr(webbrowser, "open", lambda url, *a, **k: False)  # a headless server
+    result = runner.invoke(main, ["preview", "--open"], catch_exceptions=False)
+    assert f"No browser could be started here: open {workdir / 'preview.html'}" in result.output
 
 
 def test_preview_lint_errors_are_shown(workdir: Path, runner: CliRunner) -> None:

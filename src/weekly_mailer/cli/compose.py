@@ -147,8 +147,8 @@ def preview(
         click.echo(f"  {line}")
     if issue.lint.hard_failure:
         click.echo("`send` would refuse this issue until the errors are fixed.")
-    if open_browser:
-        webbrowser.open(html_path.resolve().as_uri())
+    if open_browser and not webbrowser.open(html_path.resolve().as_uri()):
+        click.echo(f"No browser could be started here: open {html_path.resolve()} yourself.")
     if send_to:
         message_id = _send_test(settings, article, week, send_to)
         click.echo(f"Sent a test copy to {send_to} (Message-ID {message_id}).")

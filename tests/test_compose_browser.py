@@ -4,7 +4,6 @@ horizontal scroll; title, byline, body and footer visible. Screenshots go to tes
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,37 +14,18 @@ from weekly_mailer.articles import load_article
 from weekly_mailer.compose import Recipient, compose_issue, unsubscribe_url
 from weekly_mailer.config import Settings
 
+from .browser_support import CHROMIUM, CHROMIUM_ARGS, require_browser
 from .conftest import ARTIFACTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 DATA = Path(__file__).parent / "data"
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    required = os.environ.get("WEEKLY_MAILER_TEST_REQUIRE_BROWSER") == "1"
-    reason = ""
-    if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} is missing"
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        reason = reason or "playwright is not installed"
-    if reason:
-        if required:
-            pytest.fail(
-                f"a browser is required here (WEEKLY_MAILER_TEST_REQUIRE_BROWSER=1): {reason}"
-            )
-        pytest.skip(reason)
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:

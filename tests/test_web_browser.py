@@ -12,7 +12,6 @@ from __future__ import annotations
 import email
 import email.policy
 import html
-import os
 import re
 import time
 import urllib.error
@@ -26,21 +25,13 @@ from weekly_mailer.config import Settings
 from weekly_mailer.db import Database
 from weekly_mailer.models import SubscriberStatus
 
+from .browser_support import CHROMIUM, CHROMIUM_ARGS, require_browser
 from .smtpd import Received, SMTPServer
 from .web_server import Server, run_cli
 from .web_support import snapshot, subscriber
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "web"
 ADDRESS = "dana.reader@example.org"
 
@@ -61,24 +52,6 @@ between the lock and the old mill, and the society keeps a rota for cleaning the
 "It was never about the light," says one of the builders. "It was about walking home
 together."
 """
-
-
-def _browser_or_skip() -> None:
-    required = os.environ.get("WEEKLY_MAILER_TEST_REQUIRE_BROWSER") == "1"
-    reason = None
-    if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} is missing (apt-get install chromium)"
-    else:
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError:
-            reason = "Playwright is not installed (pip install -e '.[test]')"
-    if reason:
-        if required:
-            pytest.fail(
-                f"a browser is required here (WEEKLY_MAILER_TEST_REQUIRE_BROWSER=1): {reason}"
-            )
-        pytest.skip(reason)
 
 
 def _wait_for_mail(smtp: SMTPServer, address: str, count: int, timeout: float = 30) -> Received:
@@ -121,7 +94,7 @@ def _scan(urls: list[str]) -> list[int]:
 
 
 def test_sign_up_confirm_receive_and_unsubscribe_in_a_real_browser(tmp_path: Path) -> None:
-    _browser_or_skip()
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -121,19 +121,12 @@ def run(
         web_app = create_app(settings, db=db)
         listen_host, listen_port = host or settings.host, settings.port if port is None else port
         try:
-            proxy: dict[str, str] = {}
-            if trusted_proxy:
-                proxy = {
-                    "trusted_proxy": trusted_proxy,
-                    "trusted_proxy_headers": "x-forwarded-for x-forwarded-proto",
-                }
             web = WebServer(
                 web_app,
                 host=listen_host,
                 port=listen_port,
                 threads=threads,
-                **proxy,
-                **server_options(settings),
+                **server_options(settings, trusted_proxy=trusted_proxy),
             )
         except OSError as exc:
             close_app(web_app)

@@ -49,10 +49,7 @@ def serve(
 
     settings = app.settings
     web = create_app(settings, db=app.db)
-    options: dict[str, str] = server_options(settings)  # url_prefix: base_url's path
-    if trusted_proxy:
-        options["trusted_proxy"] = trusted_proxy
-        options["trusted_proxy_headers"] = "x-forwarded-for x-forwarded-proto"
+    options = server_options(settings, trusted_proxy=trusted_proxy)
     listen_host = host or settings.host
     listen_port = settings.port if port is None else port
     try:

@@ -14,13 +14,12 @@ import unicodedata
 from email.utils import parseaddr
 
 from ..errors import ComposeError, HeaderInjectionError
+from ..names import name_problem
 
 # SMTP line endings; headers longer than 998 octets are the only ones folded, so a
 # List-Unsubscribe URL is never folded or RFC 2047-encoded.
 POLICY = email.policy.SMTP.clone(max_line_length=998)
 
-MAX_NAME = 200
-MAX_NAME_BYTES = 450  # in UTF-8: the encoded-word, the address and "To: " fit in 998 octets
 MAX_ADDRESS = 254
 MAX_URL = 700
 
@@ -51,12 +50,9 @@ def clean_display_name(name: str) -> str:
     """The name on one line with single spaces, or a :class:`ComposeError`."""
     check_single_line("the name", name)
     cleaned = " ".join(name.split())
-    if "=?" in cleaned:
-        raise ComposeError("the name contains '=?', which mail programs would misread as encoding")
-    if len(cleaned) > MAX_NAME:
-        raise ComposeError(f"the name is longer than {MAX_NAME} characters")
-    if len(cleaned.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
-        raise ComposeError(f"the name is longer than {MAX_NAME_BYTES} bytes in UTF-8")
+    problem = name_problem(cleaned)
+    if problem:
+        raise ComposeError(problem)
     return cleaned
 
 

@@ -6,6 +6,7 @@ a scheduler job) owns the transaction. Every status change writes a ``Subscriber
 
 from __future__ import annotations
 
+from ..names import MAX_NAME
 from .files import (
     EXPORT_FIELDS,
     ImportReport,
@@ -17,7 +18,6 @@ from .files import (
     write_export,
 )
 from .rules import (
-    MAX_NAME,
     add,
     clean_name,
     confirm,

@@ -16,9 +16,8 @@ from sqlalchemy.orm import Session
 
 from ..errors import InvalidAddressError, SubscriberError
 from ..models import EventKind, Subscriber, SubscriberEvent, SubscriberStatus, utcnow
+from ..names import name_problem
 
-MAX_NAME = 200
-MAX_NAME_BYTES = 450  # as compose.headers.MAX_NAME_BYTES: the To: line must fit 998 octets
 _CHUNK = 500
 _STATUSES = {s.value for s in SubscriberStatus}
 
@@ -45,14 +44,9 @@ def clean_name(raw: str | None) -> str:
     name = " ".join((raw or "").split()) if raw else ""
     if raw and any(ord(c) < 32 and c not in "\t " for c in raw):
         raise SubscriberError("the name contains a line break or control character")
-    if len(name) > MAX_NAME:
-        raise SubscriberError(f"the name is longer than {MAX_NAME} characters")
-    # The composer's rules for a display name (compose/headers.py), applied at the door so
-    # that every name we store can be put in a To: header.
-    if "=?" in name:
-        raise SubscriberError("the name contains '=?', which mail programs would misread")
-    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
-        raise SubscriberError(f"the name is longer than {MAX_NAME_BYTES} bytes in UTF-8")
+    problem = name_problem(name)  # the composer's rule: every stored name can be mailed
+    if problem:
+        raise SubscriberError(problem)
     return name
 
 

@@ -189,15 +189,20 @@ def url_prefix(settings: Settings) -> str:
     return urlsplit(settings.base_url).path.rstrip("/")
 
 
-def server_options(settings: Settings) -> dict[str, str]:
-    """Options for waitress so that the app answers under ``base_url``'s path.
+def server_options(settings: Settings, *, trusted_proxy: str | None = None) -> dict[str, str]:
+    """Options for waitress so that the app answers under ``base_url``'s path, and believes
+    X-Forwarded-For/-Proto only from ``trusted_proxy``.
 
     With ``url_prefix`` waitress sets ``SCRIPT_NAME``, so the pages' own links and forms
     (``url_for``) carry the prefix the e-mail links already have. Pass these to every
     ``waitress.create_server`` that serves :func:`create_app`.
     """
     prefix = url_prefix(settings)
-    return {"url_prefix": prefix} if prefix else {}
+    options = {"url_prefix": prefix} if prefix else {}
+    if trusted_proxy:
+        options["trusted_proxy"] = trusted_proxy
+        options["trusted_proxy_headers"] = "x-forwarded-for x-forwarded-proto"
+    return options
 
 
 def close_app(app: Flask) -> None:

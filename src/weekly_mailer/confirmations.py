@@ -17,7 +17,7 @@ from .compose import build_confirmation_message, envelope_sender
 from .delivery.base import BackendUnavailableError, Envelope
 from .errors import DeliveryError, WeeklyMailerError
 from .optin import may_send_confirmation, note_confirmation_sent
-from .tokens import Purpose, TokenSigner
+from .tokens import Purpose, signer_for
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 def confirm_url(settings: Settings, sub: Subscriber) -> str:
     """``{base_url}/confirm/{token}``: a signed, purpose-bound token that expires."""
-    token = TokenSigner(settings.secret_key).make(Purpose.CONFIRM, sub.id, sub.email_key)
+    token = signer_for(settings.secret_key).make(Purpose.CONFIRM, sub.id, sub.email_key)
     return f"{settings.base_url.rstrip('/')}/confirm/{token}"
 
 

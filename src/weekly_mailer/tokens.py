@@ -9,6 +9,7 @@ unsubscribe tokens do not.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 from enum import StrEnum
@@ -33,14 +34,18 @@ class TokenSigner:
     def __init__(self, secret_key: str) -> None:
         if not secret_key:
             raise TokenError("secret_key is empty: run `weekly-mailer init` or set one")
-        self._secret = secret_key
+        # One serializer per purpose, built once: a send makes a token per recipient.
+        self._serializers = {
+            purpose: URLSafeTimedSerializer(
+                secret_key,
+                salt=f"weekly_mailer.{purpose.value}",
+                signer_kwargs={"digest_method": hashlib.sha256},
+            )
+            for purpose in Purpose
+        }
 
     def _serializer(self, purpose: Purpose) -> URLSafeTimedSerializer:
-        return URLSafeTimedSerializer(
-            self._secret,
-            salt=f"weekly_mailer.{purpose.value}",
-            signer_kwargs={"digest_method": hashlib.sha256},
-        )
+        return self._serializers[purpose]
 
     def make(self, purpose: Purpose, subscriber_id: int, email_key: str) -> str:
         """A URL-safe token for this subscriber and purpose."""
@@ -73,3 +78,9 @@ class TokenSigner:
     def matches(digest: str, email_key: str) -> bool:
         """Whether a token's address digest belongs to this address (constant time)."""
         return hmac.compare_digest(digest, _address_digest(email_key))
+
+
+@functools.lru_cache(maxsize=4)
+def signer_for(secret_key: str) -> TokenSigner:
+    """The (shared, stateless) signer for a secret key."""
+    return TokenSigner(secret_key)

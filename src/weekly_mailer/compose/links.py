@@ -7,7 +7,7 @@ import hashlib
 import hmac
 from typing import TYPE_CHECKING
 
-from ..tokens import Purpose, TokenSigner
+from ..tokens import Purpose, signer_for
 from .headers import domain_of
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ def make_message_id(settings: Settings, issue: int | dt.date | str, subscriber_i
 
 def unsubscribe_url(settings: Settings, subscriber_id: int, email_key: str) -> str:
     """``{base_url}/unsubscribe/{token}`` with a signed, purpose-bound, non-expiring token."""
-    token = TokenSigner(settings.secret_key).make(Purpose.UNSUBSCRIBE, subscriber_id, email_key)
+    token = signer_for(settings.secret_key).make(Purpose.UNSUBSCRIBE, subscriber_id, email_key)
     return f"{settings.base_url.rstrip('/')}/unsubscribe/{token}"
 
 

@@ -7,6 +7,16 @@ import time
 from collections.abc import Callable
 
 
+def wait_for_turn(delay: float, stop: threading.Event | None) -> bool:
+    """Sleep ``delay`` seconds (a reserved turn); ``False`` when ``stop`` was or gets set."""
+    if delay <= 0:
+        return not (stop is not None and stop.is_set())
+    if stop is None:
+        time.sleep(delay)
+        return True
+    return not stop.wait(delay)
+
+
 class TokenBucket:
     """At most ``rate`` acquisitions per second on average, bursts of ``burst``; 0 = unlimited.
 
@@ -43,13 +53,7 @@ class TokenBucket:
 
     def acquire(self, stop: threading.Event | None = None) -> bool:
         """Wait for a token. Returns ``False`` when ``stop`` was set while waiting."""
-        delay = self.reserve()
-        if delay <= 0:
-            return not (stop is not None and stop.is_set())
-        if stop is None:
-            time.sleep(delay)
-            return True
-        return not stop.wait(delay)
+        return wait_for_turn(self.reserve(), stop)
 
 
 class ThrottleGate:
@@ -158,10 +162,4 @@ class SlowDown:
 
     def acquire(self, stop: threading.Event | None = None) -> bool:
         """Wait for our turn. Returns ``False`` when ``stop`` was set while waiting."""
-        delay = self.reserve()
-        if delay <= 0:
-            return not (stop is not None and stop.is_set())
-        if stop is None:
-            time.sleep(delay)
-            return True
-        return not stop.wait(delay)
+        return wait_for_turn(self.reserve(), stop)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +12,7 @@ from sqlalchemy.exc import NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .errors import ConfigError, DatabaseNotReadyError
+from .paths import data_dir
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
@@ -75,13 +75,10 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 @lru_cache(maxsize=1)
 def migrations_dir() -> Path:
     """The Alembic script folder: inside the wheel, or the checkout's top-level ``migrations/``."""
-    packaged = Path(str(resources.files("weekly_mailer"))) / "_migrations"
-    if (packaged / "env.py").exists():
-        return packaged
-    checkout = Path(__file__).resolve().parents[2] / "migrations"
-    if (checkout / "env.py").exists():
-        return checkout
-    raise DatabaseNotReadyError("the migrations folder is missing from this installation")
+    found = data_dir("_migrations", "migrations", marker="env.py")
+    if found is None:
+        raise DatabaseNotReadyError("the migrations folder is missing from this installation")
+    return found
 
 
 def alembic_config(engine_or_url: Engine | str) -> AlembicConfig:

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from functools import cache
-from importlib import resources
 from pathlib import Path
 
-
-@cache
-def data_dir(packaged: str, checkout: str) -> Path:
-    """``weekly_mailer/<packaged>`` in a wheel, else ``<checkout root>/<checkout>``."""
-    inside = Path(str(resources.files("weekly_mailer"))) / packaged
-    if inside.is_dir():
-        return inside
-    return Path(__file__).resolve().parents[2] / checkout
+_PACKAGE = Path(__file__).resolve().parent
 
 
-def email_templates_dir() -> Path:
-    """The built-in e-mail templates (``templates/email`` in a checkout)."""
-    return data_dir("_templates", "templates") / "email"
+def data_dir(packaged: str, checkout: str, *, marker: str) -> Path | None:
+    """``weekly_mailer/<packaged>`` in a wheel, else ``<checkout root>/<checkout>``: the first
+    that holds ``marker``, or ``None`` when neither does."""
+    for candidate in (_PACKAGE / packaged, _PACKAGE.parents[1] / checkout):
+        if (candidate / marker).exists():
+            return candidate
+    return None

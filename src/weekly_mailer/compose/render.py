@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 
 from ..errors import ComposeError
+from ..paths import data_dir
 from . import placeholders
 from .text import html_to_text, wrap_paragraph
 
@@ -24,19 +25,15 @@ if TYPE_CHECKING:
     from ..articles import Article
     from ..config import Settings
 
-_PACKAGE = Path(__file__).resolve().parents[1]
 LANG = "en"
 
 
 def builtin_templates_dir() -> Path:
     """The built-in email templates: inside the wheel, else the checkout's ``templates/email``."""
-    for candidate in (
-        _PACKAGE / "_templates" / "email",
-        _PACKAGE.parents[1] / "templates" / "email",
-    ):
-        if (candidate / "issue.html").exists():
-            return candidate
-    raise ComposeError("the built-in email templates are missing from this installation")
+    found = data_dir("_templates/email", "templates/email", marker="issue.html")
+    if found is None:
+        raise ComposeError("the built-in email templates are missing from this installation")
+    return found
 
 
 @functools.lru_cache(maxsize=8)

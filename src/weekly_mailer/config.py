@@ -74,16 +74,6 @@ class Settings:
         """The configured timezone as a ``ZoneInfo``."""
         return zoneinfo.ZoneInfo(self.timezone)
 
-    @property
-    def database_path(self) -> Path | None:
-        """The SQLite file, or ``None`` for other engines and in-memory SQLite."""
-        if not self.database_url.startswith("sqlite"):
-            return None
-        rest = self.database_url.split(":///", 1)[1] if ":///" in self.database_url else ""
-        if not rest or rest == ":memory:":
-            return None
-        return Path(rest.split("?", 1)[0])
-
     def replace(self, **changes: Any) -> Settings:
         """A copy with some keys changed (validated again)."""
         values = dataclasses.asdict(self) | changes

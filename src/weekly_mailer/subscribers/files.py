@@ -63,16 +63,6 @@ class ImportReport:
     duplicates: int = 0
     errors: list[RowError] = dataclasses.field(default_factory=list)
 
-    @property
-    def good_rows(self) -> int:
-        return (
-            self.added
-            + self.activated
-            + self.resubscribed
-            + self.unchanged
-            + self.kept_unsubscribed
-        )
-
 
 @dataclasses.dataclass
 class _Row:

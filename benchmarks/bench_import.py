@@ -20,8 +20,8 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from weekly_mailer.db import make_engine, make_sessionmaker, upgrade
-from weekly_mailer.models import Subscriber
+from weekly_mailer.store.db import make_engine, make_sessionmaker, upgrade
+from weekly_mailer.store.models import Subscriber
 from weekly_mailer.subscribers import import_file
 
 BAD_KINDS = ["no-at-sign.example.org", "two@@example.org", "", "spaces in@example.org"]

@@ -19,19 +19,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.send_support import ARTICLE  # noqa: E402
-from tests.smtpd import SMTPServer  # noqa: E402
+from tests.support.send import ARTICLE  # noqa: E402
+from tests.support.smtpd import SMTPServer  # noqa: E402
 
 from weekly_mailer import issues  # noqa: E402
 from weekly_mailer import subscribers as subs  # noqa: E402
 from weekly_mailer.articles import load_article  # noqa: E402
+from weekly_mailer.clock import utcnow  # noqa: E402
 from weekly_mailer.compose import Recipient, make_message_id, personalise  # noqa: E402
 from weekly_mailer.config import Settings  # noqa: E402
-from weekly_mailer.db import Database, make_engine, upgrade  # noqa: E402
 from weekly_mailer.delivery import resolve_backend  # noqa: E402
 from weekly_mailer.delivery.render import IssueRenderers  # noqa: E402
 from weekly_mailer.delivery.worker import Worker  # noqa: E402
-from weekly_mailer.models import utcnow  # noqa: E402
+from weekly_mailer.store.db import Database, make_engine, upgrade  # noqa: E402
 
 WEEK = dt.date(2026, 11, 25)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Engine
 
-from weekly_mailer.models import Base
+from weekly_mailer.store.models import Base
 
 config = context.config
 target_metadata = Base.metadata
@@ -16,7 +16,7 @@ def _engine() -> Engine:
     if engine is not None:
         return engine  # type: ignore[no-any-return]
     from weekly_mailer.config import load_settings
-    from weekly_mailer.db import make_engine
+    from weekly_mailer.store.db import make_engine
 
     url = config.get_main_option("sqlalchemy.url") or load_settings().database_url
     return make_engine(url)

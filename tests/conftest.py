@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from weekly_mailer.config import Settings
-from weekly_mailer.db import Database, make_engine, upgrade
+from weekly_mailer.store.db import Database, make_engine, upgrade
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT.parent / "shared" / "seeds" / "000_495e8089be07fca3.txt"

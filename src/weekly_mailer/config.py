@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .errors import ConfigError
+from weekly_mailer.errors import ConfigError
 
 ENV_PREFIX = "WEEKLY_MAILER_"
 DEFAULT_CONFIG_NAME = "weekly_mailer.toml"
@@ -30,7 +30,7 @@ DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 class Settings:
     """Validated settings. See the README's configuration table for each key."""
 
-    database_url: str = "sqlite:///weekly_mailer.db"
+    database_url: str = "sqlite:///weekly_mailer.store.db"
     backend_url: str = "file://./outbox"
     from_address: str = "Weekly Mailer <newsletter@localhost>"
     reply_to: str = ""
@@ -258,8 +258,8 @@ def _coerce(key: str, raw: Any, origin: str) -> Any:
             raise ConfigError(f"{key}: expected a number, got {raw!r}{where}")
         try:
             real = float(raw)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{key}: expected a number, got {raw!r}{where}") from None
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{key}: expected a number, got {raw!r}{where}") from exc
         if not math.isfinite(real):
             raise ConfigError(f"{key}: expected a finite number, got {raw!r}{where}")
         if kind == "int" and not real.is_integer():
@@ -310,14 +310,14 @@ def load_settings(
     if file is not None:
         try:
             text = file.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(f"config: file {str(file)!r} does not exist") from None
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config: file {str(file)!r} does not exist") from exc
         except OSError as exc:
-            raise ConfigError(f"config: cannot read {str(file)!r}: {exc.strerror}") from None
+            raise ConfigError(f"config: cannot read {str(file)!r}: {exc.strerror}") from exc
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config: {file} is not valid TOML: {exc}") from None
+            raise ConfigError(f"config: {file} is not valid TOML: {exc}") from exc
         if "weekly_mailer" in data and isinstance(data["weekly_mailer"], dict):
             data = data["weekly_mailer"]
         for key, value in data.items():

@@ -1,21 +1,32 @@
-"""The exception tree of weekly_mailer.
+"""The exception tree of weekly_mailer: every error raised on purpose is drawn here.
 
 ::
 
     WeeklyMailerError
-     ├── ConfigError            a setting is missing or malformed (CLI exit code 2)
-     ├── DatabaseNotReadyError  the database has not been created or migrated
-     ├── SubscriberError        an address or subscriber operation was refused
+     ├── ConfigError              a setting is missing or malformed (CLI exit code 2)
+     ├── DatabaseNotReadyError    the database has not been created or migrated (exit 2)
+     ├── SubscriberError          an address or subscriber operation was refused
      │    └── InvalidAddressError
-     ├── ArticleError           an article source could not be read or parsed
-     ├── ComposeError           an issue could not be composed or personalised
+     ├── ArticleError             an article source could not be read or parsed
+     │    └── NoArticleError      no new article this week (the week is recorded as skipped)
+     ├── ComposeError             an issue could not be composed or personalised
      │    └── HeaderInjectionError
-     ├── TokenError             a signed link token is tampered, expired or foreign
-     └── DeliveryError          raised by backends, mapped once at the boundary
-          ├── TemporaryFailure  4xx replies, network errors: retry later
-          └── PermanentFailure  5xx replies: never retried, counted as a bounce
+     ├── TokenError               a signed link token is tampered, expired or foreign
+     ├── IssueError               an issue cannot be found, made or sent as asked
+     │    ├── IssueNotFoundError  no issue has that id
+     │    └── SendError           ``send`` cannot start (no article, the week was skipped, …)
+     ├── DemoError                the demo folder cannot be used
+     └── DeliveryError            raised by backends, mapped once at the boundary
+          ├── BackendUnavailableError  the backend takes nothing now (outage, refused login)
+          ├── SendHaltedError     the worker stopped the whole send (circuit breaker)
+          ├── TemporaryFailure    4xx replies, network errors: retry later
+          │    └── BackendBusyError    a 4xx greeting: nothing was attempted
+          └── PermanentFailure    5xx replies: never retried, counted as a hard bounce
+               └── NotABounce     a 5xx about the message or sender, not the mailbox
 
-Every error message is one line meant for a person; the CLI prints it without a traceback.
+Every error message is one line meant for a person: the CLI prints it without a traceback and
+the web shows a plain page. Third-party errors are converted with ``raise … from exc``, so the
+cause stays in logs and debuggers.
 """
 
 from __future__ import annotations
@@ -51,6 +62,10 @@ class ArticleError(WeeklyMailerError):
     """An article source could not be read or has no usable content."""
 
 
+class NoArticleError(ArticleError):
+    """There is no new article for this week: the week is recorded as skipped."""
+
+
 class ComposeError(WeeklyMailerError):
     """An issue or message could not be composed."""
 
@@ -63,12 +78,40 @@ class TokenError(WeeklyMailerError):
     """A signed token is invalid, expired, or meant for another purpose."""
 
 
+class IssueError(WeeklyMailerError):
+    """An issue cannot be found, made or sent as asked."""
+
+
+class IssueNotFoundError(IssueError):
+    """No issue has the given id."""
+
+
+class SendError(IssueError):
+    """The send cannot start (no article, the week was skipped, …)."""
+
+
+class DemoError(WeeklyMailerError):
+    """The demo folder cannot be used."""
+
+
 class DeliveryError(WeeklyMailerError):
     """A message could not be handed to the backend."""
 
     def __init__(self, message: str, *, code: int | None = None) -> None:
         super().__init__(message)
         self.code = code
+
+
+class BackendUnavailableError(DeliveryError):
+    """The backend cannot take any message now (cannot connect, log in, or write).
+
+    Not about one recipient: the worker hands the claimed rows back untouched and stops (or, as a
+    daemon, waits and tries again), so an outage never turns into failed or deferred rows.
+    """
+
+
+class SendHaltedError(DeliveryError):
+    """The worker stopped the whole send (e.g. the same refusal for many recipients in a row)."""
 
 
 class TemporaryFailure(DeliveryError):
@@ -79,5 +122,17 @@ class TemporaryFailure(DeliveryError):
         self.throttle = throttle
 
 
+class BackendBusyError(TemporaryFailure):
+    """The server is not taking a connection just now (a 4xx greeting: "too many connections").
+
+    Nothing was attempted: the worker hands the row back untouched and pauses the whole send.
+    """
+
+
 class PermanentFailure(DeliveryError):
     """The message will never be accepted for this recipient (5xx)."""
+
+
+class NotABounce(PermanentFailure):
+    """A 5xx that is about the message or the sender's standing, not the mailbox (e.g. a 554
+    policy refusal at DATA): the row fails and is not retried, but it is not a hard bounce."""

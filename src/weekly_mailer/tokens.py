@@ -16,7 +16,7 @@ from enum import StrEnum
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from .errors import TokenError
+from weekly_mailer.errors import TokenError
 
 
 class Purpose(StrEnum):
@@ -61,10 +61,10 @@ class TokenSigner:
             data = self._serializer(purpose).loads(
                 token, max_age=None if max_age is None else int(max_age.total_seconds())
             )
-        except SignatureExpired:
-            raise TokenError("this link has expired") from None
-        except BadSignature:
-            raise TokenError("invalid link") from None
+        except SignatureExpired as exc:
+            raise TokenError("this link has expired") from exc
+        except BadSignature as exc:
+            raise TokenError("invalid link") from exc
         if (
             not isinstance(data, list)
             or len(data) != 2

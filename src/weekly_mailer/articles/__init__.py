@@ -9,11 +9,11 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from ..errors import ArticleError
-from .feed import fetch, is_url, parse_feed
-from .markdown import parse_markdown
-from .model import Article
-from .plaintext import parse_plaintext
+from weekly_mailer.articles.feed import fetch, is_url, parse_feed
+from weekly_mailer.articles.markdown import parse_markdown
+from weekly_mailer.articles.model import Article
+from weekly_mailer.articles.plaintext import parse_plaintext
+from weekly_mailer.errors import ArticleError
 
 __all__ = [
     "Article",
@@ -51,11 +51,11 @@ def load_article(
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise ArticleError(f"{source}: cannot read the article: {exc.strerror}") from None
+        raise ArticleError(f"{source}: cannot read the article: {exc.strerror}") from exc
     try:
         text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ArticleError(f"{source}: the file is not UTF-8 text") from None
+    except UnicodeDecodeError as exc:
+        raise ArticleError(f"{source}: the file is not UTF-8 text") from exc
     if path.suffix.lower() in MARKDOWN_SUFFIXES:
         return parse_markdown(text, source=source)
     return parse_plaintext(text, source=source)

@@ -14,10 +14,16 @@ from typing import Any
 
 import feedparser
 
-from .. import __version__
-from ..errors import ArticleError
-from .model import Article
-from .sanitise import html_to_plain, http_url, make_summary, one_line, sanitise_html
+from weekly_mailer import __version__
+from weekly_mailer.articles.model import Article
+from weekly_mailer.articles.sanitise import (
+    html_to_plain,
+    http_url,
+    make_summary,
+    one_line,
+    sanitise_html,
+)
+from weekly_mailer.errors import ArticleError
 
 FETCH_TIMEOUT = 30.0
 MAX_FEED_BYTES = 20 * 1024 * 1024
@@ -38,17 +44,17 @@ def fetch(source: str) -> bytes:
             with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT) as response:  # noqa: S310
                 data: bytes = response.read(MAX_FEED_BYTES + 1)
         except urllib.error.HTTPError as exc:
-            raise ArticleError(f"{source}: the server answered {exc.code} {exc.reason}") from None
+            raise ArticleError(f"{source}: the server answered {exc.code} {exc.reason}") from exc
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise ArticleError(f"{source}: cannot fetch the feed: {reason}") from None
+            raise ArticleError(f"{source}: cannot fetch the feed: {reason}") from exc
         if len(data) > MAX_FEED_BYTES:
             raise ArticleError(f"{source}: the feed is larger than {MAX_FEED_BYTES} bytes")
         return data
     try:
         return Path(source).read_bytes()
     except OSError as exc:
-        raise ArticleError(f"{source}: cannot read the feed: {exc.strerror}") from None
+        raise ArticleError(f"{source}: cannot read the feed: {exc.strerror}") from exc
 
 
 def _when(entry: Any) -> dt.datetime | None:

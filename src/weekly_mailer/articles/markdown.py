@@ -14,9 +14,8 @@ from typing import Any
 import yaml
 from markdown_it import MarkdownIt
 
-from ..errors import ArticleError
-from .model import Article
-from .sanitise import (
+from weekly_mailer.articles.model import Article
+from weekly_mailer.articles.sanitise import (
     html_to_plain,
     http_url,
     make_summary,
@@ -24,6 +23,7 @@ from .sanitise import (
     repair_text,
     sanitise_html,
 )
+from weekly_mailer.errors import ArticleError
 
 _FRONT_RE = re.compile(r"\A---[ \t]*\n(.*?\n)?(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
 _H1_RE = re.compile(r"\A\s*#[ \t]+(.+?)[ \t#]*(?:\n|\Z)")
@@ -45,8 +45,8 @@ def _date(value: Any, where: str) -> dt.datetime | None:
         return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
     try:
         parsed = dt.datetime.fromisoformat(str(value))
-    except ValueError:
-        raise ArticleError(f"{where}: front matter date {value!r} is not a date") from None
+    except ValueError as exc:
+        raise ArticleError(f"{where}: front matter date {value!r} is not a date") from exc
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
@@ -89,7 +89,7 @@ def parse_markdown(text: str, *, source: str = "") -> Article:
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             at = f" (line {mark.line + 2})" if mark is not None else ""
-            raise ArticleError(f"{where}: bad front matter{at}: not valid YAML") from None
+            raise ArticleError(f"{where}: bad front matter{at}: not valid YAML") from exc
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

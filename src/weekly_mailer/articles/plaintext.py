@@ -12,9 +12,9 @@ import datetime as dt
 import html
 import re
 
-from ..errors import ArticleError
-from .model import Article
-from .sanitise import make_summary, one_line, repair_text, sanitise_html
+from weekly_mailer.articles.model import Article
+from weekly_mailer.articles.sanitise import make_summary, one_line, repair_text, sanitise_html
+from weekly_mailer.errors import ArticleError
 
 # A block starting with one of these begins the page chrome: it and everything after is dropped.
 CHROME_MARKERS = (

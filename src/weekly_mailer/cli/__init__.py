@@ -11,9 +11,9 @@ from typing import Any
 import click
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from .. import __version__
-from ..errors import WeeklyMailerError
-from ._common import AppContext
+from weekly_mailer import __version__
+from weekly_mailer.cli._common import AppContext
+from weekly_mailer.errors import WeeklyMailerError
 
 
 class _Root(click.Group):
@@ -63,17 +63,17 @@ def main(ctx: click.Context, config_path: str | None) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-from . import bounces as _bounces  # noqa: E402
-from . import compose as _compose  # noqa: E402
-from . import daemon as _daemon  # noqa: E402
-from . import demo as _demo  # noqa: E402
-from . import dkim as _dkim  # noqa: E402
-from . import doctor as _doctor  # noqa: E402
-from . import issues as _issues  # noqa: E402
-from . import send as _send  # noqa: E402
-from . import setup as _setup  # noqa: E402
-from . import subscribers as _subscribers  # noqa: E402
-from . import web as _web  # noqa: E402
+from weekly_mailer.cli import bounces as _bounces  # noqa: E402
+from weekly_mailer.cli import compose as _compose  # noqa: E402
+from weekly_mailer.cli import daemon as _daemon  # noqa: E402
+from weekly_mailer.cli import demo as _demo  # noqa: E402
+from weekly_mailer.cli import dkim as _dkim  # noqa: E402
+from weekly_mailer.cli import doctor as _doctor  # noqa: E402
+from weekly_mailer.cli import issues as _issues  # noqa: E402
+from weekly_mailer.cli import send as _send  # noqa: E402
+from weekly_mailer.cli import setup as _setup  # noqa: E402
+from weekly_mailer.cli import subscribers as _subscribers  # noqa: E402
+from weekly_mailer.cli import web as _web  # noqa: E402
 
 for _module in (
     _setup,

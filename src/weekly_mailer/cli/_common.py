@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..config import Settings, load_settings
+from weekly_mailer.config import Settings, load_settings
 
 if TYPE_CHECKING:
-    from ..db import Database
+    from weekly_mailer.store.db import Database
 
 
 class AppContext:
@@ -37,7 +37,7 @@ class AppContext:
     def db(self) -> Database:
         """The database, checked to be migrated (else a one-line error saying what to run)."""
         if self._db is None:
-            from ..db import Database
+            from weekly_mailer.store.db import Database
 
             self._db = Database(self.settings)
         return self._db

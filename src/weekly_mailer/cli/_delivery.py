@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from ..delivery.worker import Stats
+    from weekly_mailer.delivery.worker import Stats
 
 
 @contextlib.contextmanager
@@ -28,7 +28,7 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
     raises, so the results already in hand are still recorded and the rest handed back; no row
     is left in ``sending``.
     """
-    from ..delivery.worker import hurry_for
+    from weekly_mailer.delivery.worker import hurry_for
 
     previous: dict[int, Any] = {}
     hurry = hurry_for(stop)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import click
 
-from ..bounces import IngestSummary, apply_report, parse_report
-from ..errors import WeeklyMailerError
-from ._common import AppContext, pass_app
+from weekly_mailer.cli._common import AppContext, pass_app
+from weekly_mailer.errors import WeeklyMailerError
+from weekly_mailer.subscribers.bounces import IngestSummary, apply_report, parse_report
 
 
 @click.group()

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..errors import ArticleError, ComposeError, TokenError
-from ._common import AppContext, pass_app
+from weekly_mailer.cli._common import AppContext, pass_app
+from weekly_mailer.errors import ArticleError, ComposeError, TokenError
 
 if TYPE_CHECKING:
-    from ..articles import Article
-    from ..compose import ComposedIssue, Recipient
-    from ..config import Settings
+    from weekly_mailer.articles import Article
+    from weekly_mailer.compose import ComposedIssue, Recipient
+    from weekly_mailer.config import Settings
 
 PREVIEW_NAME = "Reader"
 PREVIEW_EMAIL = "reader@example.org"
@@ -34,12 +34,12 @@ def _outputs(output: str | None) -> tuple[Path, Path]:
 
 def _load(source: str, settings: Settings, week: dt.date, now: dt.datetime) -> Article:
     """The article as ``send`` would take it (a feed: the week's item; a folder: its file)."""
-    from ..articles import load_article
-    from ..issues import week_window
+    from weekly_mailer.articles import load_article
+    from weekly_mailer.issues import week_window
 
     start, end = week_window(week, settings)
     if Path(source).is_dir():
-        from ..scheduler.sources import resolve_week_article
+        from weekly_mailer.issues.sources import resolve_week_article
 
         chosen = resolve_week_article(
             source, send_week=week, since=start, until=max(now, end), sent_keys=()
@@ -49,7 +49,7 @@ def _load(source: str, settings: Settings, week: dt.date, now: dt.datetime) -> A
 
 
 def _recipient(settings: Settings, email: str, name: str) -> Recipient:
-    from ..compose import Recipient, unsubscribe_url
+    from weekly_mailer.compose import Recipient, unsubscribe_url
 
     try:
         url = unsubscribe_url(settings, 0, email.lower())
@@ -59,7 +59,7 @@ def _recipient(settings: Settings, email: str, name: str) -> Recipient:
 
 
 def _filled(issue: ComposedIssue, recipient: Recipient) -> tuple[str, str]:
-    from ..compose.message import Personal, fill, html_escape
+    from weekly_mailer.compose.message import Personal, fill, html_escape
 
     values = Personal.of(recipient).body_values()
     return fill(issue.html_template, values, escape=html_escape), fill(issue.text_template, values)
@@ -67,16 +67,16 @@ def _filled(issue: ComposedIssue, recipient: Recipient) -> tuple[str, str]:
 
 def _sign(settings: Settings, data: bytes) -> bytes:
     """DKIM-sign like the delivery worker does, when DKIM is configured."""
-    from ..delivery.dkim import DkimSigner
+    from weekly_mailer.delivery.dkim import DkimSigner
 
     signer = DkimSigner.from_settings(settings)
     return data if signer is None else bytes(signer.sign(data))
 
 
 def _send_test(settings: Settings, article: Article, week: dt.date, address: str) -> str:
-    from ..compose import compose_issue, envelope_sender, make_message_id
-    from ..delivery import resolve_backend
-    from ..delivery.base import Envelope
+    from weekly_mailer.compose import compose_issue, envelope_sender, make_message_id
+    from weekly_mailer.delivery import resolve_backend
+    from weekly_mailer.delivery.backends.base import Envelope
 
     backend = resolve_backend(settings)
     issue = compose_issue(article, settings, send_week=week, subject_prefix=TEST_PREFIX)
@@ -119,8 +119,8 @@ def preview(
     The files show what a subscriber gets (with sample personal values); the lint report says
     what an inbox would clip or break. Errors in it make `send` refuse the issue.
     """
-    from ..compose import compose_issue
-    from ..weeks import send_week_for
+    from weekly_mailer.compose import compose_issue
+    from weekly_mailer.issues.weeks import send_week_for
 
     settings = app.settings
     src = source or settings.article_source
@@ -136,7 +136,7 @@ def preview(
         try:
             path.write_text(content, encoding="utf-8")
         except OSError as exc:
-            raise ComposeError(f"cannot write {path}: {exc.strerror}") from None
+            raise ComposeError(f"cannot write {path}: {exc.strerror}") from exc
     if show_text:
         click.echo(text, nl=False)
         click.echo()

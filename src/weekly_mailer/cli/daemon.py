@@ -7,7 +7,7 @@ import logging
 
 import click
 
-from ._common import AppContext, pass_app
+from weekly_mailer.cli._common import AppContext, pass_app
 
 
 @click.command()
@@ -22,7 +22,7 @@ from ._common import AppContext, pass_app
 @pass_app
 def schedule(app: AppContext, count: int) -> None:
     """Print the next COUNT send times: local time with its UTC offset, then UTC."""
-    from ..scheduler import WeeklySchedule, format_fire_time
+    from weekly_mailer.scheduler import WeeklySchedule, format_fire_time
 
     settings = app.settings
     weekly = WeeklySchedule.from_settings(settings)
@@ -81,13 +81,19 @@ def run(
     """
     import threading
 
-    from ..delivery import resolve_backend
-    from ..delivery.render import IssueRenderers
-    from ..delivery.worker import Worker
-    from ..issues import issue_maker
-    from ..scheduler.daemon import Daemon, DeliveryService, ProgressLog, WebServer, utc_clock
-    from ..scheduler.job import WeeklyJob
-    from ..scheduler.leader import leadership_for
+    from weekly_mailer.delivery import resolve_backend
+    from weekly_mailer.delivery.render import IssueRenderers
+    from weekly_mailer.delivery.worker import Worker
+    from weekly_mailer.issues import issue_maker
+    from weekly_mailer.scheduler.daemon import (
+        Daemon,
+        DeliveryService,
+        ProgressLog,
+        WebServer,
+        utc_clock,
+    )
+    from weekly_mailer.scheduler.job import WeeklyJob
+    from weekly_mailer.scheduler.leader import leadership_for
 
     settings = app.settings
     if settings.log_level.upper() != "DEBUG":  # its INFO says "running job" every minute
@@ -115,8 +121,8 @@ def run(
     web = None
     web_app = None
     if not no_web:
-        from ..web import close_app, create_app, server_options
-        from .web import cannot_listen
+        from weekly_mailer.cli.web import cannot_listen
+        from weekly_mailer.web import close_app, create_app, server_options
 
         web_app = create_app(settings, db=db)
         listen_host, listen_port = host or settings.host, settings.port if port is None else port
@@ -131,7 +137,7 @@ def run(
         except OSError as exc:
             close_app(web_app)
             backend.close()
-            raise cannot_listen(listen_host, listen_port, exc) from None
+            raise cannot_listen(listen_host, listen_port, exc) from exc
 
     def closing() -> None:
         backend.close()

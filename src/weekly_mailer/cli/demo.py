@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 import tomli_w
 
-from ..errors import WeeklyMailerError
-from ._delivery import stop_on_signals, summary_table
+from weekly_mailer.cli._delivery import stop_on_signals, summary_table
+from weekly_mailer.errors import DemoError
 
 DEMO_CONFIG = "weekly_mailer.toml"
 FIRST = (
@@ -54,8 +54,6 @@ LAST = (
 )
 
 
-class DemoError(WeeklyMailerError):
-    """The demo folder cannot be used."""
 
 
 def sample_subscribers(n: int) -> str:
@@ -104,16 +102,16 @@ def demo(folder: str, count: int) -> None:
     """Run the whole job in FOLDER (default ./demo): a config, an SQLite
     database, a sample article, COUNT sample subscribers, and one issue delivered as .eml
     files. Running it again in the same folder sends nothing new."""
-    from .. import issues
-    from .. import subscribers as subs
-    from ..articles import load_article
-    from ..config import load_settings
-    from ..db import Database, make_engine, upgrade
-    from ..delivery import resolve_backend
-    from ..demo import sample_article
-    from ..models import utcnow
-    from ..weeks import send_week_for
-    from .send import deliver_issue
+    from weekly_mailer import issues
+    from weekly_mailer import subscribers as subs
+    from weekly_mailer.articles import load_article
+    from weekly_mailer.cli.send import deliver_issue
+    from weekly_mailer.clock import utcnow
+    from weekly_mailer.config import load_settings
+    from weekly_mailer.delivery import resolve_backend
+    from weekly_mailer.demo import sample_article
+    from weekly_mailer.issues.weeks import send_week_for
+    from weekly_mailer.store.db import Database, make_engine, upgrade
 
     root = Path(folder).resolve()
     config = root / DEMO_CONFIG

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import click
 
-from ..errors import ConfigError
-from ._common import AppContext, pass_app
+from weekly_mailer.cli._common import AppContext, pass_app
+from weekly_mailer.errors import ConfigError
 
 
 def generate_keys(private_key: Path) -> str:
@@ -27,7 +27,7 @@ def generate_keys(private_key: Path) -> str:
     try:
         dknewkey.GenRSAKeys(str(private_key), verbose=False)
     except (OSError, subprocess.CalledProcessError) as exc:
-        raise ConfigError(f"dkim keygen: openssl could not write {private_key}: {exc}") from None
+        raise ConfigError(f"dkim keygen: openssl could not write {private_key}: {exc}") from exc
     finally:
         os.umask(old_umask)
     private_key.chmod(0o600)

@@ -8,9 +8,9 @@ from urllib.parse import urlsplit
 
 import click
 
-from ..config import Settings
-from ..errors import WeeklyMailerError
-from ._common import AppContext, pass_app
+from weekly_mailer.cli._common import AppContext, pass_app
+from weekly_mailer.config import Settings
+from weekly_mailer.errors import WeeklyMailerError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -103,7 +103,7 @@ def check(settings: Settings) -> list[Finding]:
 
 
 def _check_database(settings: Settings) -> Finding:
-    from ..db import Database
+    from weekly_mailer.store.db import Database
 
     try:
         Database(settings).close()
@@ -113,7 +113,7 @@ def _check_database(settings: Settings) -> Finding:
 
 
 def _check_backend(settings: Settings) -> Finding:
-    from ..delivery import resolve_backend
+    from weekly_mailer.delivery import resolve_backend
 
     try:
         backend = resolve_backend(settings)

@@ -8,10 +8,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from .. import issues as svc
-from ..models import utcnow
-from ._common import AppContext, pass_app
-from ._delivery import stop_on_signals, summary_table
+from weekly_mailer import issues as svc
+from weekly_mailer.cli._common import AppContext, pass_app
+from weekly_mailer.cli._delivery import stop_on_signals, summary_table
+from weekly_mailer.clock import utcnow
 
 STATES = ("queued", "sending", "sent", "deferred", "failed", "skipped")
 
@@ -107,8 +107,9 @@ def retry(app: AppContext, issue_id: int, no_send: bool, include_bounced: bool) 
     """
     from sqlalchemy import func, select
 
-    from ..delivery import outbox, resolve_backend
-    from .send import deliver_issue
+    from weekly_mailer.cli.send import deliver_issue
+    from weekly_mailer.delivery import resolve_backend
+    from weekly_mailer.store import outbox
 
     settings = app.settings
     backend = resolve_backend(settings)

@@ -11,32 +11,30 @@ from typing import TYPE_CHECKING
 import click
 from sqlalchemy.exc import IntegrityError
 
-from .. import issues
-from ..articles.feed import is_url
-from ..delivery import outbox
-from ..errors import WeeklyMailerError
-from ..models import utcnow
-from ..scheduler.weeks_ledger import sent_source_keys
-from ..weeks import send_week_for
-from ._common import AppContext, pass_app
-from ._delivery import SendProgress, stop_on_signals, summary_table
+from weekly_mailer import issues
+from weekly_mailer.articles.feed import is_url
+from weekly_mailer.cli._common import AppContext, pass_app
+from weekly_mailer.cli._delivery import SendProgress, stop_on_signals, summary_table
+from weekly_mailer.clock import utcnow
+from weekly_mailer.errors import SendError
+from weekly_mailer.issues.ledger import sent_source_keys
+from weekly_mailer.issues.weeks import send_week_for
+from weekly_mailer.store import outbox
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from ..compose import ComposedIssue
-    from ..config import Settings
-    from ..db import Database
-    from ..delivery.base import Backend
-    from ..delivery.worker import Stats
-    from ..models import Issue
-    from ..scheduler.sources import WeekArticle
+    from weekly_mailer.compose import ComposedIssue
+    from weekly_mailer.config import Settings
+    from weekly_mailer.delivery.backends.base import Backend
+    from weekly_mailer.delivery.worker import Stats
+    from weekly_mailer.issues.sources import WeekArticle
+    from weekly_mailer.store.db import Database
+    from weekly_mailer.store.models import Issue
 
 log = logging.getLogger("weekly_mailer.send")
 
 
-class SendError(WeeklyMailerError):
-    """The send cannot start (no article, the week was skipped, …)."""
 
 
 def deliver_issue(
@@ -50,8 +48,8 @@ def deliver_issue(
     max_wait: float = 60.0,
 ) -> Stats:
     """Run the worker on one issue with a progress bar until nothing is due within max_wait."""
-    from ..delivery.render import IssueRenderers
-    from ..delivery.worker import Worker
+    from weekly_mailer.delivery.render import IssueRenderers
+    from weekly_mailer.delivery.worker import Worker
 
     with SendProgress(total) as progress:
         worker = Worker(
@@ -97,7 +95,7 @@ def send(
     sends nothing new: it only finishes what is still queued. SIGTERM or Ctrl-C stops cleanly
     (the messages in flight are finished and recorded); run it again to continue.
     """
-    from ..delivery import resolve_backend
+    from weekly_mailer.delivery import resolve_backend
 
     settings = app.settings
     backend = resolve_backend(settings)  # an unknown scheme fails before anything is claimed
@@ -224,8 +222,8 @@ def _choose_article(
     sent_keys: set[str],
 ) -> WeekArticle:
     """The week's article: SOURCE as given, else (or for a folder) the daemon's own choice."""
-    from ..articles import load_article
-    from ..scheduler.sources import WeekArticle, resolve_week_article
+    from weekly_mailer.articles import load_article
+    from weekly_mailer.issues.sources import WeekArticle, resolve_week_article
 
     src = source or settings.article_source
     if not src:
@@ -266,14 +264,14 @@ def _store(
             return issues.store_issue(
                 session, article, composed, send_week=week, now=now, source=src, source_key=key
             )
-    except IntegrityError:
+    except IntegrityError as exc:
         issue = issues.issue_for_week(session, week)  # another process stored it first
         assert issue is not None
         if issue.status in issues.RECORDED_EMPTY:
             raise SendError(
                 f"the week of {week} was just recorded as {issue.status} by the daemon; "
                 "nothing was sent (send it anyway with --force-week)"
-            ) from None
+            ) from exc
         return issue
 
 
@@ -286,10 +284,10 @@ def worker(app: AppContext, once: bool) -> None:
     Several workers (on several hosts, with PostgreSQL) can run at once. SIGTERM stops
     claiming, finishes the messages in flight and hands the rest back.
     """
-    from ..delivery import resolve_backend
-    from ..delivery.base import BackendUnavailableError
-    from ..delivery.render import IssueRenderers
-    from ..delivery.worker import Worker
+    from weekly_mailer.delivery import resolve_backend
+    from weekly_mailer.delivery.backends.base import BackendUnavailableError
+    from weekly_mailer.delivery.render import IssueRenderers
+    from weekly_mailer.delivery.worker import Worker
 
     settings = app.settings
     backend = resolve_backend(settings)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import click
 
-from ..config import DEFAULT_CONFIG_NAME, load_settings, starter_config
-from ..errors import ConfigError
-from ._common import AppContext, pass_app
+from weekly_mailer.cli._common import AppContext, pass_app
+from weekly_mailer.config import DEFAULT_CONFIG_NAME, load_settings, starter_config
+from weekly_mailer.errors import ConfigError
 
 
 @click.command()
@@ -27,7 +27,7 @@ def init(app: AppContext, force: bool, database_url: str | None, backend_url: st
     The config goes to --config PATH, else ./weekly_mailer.toml. An existing config is kept
     (pass --force to replace it) and its database is created or upgraded.
     """
-    from ..db import make_engine, upgrade
+    from weekly_mailer.store.db import make_engine, upgrade
 
     path = Path(app.config_path or DEFAULT_CONFIG_NAME)
     if path.exists() and not force:
@@ -40,7 +40,7 @@ def init(app: AppContext, force: bool, database_url: str | None, backend_url: st
             raise ConfigError(f"config: folder {str(path.parent)!r} does not exist")
         text = starter_config(
             secret_key=secrets.token_urlsafe(32),
-            database_url=database_url or "sqlite:///weekly_mailer.db",
+            database_url=database_url or "sqlite:///weekly_mailer.store.db",
             backend_url=backend_url or "file://./outbox",
         )
         # Created 0600 from the start: the secret key is never readable by others, not even
@@ -93,7 +93,7 @@ def db() -> None:
 @pass_app
 def db_upgrade(app: AppContext, revision: str) -> None:
     """Migrate the database to REVISION (default: the newest)."""
-    from ..db import current_revision, make_engine, upgrade
+    from weekly_mailer.store.db import current_revision, make_engine, upgrade
 
     engine = make_engine(app.settings.database_url)
     try:
@@ -109,7 +109,7 @@ def db_upgrade(app: AppContext, revision: str) -> None:
 @pass_app
 def db_downgrade(app: AppContext, revision: str) -> None:
     """Migrate the database back to REVISION ('base' drops everything)."""
-    from ..db import current_revision, downgrade, make_engine
+    from weekly_mailer.store.db import current_revision, downgrade, make_engine
 
     engine = make_engine(app.settings.database_url)
     try:
@@ -123,7 +123,7 @@ def db_downgrade(app: AppContext, revision: str) -> None:
 @pass_app
 def db_current(app: AppContext) -> None:
     """Print the database's revision and the newest one this version ships."""
-    from ..db import current_revision, head_revision, make_engine
+    from weekly_mailer.store.db import current_revision, head_revision, make_engine
 
     engine = make_engine(app.settings.database_url)
     try:

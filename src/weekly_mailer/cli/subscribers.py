@@ -7,10 +7,10 @@ from pathlib import Path
 
 import click
 
-from .. import subscribers as subs
-from ..errors import SubscriberError, WeeklyMailerError
-from ..models import SubscriberStatus
-from ._common import AppContext, pass_app
+from weekly_mailer import subscribers as subs
+from weekly_mailer.cli._common import AppContext, pass_app
+from weekly_mailer.errors import SubscriberError, WeeklyMailerError
+from weekly_mailer.store.models import SubscriberStatus
 
 STATUS_CHOICE = click.Choice([s.value for s in SubscriberStatus])
 
@@ -61,10 +61,10 @@ def add(
 
 def _send_confirmations(app: AppContext, emails: list[str] | None) -> int:
     """E-mail confirmation links; returns how many failed."""
-    from ..confirmations import ConfirmationSummary, send_confirmations
-    from ..delivery import resolve_backend
-    from ..models import Subscriber, utcnow
-
+    from weekly_mailer.clock import utcnow
+    from weekly_mailer.delivery import resolve_backend
+    from weekly_mailer.store.models import Subscriber
+    from weekly_mailer.subscribers.confirmations import ConfirmationSummary, send_confirmations
     with app.db.sessions.begin() as session:
         if emails is None:
             ids = [
@@ -146,10 +146,10 @@ def import_(app: AppContext, file: str, confirmed: bool, resubscribe: bool, quie
         path = Path(file)
         try:
             data = path.read_bytes()
-        except FileNotFoundError:
-            raise SubscriberError(f"{file}: no such file") from None
+        except FileNotFoundError as exc:
+            raise SubscriberError(f"{file}: no such file") from exc
         except OSError as exc:
-            raise SubscriberError(f"{file}: cannot read it ({exc.strerror})") from None
+            raise SubscriberError(f"{file}: cannot read it ({exc.strerror})") from exc
         name = path.name
     with app.db.sessions.begin() as session:
         report = subs.import_file(
@@ -202,7 +202,7 @@ def export(app: AppContext, status: str | None, fmt: str, output: str | None) ->
             try:
                 out = open(output, "w", encoding="utf-8", newline="")
             except OSError as exc:
-                raise SubscriberError(f"{output}: cannot write it ({exc.strerror})") from None
+                raise SubscriberError(f"{output}: cannot write it ({exc.strerror})") from exc
             with out:
                 n = subs.write_export(session, out, fmt=fmt, status=status)
             click.echo(f"Exported {n} subscribers to {output}.", err=True)

@@ -7,8 +7,8 @@ from types import FrameType
 
 import click
 
-from ..errors import ConfigError
-from ._common import AppContext, pass_app
+from weekly_mailer.cli._common import AppContext, pass_app
+from weekly_mailer.errors import ConfigError
 
 
 def cannot_listen(host: str, port: int, exc: OSError) -> ConfigError:
@@ -45,7 +45,7 @@ def serve(
     """Serve the subscriber web pages with waitress (a production WSGI server)."""
     from waitress import create_server
 
-    from ..web import close_app, create_app, server_options, url_prefix
+    from weekly_mailer.web import close_app, create_app, server_options, url_prefix
 
     settings = app.settings
     web = create_app(settings, db=app.db)
@@ -64,7 +64,7 @@ def serve(
         )
     except OSError as exc:
         close_app(web)
-        raise cannot_listen(listen_host, listen_port, exc) from None
+        raise cannot_listen(listen_host, listen_port, exc) from exc
     bound = server.getsockname() if hasattr(server, "getsockname") else (host, port)
     click.echo(
         f"Serving {settings.list_name} on http://{bound[0]}:{bound[1]}{url_prefix(settings)}/ "

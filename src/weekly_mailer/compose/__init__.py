@@ -21,23 +21,23 @@ import datetime as dt
 import hashlib
 from typing import TYPE_CHECKING
 
-from .headers import POLICY, address_of
-from .links import archive_url, issue_key, make_message_id, unsubscribe_url
-from .lint import LintReport, lint_issue
-from .message import (
+from weekly_mailer.compose.headers import POLICY, address_of
+from weekly_mailer.compose.links import archive_url, issue_key, make_message_id, unsubscribe_url
+from weekly_mailer.compose.lint import LintReport, lint_issue
+from weekly_mailer.compose.message import (
     DKIM_HEADERS,
     Recipient,
     build_confirmation_message,
     build_reference_message,
 )
-from .personalise import build_skeleton, personalise
-from .render import render_issue
+from weekly_mailer.compose.personalise import build_skeleton, personalise
+from weekly_mailer.compose.render import render_issue
 
 if TYPE_CHECKING:
     from email.message import EmailMessage
 
-    from ..articles import Article
-    from ..config import Settings
+    from weekly_mailer.articles import Article
+    from weekly_mailer.config import Settings
 
 __all__ = [
     "DKIM_HEADERS",

@@ -13,8 +13,8 @@ import re
 import unicodedata
 from email.utils import parseaddr
 
-from ..errors import ComposeError, HeaderInjectionError
-from ..names import name_problem
+from weekly_mailer.compose.names import name_problem
+from weekly_mailer.errors import ComposeError, HeaderInjectionError
 
 # SMTP line endings; headers longer than 998 octets are the only ones folded, so a
 # List-Unsubscribe URL is never folded or RFC 2047-encoded.

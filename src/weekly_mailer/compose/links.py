@@ -7,11 +7,11 @@ import hashlib
 import hmac
 from typing import TYPE_CHECKING
 
-from ..tokens import Purpose, signer_for
-from .headers import domain_of
+from weekly_mailer.compose.headers import domain_of
+from weekly_mailer.tokens import Purpose, signer_for
 
 if TYPE_CHECKING:
-    from ..config import Settings
+    from weekly_mailer.config import Settings
 
 
 def issue_key(issue: int | dt.date | str) -> str:
@@ -50,7 +50,7 @@ def list_unsubscribe(settings: Settings, url: str) -> str:
     """The List-Unsubscribe value: ``<url>`` plus ``<mailto:…?subject=unsubscribe>`` if set."""
     value = f"<{url}>"
     if settings.unsubscribe_mailto:
-        from .headers import address_of
+        from weekly_mailer.compose.headers import address_of
 
         value += f", <mailto:{address_of(settings.unsubscribe_mailto)}?subject=unsubscribe>"
     return value

@@ -9,7 +9,7 @@ import dataclasses
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
-from . import placeholders as ph
+from weekly_mailer.compose import placeholders as ph
 
 GMAIL_CLIP_BYTES = 102 * 1024  # Gmail clips messages whose HTML is larger than about 102 KB
 SIZE_WARNING_BYTES = 90 * 1024

@@ -16,9 +16,8 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 from typing import TYPE_CHECKING
 
-from ..errors import ComposeError
-from . import placeholders as ph
-from .headers import (
+from weekly_mailer.compose import placeholders as ph
+from weekly_mailer.compose.headers import (
     POLICY,
     check_address,
     check_message_id,
@@ -27,10 +26,11 @@ from .headers import (
     clean_display_name,
     domain_of,
 )
-from .links import list_unsubscribe
+from weekly_mailer.compose.links import list_unsubscribe
+from weekly_mailer.errors import ComposeError
 
 if TYPE_CHECKING:
-    from ..config import Settings
+    from weekly_mailer.config import Settings
 
 # Headers a DKIM signature must cover (the delivery engineer's signer uses this list).
 DKIM_HEADERS = (
@@ -190,7 +190,7 @@ def build_confirmation_message(
     greeting is "Hello," and ``To`` carries the bare address. Every header value is checked
     (CR/LF → ``HeaderInjectionError``). ``date`` defaults to now (UTC).
     """
-    from .render import render_confirmation
+    from weekly_mailer.compose.render import render_confirmation
 
     del name  # deliberately left out (see above)
     person = Personal.of(Recipient(0, email, "", confirm_url))

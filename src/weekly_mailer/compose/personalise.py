@@ -18,14 +18,20 @@ import re
 from email.utils import format_datetime
 from typing import TYPE_CHECKING
 
-from ..errors import ComposeError
-from . import placeholders as ph
-from .headers import POLICY, check_message_id, format_address
-from .links import list_unsubscribe
-from .message import FALLBACK_NAME, Personal, Recipient, header_plan, html_escape
+from weekly_mailer.compose import placeholders as ph
+from weekly_mailer.compose.headers import POLICY, check_message_id, format_address
+from weekly_mailer.compose.links import list_unsubscribe
+from weekly_mailer.compose.message import (
+    FALLBACK_NAME,
+    Personal,
+    Recipient,
+    header_plan,
+    html_escape,
+)
+from weekly_mailer.errors import ComposeError
 
 if TYPE_CHECKING:
-    from ..config import Settings
+    from weekly_mailer.config import Settings
 
 CRLF = b"\r\n"
 _BODY_MARKER_RE = re.compile(r"(@@WM_[A-Z_]+@@)")

@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import jinja2
 
-from ..errors import ComposeError
-from ..paths import data_dir
-from . import placeholders
-from .text import html_to_text, wrap_paragraph
+from weekly_mailer.compose import placeholders
+from weekly_mailer.compose.text import html_to_text, wrap_paragraph
+from weekly_mailer.errors import ComposeError
+from weekly_mailer.paths import data_dir
 
 if TYPE_CHECKING:
-    from ..articles import Article
-    from ..config import Settings
+    from weekly_mailer.articles import Article
+    from weekly_mailer.config import Settings
 
 LANG = "en"
 
@@ -67,13 +67,13 @@ def render_template(settings: Settings, name: str, context: dict[str, Any]) -> s
     try:
         return environment(settings).get_template(name).render(context)
     except jinja2.TemplateNotFound as exc:
-        raise ComposeError(f"template {exc.name!r} not found") from None
+        raise ComposeError(f"template {exc.name!r} not found") from exc
     except jinja2.TemplateSyntaxError as exc:
         raise ComposeError(
             f"template {exc.filename or exc.name}: line {exc.lineno}: {exc.message}"
-        ) from None
+        ) from exc
     except jinja2.TemplateError as exc:
-        raise ComposeError(f"template {name}: {exc}") from None
+        raise ComposeError(f"template {name}: {exc}") from exc
 
 
 def inline_css(html: str) -> str:

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING
 
 import dkim
 
-from ..compose import DKIM_HEADERS
-from ..errors import ConfigError
+from weekly_mailer.compose import DKIM_HEADERS
+from weekly_mailer.errors import ConfigError
 
 if TYPE_CHECKING:
-    from ..config import Settings
+    from weekly_mailer.config import Settings
 
 
 class DkimSigner:
@@ -42,7 +42,7 @@ class DkimSigner:
         except OSError as exc:
             raise ConfigError(
                 f"dkim_key_file: cannot read {settings.dkim_key_file!r}: {exc.strerror}"
-            ) from None
+            ) from exc
         if b"PRIVATE KEY" not in key:
             raise ConfigError(f"dkim_key_file: {settings.dkim_key_file!r} is not a PEM private key")
         signer = cls(domain=settings.dkim_domain, selector=settings.dkim_selector, private_key=key)
@@ -62,8 +62,8 @@ class DkimSigner:
                 include_headers=list(DKIM_HEADERS),
             )
         except dkim.DKIMException as exc:
-            raise ConfigError(f"DKIM signing failed: {' '.join(str(exc).split())}") from None
+            raise ConfigError(f"DKIM signing failed: {' '.join(str(exc).split())}") from exc
         except Exception as exc:  # noqa: BLE001 - dkimpy raises bare errors on bad keys
             reason = " ".join(str(exc).split()) or type(exc).__name__
-            raise ConfigError(f"DKIM signing failed (check dkim_key_file): {reason}") from None
+            raise ConfigError(f"DKIM signing failed (check dkim_key_file): {reason}") from exc
         return bytes(signature) + message

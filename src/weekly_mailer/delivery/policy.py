@@ -12,11 +12,11 @@ import uuid
 import weakref
 from typing import TYPE_CHECKING
 
-from ..errors import TemporaryFailure
-from .base import enhanced_status
+from weekly_mailer.delivery.backends.base import enhanced_status
+from weekly_mailer.errors import TemporaryFailure
 
 if TYPE_CHECKING:
-    from ..config import Settings
+    from weekly_mailer.config import Settings
 
 
 @dataclasses.dataclass

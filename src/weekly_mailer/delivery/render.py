@@ -6,17 +6,24 @@ import datetime as dt
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..compose import Recipient, envelope_sender, make_message_id, personalise, unsubscribe_url
-from ..errors import ComposeError
-from ..models import Issue, utcnow
-from .base import Envelope
-from .dkim import DkimSigner
-from .outbox import ClaimedRow
+from weekly_mailer.clock import utcnow
+from weekly_mailer.compose import (
+    Recipient,
+    envelope_sender,
+    make_message_id,
+    personalise,
+    unsubscribe_url,
+)
+from weekly_mailer.delivery.backends.base import Envelope
+from weekly_mailer.delivery.dkim import DkimSigner
+from weekly_mailer.errors import ComposeError
+from weekly_mailer.store.models import Issue
+from weekly_mailer.store.outbox import ClaimedRow
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
-    from ..config import Settings
+    from weekly_mailer.config import Settings
 
 
 class IssueRenderers:

@@ -17,31 +17,33 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Protocol
 
-from ..errors import (
-    ConfigError,
-    DeliveryError,
-    PermanentFailure,
-    TemporaryFailure,
-    WeeklyMailerError,
-)
-from ..models import DeliveryStatus, utcnow
-from . import outbox
-from .base import (
+from weekly_mailer.clock import utcnow
+from weekly_mailer.delivery.backends.base import (
     BackendBusyError,
     BackendUnavailableError,
     Envelope,
     NotABounce,
     SendHaltedError,
 )
-from .outbox import ClaimedRow, Outcome
-from .policy import Stats, backoff, hard_throttle, hurry_for, make_owner
-from .ratelimit import SlowDown, ThrottleGate, TokenBucket
+from weekly_mailer.delivery.policy import Stats, backoff, hard_throttle, hurry_for, make_owner
+from weekly_mailer.delivery.ratelimit import SlowDown, ThrottleGate, TokenBucket
+from weekly_mailer.errors import (
+    ConfigError,
+    DeliveryError,
+    PermanentFailure,
+    TemporaryFailure,
+    WeeklyMailerError,
+)
+from weekly_mailer.store import outbox
+from weekly_mailer.store.models import DeliveryStatus
+from weekly_mailer.store.outbox import ClaimedRow, Outcome
+from weekly_mailer.subscribers import rules as subs
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
-    from ..config import Settings
-    from .base import Backend
+    from weekly_mailer.config import Settings
+    from weekly_mailer.delivery.backends.base import Backend
 
 log = logging.getLogger(__name__)
 
@@ -319,12 +321,15 @@ class Worker:
         now = self.clock()
         with self.sessions.begin() as session:
             if outcomes:
-                outbox.record(
+                outbox.record(session, outcomes, owner=self.owner, now=now)
+                subs.note_delivered(
+                    session, [o.row.subscriber_id for o in outcomes if o.status == "sent"]
+                )
+                subs.note_bounce(
                     session,
-                    outcomes,
-                    owner=self.owner,
-                    now=now,
-                    bounce_limit=self.settings.bounce_limit,
+                    [o.row.subscriber_id for o in outcomes if o.bounce],
+                    limit=self.settings.bounce_limit,
+                    detail="hard bounce during delivery",
                 )
             if time.monotonic() - self._lease_at > self.settings.lease_seconds / 4:
                 outbox.extend_lease(

@@ -2,7 +2,7 @@
 
 - :mod:`.timing`: the weekly ``CronTrigger`` and the fire-time math (DST-safe wall-clock time).
 - :mod:`.catchup`: what to do on start about the most recent send time (pure, clock passed in).
-- :mod:`.weeks_ledger`: one issue row per send week, claimed by inserting it.
+- the week ledger (:mod:`weekly_mailer.issues.ledger`): one issue row per send week.
 - :mod:`.sources`: which article a week takes from ``article_source`` (feed, folder, file).
 - :mod:`.leader`: ``pg_try_advisory_lock`` leadership on PostgreSQL.
 - :mod:`.job`: the weekly job (resolve the article, compose, store, enqueue, deliver).
@@ -11,8 +11,8 @@
 
 from __future__ import annotations
 
-from .catchup import StartAction, StartDecision, decide_on_start
-from .timing import WeeklySchedule, format_fire_time
+from weekly_mailer.scheduler.catchup import StartAction, StartDecision, decide_on_start
+from weekly_mailer.scheduler.timing import WeeklySchedule, format_fire_time
 
 __all__ = [
     "StartAction",

@@ -25,7 +25,7 @@ import enum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .timing import WeeklySchedule
+    from weekly_mailer.scheduler.timing import WeeklySchedule
 
 
 class StartAction(enum.StrEnum):

@@ -33,11 +33,11 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from ..errors import WeeklyMailerError
-from .timing import format_fire_time
+from weekly_mailer.errors import WeeklyMailerError
+from weekly_mailer.scheduler.timing import format_fire_time
 
 if TYPE_CHECKING:
-    from .job import WeeklyJob
+    from weekly_mailer.scheduler.job import WeeklyJob
 
 log = logging.getLogger("weekly_mailer.daemon")
 

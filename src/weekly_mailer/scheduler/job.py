@@ -28,19 +28,24 @@ from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy.exc import IntegrityError
 
-from ..errors import ArticleError, ComposeError
-from ..models import IssueStatus
-from .catchup import StartAction, decide_on_start, gap_weeks
-from .leader import AlwaysLeader, Leadership
-from .sources import NoArticleError, WeekArticle, resolve_week_article
-from .timing import WeeklySchedule
-from .weeks_ledger import last_recorded_week, record_week, sent_source_keys, week_issue
+from weekly_mailer.errors import ArticleError, ComposeError
+from weekly_mailer.issues.ledger import (
+    issue_for_week,
+    last_recorded_week,
+    record_week,
+    sent_source_keys,
+)
+from weekly_mailer.issues.sources import NoArticleError, WeekArticle, resolve_week_article
+from weekly_mailer.scheduler.catchup import StartAction, decide_on_start, gap_weeks
+from weekly_mailer.scheduler.leader import AlwaysLeader, Leadership
+from weekly_mailer.scheduler.timing import WeeklySchedule
+from weekly_mailer.store.models import IssueStatus
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
-    from ..config import Settings
-    from ..models import Issue
+    from weekly_mailer.config import Settings
+    from weekly_mailer.store.models import Issue
 
 log = logging.getLogger("weekly_mailer.scheduler")
 
@@ -113,7 +118,7 @@ class WeeklyJob:
         with self.sessions.begin() as session:
             fire = self.schedule.previous(now)
             week = self.schedule.send_week(fire)
-            recorded = week_issue(session, week) is not None
+            recorded = issue_for_week(session, week) is not None
             last = last_recorded_week(session)
             sent_keys = set() if recorded else sent_source_keys(session)
         gaps = gap_weeks(

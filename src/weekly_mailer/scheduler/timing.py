@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 from apscheduler.triggers.cron import CronTrigger
 
-from ..config import DAYS, parse_schedule_seconds
+from weekly_mailer.config import DAYS, parse_schedule_seconds
 
 if TYPE_CHECKING:
-    from ..config import Settings
+    from weekly_mailer.config import Settings
 
 # Longer than any week between two fire times, DST changes included.
 _LOOKBACK = dt.timedelta(days=8)
@@ -100,7 +100,7 @@ class WeeklySchedule:
     def send_week(self, fire_time: dt.datetime) -> dt.date:
         """The send week a fire time names: the local date of the scheduled send.
 
-        The same date as :func:`weekly_mailer.weeks.send_week_for` gives for that moment.
+        The same date as :func:`weekly_mailer.issues.weeks.send_week_for` gives for that moment.
         """
         _check_aware(fire_time)
         return fire_time.astimezone(self.zone).date()

@@ -6,8 +6,8 @@ a scheduler job) owns the transaction. Every status change writes a ``Subscriber
 
 from __future__ import annotations
 
-from ..names import MAX_NAME
-from .files import (
+from weekly_mailer.compose.names import MAX_NAME
+from weekly_mailer.subscribers.files import (
     EXPORT_FIELDS,
     ImportReport,
     RowError,
@@ -17,7 +17,7 @@ from .files import (
     parse_rows,
     write_export,
 )
-from .rules import (
+from weekly_mailer.subscribers.rules import (
     add,
     clean_name,
     confirm,

@@ -19,9 +19,10 @@ from typing import Any, TextIO
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from ..errors import SubscriberError
-from ..models import EventKind, Subscriber, SubscriberEvent, SubscriberStatus, utcnow
-from .rules import (
+from weekly_mailer.clock import utcnow
+from weekly_mailer.errors import SubscriberError
+from weekly_mailer.store.models import EventKind, Subscriber, SubscriberEvent, SubscriberStatus
+from weekly_mailer.subscribers.rules import (
     _STATUSES,
     _activate,
     _chunks,
@@ -78,8 +79,8 @@ def _decode_lines(data: bytes, errors: list[RowError]) -> str:
         # Excel's "Unicode text" export: UTF-16 with a byte-order mark (tab-separated).
         try:
             return data.decode("utf-16")
-        except UnicodeDecodeError:
-            raise SubscriberError("the file starts like UTF-16 but is not valid UTF-16") from None
+        except UnicodeDecodeError as exc:
+            raise SubscriberError("the file starts like UTF-16 but is not valid UTF-16") from exc
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -252,7 +253,7 @@ def _parse_json(
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         where = f"{filename}:{exc.lineno}" if filename else f"line {exc.lineno}"
-        raise SubscriberError(f"{where}: not valid JSON: {exc.msg}") from None
+        raise SubscriberError(f"{where}: not valid JSON: {exc.msg}") from exc
     if not isinstance(data, list):
         raise SubscriberError("a JSON import must be a list of objects with at least 'email'")
     rows: list[_Row] = []

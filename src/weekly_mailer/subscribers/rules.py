@@ -14,9 +14,10 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from ..errors import InvalidAddressError, SubscriberError
-from ..models import EventKind, Subscriber, SubscriberEvent, SubscriberStatus, utcnow
-from ..names import name_problem
+from weekly_mailer.clock import utcnow
+from weekly_mailer.compose.names import name_problem
+from weekly_mailer.errors import InvalidAddressError, SubscriberError
+from weekly_mailer.store.models import EventKind, Subscriber, SubscriberEvent, SubscriberStatus
 
 _CHUNK = 500
 _STATUSES = {s.value for s in SubscriberStatus}
@@ -34,7 +35,7 @@ def normalise_address(raw: str) -> tuple[str, str]:
         # header. Internationalised domains are kept in their ASCII (punycode) form.
         info = validate_email(value, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
-        raise InvalidAddressError(f"{value!r} is not a valid address: {exc}") from None
+        raise InvalidAddressError(f"{value!r} is not a valid address: {exc}") from exc
     address = info.ascii_email or info.normalized
     return address, address.lower()
 
@@ -280,6 +281,18 @@ def expire_pending(session: Session, *, older_than: dt.datetime) -> int:
             session.delete(sub)
     session.flush()
     return len(ids)
+
+
+def note_delivered(session: Session, subscriber_ids: Sequence[int]) -> None:
+    """A message reached these subscribers: their earlier bounces were transient (reset)."""
+    if not subscriber_ids:
+        return
+    session.execute(
+        update(Subscriber)
+        .where(Subscriber.id.in_(sorted(set(subscriber_ids))), Subscriber.bounce_count > 0)
+        .values(bounce_count=0)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def note_bounce(

@@ -20,18 +20,18 @@ from urllib.parse import urlsplit
 from flask import Flask, current_app
 from jinja2 import ChoiceLoader, FileSystemLoader
 
-from ..models import utcnow
-from ..tokens import Purpose, TokenSigner
-from .mailer import ConfirmationJob, ConfirmationMailer
-from .security import Csrf, SlidingWindowLimiter
+from weekly_mailer.clock import utcnow
+from weekly_mailer.tokens import Purpose, TokenSigner
+from weekly_mailer.web.mailer import ConfirmationJob, ConfirmationMailer
+from weekly_mailer.web.security import Csrf, SlidingWindowLimiter
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from ..config import Settings
-    from ..db import Database
-    from ..delivery.base import Backend
-    from ..models import Subscriber
+    from weekly_mailer.config import Settings
+    from weekly_mailer.delivery.backends.base import Backend
+    from weekly_mailer.store.db import Database
+    from weekly_mailer.store.models import Subscriber
 
 __all__ = ["WebState", "close_app", "create_app", "server_options", "state", "url_prefix"]
 
@@ -62,7 +62,7 @@ class WebState:
 
     def expire_pending_if_due(self, session: Session, now: dt.datetime) -> int:
         """Forget stale pending sign-ups, at most once every ten minutes per process."""
-        from ..subscribers import expire_pending
+        from weekly_mailer.subscribers import expire_pending
 
         with self._expiry_lock:
             if self._last_expiry is not None and now - self._last_expiry < EXPIRE_EVERY:
@@ -75,7 +75,7 @@ class WebState:
         self, session: Session, sub: Subscriber, *, source: str, detail: str, now: dt.datetime
     ) -> ConfirmationJob:
         """Count a confirmation e-mail towards the daily limit; the job that sends it."""
-        from .. import optin
+        from weekly_mailer.subscribers import optin
 
         previous = sub.confirmation_sent_at
         event_id = optin.note_confirmation_sent(session, sub, source=source, detail=detail, now=now)
@@ -91,7 +91,7 @@ class WebState:
 
     def confirmation_not_sent(self, job: ConfirmationJob, reason: str) -> None:
         """The mailer gave up on ``job``: the person may ask for another confirmation at once."""
-        from .. import optin
+        from weekly_mailer.subscribers import optin
 
         if job.subscriber_id is None or job.event_id is None or job.sent_at is None:
             return
@@ -127,16 +127,16 @@ def create_app(
 ) -> Flask:
     """The web app for these settings.
 
-    ``db`` defaults to a new :class:`~weekly_mailer.db.Database` (checked to be migrated);
+    ``db`` defaults to a new :class:`~weekly_mailer.store.db.Database` (checked to be migrated);
     ``backend`` (for confirmation e-mails) to the one ``backend_url`` names, resolved once here;
     ``clock`` (aware UTC) to the real time.
     """
-    from ..db import Database
-    from ..delivery import resolve_backend
-    from .archive import bp as archive_bp
-    from .links import bp as links_bp
-    from .security import install
-    from .signup import bp as signup_bp
+    from weekly_mailer.delivery import resolve_backend
+    from weekly_mailer.store.db import Database
+    from weekly_mailer.web.archive import bp as archive_bp
+    from weekly_mailer.web.links import bp as links_bp
+    from weekly_mailer.web.security import install
+    from weekly_mailer.web.signup import bp as signup_bp
 
     signer = TokenSigner(settings.secret_key)  # refuses an empty secret
     own_db = db is None

@@ -20,11 +20,11 @@ from flask import Blueprint, Response, abort, jsonify, render_template, request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..config import Settings
-from ..models import Issue, IssueStatus
-from ..weeks import scheduled_send_at
-from . import state
-from .security import ARCHIVE_CSP
+from weekly_mailer.config import Settings
+from weekly_mailer.issues.weeks import scheduled_send_at
+from weekly_mailer.store.models import Issue, IssueStatus
+from weekly_mailer.web import state
+from weekly_mailer.web.security import ARCHIVE_CSP
 
 log = logging.getLogger(__name__)
 bp = Blueprint("archive", __name__)

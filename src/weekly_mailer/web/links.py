@@ -16,13 +16,13 @@ import datetime as dt
 
 from flask import Blueprint, Response, render_template, request, url_for
 
-from .. import optin
-from ..errors import TokenError
-from ..models import SubscriberStatus
-from ..tokens import Purpose
-from . import state
-from .mailer import ConfirmationJob
-from .security import client_ip, error_page, invalid_link, network_key
+from weekly_mailer.errors import TokenError
+from weekly_mailer.store.models import SubscriberStatus
+from weekly_mailer.subscribers import optin
+from weekly_mailer.tokens import Purpose
+from weekly_mailer.web import state
+from weekly_mailer.web.mailer import ConfirmationJob
+from weekly_mailer.web.security import client_ip, error_page, invalid_link, network_key
 
 bp = Blueprint("links", __name__)
 

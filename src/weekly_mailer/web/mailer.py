@@ -22,12 +22,12 @@ from email.parser import BytesHeaderParser
 from email.utils import parseaddr
 from typing import TYPE_CHECKING
 
-from ..delivery.base import Envelope
-from ..errors import DeliveryError, PermanentFailure, WeeklyMailerError
+from weekly_mailer.delivery.backends.base import Envelope
+from weekly_mailer.errors import DeliveryError, PermanentFailure, WeeklyMailerError
 
 if TYPE_CHECKING:
-    from ..config import Settings
-    from ..delivery.base import Backend
+    from weekly_mailer.config import Settings
+    from weekly_mailer.delivery.backends.base import Backend
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class ConfirmationMailer:
                 self._queue.task_done()
 
     def _send(self, job: ConfirmationJob) -> None:
-        from ..compose import build_confirmation_message
+        from weekly_mailer.compose import build_confirmation_message
 
         try:
             data = build_confirmation_message(

@@ -26,7 +26,7 @@ from itsdangerous import BadSignature, URLSafeSerializer, URLSafeTimedSerializer
 from werkzeug.exceptions import HTTPException
 
 if TYPE_CHECKING:
-    from ..config import Settings
+    from weekly_mailer.config import Settings
 
 bp = Blueprint("security", __name__)
 

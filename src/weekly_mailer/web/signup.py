@@ -13,12 +13,11 @@ import logging
 from flask import Blueprint, Response, render_template, request
 from sqlalchemy.exc import IntegrityError
 
-from .. import optin
-from ..errors import SubscriberError
-from ..subscribers import clean_name, normalise_address, request_subscription
-from . import state
-from .mailer import ConfirmationJob
-from .security import CSRF_FIELD, client_ip, error_page, network_key
+from weekly_mailer.errors import SubscriberError
+from weekly_mailer.subscribers import clean_name, normalise_address, optin, request_subscription
+from weekly_mailer.web import state
+from weekly_mailer.web.mailer import ConfirmationJob
+from weekly_mailer.web.security import CSRF_FIELD, client_ip, error_page, network_key
 
 log = logging.getLogger(__name__)
 bp = Blueprint("signup", __name__)

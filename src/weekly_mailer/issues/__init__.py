@@ -1,0 +1,72 @@
+"""Issues: which week, which article, the week ledger, ``prepare_week`` and the reports.
+
+- :mod:`.weeks`: which send week a moment belongs to, and when its send is due.
+- :mod:`.keys` and :mod:`.sources`: which article a week takes, and what "already sent" means.
+- :mod:`.ledger`: one issue row per send week (the database guarantees it).
+- :mod:`.service`: compose, store and enqueue the week's issue (``prepare_week``), retries.
+- :mod:`.reports`: per-state counts, failures, samples.
+
+Functions take a session and never commit: the edge (CLI, scheduler job, demo) owns it.
+"""
+
+from __future__ import annotations
+
+from weekly_mailer.errors import IssueNotFoundError
+from weekly_mailer.issues.keys import (
+    feed_key,
+    file_key,
+    file_key_name,
+    is_feed_source,
+    source_key,
+)
+from weekly_mailer.issues.ledger import (
+    RECORDED_EMPTY,
+    any_issue,
+    fill_recorded_week,
+    get_issue,
+    issue_for_week,
+    last_recorded_week,
+    record_week,
+    sent_source_keys,
+    store_issue,
+)
+from weekly_mailer.issues.reports import (
+    FailureRow,
+    active_count,
+    active_sample,
+    counts,
+    failures,
+    list_issues,
+    open_sample,
+)
+from weekly_mailer.issues.service import compose, enqueue, issue_maker, retry, week_window
+
+__all__ = [
+    "RECORDED_EMPTY",
+    "FailureRow",
+    "IssueNotFoundError",
+    "active_count",
+    "active_sample",
+    "any_issue",
+    "compose",
+    "counts",
+    "enqueue",
+    "failures",
+    "feed_key",
+    "file_key",
+    "file_key_name",
+    "fill_recorded_week",
+    "get_issue",
+    "is_feed_source",
+    "issue_for_week",
+    "issue_maker",
+    "last_recorded_week",
+    "list_issues",
+    "open_sample",
+    "record_week",
+    "retry",
+    "sent_source_keys",
+    "source_key",
+    "store_issue",
+    "week_window",
+]

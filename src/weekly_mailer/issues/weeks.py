@@ -1,0 +1,35 @@
+"""Send weeks: which weekly issue a moment belongs to, and when that week's send is due.
+
+A send week is named by a date: the local date (in ``settings.timezone``) of the week's scheduled
+send day (``settings.schedule``, e.g. ``'wed 18:00'``). A moment belongs to the send week of the
+most recent scheduled weekday on or before its local date, so a manual ``send`` on Thursday
+belongs to the Wednesday just passed, and one on Wednesday morning to that same Wednesday.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+
+from weekly_mailer.config import parse_schedule
+
+if TYPE_CHECKING:
+    from weekly_mailer.config import Settings
+
+
+def send_week_for(moment: dt.datetime, settings: Settings) -> dt.date:
+    """The send week (a local date on the scheduled weekday) that ``moment`` belongs to."""
+    if moment.tzinfo is None:
+        raise ValueError("send_week_for needs an aware datetime")
+    weekday, _hour, _minute = parse_schedule(settings.schedule)
+    local = moment.astimezone(settings.zone).date()
+    return local - dt.timedelta(days=(local.weekday() - weekday) % 7)
+
+
+def scheduled_send_at(send_week: dt.date, settings: Settings) -> dt.datetime:
+    """The aware local moment of the scheduled send of ``send_week`` (wall-clock, DST-safe)."""
+    _weekday, hour, minute = parse_schedule(settings.schedule)
+    naive = dt.datetime.combine(send_week, dt.time(hour, minute))
+    # fold=0: in an ambiguous hour take the first occurrence; a skipped hour maps forward.
+    aware = naive.replace(tzinfo=settings.zone)
+    return aware.astimezone(dt.UTC).astimezone(settings.zone)

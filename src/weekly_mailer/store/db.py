@@ -1,0 +1,175 @@
+"""Engine and sessions, and the Alembic runner behind ``weekly-mailer db upgrade``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import create_engine, event, inspect
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import NoSuchModuleError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from weekly_mailer.errors import ConfigError, DatabaseNotReadyError
+from weekly_mailer.paths import data_dir
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
+
+    from weekly_mailer.config import Settings
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # Take the write lock ourselves at BEGIN so concurrent writers queue on busy_timeout
+    # instead of failing with "database is locked" on lock upgrade.
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(database_url: str, **kwargs: Any) -> Engine:
+    """An engine for the URL; SQLite gets WAL, foreign keys and a busy timeout."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "postgresql" and url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    if url.get_backend_name() == "sqlite":
+        path = url.database
+        if path and path != ":memory:":
+            parent = Path(path).parent
+            if not parent.exists():
+                raise ConfigError(f"database_url: folder {str(parent)!r} does not exist")
+        kwargs.setdefault("connect_args", {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+    try:
+        engine = create_engine(url, **kwargs)
+    except (ImportError, NoSuchModuleError) as exc:
+        hint = (
+            " (pip install 'weekly-mailer[postgres]')"
+            if url.get_backend_name() == "postgresql"
+            else ""
+        )
+        raise ConfigError(
+            f"database_url: the driver {url.drivername!r} is not installed{hint}: {exc}"
+        ) from exc
+    if url.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that keep loaded attributes after commit (CLI output reads them)."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@lru_cache(maxsize=1)
+def migrations_dir() -> Path:
+    """The Alembic script folder: inside the wheel, or the checkout's top-level ``migrations/``."""
+    found = data_dir("_migrations", "migrations", marker="env.py")
+    if found is None:
+        raise DatabaseNotReadyError("the migrations folder is missing from this installation")
+    return found
+
+
+def alembic_config(engine_or_url: Engine | str) -> AlembicConfig:
+    """An Alembic config for our scripts, bound to a database URL or an open engine."""
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    if isinstance(engine_or_url, str):
+        cfg.set_main_option("sqlalchemy.url", engine_or_url.replace("%", "%%"))
+    else:
+        cfg.attributes["engine"] = engine_or_url
+    return cfg
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Run ``alembic upgrade`` on the engine's database."""
+    from alembic import command
+    from alembic.util import CommandError
+
+    try:
+        command.upgrade(alembic_config(engine), revision)
+    except CommandError as exc:
+        raise DatabaseNotReadyError(f"migration: {exc}") from exc
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Run ``alembic downgrade`` on the engine's database."""
+    from alembic import command
+    from alembic.util import CommandError
+
+    try:
+        command.downgrade(alembic_config(engine), revision)
+    except CommandError as exc:
+        raise DatabaseNotReadyError(f"migration: {exc}") from exc
+
+
+def head_revision() -> str:
+    """The newest migration revision shipped with this version."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The database's migration revision, or ``None`` when it was never migrated."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def check_ready(engine: Engine) -> None:
+    """Raise :class:`DatabaseNotReadyError`, saying what to run, unless the schema is current."""
+    try:
+        current = current_revision(engine)
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "unknown error"
+        raise DatabaseNotReadyError(
+            f"cannot open the database ({reason}); check database_url"
+        ) from exc
+    if current is None:
+        tables = inspect(engine).get_table_names()
+        what = "is empty" if not tables else "has no weekly_mailer schema"
+        raise DatabaseNotReadyError(
+            f"the database {what}: run `weekly-mailer init` or `weekly-mailer db upgrade`"
+        )
+    if current != head_revision():
+        raise DatabaseNotReadyError(
+            f"the database is at migration {current}, this version needs {head_revision()}: "
+            "run `weekly-mailer db upgrade`"
+        )
+
+
+class Database:
+    """An engine and its sessionmaker for one settings object."""
+
+    def __init__(self, settings: Settings, *, check: bool = True) -> None:
+        self.settings = settings
+        self.engine = make_engine(settings.database_url)
+        self.sessions = make_sessionmaker(self.engine)
+        if check:
+            check_ready(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,211 @@
+"""SQLAlchemy 2 models: subscriber, subscriber_event, issue, delivery.
+
+Times are stored as aware UTC (``UTCDateTime`` normalises on the way in and out, so SQLite and
+PostgreSQL behave the same). Enums are stored as lowercase strings.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from weekly_mailer.clock import utcnow
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timestamp stored as UTC and always returned timezone-aware."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, dt.datetime)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class SubscriberStatus(enum.StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+class EventKind(enum.StrEnum):
+    SUBSCRIBED = "subscribed"  # asked to join (pending)
+    CONFIRMED = "confirmed"  # double opt-in completed, or added as confirmed
+    UNSUBSCRIBED = "unsubscribed"
+    RESUBSCRIBED = "resubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+    UPDATED = "updated"
+    CONFIRMATION_SENT = "confirmation_sent"
+
+
+class IssueStatus(enum.StrEnum):
+    READY = "ready"  # composed and stored, not yet enqueued
+    SENDING = "sending"  # enqueued; deliveries in progress
+    SENT = "sent"  # every delivery reached a final state
+    SKIPPED = "skipped"  # no article for the week
+    MISSED = "missed"  # the daemon was down past the grace window
+
+
+class DeliveryStatus(enum.StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+def _enum(cls: type[enum.StrEnum]) -> String:
+    return String(max(len(m.value) for m in cls))
+
+
+class Subscriber(Base):
+    __tablename__ = "subscriber"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    # Lower-cased address: the unique key, so Ann@X.org and ann@x.org are one subscriber.
+    email_key: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    status: Mapped[str] = mapped_column(_enum(SubscriberStatus), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    confirmed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    unsubscribed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Consent evidence: when, how (cli, import, web…) and from where (file, IP address).
+    consent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    consent_source: Mapped[str] = mapped_column(String(200), default="")
+    source: Mapped[str] = mapped_column(String(200), default="")
+    bounce_count: Mapped[int] = mapped_column(Integer, default=0)
+    confirmation_sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    events: Mapped[list[SubscriberEvent]] = relationship(
+        back_populates="subscriber", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    def __repr__(self) -> str:
+        return f"<Subscriber {self.id} {self.email} {self.status}>"
+
+
+class SubscriberEvent(Base):
+    """The audit trail: who subscribed, confirmed, unsubscribed; when, how, from where."""
+
+    __tablename__ = "subscriber_event"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscriber.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(20))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    source: Mapped[str] = mapped_column(String(200), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+    subscriber: Mapped[Subscriber] = relationship(back_populates="events")
+
+
+class Issue(Base):
+    """One weekly issue. ``send_week`` is unique: the database allows one issue per week."""
+
+    __tablename__ = "issue"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The Wednesday (local date of the scheduled send) that names the send week: 2026-11-25.
+    send_week: Mapped[dt.date] = mapped_column(unique=True)
+    status: Mapped[str] = mapped_column(_enum(IssueStatus), index=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    subject: Mapped[str] = mapped_column(String(998), default="")
+    title: Mapped[str] = mapped_column(String(998), default="")
+    slug: Mapped[str] = mapped_column(String(200), default="")
+    source: Mapped[str] = mapped_column(Text, default="")
+    source_key: Mapped[str] = mapped_column(String(500), default="", index=True)
+    canonical_url: Mapped[str] = mapped_column(Text, default="")
+    author: Mapped[str] = mapped_column(String(500), default="")
+    summary: Mapped[str] = mapped_column(Text, default="")
+    published_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    article: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Composed once: HTML (CSS inlined) and text with placeholders, and the archive copy.
+    html_template: Mapped[str] = mapped_column(Text, default="")
+    text_template: Mapped[str] = mapped_column(Text, default="")
+    archive_html: Mapped[str] = mapped_column(Text, default="")
+    skeleton: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    enqueued_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    deliveries: Mapped[list[Delivery]] = relationship(back_populates="issue")
+
+
+class Delivery(Base):
+    """The outbox: one row per (issue, subscriber), the ledger of who got what."""
+
+    __tablename__ = "delivery"
+    __table_args__ = (
+        UniqueConstraint("issue_id", "subscriber_id"),
+        Index("ix_delivery_claim", "issue_id", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issue.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscriber.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[str] = mapped_column(_enum(DeliveryStatus), default=DeliveryStatus.QUEUED)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    first_failure_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+
+    issue: Mapped[Issue] = relationship(back_populates="deliveries")
+    subscriber: Mapped[Subscriber] = relationship()

@@ -1,0 +1,226 @@
+"""The outbox's queue: enqueue, claim, record, extend a lease, release. See the package."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any, cast
+
+from sqlalchemy import and_, bindparam, func, insert, literal, select, update
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.orm import Session
+
+from weekly_mailer.store.models import (
+    Delivery,
+    DeliveryStatus,
+    Issue,
+    IssueStatus,
+    Subscriber,
+    SubscriberStatus,
+)
+from weekly_mailer.store.outbox.rows import (
+    T,
+    ClaimedRow,
+    Outcome,
+    claimable,
+    issue_filter,
+    released_status,
+)
+
+
+def enqueue(session: Session, issue: Issue, *, now: dt.datetime) -> int:
+    """Add one queued row per active subscriber (one INSERT…SELECT); returns rows added.
+
+    Idempotent: subscribers who already have a row for the issue are left alone. Moves the
+    issue to ``sending`` and stamps ``enqueued_at``.
+    """
+    already = select(literal(1)).where(
+        Delivery.issue_id == issue.id, Delivery.subscriber_id == Subscriber.id
+    )
+    rows = select(
+        literal(issue.id),
+        Subscriber.id,
+        literal(DeliveryStatus.QUEUED.value),
+        literal(0),
+        literal(now, type_=Delivery.created_at.type),
+        literal(now, type_=Delivery.next_attempt_at.type),
+        literal(""),
+    ).where(Subscriber.status == SubscriberStatus.ACTIVE.value, ~already.exists())
+    stmt = (
+        insert(T)
+        .from_select(
+            ["issue_id", "subscriber_id", "status", "attempts", "created_at", "next_attempt_at"]
+            + ["last_error"],
+            rows,
+        )
+        .execution_options(preserve_rowcount=True)
+    )
+    added = session.connection().execute(stmt).rowcount or 0
+    issue.status = IssueStatus.SENDING.value
+    issue.enqueued_at = issue.enqueued_at or now
+    issue.finished_at = None
+    session.flush()
+    return int(added)
+
+
+def claim(
+    session: Session,
+    *,
+    owner: str,
+    now: dt.datetime,
+    lease_seconds: float,
+    limit: int,
+    issue_id: int | None = None,
+) -> tuple[list[ClaimedRow], int]:
+    """Lease up to ``limit`` due rows to ``owner``; returns them and how many were skipped.
+
+    Rows whose subscriber is no longer active are marked ``skipped`` here, at send time.
+    """
+    pick = (
+        select(Delivery.id)
+        .where(issue_filter(issue_id), claimable(now))
+        .order_by(Delivery.id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        pick = pick.with_for_update(skip_locked=True)
+    ids = list(session.scalars(pick))
+    if not ids:
+        return [], 0
+    found = session.execute(
+        select(
+            Delivery.id,
+            Delivery.issue_id,
+            Delivery.subscriber_id,
+            Delivery.attempts,
+            Delivery.first_failure_at,
+            Subscriber.email,
+            Subscriber.email_key,
+            Subscriber.name,
+            Subscriber.status,
+        )
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(Delivery.id.in_(ids))
+        .order_by(Delivery.id)
+    ).all()
+    rows: list[ClaimedRow] = []
+    inactive: list[int] = []
+    for r in found:
+        if r.status != SubscriberStatus.ACTIVE.value:
+            inactive.append(r.id)
+            continue
+        rows.append(
+            ClaimedRow(
+                r.id, r.issue_id, r.subscriber_id, r.email, r.email_key, r.name or "",
+                r.attempts, r.first_failure_at,
+            )
+        )  # fmt: skip
+    if inactive:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(inactive))
+            .values(
+                status=DeliveryStatus.SKIPPED.value,
+                last_error="subscriber is no longer active",
+                lease_owner=None,
+                lease_expires_at=None,
+            )
+        )
+    if rows:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_([r.delivery_id for r in rows]))
+            .values(
+                status=DeliveryStatus.SENDING.value,
+                lease_owner=owner,
+                lease_expires_at=now + dt.timedelta(seconds=lease_seconds),
+            )
+        )
+    return rows, len(inactive)
+
+
+def record(
+    session: Session,
+    outcomes: Sequence[Outcome],
+    *,
+    owner: str,
+    now: dt.datetime,
+) -> None:
+    """Write a batch of results: one executemany per kind of outcome.
+
+    What a result means for the subscriber (a hard bounce, a delivery that clears old bounces)
+    is the subscriber rules' business: the worker calls them in the same transaction.
+
+    A ``sent`` result is written whoever holds the lease now (it is the truth); the others only
+    while ``owner`` still holds it.
+    """
+    by_status: dict[str, list[dict[str, Any]]] = {}
+    for o in outcomes:
+        by_status.setdefault(o.status, []).append(
+            {
+                "b_id": o.row.delivery_id,
+                "b_code": o.code,
+                "b_error": o.error[:2000],
+                "b_next": o.next_attempt_at,
+                "b_at": o.at or now,
+            }
+        )
+    mine = and_(T.c.lease_owner == owner, T.c.status == DeliveryStatus.SENDING.value)
+    cleared = {"lease_owner": None, "lease_expires_at": None}
+    if params := by_status.get(DeliveryStatus.SENT.value):
+        session.execute(
+            update(T)
+            .where(T.c.id == bindparam("b_id"))
+            .values(
+                status=DeliveryStatus.SENT.value,
+                sent_at=bindparam("b_at"),
+                last_code=bindparam("b_code"),
+                last_error="",
+                attempts=T.c.attempts + 1,
+                **cleared,
+            ),
+            params,
+        )
+    for status in (DeliveryStatus.DEFERRED.value, DeliveryStatus.FAILED.value):
+        if params := by_status.get(status):
+            session.execute(
+                update(T)
+                .where(T.c.id == bindparam("b_id"), mine)
+                .values(
+                    status=status,
+                    last_code=bindparam("b_code"),
+                    last_error=bindparam("b_error"),
+                    next_attempt_at=bindparam("b_next"),
+                    first_failure_at=func.coalesce(T.c.first_failure_at, bindparam("b_at")),
+                    attempts=T.c.attempts + 1,
+                    **cleared,
+                ),
+                params,
+            )
+    if params := by_status.get(DeliveryStatus.QUEUED.value):
+        # Handed back untried: a row that failed before goes back to deferred.
+        session.execute(
+            update(T)
+            .where(T.c.id == bindparam("b_id"), mine)
+            .values(status=released_status(), **cleared),
+            params,
+        )
+
+
+def extend_lease(session: Session, *, owner: str, now: dt.datetime, lease_seconds: float) -> None:
+    """Push back the expiry of every row ``owner`` still holds."""
+    session.execute(
+        update(Delivery)
+        .where(Delivery.lease_owner == owner, Delivery.status == DeliveryStatus.SENDING.value)
+        .values(lease_expires_at=now + dt.timedelta(seconds=lease_seconds))
+    )
+
+
+def release(session: Session, *, owner: str) -> int:
+    """Hand every row ``owner`` holds back to the queue (queued, or deferred if tried before)."""
+    result = session.execute(
+        update(T)
+        .where(T.c.lease_owner == owner, T.c.status == DeliveryStatus.SENDING.value)
+        .values(status=released_status(), lease_owner=None, lease_expires_at=None)
+    )
+    return int(cast(CursorResult[Any], result).rowcount or 0)

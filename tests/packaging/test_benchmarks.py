@@ -1,0 +1,44 @@
+"""The benchmarks still run (tiny sizes): a benchmark that rots unseen measures nothing.
+
+Figures are never asserted here; speed is measured by running the scripts themselves.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+CASES = {
+    "bench_import": ["--rows", "2000", "--no-pg"],
+    "bench_compose": ["--recipients", "300", "--reference", "20"],
+    "bench_send": ["--n", "200", "--concurrency", "2"],
+    "bench_web": [
+        "--requests",
+        "50",
+        "--seconds",
+        "5",
+        "--connections",
+        "2",
+        "--subscribers",
+        "60",
+    ],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_benchmark_runs(name: str) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), *CASES[name]],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "floor" in result.stdout

@@ -1,0 +1,51 @@
+"""Migrations: upgrade → downgrade → upgrade on SQLite and PostgreSQL; models agree with them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect
+
+from weekly_mailer.store.db import current_revision, downgrade, head_revision, make_engine, upgrade
+from weekly_mailer.store.models import Base
+
+TABLES = {"subscriber", "subscriber_event", "issue", "delivery"}
+
+
+def _round_trip(url: str) -> None:
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+        assert TABLES <= set(inspect(engine).get_table_names())
+        downgrade(engine, "base")
+        assert not TABLES & set(inspect(engine).get_table_names())
+        assert current_revision(engine) is None
+        upgrade(engine)
+        assert current_revision(engine) == head_revision()
+        with engine.connect() as conn:
+            ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+            diff = compare_metadata(ctx, Base.metadata)
+        assert diff == [], f"models and migrations disagree: {diff}"
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_up_down_up_and_agreement(tmp_path: Path) -> None:
+    _round_trip(f"sqlite:///{tmp_path / 'm.db'}")
+
+
+@pytest.mark.postgres
+def test_postgres_up_down_up_and_agreement(pg_url: str) -> None:
+    _round_trip(pg_url)
+
+
+def test_sqlite_pragmas(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'p.db'}")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+    engine.dispose()

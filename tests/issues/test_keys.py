@@ -13,7 +13,6 @@ from sqlalchemy import select
 from tests.support.send import ARTICLE, Workspace
 from weekly_mailer.cli import main
 from weekly_mailer.clock import utcnow
-from weekly_mailer.issues import issue_maker
 from weekly_mailer.issues.weeks import scheduled_send_at, send_week_for
 from weekly_mailer.scheduler.catchup import StartAction
 from weekly_mailer.scheduler.job import WeeklyJob
@@ -44,7 +43,7 @@ def next_weeks_job(ws: Workspace, db: Database) -> tuple[WeeklyJob, dt.date]:
     week = send_week_for(utcnow(), ws.settings) + dt.timedelta(days=7)
     fire = scheduled_send_at(week, ws.settings)
     clock = Clock(fire - dt.timedelta(days=1))
-    job = WeeklyJob(ws.settings, db.sessions, clock=clock, make_issue=issue_maker(ws.settings))
+    job = WeeklyJob(ws.settings, db.sessions, clock=clock)
     clock.now = fire + dt.timedelta(seconds=1)
     return job, week
 
@@ -144,7 +143,7 @@ def test_the_demos_article_is_not_sent_again_by_run_next_week(tmp_path: Path) ->
     fire = scheduled_send_at(week, settings)
     clock = Clock(fire + dt.timedelta(seconds=1))
     with Database(settings) as db:
-        job = WeeklyJob(settings, db.sessions, clock=clock, make_issue=issue_maker(settings))
+        job = WeeklyJob(settings, db.sessions, clock=clock)
         assert job.reconcile() is StartAction.CATCH_UP
         with db.sessions.begin() as session:
             rows = session.scalars(select(Issue).order_by(Issue.send_week)).all()

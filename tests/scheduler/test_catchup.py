@@ -8,7 +8,6 @@ import zoneinfo
 import pytest
 
 from weekly_mailer.config import Settings
-from weekly_mailer.issues.weeks import send_week_for
 from weekly_mailer.scheduler import StartAction, WeeklySchedule, decide_on_start
 from weekly_mailer.scheduler.catchup import MAX_GAP_WEEKS, gap_weeks, is_too_late
 
@@ -124,11 +123,3 @@ def test_grace_window_measured_in_real_hours_across_dst() -> None:
 def test_is_too_late() -> None:
     assert not is_too_late(WED, now=WED + GRACE, grace=GRACE)
     assert is_too_late(WED, now=WED + GRACE + dt.timedelta(microseconds=1), grace=GRACE)
-
-
-def test_send_week_agrees_with_weeks_module() -> None:
-    settings = Settings()
-    moment = WED
-    for _ in range(60):
-        assert WEEKLY.send_week(moment) == send_week_for(moment, settings)
-        moment = WEEKLY.next_after(moment)

@@ -20,7 +20,6 @@ from weekly_mailer.delivery.backends.memory import MemoryBackend
 from weekly_mailer.delivery.render import IssueRenderers
 from weekly_mailer.delivery.worker import Worker
 from weekly_mailer.errors import TemporaryFailure
-from weekly_mailer.issues import issue_maker
 from weekly_mailer.issues.ledger import record_week
 from weekly_mailer.scheduler.daemon import Daemon, DeliveryService, WebServer, utc_clock
 from weekly_mailer.scheduler.job import WeeklyJob
@@ -81,7 +80,6 @@ def test_catch_up_retry_job_web_and_clean_stop(
         settings,
         database.sessions,
         clock=utc_clock,
-        make_issue=issue_maker(settings),
         on_enqueued=delivery.wake,
     )
     web_app = create_app(settings, db=database, backend=MemoryBackend())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import zoneinfo
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -31,17 +30,8 @@ class Clock:
         return self.now
 
 
-def no_issue_expected(*args: object, **kwargs: object) -> tuple[Issue, int]:
-    raise AssertionError("nothing should be composed here")
-
-
-def make_job(
-    database: Database,
-    settings: Settings,
-    clock: Clock,
-    make_issue: Callable[..., tuple[Issue, int]] = no_issue_expected,
-) -> WeeklyJob:
-    return WeeklyJob(settings, database.sessions, clock=clock, make_issue=make_issue)
+def make_job(database: Database, settings: Settings, clock: Clock) -> WeeklyJob:
+    return WeeklyJob(settings, database.sessions, clock=clock)
 
 
 def issues(database: Database) -> list[Issue]:
@@ -152,7 +142,6 @@ def test_a_standby_does_nothing(database: Database, settings: Settings) -> None:
         settings,
         database.sessions,
         clock=Clock(WED),
-        make_issue=no_issue_expected,
         leadership=Standby(),
     )
     assert job.reconcile() is None
@@ -180,7 +169,6 @@ def add_readers(database: Database, *emails: str) -> None:
 def test_the_scheduled_send_composes_stores_and_enqueues_once(
     database: Database, settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from weekly_mailer.issues import issue_maker
     from weekly_mailer.store.models import Delivery
 
     settings = settings.replace(article_source=str(folder_with_article(tmp_path)))
@@ -191,7 +179,6 @@ def test_the_scheduled_send_composes_stores_and_enqueues_once(
         settings,
         database.sessions,
         clock=clock,
-        make_issue=issue_maker(settings),
         on_enqueued=lambda: woken.append(True),
     )
     clock.now = WED + dt.timedelta(seconds=1)
@@ -217,7 +204,7 @@ def test_the_scheduled_send_composes_stores_and_enqueues_once(
     # A minute later (the reconcile job), and after a restart: nothing new.
     clock.now += dt.timedelta(minutes=1)
     assert job.reconcile() is StartAction.NOTHING
-    again = WeeklyJob(settings, database.sessions, clock=clock, make_issue=issue_maker(settings))
+    again = WeeklyJob(settings, database.sessions, clock=clock)
     assert again.reconcile() is StartAction.NOTHING
     assert len(issues(database)) == 1
 
@@ -226,16 +213,14 @@ def test_losing_the_claim_race_sends_nothing(
     database: Database, settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Two daemons both saw the week open; the second insert hits the unique send week."""
-    from weekly_mailer.issues import issue_maker
-
     settings = settings.replace(article_source=str(folder_with_article(tmp_path)))
     add_readers(database, "ada@example.org")
     clock = Clock(WED)
-    first = WeeklyJob(settings, database.sessions, clock=clock, make_issue=issue_maker(settings))
-    second = WeeklyJob(settings, database.sessions, clock=clock, make_issue=issue_maker(settings))
+    first = WeeklyJob(settings, database.sessions, clock=clock)
+    second = WeeklyJob(settings, database.sessions, clock=clock)
     assert first.reconcile() is StartAction.CATCH_UP
     with caplog.at_level(logging.INFO, logger="weekly_mailer"):
-        second._send_week(WED, dt.date(2026, 11, 25), now=clock(), sent_keys=set())
+        second._send_week(WED, now=clock())
     assert "week of 2026-11-25: another daemon claimed it first; nothing to do" in caplog.text
     assert len(issues(database)) == 1
 
@@ -243,12 +228,10 @@ def test_losing_the_claim_race_sends_nothing(
 def test_a_fresh_installation_started_just_after_a_send_time_waits_for_the_next(
     database: Database, settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from weekly_mailer.issues import issue_maker
-
     settings = settings.replace(article_source=str(folder_with_article(tmp_path)))
     add_readers(database, "ada@example.org")
     clock = Clock(WED + dt.timedelta(minutes=10))  # first start, 10 minutes after the send time
-    job = WeeklyJob(settings, database.sessions, clock=clock, make_issue=issue_maker(settings))
+    job = WeeklyJob(settings, database.sessions, clock=clock)
     with caplog.at_level(logging.INFO, logger="weekly_mailer"):
         assert job.reconcile() is StartAction.NOTHING
         clock.now += dt.timedelta(minutes=1)  # the reconcile job a minute later

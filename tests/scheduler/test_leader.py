@@ -80,21 +80,16 @@ def test_standby_daemon_does_not_run_the_job(pg_url: str) -> None:
     wed = dt.datetime(2026, 11, 25, 18, tzinfo=LA)
     with Database(settings) as db_a, Database(settings) as db_b:
 
-        def fail(*args: object, **kwargs: object) -> tuple[Issue, int]:
-            raise AssertionError("no article source: nothing is composed")
-
         leader = WeeklyJob(
             settings,
             db_a.sessions,
             clock=lambda: wed,
-            make_issue=fail,
             leadership=leadership_for(db_a.engine),
         )
         standby = WeeklyJob(
             settings,
             db_b.sessions,
             clock=lambda: wed,
-            make_issue=fail,
             leadership=leadership_for(db_b.engine),
         )
         assert leader.reconcile() is StartAction.CATCH_UP  # records the week as skipped

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import click
 
+from weekly_mailer.clock import utcnow
 from weekly_mailer.config import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -14,10 +17,17 @@ if TYPE_CHECKING:
 
 
 class AppContext:
-    """Lazily loaded settings and database for one CLI invocation."""
+    """Lazily loaded settings and database for one CLI invocation.
 
-    def __init__(self, config_path: str | None) -> None:
+    ``clock`` is "now" for the commands that decide a send week (``send``, ``demo``); it is not
+    an option or a variable: tests that invoke a command with their own ``AppContext`` set it.
+    """
+
+    def __init__(
+        self, config_path: str | None, *, clock: Callable[[], dt.datetime] = utcnow
+    ) -> None:
         self.config_path = config_path
+        self.clock = clock
         self._settings: Settings | None = None
         self._db: Database | None = None
 

@@ -1,13 +1,15 @@
-"""What ``send``, ``worker`` and ``demo`` share: signals, the progress bar, the summary table."""
+"""What ``send``, ``worker``, ``demo`` and ``issues retry`` share: signals, the progress bar
+(around ``delivery.run.deliver_issue``), the summary table."""
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -16,8 +18,13 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn
 from rich.table import Table
 from rich.text import Text
 
+from weekly_mailer.clock import utcnow
+
 if TYPE_CHECKING:
+    from weekly_mailer.config import Settings
+    from weekly_mailer.delivery.backends.base import Backend
     from weekly_mailer.delivery.worker import Stats
+    from weekly_mailer.store.db import Database
 
 
 @contextlib.contextmanager
@@ -98,6 +105,33 @@ class SendProgress:
 
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
+
+
+def deliver_with_progress(
+    db: Database,
+    settings: Settings,
+    backend: Backend,
+    issue_id: int,
+    *,
+    stop: threading.Event,
+    total: int,
+    max_wait: float = 60.0,
+    clock: Callable[[], dt.datetime] = utcnow,
+) -> Stats:
+    """:func:`weekly_mailer.delivery.run.deliver_issue` with a live progress bar on stderr."""
+    from weekly_mailer.delivery.run import deliver_issue
+
+    with SendProgress(total) as progress:
+        return deliver_issue(
+            db.sessions,
+            settings,
+            backend,
+            issue_id,
+            stop=stop,
+            max_wait=max_wait,
+            on_progress=progress.update,
+            clock=clock,
+        )
 
 
 def summary_table(title: str, counts: dict[str, int], stats: Stats | None = None) -> None:

@@ -84,7 +84,6 @@ def run(
     from weekly_mailer.delivery import resolve_backend
     from weekly_mailer.delivery.render import IssueRenderers
     from weekly_mailer.delivery.worker import Worker
-    from weekly_mailer.issues import issue_maker
     from weekly_mailer.scheduler.daemon import (
         Daemon,
         DeliveryService,
@@ -113,7 +112,6 @@ def run(
         settings,
         db.sessions,
         clock=utc_clock,
-        make_issue=issue_maker(settings),
         leadership=leadership_for(db.engine),
     )
     delivery = DeliveryService(worker)

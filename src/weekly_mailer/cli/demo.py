@@ -9,7 +9,8 @@ from pathlib import Path
 import click
 import tomli_w
 
-from weekly_mailer.cli._delivery import stop_on_signals, summary_table
+from weekly_mailer.cli._common import AppContext, pass_app
+from weekly_mailer.cli._delivery import deliver_with_progress, stop_on_signals, summary_table
 from weekly_mailer.errors import DemoError
 
 DEMO_CONFIG = "weekly_mailer.toml"
@@ -54,8 +55,6 @@ LAST = (
 )
 
 
-
-
 def sample_subscribers(n: int) -> str:
     """A CSV of ``n`` made-up readers at example.org (a reserved domain: no real person)."""
     rows = ["email,name"]
@@ -98,19 +97,16 @@ def _write_config(root: Path) -> Path:
     show_default=True,
     help="How many sample subscribers (…@example.org) a new demo gets.",
 )
-def demo(folder: str, count: int) -> None:
+@pass_app
+def demo(app: AppContext, folder: str, count: int) -> None:
     """Run the whole job in FOLDER (default ./demo): a config, an SQLite
     database, a sample article, COUNT sample subscribers, and one issue delivered as .eml
     files. Running it again in the same folder sends nothing new."""
     from weekly_mailer import issues
     from weekly_mailer import subscribers as subs
-    from weekly_mailer.articles import load_article
-    from weekly_mailer.cli.send import deliver_issue
-    from weekly_mailer.clock import utcnow
     from weekly_mailer.config import load_settings
     from weekly_mailer.delivery import resolve_backend
     from weekly_mailer.demo import sample_article
-    from weekly_mailer.issues.weeks import send_week_for
     from weekly_mailer.store.db import Database, make_engine, upgrade
 
     root = Path(folder).resolve()
@@ -130,8 +126,7 @@ def demo(folder: str, count: int) -> None:
         upgrade(engine)
     finally:
         engine.dispose()
-    now = utcnow()
-    week = send_week_for(now, settings)
+    now = app.clock()
     with Database(settings) as db:
         with db.sessions.begin() as session:
             if subs.count(session) == 0:
@@ -139,17 +134,14 @@ def demo(folder: str, count: int) -> None:
                     session, sample_subscribers(count).encode(), filename="demo", confirmed=True
                 )
                 click.echo(f"Added {report.added} sample subscribers (…@example.org).")
-            issue = issues.issue_for_week(session, week)
-            if issue is None:
-                article = load_article(str(article_path))
-                composed = issues.compose(article, settings, send_week=week)
-                issue = issues.store_issue(
-                    session, article, composed, send_week=week, now=now, source=str(article_path)
-                )
-            if issue.enqueued_at is None:
-                queued = issues.enqueue(session, issue, now=now)
-                click.echo(f"Issue #{issue.id} {issue.subject!r}: queued for {queued}.")
-            issue_id, preview_html = issue.id, issue.archive_html
+            look = issues.look_at_week(session, settings, now=now)
+        plan = issues.plan_week(look, settings, source=str(article_path))
+        with db.sessions.begin() as session:
+            prepared = issues.prepare_week(session, plan, now=now)
+            issue = prepared.issue
+            if prepared.queued is not None:
+                click.echo(f"Issue #{issue.id} {issue.subject!r}: queued for {prepared.queued}.")
+            issue_id, preview_html, week = issue.id, issue.archive_html, issue.send_week
             todo = sum(
                 n
                 for state, n in issues.counts(session, issue_id).items()
@@ -158,7 +150,9 @@ def demo(folder: str, count: int) -> None:
         backend = resolve_backend(settings)
         stop = threading.Event()
         with backend, stop_on_signals(stop):
-            stats = deliver_issue(db, settings, backend, issue_id, stop=stop, total=todo)
+            stats = deliver_with_progress(
+                db, settings, backend, issue_id, stop=stop, total=todo, clock=app.clock
+            )
         with db.sessions.begin() as session:
             counts = issues.counts(session, issue_id)
     preview = root / "preview.html"

@@ -10,8 +10,7 @@ from rich.table import Table
 
 from weekly_mailer import issues as svc
 from weekly_mailer.cli._common import AppContext, pass_app
-from weekly_mailer.cli._delivery import stop_on_signals, summary_table
-from weekly_mailer.clock import utcnow
+from weekly_mailer.cli._delivery import deliver_with_progress, stop_on_signals, summary_table
 
 STATES = ("queued", "sending", "sent", "deferred", "failed", "skipped")
 
@@ -105,18 +104,13 @@ def retry(app: AppContext, issue_id: int, no_send: bool, include_bounced: bool) 
     Rows refused with a 5xx stay failed unless --include-bounced. Rows failed as stale (older
     than retry_give_up_hours) are sent anyway: this is the way to send a late issue.
     """
-    from sqlalchemy import func, select
-
-    from weekly_mailer.cli.send import deliver_issue
     from weekly_mailer.delivery import resolve_backend
-    from weekly_mailer.store import outbox
 
     settings = app.settings
     backend = resolve_backend(settings)
     with app.db.sessions.begin() as session:
-        issue = svc.get_issue(session, issue_id)
-        n = outbox.retry(session, issue, now=utcnow(), include_refused=include_bounced)
-        left = session.scalar(select(func.count()).where(outbox.refused(issue_id))) or 0
+        retried = svc.retry(session, issue_id, now=app.clock(), include_refused=include_bounced)
+    n, left = retried.queued, retried.refused_left
     click.echo(f"Queued {n} deliveries of issue #{issue_id} again.")
     if left:
         click.echo(
@@ -127,7 +121,9 @@ def retry(app: AppContext, issue_id: int, no_send: bool, include_bounced: bool) 
         return
     stop = threading.Event()
     with backend, stop_on_signals(stop):
-        stats = deliver_issue(app.db, settings, backend, issue_id, stop=stop, total=n)
+        stats = deliver_with_progress(
+            app.db, settings, backend, issue_id, stop=stop, total=n, clock=app.clock
+        )
     with app.db.sessions.begin() as session:
         counts = svc.counts(session, issue_id)
     summary_table(f"Issue #{issue_id}", counts, stats)

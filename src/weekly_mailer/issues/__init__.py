@@ -3,7 +3,9 @@
 - :mod:`.weeks`: which send week a moment belongs to, and when its send is due.
 - :mod:`.keys` and :mod:`.sources`: which article a week takes, and what "already sent" means.
 - :mod:`.ledger`: one issue row per send week (the database guarantees it).
-- :mod:`.service`: compose, store and enqueue the week's issue (``prepare_week``), retries.
+- :mod:`.prepare`: the one path that makes a week's issue (``look_at_week``, ``plan_week``,
+  ``prepare_week``) for ``send``, ``demo`` and the daemon's job.
+- :mod:`.service`: the week's window, compose once, enqueue, retry.
 - :mod:`.reports`: per-state counts, failures, samples.
 
 Functions take a session and never commit: the edge (CLI, scheduler job, demo) owns it.
@@ -30,6 +32,16 @@ from weekly_mailer.issues.ledger import (
     sent_source_keys,
     store_issue,
 )
+from weekly_mailer.issues.prepare import (
+    NO_SUBSCRIBERS,
+    ExistingIssue,
+    Prepared,
+    WeekLook,
+    WeekPlan,
+    look_at_week,
+    plan_week,
+    prepare_week,
+)
 from weekly_mailer.issues.reports import (
     FailureRow,
     active_count,
@@ -39,12 +51,19 @@ from weekly_mailer.issues.reports import (
     list_issues,
     open_sample,
 )
-from weekly_mailer.issues.service import compose, enqueue, issue_maker, retry, week_window
+from weekly_mailer.issues.service import Retried, compose, enqueue, retry, week_window
+from weekly_mailer.issues.weeks import send_week_for
 
 __all__ = [
+    "NO_SUBSCRIBERS",
     "RECORDED_EMPTY",
+    "ExistingIssue",
     "FailureRow",
     "IssueNotFoundError",
+    "Prepared",
+    "Retried",
+    "WeekLook",
+    "WeekPlan",
     "active_count",
     "active_sample",
     "any_issue",
@@ -59,12 +78,15 @@ __all__ = [
     "get_issue",
     "is_feed_source",
     "issue_for_week",
-    "issue_maker",
     "last_recorded_week",
     "list_issues",
+    "look_at_week",
     "open_sample",
+    "plan_week",
+    "prepare_week",
     "record_week",
     "retry",
+    "send_week_for",
     "sent_source_keys",
     "source_key",
     "store_issue",

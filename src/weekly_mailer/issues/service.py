@@ -1,5 +1,6 @@
-"""The issue service: compose the week's issue, store it and enqueue it (``prepare_week``).
+"""The issue service's building blocks: the week's window, compose once, enqueue, retry.
 
+``prepare_week`` (in :mod:`.prepare`) puts them together for ``send``, ``demo`` and the daemon.
 Functions take a session and never commit; the CLI, the scheduler or the demo own the
 transaction. Composition happens once per issue (see :mod:`weekly_mailer.compose`); a lint
 error stops the issue before anything is stored.
@@ -7,13 +8,15 @@ error stops the issue before anything is stored.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from sqlalchemy import func, select
 
 from weekly_mailer.compose import ComposedIssue, compose_issue
 from weekly_mailer.errors import ComposeError
-from weekly_mailer.issues.ledger import get_issue, store_issue
+from weekly_mailer.issues.ledger import get_issue
 from weekly_mailer.issues.weeks import scheduled_send_at
 from weekly_mailer.store import outbox
 
@@ -48,26 +51,23 @@ def enqueue(session: Session, issue: Issue, *, now: dt.datetime) -> int:
     return outbox.enqueue(session, issue, now=now)
 
 
-def issue_maker(settings: Settings) -> Callable[..., tuple[Issue, int]]:
-    """For the scheduler's weekly job: ``make(session, chosen, *, send_week, now)`` composes,
-    stores and enqueues the week's issue; returns ``(issue, queued)``."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class Retried:
+    """What ``retry`` did: rows queued again, and rows refused with a 5xx left failed."""
 
-    def make(session: Session, chosen: Any, *, send_week: dt.date, now: dt.datetime) -> Any:
-        composed = compose(chosen.article, settings, send_week=send_week)
-        issue = store_issue(
-            session,
-            chosen.article,
-            composed,
-            send_week=send_week,
-            now=now,
-            source=chosen.source,
-            source_key=chosen.source_key,
-        )
-        return issue, enqueue(session, issue, now=now)
-
-    return make
+    queued: int
+    refused_left: int
 
 
-def retry(session: Session, issue_id: int, *, now: dt.datetime) -> int:
-    """Queue the issue's failed and deferred rows again (due now); returns how many."""
-    return outbox.retry(session, get_issue(session, issue_id), now=now)
+def retry(
+    session: Session, issue_id: int, *, now: dt.datetime, include_refused: bool = False
+) -> Retried:
+    """Queue the issue's failed and deferred rows again (due now).
+
+    Rows refused with a 5xx stay failed unless ``include_refused``; stale rows are queued too.
+    """
+    queued = outbox.retry(
+        session, get_issue(session, issue_id), now=now, include_refused=include_refused
+    )
+    left = session.scalar(select(func.count()).where(outbox.refused(issue_id))) or 0
+    return Retried(queued, int(left))

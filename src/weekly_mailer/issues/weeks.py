@@ -9,6 +9,7 @@ belongs to the Wednesday just passed, and one on Wednesday morning to that same 
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 from typing import TYPE_CHECKING
 
 from weekly_mailer.config import parse_schedule
@@ -18,11 +19,20 @@ if TYPE_CHECKING:
 
 
 def send_week_for(moment: dt.datetime, settings: Settings) -> dt.date:
-    """The send week (a local date on the scheduled weekday) that ``moment`` belongs to."""
-    if moment.tzinfo is None:
-        raise ValueError("send_week_for needs an aware datetime")
+    """The send week (a local date on the scheduled weekday) that ``moment`` belongs to.
+
+    The one week rule: ``send``, ``demo`` and the daemon's weekly job (through
+    :meth:`weekly_mailer.scheduler.timing.WeeklySchedule.send_week`) all ask it.
+    """
     weekday, _hour, _minute = parse_schedule(settings.schedule)
-    local = moment.astimezone(settings.zone).date()
+    return send_week_in(moment, weekday=weekday, zone=settings.zone)
+
+
+def send_week_in(moment: dt.datetime, *, weekday: int, zone: zoneinfo.ZoneInfo) -> dt.date:
+    """:func:`send_week_for` given the schedule's weekday (Monday = 0) and zone."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("send_week_for needs an aware datetime")
+    local = moment.astimezone(zone).date()
     return local - dt.timedelta(days=(local.weekday() - weekday) % 7)
 
 

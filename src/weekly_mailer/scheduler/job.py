@@ -1,4 +1,4 @@
-"""The weekly job: claim the week, resolve its article, compose, store, enqueue; or record why not.
+"""The weekly job: prepare the week's issue through the issue service, or record why not.
 
 One entry point, :meth:`WeeklyJob.reconcile`, runs at the scheduled time (cron trigger), on
 start-up and every minute after: it looks at the most recent scheduled send time and
@@ -12,10 +12,12 @@ start-up and every minute after: it looks at the most recent scheduled send time
 Weeks between the last recorded one and the most recent (several weeks of downtime) are each
 recorded as ``missed`` with a WARNING (at most :data:`~.catchup.MAX_GAP_WEEKS` back).
 
-The database decides who sends: the issue row is inserted in the same transaction that enqueues
-its deliveries, and ``Issue.send_week`` is unique, so a second daemon's insert fails with an
-``IntegrityError`` and it stands down. On PostgreSQL only the advisory-lock leader even tries.
-Time comes from the injected ``clock``.
+The week is prepared by :func:`weekly_mailer.issues.prepare_week` (with ``look_at_week`` and
+``plan_week``), the same path as ``send`` and ``demo``, for the send week of the fire time (the
+one week rule, :func:`weekly_mailer.issues.send_week_for`). The database decides who sends:
+the issue row is inserted in the same transaction that enqueues its deliveries, and
+``Issue.send_week`` is unique, so a second daemon's insert loses and it stands down. On
+PostgreSQL only the advisory-lock leader even tries. Time comes from the injected ``clock``.
 """
 
 from __future__ import annotations
@@ -24,18 +26,12 @@ import datetime as dt
 import logging
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import IntegrityError
 
-from weekly_mailer.errors import ArticleError, ComposeError
-from weekly_mailer.issues.ledger import (
-    issue_for_week,
-    last_recorded_week,
-    record_week,
-    sent_source_keys,
-)
-from weekly_mailer.issues.sources import NoArticleError, WeekArticle, resolve_week_article
+from weekly_mailer import issues
+from weekly_mailer.errors import ArticleError, ComposeError, NoArticleError, SendError
 from weekly_mailer.scheduler.catchup import StartAction, decide_on_start, gap_weeks
 from weekly_mailer.scheduler.leader import AlwaysLeader, Leadership
 from weekly_mailer.scheduler.timing import WeeklySchedule
@@ -45,27 +41,10 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
     from weekly_mailer.config import Settings
-    from weekly_mailer.store.models import Issue
 
 log = logging.getLogger("weekly_mailer.scheduler")
 
 Clock = Callable[[], dt.datetime]
-
-
-class IssueMaker(Protocol):
-    """Compose and store the week's issue and enqueue its deliveries; returns (issue, queued).
-
-    Takes the caller's session and never commits; the insert of the issue row claims the week.
-    """
-
-    def __call__(
-        self,
-        session: Session,
-        chosen: WeekArticle,
-        *,
-        send_week: dt.date,
-        now: dt.datetime,
-    ) -> tuple[Issue, int]: ...
 
 
 class WeeklyJob:
@@ -77,7 +56,6 @@ class WeeklyJob:
         sessions: sessionmaker[Session],
         *,
         clock: Clock,
-        make_issue: IssueMaker,
         leadership: Leadership | None = None,
         on_enqueued: Callable[[], None] | None = None,
         started_at: dt.datetime | None = None,
@@ -87,7 +65,6 @@ class WeeklyJob:
         self.started_at = started_at or clock()
         self.sessions = sessions
         self.clock = clock
-        self.make_issue = make_issue
         self.leadership = leadership or AlwaysLeader()
         self.on_enqueued = on_enqueued
         self.schedule = WeeklySchedule.from_settings(settings)
@@ -117,10 +94,9 @@ class WeeklyJob:
         now = self.clock().astimezone(dt.UTC)
         with self.sessions.begin() as session:
             fire = self.schedule.previous(now)
-            week = self.schedule.send_week(fire)
-            recorded = issue_for_week(session, week) is not None
-            last = last_recorded_week(session)
-            sent_keys = set() if recorded else sent_source_keys(session)
+            week = self.schedule.send_week(fire)  # issues.send_week_for: the one week rule
+            recorded = issues.issue_for_week(session, week) is not None
+            last = issues.last_recorded_week(session)
         gaps = gap_weeks(
             self.schedule, fire_time=fire, last_recorded=last, now=now, grace=self.grace
         )
@@ -148,54 +124,53 @@ class WeeklyJob:
             return decision.action
         if decision.late_by > dt.timedelta(minutes=1):
             self._once(week, logging.WARNING, f"week of {week}: catching up, {decision.reason}")
-        self._send_week(fire, week, now=now, sent_keys=sent_keys)
+        self._send_week(fire, now=now)
         return decision.action
 
-    def _send_week(
-        self, fire: dt.datetime, week: dt.date, *, now: dt.datetime, sent_keys: set[str]
-    ) -> None:
-        since = self.schedule.previous(fire - dt.timedelta(microseconds=1))
+    def _send_week(self, fire: dt.datetime, *, now: dt.datetime) -> None:
+        """Prepare the week of ``fire`` through the issue service (as ``send`` and ``demo`` do)."""
+        week = self.schedule.send_week(fire)
+        retrying = f"retrying until {fire + self.grace:%Y-%m-%d %H:%M} UTC"
         try:
-            chosen = resolve_week_article(
-                self.settings.article_source,
-                send_week=week,
-                since=since,
-                until=max(now, fire),
-                sent_keys=sent_keys,
-            )
+            with self.sessions.begin() as session:
+                look = issues.look_at_week(session, self.settings, now=now, at=fire)
+            plan = issues.plan_week(look, self.settings, scheduled=True)
+            with self.sessions.begin() as session:
+                prepared = issues.prepare_week(session, plan, now=now, allow_empty=True)
+                issue_id, title, source = (
+                    prepared.issue.id,
+                    prepared.issue.title,
+                    prepared.issue.source,
+                )
         except NoArticleError as exc:
             self._record(week, IssueStatus.SKIPPED, str(exc), now=now)
             return
         except ArticleError as exc:
             self._once(
-                week,
-                logging.ERROR,
-                f"week of {week}: cannot read the article ({exc}); retrying until "
-                f"{fire + self.grace:%Y-%m-%d %H:%M} UTC",
+                week, logging.ERROR, f"week of {week}: cannot read the article ({exc}); {retrying}"
             )
-            return
-        try:
-            with self.sessions.begin() as session:
-                issue, queued = self.make_issue(session, chosen, send_week=week, now=now)
-                issue_id, title = issue.id, issue.title
-        except IntegrityError:
-            log.info("week of %s: another daemon claimed it first; nothing to do", week)
             return
         except ComposeError as exc:
             self._once(
                 week,
                 logging.ERROR,
-                f"week of {week}: cannot compose {chosen.source} ({exc}); retrying until "
-                f"{fire + self.grace:%Y-%m-%d %H:%M} UTC",
+                f"week of {week}: cannot compose {self.settings.article_source} ({exc}); "
+                + retrying,
             )
+            return
+        except (SendError, IntegrityError):
+            log.info("week of %s: another daemon claimed it first; nothing to do", week)
+            return
+        if plan.existing is not None or prepared.raced:
+            log.info("week of %s: another daemon claimed it first; nothing to do", week)
             return
         log.info(
             "week of %s: issue #%d %r from %s enqueued for %d subscribers at %s",
             week,
             issue_id,
             title,
-            chosen.source,
-            queued,
+            source,
+            prepared.queued or 0,
             f"{now:%Y-%m-%d %H:%M:%S} UTC",
         )
         if self.on_enqueued is not None:
@@ -204,7 +179,7 @@ class WeeklyJob:
     def _record(self, week: dt.date, status: IssueStatus, reason: str, *, now: dt.datetime) -> None:
         try:
             with self.sessions.begin() as session:
-                record_week(session, week, status=status, reason=reason, now=now)
+                issues.record_week(session, week, status=status, reason=reason, now=now)
         except IntegrityError:
             log.info("week of %s: another daemon recorded it first", week)
             return

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from apscheduler.triggers.cron import CronTrigger
 
 from weekly_mailer.config import DAYS, parse_schedule_seconds
+from weekly_mailer.issues.weeks import send_week_in
 
 if TYPE_CHECKING:
     from weekly_mailer.config import Settings
@@ -98,12 +99,10 @@ class WeeklySchedule:
             latest = following
 
     def send_week(self, fire_time: dt.datetime) -> dt.date:
-        """The send week a fire time names: the local date of the scheduled send.
-
-        The same date as :func:`weekly_mailer.issues.weeks.send_week_for` gives for that moment.
-        """
+        """The send week a moment belongs to: :func:`weekly_mailer.issues.weeks.send_week_for`,
+        the one week rule (for a fire time, the local date of the scheduled send)."""
         _check_aware(fire_time)
-        return fire_time.astimezone(self.zone).date()
+        return send_week_in(fire_time, weekday=self.weekday, zone=self.zone)
 
     def describe(self) -> str:
         seconds = f":{self.second:02d}" if self.second else ""

@@ -19,9 +19,9 @@ from weekly_mailer.store.models import (
     SubscriberStatus,
 )
 from weekly_mailer.store.outbox.rows import (
-    T,
     ClaimedRow,
     Outcome,
+    T,
     claimable,
     issue_filter,
     released_status,

@@ -1,5 +1,5 @@
 """The outbox seen per issue: how many rows are where, when the next is due, which are stale or
-still leased, finishing an issue, and retrying its failures. Part of :mod:`weekly_mailer.store.outbox`
+still leased, finishing an issue, and retrying its failures. Part of the outbox package
 (re-exported there); like it, every function takes a session and never commits."""
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ _EXPIRED = _rx(
     r"been in the queue too long",
     r"cannot send message for \d+ (day|hour)",
     r"could not be delivered for \d+ (day|hour)",
-    r"gave up|giving up",
+    r"not going to try again",  # qmail; its "Giving up on <host>" ends every failure
     r"maximum (queue|delivery) (time|lifetime)",
     r"undeliverable for \d+ (day|hour)",
 )

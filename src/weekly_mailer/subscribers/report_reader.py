@@ -190,23 +190,33 @@ def _is_auto_reply(msg: Message) -> bool:
 
 
 def _body_text(msg: Message) -> str:
-    """The text of the report itself: its text parts, not the returned original's body."""
+    """The text of the report itself: its text parts, up to the returned original message."""
     texts: list[str] = []
-    for part in msg.walk():
-        if part.get_content_type() == "text/plain" or (
-            part is msg and not part.is_multipart() and part.get_content_maintype() == "text"
-        ):
+    stack = [msg]
+    while stack:
+        part = stack.pop(0)
+        if part.get_content_type() in ("message/rfc822", "text/rfc822-headers"):
+            continue  # the returned original: its addresses are not failures
+        if part.is_multipart():
+            payload = part.get_payload()
+            stack[:0] = [p for p in payload if isinstance(p, Message)]
+        elif part.get_content_type() == "text/plain" or part is msg:
             raw = part.get_payload(decode=True)
             if isinstance(raw, bytes):
                 texts.append(raw.decode(part.get_content_charset() or "utf-8", "replace"))
-    return "\n".join(texts)
+    lines = "\n".join(texts).splitlines()
+    end = next((i for i, line in enumerate(lines) if _ORIGINAL.match(line)), len(lines))
+    return "\n".join(lines[:end])
 
 
 def _legacy_findings(msg: Message) -> list[Finding]:
     temporary, permanent = all_failures(msg)
     text = _body_text(msg)
+    failed = [(a, False) for a in permanent] + [(a, True) for a in temporary]
+    if not failed:
+        failed = [(a.encode(), False) for a in _addresses_with_diagnostics(msg, text)]
     found: list[Finding] = []
-    for raw, is_temporary in [(a, False) for a in permanent] + [(a, True) for a in temporary]:
+    for raw, is_temporary in failed:
         rcpt = raw.decode("utf-8", "replace").strip("<>").lower()
         if "@" not in rcpt:
             continue
@@ -222,23 +232,46 @@ def _legacy_findings(msg: Message) -> list[Finding]:
 
 _WINDOW = 4  # lines after the address that still belong to it
 _ORIGINAL = re.compile(
-    r"^\s*(-+ ?(original message|this is a copy|below this line)|received:|return-path:)", re.I
+    r"^\s*(-+ ?(original message|this is a copy|below this line|the original message)"
+    r"|below is a copy|received: |return-path: )",
+    re.IGNORECASE,
 )
+_EMAIL = re.compile(r"[\w.+=-]+@[\w-]+(?:\.[\w-]+)+")
+
+
+def _addresses_with_diagnostics(msg: Message, text: str) -> list[str]:
+    """When flufl.bounce finds nothing: the addresses of the report's text that come with a
+    status or reply code, other than the report's own sender and recipients."""
+    own = {
+        a.lower()
+        for _, a in getaddresses(msg.get_all("From", []) + msg.get_all("To", []))
+        if "@" in a
+    }
+    found: list[str] = []
+    for address in dict.fromkeys(a.lower() for a in _EMAIL.findall(text)):
+        if address in own or re.match(r"(mailer-daemon|postmaster)@", address):
+            continue
+        c = classify(None, None, _diagnostic_near(text, address))
+        if c.status or c.code is not None:
+            found.append(address)
+    return found
 
 
 def _diagnostic_near(text: str, address: str) -> str:
-    """The lines that speak about ``address``: its own line and the few after it, up to the next
-    address or the returned original message."""
+    """What the report says about ``address``: each line naming it and the few lines after
+    (up to a blank line or another address)."""
     lines = text.splitlines()
+    window: list[str] = []
     for i, line in enumerate(lines):
-        if address in line.lower():
-            window = [line]
-            for nxt in lines[i + 1 : i + 1 + _WINDOW]:
-                if _ORIGINAL.match(nxt) or ("@" in nxt and address not in nxt.lower()):
-                    break
-                window.append(nxt)
-            return " ".join(window).replace(address, " ").replace(address.upper(), " ")
-    return ""
+        if address not in line.lower():
+            continue
+        window.append(line)
+        for nxt in lines[i + 1 : i + 1 + _WINDOW]:
+            if not nxt.strip() or ("@" in nxt and address not in nxt.lower()):
+                break
+            window.append(nxt)
+    text = " ".join(dict.fromkeys(window))
+    return re.sub(re.escape(address), " ", text, flags=re.IGNORECASE)
 
 
 def _is_unsubscribe_request(msg: Message, unsubscribe_address: str) -> bool:

@@ -141,8 +141,9 @@ def describe(number: int, report: Report) -> str:
         return f"{number} {which}: {label}"
     parts = []
     for f in report.findings:
-        code = f" {f.code}" if f.code is not None else ""
-        parts.append(f"{f.kind.value} {f.recipient} {f.status or '-'}{code} {f.reason}".strip())
+        code = f" ({f.code})" if f.code is not None else ""
+        reason = f": {f.reason}" if f.reason else ""
+        parts.append(f"{f.kind.value} {f.recipient} {f.status or '-'}{code}{reason}")
     return f"{number} {which}: " + "; ".join(parts)
 
 

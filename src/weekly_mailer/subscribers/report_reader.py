@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import email
 import email.policy
+import logging
 import re
 from email.message import Message
 from email.utils import getaddresses
@@ -25,6 +26,7 @@ from flufl.bounce import all_failures
 from weekly_mailer.store.bounce_models import BounceKind, BounceSource
 from weekly_mailer.subscribers.classify import Kind, classify, one_line
 
+log = logging.getLogger(__name__)
 _ADDR = re.compile(r"^\s*(?:rfc822\s*;)?\s*<?([^<>\s;]+@[^<>\s;]+?)>?\s*$", re.IGNORECASE)
 _COMPLAINTS = {"abuse", "fraud", "virus"}
 _BOUNCE_FROM = re.compile(r"mailer-daemon|postmaster|mail delivery (subsystem|system)", re.I)
@@ -210,7 +212,11 @@ def _body_text(msg: Message) -> str:
 
 
 def _legacy_findings(msg: Message) -> list[Finding]:
-    temporary, permanent = all_failures(msg)
+    try:
+        temporary, permanent = all_failures(msg)
+    except Exception:  # noqa: BLE001 - one odd message must not stop a whole mailbox
+        log.warning("flufl.bounce could not read %s; reading its text only", msg.get("Message-ID"))
+        temporary = permanent = frozenset()
     text = _body_text(msg)
     failed = [(a, False) for a in permanent] + [(a, True) for a in temporary]
     if not failed:

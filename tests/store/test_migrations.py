@@ -7,12 +7,15 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import delete, inspect, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
+from weekly_mailer.store.bounce_models import BounceEvent
 from weekly_mailer.store.db import current_revision, downgrade, head_revision, make_engine, upgrade
-from weekly_mailer.store.models import Base
+from weekly_mailer.store.models import Base, Subscriber
 
-TABLES = {"subscriber", "subscriber_event", "issue", "delivery"}
+TABLES = {"subscriber", "subscriber_event", "issue", "delivery", "bounce_event"}
 
 
 def _round_trip(url: str) -> None:
@@ -29,8 +32,23 @@ def _round_trip(url: str) -> None:
             ctx = MigrationContext.configure(conn, opts={"compare_type": True})
             diff = compare_metadata(ctx, Base.metadata)
         assert diff == [], f"models and migrations disagree: {diff}"
+        _bounce_event_outlives_its_subscriber(engine)
     finally:
         engine.dispose()
+
+
+def _bounce_event_outlives_its_subscriber(engine: Engine) -> None:
+    """bounce_event.subscriber_id is ON DELETE SET NULL: evidence stays when a reader is removed."""
+    with Session(engine) as session, session.begin():
+        sub = Subscriber(email="a@example.org", email_key="a@example.org", status="active")
+        session.add(sub)
+        session.flush()
+        session.add(BounceEvent(kind="hard", subscriber_id=sub.id, recipient="a@example.org"))
+    with Session(engine) as session, session.begin():
+        session.execute(delete(Subscriber))
+    with Session(engine) as session:
+        rows = [(e.kind, e.subscriber_id) for e in session.scalars(select(BounceEvent))]
+    assert rows == [("hard", None)]
 
 
 def test_sqlite_up_down_up_and_agreement(tmp_path: Path) -> None:

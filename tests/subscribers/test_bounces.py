@@ -67,10 +67,12 @@ def test_ingest_from_stdin_and_maildir(workdir: Path) -> None:
     box.add(dsn("stranger@example.net"))
     r = run_cli("bounces", "ingest", "reports", cwd=workdir, env=env)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == (
+    assert r.stdout.splitlines() == [
         "5 messages: 1 hard bounces (1 subscribers now bounced), 1 temporary failures ignored, "
-        "1 complaints, 0 unsubscribe requests, 1 unknown recipients, 1 not reports."
-    )
+        "1 complaints, 0 unsubscribe requests, 1 unknown recipients, 1 not reports.",
+        "By kind: 2 hard, 1 soft, 0 block, 0 expired, 0 unknown, 1 complaint, 0 opt-out, "
+        "0 feedback; 0 auto-replies, 0 already seen.",
+    ]
     assert statuses(workdir) == {
         "hard@example.org": ("bounced", 2),
         "soft@example.org": ("active", 0),
@@ -85,7 +87,19 @@ def test_ingest_errors(workdir: Path) -> None:
     r = run_cli("bounces", "ingest", "nowhere", cwd=workdir)
     assert (r.returncode, r.stderr.strip()) == (
         1,
-        "Error: bounces ingest: nowhere is not a maildir (no new/ folder)",
+        "Error: bounces ingest: nowhere is neither a maildir nor an mbox file (no such file)",
+    )
+    (workdir / "folder").mkdir()
+    r = run_cli("bounces", "ingest", "folder", cwd=workdir)
+    assert (r.returncode, r.stderr.strip()) == (
+        1,
+        "Error: bounces ingest: folder is not a maildir (no new/ folder)",
+    )
+    (workdir / "notes.txt").write_text("hello\n")
+    r = run_cli("bounces", "ingest", "notes.txt", cwd=workdir)
+    assert (r.returncode, r.stderr.strip()) == (
+        1,
+        "Error: bounces ingest: notes.txt is not an mbox file (it does not start with 'From ')",
     )
     r = run_cli("bounces", "ingest", cwd=workdir, input="")
     assert r.stderr.strip() == "Error: bounces ingest: no message on standard input"

@@ -1,73 +1,150 @@
-"""``bounces ingest``: bounce and complaint messages from stdin or a maildir."""
+"""``bounces ingest``: bounce and complaint messages from stdin, a maildir or an mbox file."""
 
 from __future__ import annotations
 
 import mailbox
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import click
 
 from weekly_mailer.cli._common import AppContext, pass_app
+from weekly_mailer.clock import utcnow
 from weekly_mailer.errors import WeeklyMailerError
-from weekly_mailer.subscribers.bounces import IngestSummary, apply_report, parse_report
+from weekly_mailer.subscribers.bounces import IngestSummary, Report, apply_report, parse_report
 
 
 @click.group()
 def bounces() -> None:
-    """Process bounce (DSN) and complaint (ARF) reports."""
+    """Process bounce (DSN and MTA text), complaint (ARF) and auto-reply messages."""
 
 
 @bounces.command()
-@click.argument("maildir", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.argument("source", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print what each message is (kind, recipients, status, reason); change nothing.",
+)
 @pass_app
-def ingest(app: AppContext, maildir: Path | None) -> None:
-    """Read one message from stdin, or every new message of MAILDIR.
+def ingest(app: AppContext, source: Path | None, *, dry_run: bool) -> None:
+    """Read one message from stdin, every new message of a maildir, or every message of an
+    mbox file (SOURCE).
 
-    Hard bounces count towards bounce_limit; complaints stop mail at once; a message sent to
-    unsubscribe_mailto (the mailto: in List-Unsubscribe) unsubscribes its sender. Point this
-    at the mailbox that receives both, e.g. from cron. Processed maildir
-    messages are moved to cur/ and marked seen, so running this again counts nothing twice.
+    \b
+    Each failure is classified:
+      hard     no such mailbox or domain: counts toward bounce_limit
+      soft     mailbox full, temporary: recorded, subscriber untouched
+      block    spam, policy, reputation, SPF/DKIM/DMARC, rate limit: the
+               sender's problem; recorded with the domain, subscriber untouched
+      expired  the sending MTA gave up retrying: recorded only
+      unknown  nothing to go on: recorded only
+    Complaints (ARF abuse, fraud, virus) stop mail at once; ARF opt-out
+    unsubscribes; other feedback is recorded; auto-replies change nothing. A
+    message sent to unsubscribe_mailto (the mailto: in List-Unsubscribe)
+    unsubscribes its sender.
+
+    Point this at the mailbox that receives them, e.g. from cron. Processed maildir messages are
+    moved to cur/ and marked seen; an mbox file is read, not changed, and a report whose
+    Message-ID was already recorded is skipped, so running this again counts nothing twice.
+    With --dry-run, one line per message (its number, Message-ID or Subject, kind, recipients,
+    status code and reason) and the summary of what would happen; nothing is changed.
     """
     summary = IngestSummary()
-    limit = app.settings.bounce_limit
-    mailto = app.settings.unsubscribe_mailto
-    if maildir is None:
+    settings = app.settings
+    mailto, limit = settings.unsubscribe_mailto, settings.bounce_limit
+    if dry_run:
+        with app.db.sessions() as session:  # never committed: closing it rolls everything back
+            for number, data, _done in _messages(source, keep=True):
+                report = parse_report(data, unsubscribe_address=mailto)
+                click.echo(describe(number, report))
+                apply_report(session, report, bounce_limit=limit, summary=summary, now=utcnow())
+            session.rollback()
+    else:
+        for _number, data, done in _messages(source, keep=False):
+            with app.db.sessions.begin() as session:
+                report = parse_report(data, unsubscribe_address=mailto)
+                apply_report(session, report, bounce_limit=limit, summary=summary, now=utcnow())
+            done()
+    click.echo(("Dry run, nothing changed. " if dry_run else "") + summary.line())
+    click.echo(summary.kinds_line())
+
+
+_Done = Callable[[], None]  # marks one message processed
+
+
+def _messages(source: Path | None, *, keep: bool) -> Iterator[tuple[int, bytes, _Done]]:
+    """(number, bytes, mark-as-processed) for each message to read."""
+    if source is None:
         data = sys.stdin.buffer.read()
         if not data.strip():
             raise WeeklyMailerError("bounces ingest: no message on standard input")
-        with app.db.sessions.begin() as session:
-            apply_report(
-                session,
-                parse_report(data, unsubscribe_address=mailto),
-                bounce_limit=limit,
-                summary=summary,
-            )
-    else:
-        if not (maildir / "new").is_dir():
-            raise WeeklyMailerError(f"bounces ingest: {maildir} is not a maildir (no new/ folder)")
-        box = mailbox.Maildir(str(maildir), factory=None, create=False)
-        for key in list(box.iterkeys()):
+        yield 1, data, _nothing
+    elif source.is_dir():
+        if not (source / "new").is_dir():
+            raise WeeklyMailerError(f"bounces ingest: {source} is not a maildir (no new/ folder)")
+        box = mailbox.Maildir(str(source), factory=None, create=False)
+        number = 0
+        for key in sorted(box.iterkeys()):
             msg = box.get_message(key)
             if msg.get_subdir() != "new":
                 continue
-            with app.db.sessions.begin() as session:
-                apply_report(
-                    session,
-                    parse_report(box.get_bytes(key), unsubscribe_address=mailto),
-                    bounce_limit=limit,
-                    summary=summary,
-                )
-            msg.set_subdir("cur")
-            msg.add_flag("S")
-            box[key] = msg
-    click.echo(
-        f"{summary.messages} messages: {summary.hard_bounces} hard bounces "
-        f"({summary.newly_bounced} subscribers now bounced), {summary.soft_bounces} temporary "
-        f"failures ignored, {summary.complaints} complaints, "
-        f"{summary.unsubscribes} unsubscribe requests, "
-        f"{summary.unknown_recipients} unknown recipients, {summary.not_reports} not reports."
-    )
+            number += 1
+            yield number, box.get_bytes(key), _Seen(box, key, msg) if not keep else _nothing
+    elif source.is_file():
+        yield from _mbox(source)
+    else:
+        raise WeeklyMailerError(
+            f"bounces ingest: {source} is neither a maildir nor an mbox file (no such file)"
+        )
+
+
+def _mbox(path: Path) -> Iterator[tuple[int, bytes, _Done]]:
+    with path.open("rb") as fh:
+        head = fh.read(5)
+    if head and head != b"From ":
+        raise WeeklyMailerError(
+            f"bounces ingest: {path} is not an mbox file (it does not start with 'From ')"
+        )
+    box = mailbox.mbox(str(path), create=False)
+    try:
+        for number, key in enumerate(box.iterkeys(), start=1):
+            yield number, box.get_bytes(key, from_=False), _nothing
+    finally:
+        box.close()
+
+
+def _nothing() -> None:
+    pass
+
+
+class _Seen:
+    """Move a processed maildir message to cur/ and mark it seen."""
+
+    def __init__(self, box: mailbox.Maildir, key: str, msg: mailbox.MaildirMessage) -> None:
+        self.box, self.key, self.msg = box, key, msg
+
+    def __call__(self) -> None:
+        self.msg.set_subdir("cur")
+        self.msg.add_flag("S")
+        self.box[self.key] = self.msg
+
+
+def describe(number: int, report: Report) -> str:
+    """One line for --dry-run: which message, and what it says about whom."""
+    which = report.message_id or (f'"{report.subject}"' if report.subject else "(no Message-ID)")
+    if report.kind == "unsubscribe":
+        return f"{number} {which}: unsubscribe request from {', '.join(report.unsubscribed)}"
+    if not report.findings:
+        label = "auto-reply" if report.kind == "auto-reply" else "not a report"
+        return f"{number} {which}: {label}"
+    parts = []
+    for f in report.findings:
+        code = f" ({f.code})" if f.code is not None else ""
+        reason = f": {f.reason}" if f.reason else ""
+        parts.append(f"{f.kind.value} {f.recipient} {f.status or '-'}{code}{reason}")
+    return f"{number} {which}: " + "; ".join(parts)
 
 
 def register(main: click.Group) -> None:

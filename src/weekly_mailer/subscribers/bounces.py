@@ -1,161 +1,153 @@
-"""Bounce and complaint reports: RFC 3464 delivery status notifications and RFC 5965 (ARF).
+"""Bounce and complaint reports applied to subscribers, each one recorded in ``bounce_event``.
 
-A permanent failure (``Action: failed`` with a ``5.x.x`` status) counts one hard bounce for the
-recipient (``bounce_limit`` of them make the subscriber ``bounced``); a complaint
-(``Feedback-Type: abuse``) makes the subscriber ``complained`` at once. Temporary failures
-(``4.x.x``, ``delayed``) change nothing. A message sent to ``unsubscribe_mailto`` (the
-``mailto:`` of List-Unsubscribe) unsubscribes its sender.
+Reading a message is :mod:`weekly_mailer.subscribers.report_reader`; classifying a failure is
+:mod:`weekly_mailer.subscribers.classify`. What each kind does:
+
+- ``hard`` (no such mailbox or domain): one bounce for the subscriber (``rules.note_bounce``);
+  ``bounce_limit`` of them make the subscriber ``bounced``.
+- ``soft``, ``expired``, ``unknown``: recorded; the subscriber is untouched.
+- ``block`` (spam, policy, reputation, authentication, rate limits): recorded with the receiving
+  domain; never touches the subscriber: a block is the sender's problem.
+- ARF ``complaint`` (abuse, fraud, virus): the subscriber becomes ``complained`` at once;
+  ``opt-out``: unsubscribed; other feedback (auth-failure, not-spam…): recorded only.
+- A message sent to ``unsubscribe_mailto`` (the ``mailto:`` of List-Unsubscribe) unsubscribes
+  its sender. Auto-replies and anything else change nothing.
+
+A report whose Message-ID was already recorded is skipped, so reading a mailbox twice counts
+nothing twice.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
-import email
-import email.policy
-import re
-from email.message import Message
-from email.utils import getaddresses
+import datetime as dt
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from weekly_mailer.store.bounce_models import BounceEvent, BounceKind
 from weekly_mailer.store.models import EventKind, Subscriber, SubscriberStatus
 from weekly_mailer.subscribers import note_bounce, record, unsubscribe
+from weekly_mailer.subscribers.report_reader import Finding, Report, parse_report
 
-_ADDR = re.compile(r"^\s*(?:rfc822\s*;)?\s*<?([^<>\s;]+@[^<>\s;]+?)>?\s*$", re.IGNORECASE)
-
-
-@dataclasses.dataclass
-class Report:
-    """What one message said."""
-
-    kind: str  # "bounce", "complaint", "unsubscribe" or "other"
-    hard: list[str] = dataclasses.field(default_factory=list)  # permanently failed recipients
-    soft: list[str] = dataclasses.field(default_factory=list)
-    complained: list[str] = dataclasses.field(default_factory=list)
-    unsubscribed: list[str] = dataclasses.field(default_factory=list)
-    detail: str = ""
-
-
-def _address(value: str | None) -> str | None:
-    if not value:
-        return None
-    m = _ADDR.match(str(value))
-    return m.group(1).lower() if m else None
-
-
-def _fields(part: Message) -> list[Message]:
-    """The field blocks of a message/delivery-status or message/feedback-report part."""
-    payload = part.get_payload()
-    if isinstance(payload, list):
-        return [p for p in payload if isinstance(p, Message)]
-    raw = part.get_payload(decode=True)
-    text = raw if isinstance(raw, bytes) else b""
-    blocks = re.split(rb"\r?\n\r?\n", text)
-    return [email.message_from_bytes(b + b"\n") for b in blocks if b.strip()]
-
-
-def parse_report(data: bytes, *, unsubscribe_address: str = "") -> Report:
-    """Read one bounce/complaint message, or an unsubscribe request sent to
-    ``unsubscribe_address`` (the ``mailto:`` in List-Unsubscribe). Anything else is "other"."""
-    msg = email.message_from_bytes(data, policy=email.policy.compat32)
-    report = Report(kind="other")
-    if unsubscribe_address and _is_unsubscribe_request(msg, unsubscribe_address):
-        senders = [a.lower() for _, a in getaddresses(msg.get_all("From", [])) if "@" in a]
-        return Report(kind="unsubscribe", unsubscribed=senders[:1])
-    for part in msg.walk():
-        ctype = part.get_content_type()
-        if ctype == "message/delivery-status":
-            report.kind = "bounce"
-            for block in _fields(part)[1:] or _fields(part):
-                rcpt = _address(block.get("Final-Recipient") or block.get("Original-Recipient"))
-                action = (block.get("Action") or "").strip().lower()
-                status = (block.get("Status") or "").strip()
-                if rcpt is None:
-                    continue
-                diagnostic = " ".join((block.get("Diagnostic-Code") or "").split())
-                if action == "failed" and status.startswith("5"):
-                    report.hard.append(rcpt)
-                    report.detail = f"{status} {diagnostic}".strip()[:500]
-                elif action in ("failed", "delayed"):
-                    report.soft.append(rcpt)
-        elif ctype == "message/feedback-report":
-            report.kind = "complaint"
-            rcpts: list[str] = []
-            for block in _fields(part):
-                rcpt = _address(block.get("Original-Rcpt-To"))
-                if rcpt:
-                    rcpts.append(rcpt)
-            if not rcpts:
-                rcpts = _original_recipients(msg)
-            report.complained.extend(rcpts)
-    return report
-
-
-def _is_unsubscribe_request(msg: Message, unsubscribe_address: str) -> bool:
-    if msg.get_content_type() == "multipart/report":
-        return False  # a bounce of our own mail to that address is not a request
-    target = getaddresses([unsubscribe_address])[0][1].lower()
-    headers = msg.get_all("To", []) + msg.get_all("Cc", []) + msg.get_all("Delivered-To", [])
-    return any(a.lower() == target for _, a in getaddresses(headers))
-
-
-def _original_recipients(msg: Message) -> list[str]:
-    for part in msg.walk():
-        if part.get_content_type() in ("message/rfc822", "text/rfc822-headers"):
-            payload = part.get_payload()
-            if isinstance(payload, list) and payload and isinstance(payload[0], Message):
-                inner = payload[0]
-            else:
-                raw = part.get_payload(decode=True)
-                inner = email.message_from_bytes(raw if isinstance(raw, bytes) else b"")
-            return [a.lower() for _, a in getaddresses(inner.get_all("To", [])) if "@" in a]
-    return []
+__all__ = ["Finding", "IngestSummary", "Report", "apply_report", "parse_report"]
 
 
 @dataclasses.dataclass
 class IngestSummary:
     messages: int = 0
     hard_bounces: int = 0
-    soft_bounces: int = 0
+    soft_bounces: int = 0  # soft and expired: temporary, ignored
     newly_bounced: int = 0
     complaints: int = 0
     unsubscribes: int = 0
     unknown_recipients: int = 0
     not_reports: int = 0
+    auto_replies: int = 0
+    already_seen: int = 0
+    kinds: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+
+    def line(self) -> str:
+        """The summary line (its wording is relied on by scripts: extend, never reword)."""
+        return (
+            f"{self.messages} messages: {self.hard_bounces} hard bounces "
+            f"({self.newly_bounced} subscribers now bounced), {self.soft_bounces} temporary "
+            f"failures ignored, {self.complaints} complaints, "
+            f"{self.unsubscribes} unsubscribe requests, "
+            f"{self.unknown_recipients} unknown recipients, {self.not_reports} not reports."
+        )
+
+    def kinds_line(self) -> str:
+        """Per-kind counts of the findings, then the auto-replies and already-seen reports."""
+        counts = ", ".join(f"{self.kinds[k.value]} {k.value}" for k in BounceKind)
+        return (
+            f"By kind: {counts}; {self.auto_replies} auto-replies, "
+            f"{self.already_seen} already seen."
+        )
+
+
+def _seen(session: Session, message_id: str) -> bool:
+    if not message_id:
+        return False
+    query = select(BounceEvent.id).where(BounceEvent.message_id == message_id).limit(1)
+    return session.scalar(query) is not None
 
 
 def apply_report(
-    session: Session, report: Report, *, bounce_limit: int, summary: IngestSummary
+    session: Session,
+    report: Report,
+    *,
+    bounce_limit: int,
+    summary: IngestSummary,
+    now: dt.datetime,
 ) -> None:
-    """Apply one report to the subscribers it names."""
+    """Apply one report to the subscribers it names, and record its findings."""
     summary.messages += 1
-    if report.kind == "other":
+    if report.kind in ("other", "auto-reply") or (
+        report.kind != "unsubscribe" and not report.findings
+    ):
         summary.not_reports += 1
+        summary.auto_replies += report.kind == "auto-reply"
         return
-    summary.soft_bounces += len(report.soft)
-    keys = report.hard + report.complained + report.unsubscribed
+    if _seen(session, report.message_id):
+        summary.already_seen += 1
+        return
+    acting = (BounceKind.HARD, BounceKind.COMPLAINT, BounceKind.OPT_OUT)
+    keys = list(dict.fromkeys([f.recipient for f in report.findings] + report.unsubscribed))
     found = {
         s.email_key: s
         for s in session.scalars(select(Subscriber).where(Subscriber.email_key.in_(keys)))
     }
-    summary.unknown_recipients += sum(1 for k in set(keys) if k not in found)
-    hard_ids = [found[k].id for k in dict.fromkeys(report.hard) if k in found]
-    summary.hard_bounces += len(hard_ids)
-    summary.newly_bounced += note_bounce(
-        session, hard_ids, limit=bounce_limit, detail=report.detail or "bounce report"
+    summary.unknown_recipients += sum(
+        1 for k in report.recipients(*acting) + report.unsubscribed if k not in found
     )
-    for key in dict.fromkeys(report.complained):
+    for finding in report.findings:
+        summary.kinds[finding.kind.value] += 1
+        summary.soft_bounces += finding.kind in (BounceKind.SOFT, BounceKind.EXPIRED)
+        _record(session, finding, found.get(finding.recipient), report.message_id, now)
+    hard_ids = [found[k].id for k in report.hard if k in found]
+    summary.hard_bounces += len(hard_ids)
+    detail = next((f"{f.status} {f.reason}".strip() for f in report.findings), "bounce report")
+    summary.newly_bounced += note_bounce(
+        session, hard_ids, limit=bounce_limit, detail=detail[:500] or "bounce report"
+    )
+    for key in report.complained:
         sub = found.get(key)
         if sub is None or sub.status == SubscriberStatus.COMPLAINED:
             continue
         sub.status = SubscriberStatus.COMPLAINED.value
         record(session, sub, EventKind.COMPLAINED, source="bounces", detail="feedback report")
         summary.complaints += 1
+    for key in report.recipients(BounceKind.OPT_OUT):
+        sub = found.get(key)
+        if sub is not None and unsubscribe(
+            session, sub, source="arf", detail="feedback report: opt-out", now=now
+        ):
+            summary.unsubscribes += 1
     for key in dict.fromkeys(report.unsubscribed):
         sub = found.get(key)
         if sub is not None and unsubscribe(
-            session, sub, source="mailto", detail="List-Unsubscribe mailto request"
+            session, sub, source="mailto", detail="List-Unsubscribe mailto request", now=now
         ):
             summary.unsubscribes += 1
     session.flush()
+
+
+def _record(
+    session: Session, f: Finding, sub: Subscriber | None, message_id: str, now: dt.datetime
+) -> None:
+    session.add(
+        BounceEvent(
+            at=now,
+            kind=f.kind.value,
+            subscriber_id=sub.id if sub is not None else None,
+            recipient=f.recipient[:320],
+            domain=f.domain[:255],
+            status=f.status[:20],
+            code=f.code,
+            reason=f.reason,
+            source=f.source.value,
+            message_id=message_id[:998],
+        )
+    )

@@ -1,0 +1,61 @@
+"""The ``bounce_event`` table: every classified bounce or feedback report, kept as evidence.
+
+A row says what one report said about one recipient (``kind``: ``hard``, ``soft``, ``block``,
+``expired``, ``unknown`` for bounces; ``complaint``, ``opt-out``, ``feedback`` for ARF reports),
+where it came from (``source``: ``dsn``, ``arf``, ``smtp``) and why (``status``, ``code``,
+``reason``). Only ``hard`` rows ever count toward ``bounce_limit``; ``block`` rows are kept per
+receiving ``domain`` because they are the sender's problem, not the reader's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+from sqlalchemy import ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from weekly_mailer.clock import utcnow
+from weekly_mailer.store.models import Base, UTCDateTime
+
+
+class BounceKind(enum.StrEnum):
+    HARD = "hard"
+    SOFT = "soft"
+    BLOCK = "block"
+    EXPIRED = "expired"
+    UNKNOWN = "unknown"
+    COMPLAINT = "complaint"  # ARF abuse, fraud, virus
+    OPT_OUT = "opt-out"  # ARF opt-out
+    FEEDBACK = "feedback"  # ARF auth-failure, not-spam and others: recorded only
+
+
+class BounceSource(enum.StrEnum):
+    DSN = "dsn"  # a bounce message: RFC 3464 or an MTA's own text
+    ARF = "arf"  # an RFC 5965 feedback report
+    SMTP = "smtp"  # the reply to our own SMTP transaction
+
+
+class BounceEvent(Base):
+    __tablename__ = "bounce_event"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    kind: Mapped[str] = mapped_column(String(10), index=True)
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscriber.id", ondelete="SET NULL"), index=True
+    )
+    delivery_id: Mapped[int | None] = mapped_column(
+        ForeignKey("delivery.id", ondelete="SET NULL"), index=True
+    )
+    recipient: Mapped[str] = mapped_column(String(320), default="")
+    domain: Mapped[str] = mapped_column(String(255), default="", index=True)
+    status: Mapped[str] = mapped_column(String(20), default="")
+    code: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(String(10), default=BounceSource.DSN.value)
+    # The report's own Message-ID: a report read twice (an mbox, stdin) is applied once.
+    message_id: Mapped[str] = mapped_column(String(998), default="", index=True)
+
+    def __repr__(self) -> str:
+        return f"<BounceEvent {self.id} {self.kind} {self.recipient}>"

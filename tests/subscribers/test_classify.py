@@ -1,0 +1,79 @@
+"""The classifier's table: text beats a bare code; only a missing mailbox or domain is hard."""
+
+from __future__ import annotations
+
+import pytest
+
+from weekly_mailer.subscribers.classify import Kind, classify, find_code, find_status
+
+CASES = [
+    # (status, code, text, expected kind)
+    ("5.1.1", 550, "550 5.1.1 user unknown", Kind.HARD),
+    (None, None, "550 5.1.1 <a@x.example>: Recipient address rejected: User unknown", Kind.HARD),
+    (None, 550, "Requested action not taken: mailbox unavailable", Kind.HARD),
+    (None, None, "Sorry, no mailbox here by that name. (#5.1.1)", Kind.HARD),
+    ("5.4.4", None, "Host or domain name not found. Name service error", Kind.HARD),
+    ("5.1.10", 550, "RESOLVER.ADR.RecipientNotFound; Recipient not found", Kind.HARD),
+    ("5.4.1", 550, "Recipient address rejected: Access denied. AS(201806281)", Kind.HARD),
+    ("5.2.1", 550, "The email account that you tried to reach is disabled.", Kind.HARD),
+    ("5.1.6", 551, "User has moved, no forwarding address", Kind.HARD),
+    ("5.1.1", None, "", Kind.HARD),  # a bare status
+    (None, 550, "", Kind.HARD),  # a bare 550
+    ("5.2.2", 552, "552 5.2.2 mailbox full", Kind.SOFT),
+    (None, None, "552-5.2.2 The email account that you tried to reach is over quota", Kind.SOFT),
+    (None, None, "Mailbox quota exceeded", Kind.SOFT),
+    (None, 452, "452 4.2.2 Insufficient system storage", Kind.SOFT),
+    ("4.1.1", 450, "450 4.1.1 user unknown, try again", Kind.SOFT),  # transient: never hard
+    (None, 421, "421 Service not available", Kind.SOFT),
+    (None, 550, "550 blocked using zen.spamhaus.org", Kind.BLOCK),
+    ("5.0.0", 550, "rejected because 192.0.2.1 is in a black list at b.barracuda", Kind.BLOCK),
+    ("5.7.1", 554, "554 5.7.1 Service unavailable", Kind.BLOCK),
+    ("5.7.1", None, "", Kind.BLOCK),  # 5.7.x is always a block
+    (
+        None,
+        None,
+        "550-5.7.26 Unauthenticated email is not accepted due to DMARC policy",
+        Kind.BLOCK,
+    ),
+    (None, None, "550 5.7.23 rejected because of Sender Policy Framework violation", Kind.BLOCK),
+    (None, None, "550 5.7.1 Too many messages from your IP, rate limit exceeded", Kind.BLOCK),
+    ("4.7.0", 421, "[TSS04] temporarily deferred due to user complaints", Kind.BLOCK),
+    (None, 554, "554 Message rejected due to content restrictions", Kind.BLOCK),
+    ("5.4.7", None, "", Kind.EXPIRED),
+    ("4.4.7", None, "", Kind.EXPIRED),
+    (None, None, "550 5.4.7 delivery time expired", Kind.EXPIRED),
+    (None, None, "retry timeout exceeded", Kind.EXPIRED),
+    (
+        None,
+        None,
+        "I'm not going to try again; this message has been in the queue too long.",
+        Kind.EXPIRED,
+    ),
+    (None, None, "", Kind.UNKNOWN),
+    ("5.5.0", 554, "554 5.5.0 transaction failed", Kind.UNKNOWN),
+    (None, None, "something odd happened", Kind.UNKNOWN),
+]
+
+
+@pytest.mark.parametrize(("status", "code", "text", "kind"), CASES)
+def test_classify_table(status: str | None, code: int | None, text: str, kind: Kind) -> None:
+    assert classify(status, code, text).kind is kind
+
+
+def test_classification_carries_status_code_and_one_line_reason() -> None:
+    c = classify(
+        None, None, "550-5.1.1 The email account that you tried to reach\n does not exist."
+    )
+    assert (c.kind, c.status, c.code) == (Kind.HARD, "5.1.1", 550)
+    assert c.reason == "550-5.1.1 The email account that you tried to reach does not exist."
+    generic = classify("5.0.0", None, "550 5.1.1 no such user")
+    assert generic.status == "5.1.1"  # the text's specific code beats a generic 5.0.0
+    assert classify("garbage", None, "").status == ""
+
+
+def test_finders() -> None:
+    assert find_status("host said: 550 5.1.1 <a@b>: 4.4.7") == "5.1.1"
+    assert find_status("5.0.0 then 5.2.2") == "5.2.2"
+    assert find_status("version 1.2.3.4 only") == ""
+    assert find_code("Remote host said: 553 sorry") == 553
+    assert find_code("listed at 192.0.2.10 (#5.1.1)") is None

@@ -80,7 +80,7 @@ class WebState:
 
     def queued(self, request: Request | None) -> None:
         """After the commit: have the outbox's worker deliver a new confirmation now."""
-        if request is None or request.outcome == Queued.LIMITED:
+        if request is None or request.outcome != Queued.QUEUED:
             return
         if self.sender is not None:
             self.sender.wake()

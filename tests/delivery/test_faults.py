@@ -210,7 +210,7 @@ def test_greylisting_slows_the_send_down_instead_of_stopping_it(
         assert len(server.received()) == 40
     assert statuses(database, issue_id) == {"sent": 40, "deferred": 10}
     assert stats.throttled == 0 and stats.slowed >= 1
-    assert elapsed < 20, elapsed
+    assert elapsed < 29, elapsed  # one 30 s pause would pass it; load on 2 cores must not
 
 
 def test_a_4_7_x_throttling_reply_still_pauses_the_whole_send(

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite from a fresh clone: install into .venv, lint, type-check, test.
+# The whole test suite from a fresh clone: install into .venv, lint, type-check, check the
+# import layers, test.
 # Extra arguments go to pytest (e.g. `bash scripts/test.sh -m "not slow"`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,8 @@ echo "== ruff"
 .venv/bin/ruff check src tests migrations benchmarks
 echo "== mypy (strict, src/)"
 .venv/bin/mypy
+echo "== import-linter (imports point down the layers)"
+.venv/bin/lint-imports
 echo "== pytest"
 set +e
 .venv/bin/python -m pytest "$@"

@@ -67,3 +67,63 @@ def test_sqlite_pragmas(tmp_path: Path) -> None:
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
     engine.dispose()
+
+
+def _outbox_kinds(url: str) -> None:
+    """0002 on a table with rows: old rows become issue copies; a downgrade drops confirmations."""
+    from sqlalchemy import text
+
+    engine = make_engine(url)
+    try:
+        upgrade(engine, "0001")
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO subscriber (id, email, email_key, name, status, created_at, "
+                    "updated_at, consent_source, source, bounce_count) VALUES (1, 'a@x.org', "
+                    "'a@x.org', '', 'active', :t, :t, '', '', 0)"
+                ),
+                {"t": "2026-11-25 10:00:00"},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO issue (id, send_week, status, reason, subject, title, slug, "
+                    "source, source_key, canonical_url, author, summary, article, html_template,"
+                    " text_template, archive_html, created_at) VALUES (1, '2026-11-25', 'sent',"
+                    " '', '', '', '', '', '', '', '', '', '{}', '', '', '', :t)"
+                ),
+                {"t": "2026-11-25 10:00:00"},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO delivery (issue_id, subscriber_id, status, attempts, "
+                    "created_at, last_error) VALUES (1, 1, 'sent', 1, :t, '')"
+                ),
+                {"t": "2026-11-25 10:00:00"},
+            )
+        upgrade(engine)
+        with engine.begin() as conn:
+            assert conn.execute(text("SELECT kind FROM delivery")).scalars().all() == ["issue"]
+            conn.execute(
+                text(
+                    "INSERT INTO delivery (kind, issue_id, subscriber_id, status, attempts, "
+                    "created_at, last_error) VALUES ('confirmation', NULL, 1, 'queued', 0, :t, '')"
+                ),
+                {"t": "2026-11-25 10:00:00"},
+            )
+        downgrade(engine, "0001")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT issue_id FROM delivery")).scalars().all() == [1]
+        upgrade(engine)
+        assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_outbox_kinds_survive_up_and_down(tmp_path: Path) -> None:
+    _outbox_kinds(f"sqlite:///{tmp_path / 'k.db'}")
+
+
+@pytest.mark.postgres
+def test_postgres_outbox_kinds_survive_up_and_down(pg_url: str) -> None:
+    _outbox_kinds(pg_url)

@@ -54,6 +54,17 @@ class SimpleRenderers:
 
         return render
 
+    def for_confirmations(self):  # type: ignore[no-untyped-def]
+        def render(row: ClaimedRow) -> Envelope:
+            mid = f"<confirm{row.delivery_id}@test.example.org>"
+            data = (
+                f"From: {self.sender}\r\nTo: {row.email}\r\nSubject: Confirm\r\n"
+                f"Message-ID: {mid}\r\n\r\nConfirm, please.\r\n"
+            ).encode()
+            return Envelope(self.sender, row.email, data, mid)
+
+        return render
+
 
 def sessions_of(db: object) -> sessionmaker[Session]:
     return db.sessions  # type: ignore[attr-defined, no-any-return]

@@ -47,9 +47,49 @@ def sign_up(client: FlaskClient, email: str, name: str = "", **extra: str) -> An
 
 
 def flush_mail(app: Flask) -> None:
-    """Wait for the background mailer to hand over everything queued."""
-    state_ = app.extensions["weekly_mailer"]
-    state_.mailer.join()
+    """Deliver the confirmation rows due now, as ``serve``'s thread would: a real Worker on the
+    outbox (confirmations only), with the app's backend and clock, until nothing is due."""
+    from weekly_mailer.delivery.confirmations import deliver_confirmations
+    from weekly_mailer.errors import BackendUnavailableError
+
+    web = app.extensions["weekly_mailer"]
+    assert web.backend is not None, "create the app with a backend (and deliver=False)"
+    try:
+        deliver_confirmations(web.db.sessions, web.settings, web.backend, clock=web.clock)
+    except BackendUnavailableError:
+        pass  # the rows stay queued, as under serve
+
+
+def settle_mail(app: Flask, clock: Clock, *, rounds: int = 50) -> None:
+    """Deliver confirmations, moving the clock on to each retry, until every row is settled
+    (sent, failed or skipped): what ``serve``'s thread does over hours, in a moment."""
+    from weekly_mailer.store import outbox
+
+    web = app.extensions["weekly_mailer"]
+    for _ in range(rounds):
+        flush_mail(app)
+        with web.db.sessions.begin() as session:
+            due = outbox.next_due(session, kind="confirmation")
+        if due is None:
+            return
+        clock.now = max(clock.now, due) + dt.timedelta(seconds=1)
+    raise AssertionError("the confirmation rows did not settle")
+
+
+def outbox_rows(db: Database, email: str) -> list[tuple[str, str, int]]:
+    """The confirmation rows of ``email``: (status, last_error, attempts), oldest first."""
+    with db.engine.connect() as conn:
+        return [
+            (r.status, r.last_error, r.attempts)
+            for r in conn.execute(
+                text(
+                    "SELECT d.status, d.last_error, d.attempts FROM delivery d JOIN subscriber s"
+                    " ON s.id = d.subscriber_id WHERE d.kind = 'confirmation'"
+                    " AND s.email_key = :k ORDER BY d.id"
+                ),
+                {"k": email.lower()},
+            )
+        ]
 
 
 def subscriber(db: Database, email: str) -> Subscriber | None:

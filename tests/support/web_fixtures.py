@@ -34,7 +34,10 @@ def web_settings(settings: Settings) -> Settings:
 def app(
     web_settings: Settings, database: Database, backend: MemoryBackend, clock: Clock
 ) -> Iterator[Flask]:
-    flask_app = create_app(web_settings, db=database, backend=backend, clock=clock)
+    # No confirmation thread: the tests deliver the outbox's rows themselves (flush_mail).
+    flask_app = create_app(
+        web_settings, db=database, backend=backend, clock=clock, deliver=False
+    )
     flask_app.config["TESTING"] = True
     try:
         yield flask_app

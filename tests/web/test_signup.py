@@ -12,7 +12,17 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.support.web import Clock, csrf_token, events, flush_mail, sign_up, snapshot, subscriber
+from tests.support.web import (
+    Clock,
+    csrf_token,
+    events,
+    flush_mail,
+    outbox_rows,
+    settle_mail,
+    sign_up,
+    snapshot,
+    subscriber,
+)
 from weekly_mailer import subscribers as subs
 from weekly_mailer.config import Settings
 from weekly_mailer.delivery.backends.base import Envelope
@@ -222,7 +232,7 @@ def test_request_size_limit(small_settings: Settings, database: Database) -> Non
 
 
 def test_a_temporary_failure_is_retried_and_a_permanent_one_is_not(
-    app: Flask, client: FlaskClient, backend: MemoryBackend
+    app: Flask, client: FlaskClient, backend: MemoryBackend, database: Database, clock: Clock
 ) -> None:
     from weekly_mailer.errors import PermanentFailure, TemporaryFailure
 
@@ -236,12 +246,16 @@ def test_a_temporary_failure_is_retried_and_a_permanent_one_is_not(
             raise TemporaryFailure("451 try again later", code=451)
 
     backend.handler = flaky
-    app.extensions["weekly_mailer"].mailer.retry_pauses = (0.01, 0.01)
     sign_up(client, "ann@example.org")
     sign_up(client, "gone@example.org")
-    flush_mail(app)
-    assert tries == ["ann@example.org", "ann@example.org", "gone@example.org"]
+    flush_mail(app)  # ann deferred (451), gone refused (550)
+    assert sorted(tries) == ["ann@example.org", "gone@example.org"]
+    assert outbox_rows(database, "ann@example.org") == [("deferred", "451 try again later", 1)]
+    assert outbox_rows(database, "gone@example.org") == [("failed", "550 no such user", 1)]
+    settle_mail(app, clock)  # the retry, once its time has come
+    assert tries[2:] == ["ann@example.org"]
     assert [e.recipient for e in backend.sent] == ["ann@example.org"]
+    assert outbox_rows(database, "ann@example.org") == [("sent", "", 2)]
 
 
 def test_the_per_ip_limit_counts_an_ipv6_host_by_its_64() -> None:
@@ -271,7 +285,7 @@ def test_simultaneous_sign_ups_for_one_address_send_one_email_on_postgresql(
     with Database(pg_settings) as database:
         with database.sessions.begin() as session:  # known and pending: the race is the limit
             subs.add(session, "race@example.org", source="web")
-        app = create_app(pg_settings, db=database, backend=backend, clock=Clock())
+        app = create_app(pg_settings, db=database, backend=backend, clock=Clock(), deliver=False)
         try:
             clients = [app.test_client() for _ in range(8)]
             tokens = [csrf_token(c) for c in clients]
@@ -309,16 +323,21 @@ def test_a_confirmation_the_mailer_gave_up_on_does_not_block_the_day(
         raise TemporaryFailure("421 service not available", code=421)
 
     backend.handler = down
-    app.extensions["weekly_mailer"].mailer.retry_pauses = (0.01, 0.01)
     sign_up(client, "ann@example.org")
-    flush_mail(app)  # three tries, then the mailer gives up
-    assert backend.attempts == 3 and backend.sent == []
+    flush_mail(app)
+    # Still in the outbox: the limit holds while the worker retries it.
+    sub = subscriber(database, "ann@example.org")
+    assert sub is not None and sub.confirmation_sent_at == clock.now
+    settle_mail(app, clock)  # retried with backoff until retry_give_up_hours, then given up
+    assert backend.attempts > 3 and backend.sent == []
+    [(status, error, _tries)] = outbox_rows(database, "ann@example.org")
+    assert status == "failed" and error.startswith("stale: not sent within retry_give_up_hours")
     sub = subscriber(database, "ann@example.org")
     assert sub is not None and sub.confirmation_sent_at is None
     [sent] = events(database, "ann@example.org", EventKind.CONFIRMATION_SENT)
     [failed] = events(database, "ann@example.org", EventKind.UPDATED)
     assert failed.source == "web:mailer"
-    assert failed.detail == f"confirmation_failed event={sent.id}: 421 service not available"
+    assert failed.detail.startswith(f"confirmation_failed event={sent.id}: stale: not sent")
 
     backend.handler = None  # the server is back, an hour later
     clock.advance(hours=1)

@@ -122,7 +122,7 @@ def run(
         from weekly_mailer.cli.web import cannot_listen
         from weekly_mailer.web import close_app, create_app, server_options
 
-        web_app = create_app(settings, db=db)
+        web_app = create_app(settings, db=db, deliver=False, on_queued=delivery.wake)
         listen_host, listen_port = host or settings.host, settings.port if port is None else port
         try:
             web = WebServer(

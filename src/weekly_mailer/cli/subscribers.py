@@ -60,54 +60,52 @@ def add(
 
 
 def _send_confirmations(app: AppContext, emails: list[str] | None) -> int:
-    """E-mail confirmation links; returns how many failed."""
+    """Queue confirmation e-mails (within the daily limit), deliver them now; returns how many
+    failed. The rows stay in the outbox, so one not delivered now is retried by ``worker``,
+    ``run`` or ``serve``."""
     from weekly_mailer.clock import utcnow
     from weekly_mailer.delivery import resolve_backend
-    from weekly_mailer.store.models import Subscriber
-    from weekly_mailer.subscribers.confirmations import ConfirmationSummary, send_confirmations
+    from weekly_mailer.delivery.confirmations import deliver_confirmations
+    from weekly_mailer.store.models import DeliveryStatus
+    from weekly_mailer.subscribers import confirmations
+
+    limited = 0
+    rows: list[int] = []
     with app.db.sessions.begin() as session:
-        if emails is None:
-            ids = [
-                sub.id
-                for sub in subs.iter_subscribers(session, status=SubscriberStatus.PENDING.value)
-            ]
-        else:
-            ids = []
-            for email in emails:
-                found = subs.get_by_email(session, email)
-                if found is None:
-                    raise SubscriberError(f"{email.strip()} is not a subscriber")
-                if found.status != SubscriberStatus.PENDING:
-                    raise SubscriberError(f"{found.email} is {found.status}, not pending")
-                ids.append(found.id)
-    summary = ConfirmationSummary()
-    # One short transaction per address: what was sent stays recorded if the server goes
-    # away half-way, and sign-ups on the web are not held up behind a long send.
-    with resolve_backend(app.settings) as backend:
-        for sub_id in ids:
-            with app.db.sessions.begin() as session:
-                sub = session.get(Subscriber, sub_id)
-                if sub is None or sub.status != SubscriberStatus.PENDING:
-                    continue
-                one = send_confirmations(
-                    session, app.settings, backend, [sub], source="cli", now=utcnow()
-                )
-            summary.sent += one.sent
-            summary.limited += one.limited
-            summary.failed.extend(one.failed)
-    for email, reason in summary.failed:
-        click.echo(f"Could not send the confirmation e-mail to {email}: {reason}", err=True)
+        now = utcnow()
+        for sub in confirmations.pending_subscribers(session, emails):
+            asked = confirmations.request_confirmation(
+                session,
+                sub,
+                per_day=app.settings.confirmations_per_address_per_day,
+                source="cli",
+                now=now,
+            )
+            if asked.delivery_id is None:
+                limited += 1
+            else:
+                rows.append(asked.delivery_id)
+    if rows:
+        with resolve_backend(app.settings) as backend:
+            deliver_confirmations(app.db.sessions, app.settings, backend)
+    with app.db.sessions.begin() as session:
+        states = confirmations.row_states(session, rows)
+    sent = sum(1 for r in states if r.status == DeliveryStatus.SENT.value)
+    failed = [r for r in states if r.status != DeliveryStatus.SENT.value]
+    for r in failed:
+        reason = r.error or f"not sent yet ({r.status})"
+        click.echo(f"Could not send the confirmation e-mail to {r.email}: {reason}", err=True)
     if emails is not None and len(emails) == 1:
-        if summary.sent:
+        if sent:
             click.echo(f"Sent the confirmation link to {emails[0].strip()}.")
-        elif summary.limited:
+        elif limited:
             click.echo("A confirmation link was sent to this address today already.")
     else:
         click.echo(
-            f"Confirmation e-mails: {summary.sent} sent, {summary.limited} already sent "
-            f"today, {len(summary.failed)} failed."
+            f"Confirmation e-mails: {sent} sent, {limited} already sent "
+            f"today, {len(failed)} failed."
         )
-    return len(summary.failed)
+    return len(failed)
 
 
 @subscribers.command("send-confirmations")

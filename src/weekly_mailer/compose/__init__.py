@@ -22,7 +22,14 @@ import hashlib
 from typing import TYPE_CHECKING
 
 from weekly_mailer.compose.headers import POLICY, address_of
-from weekly_mailer.compose.links import archive_url, issue_key, make_message_id, unsubscribe_url
+from weekly_mailer.compose.links import (
+    archive_url,
+    confirm_url,
+    confirmation_message_id,
+    issue_key,
+    make_message_id,
+    unsubscribe_url,
+)
 from weekly_mailer.compose.lint import LintReport, lint_issue
 from weekly_mailer.compose.message import (
     DKIM_HEADERS,
@@ -49,6 +56,8 @@ __all__ = [
     "build_confirmation_message",
     "build_reference_message",
     "compose_issue",
+    "confirm_url",
+    "confirmation_message_id",
     "envelope_sender",
     "make_message_id",
     "personalise",

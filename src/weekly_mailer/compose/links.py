@@ -1,4 +1,4 @@
-"""Per-recipient identifiers and links: Message-ID, unsubscribe URL, archive URL."""
+"""Per-recipient identifiers and links: Message-ID, unsubscribe and confirm URLs, archive URL."""
 
 from __future__ import annotations
 
@@ -39,6 +39,19 @@ def unsubscribe_url(settings: Settings, subscriber_id: int, email_key: str) -> s
     """``{base_url}/unsubscribe/{token}`` with a signed, purpose-bound, non-expiring token."""
     token = signer_for(settings.secret_key).make(Purpose.UNSUBSCRIBE, subscriber_id, email_key)
     return f"{settings.base_url.rstrip('/')}/unsubscribe/{token}"
+
+
+def confirm_url(settings: Settings, subscriber_id: int, email_key: str) -> str:
+    """``{base_url}/confirm/{token}``: a signed, purpose-bound token (it expires after
+    ``confirm_ttl_days``, checked where the link is opened)."""
+    token = signer_for(settings.secret_key).make(Purpose.CONFIRM, subscriber_id, email_key)
+    return f"{settings.base_url.rstrip('/')}/confirm/{token}"
+
+
+def confirmation_message_id(settings: Settings, delivery_id: int, subscriber_id: int) -> str:
+    """The Message-ID of the confirmation e-mail of one outbox row: a retry, or a resend after a
+    crash, carries the same id; another request (another row) gets another."""
+    return make_message_id(settings, f"confirm-{delivery_id}", subscriber_id)
 
 
 def archive_url(settings: Settings, issue: int | dt.date | str) -> str:

@@ -182,6 +182,7 @@ def build_confirmation_message(
     name: str,
     confirm_url: str,
     date: dt.datetime | None = None,
+    message_id: str | None = None,
 ) -> bytes:
     """The sign-up confirmation email (text + HTML alternative), CRLF, ready for SMTP.
 
@@ -206,7 +207,9 @@ def build_confirmation_message(
     check_single_line("the subject", subject)
     msg["Subject"] = subject
     msg["Date"] = date or dt.datetime.now(dt.UTC)
-    msg["Message-ID"] = make_msgid("wm-confirm", domain=domain_of(settings.from_address))
+    msg["Message-ID"] = message_id or make_msgid(
+        "wm-confirm", domain=domain_of(settings.from_address)
+    )
     msg["Auto-Submitted"] = "auto-generated"
     msg.set_content(text_part, cte="quoted-printable")
     msg.add_alternative(html_part, subtype="html", cte="quoted-printable")

@@ -1,4 +1,5 @@
-"""From a claimed outbox row to an ``Envelope``: the composer's cheap fill, then DKIM."""
+"""From a claimed outbox row to an ``Envelope``: the composer's cheap fill (an issue copy) or the
+confirmation e-mail, then the envelope and DKIM (``envelopes.py``)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,15 @@ from typing import TYPE_CHECKING
 from weekly_mailer.clock import utcnow
 from weekly_mailer.compose import (
     Recipient,
-    envelope_sender,
+    build_confirmation_message,
+    confirm_url,
+    confirmation_message_id,
     make_message_id,
     personalise,
     unsubscribe_url,
 )
 from weekly_mailer.delivery.backends.base import Envelope
-from weekly_mailer.delivery.dkim import DkimSigner
+from weekly_mailer.delivery.envelopes import Envelopes
 from weekly_mailer.errors import ComposeError
 from weekly_mailer.store.models import Issue
 from weekly_mailer.store.outbox import ClaimedRow
@@ -27,10 +30,12 @@ if TYPE_CHECKING:
 
 
 class IssueRenderers:
-    """Loads each issue's skeleton once and personalises it per row. See ``Renderers``.
+    """Renders both kinds of outbox rows. See ``Renderers``.
 
-    The Message-ID is keyed by the issue's send week and the subscriber, so a retry (or a resend
-    after a crash) carries the same id.
+    An issue's skeleton is loaded once and personalised per row; its Message-ID is keyed by the
+    send week and the subscriber. A confirmation is built per row with its confirm link; its
+    Message-ID is keyed by the outbox row. Either way a retry (or a resend after a crash)
+    carries the same id.
     """
 
     def __init__(
@@ -43,8 +48,7 @@ class IssueRenderers:
         self.sessions = sessions
         self.settings = settings
         self.clock = clock
-        self.signer = DkimSigner.from_settings(settings)
-        self.sender = envelope_sender(settings)
+        self.envelopes = Envelopes.from_settings(settings)
 
     def for_issue(self, issue_id: int) -> Callable[[ClaimedRow], Envelope]:
         with self.sessions.begin() as session:
@@ -52,7 +56,7 @@ class IssueRenderers:
             if issue is None or not issue.skeleton:
                 raise ComposeError(f"issue {issue_id} has no composed message")
             skeleton, week = issue.skeleton, issue.send_week
-        settings, signer, sender, clock = self.settings, self.signer, self.sender, self.clock
+        settings, envelopes, clock = self.settings, self.envelopes, self.clock
 
         def render(row: ClaimedRow) -> Envelope:
             recipient = Recipient(
@@ -64,8 +68,23 @@ class IssueRenderers:
             message_id = make_message_id(settings, week, row.subscriber_id)
             date = clock().replace(microsecond=0)
             data = personalise(skeleton, recipient, message_id=message_id, date=date)
-            if signer is not None:
-                data = signer.sign(data)
-            return Envelope(sender, row.email, data, message_id)
+            return envelopes.seal(row.email, data, message_id)
+
+        return render
+
+    def for_confirmations(self) -> Callable[[ClaimedRow], Envelope]:
+        settings, envelopes, clock = self.settings, self.envelopes, self.clock
+
+        def render(row: ClaimedRow) -> Envelope:
+            message_id = confirmation_message_id(settings, row.delivery_id, row.subscriber_id)
+            data = build_confirmation_message(
+                settings,
+                email=row.email,
+                name=row.name,
+                confirm_url=confirm_url(settings, row.subscriber_id, row.email_key),
+                date=clock().replace(microsecond=0),
+                message_id=message_id,
+            )
+            return envelopes.seal(row.email, data, message_id)
 
         return render

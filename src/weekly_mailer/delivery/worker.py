@@ -1,5 +1,8 @@
 """The delivery loop: claim → personalise → backend.send → record, until told to stop.
 
+One loop for every message: issue copies and confirmation e-mails are rows of the same outbox,
+with the same retries, failure mapping, bounce accounting and ledger (``results.py``).
+
 The worker sees narrow interfaces: a sessionmaker (for the outbox functions), a ``Backend``, and a
 ``Renderers`` that turns a claimed row into an ``Envelope``. Results are written back in small
 batches (every few messages or a fraction of a second), so a crash resends at most the messages
@@ -27,6 +30,7 @@ from weekly_mailer.delivery.backends.base import (
 )
 from weekly_mailer.delivery.policy import Stats, backoff, hard_throttle, hurry_for, make_owner
 from weekly_mailer.delivery.ratelimit import SlowDown, ThrottleGate, TokenBucket
+from weekly_mailer.delivery.results import note_stale, write_outcomes
 from weekly_mailer.errors import (
     ConfigError,
     DeliveryError,
@@ -37,7 +41,6 @@ from weekly_mailer.errors import (
 from weekly_mailer.store import outbox
 from weekly_mailer.store.models import DeliveryStatus
 from weekly_mailer.store.outbox import ClaimedRow, Outcome
-from weekly_mailer.subscribers import rules as subs
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -53,13 +56,18 @@ RenderFn = Callable[[ClaimedRow], Envelope]
 
 
 class Renderers(Protocol):
-    """Gives the personalising function of an issue (loaded once per issue)."""
+    """Gives the personalising function of an issue (loaded once per issue), and the function
+    that builds a confirmation e-mail (loaded once)."""
 
     def for_issue(self, issue_id: int) -> RenderFn: ...
 
+    def for_confirmations(self) -> RenderFn: ...
+
 
 class Worker:
-    """Runs the delivery loop for one issue (``issue_id``) or every sending issue."""
+    """Runs the delivery loop for one issue (``issue_id``), or for every sending issue and every
+    confirmation e-mail, or (``kind``) for one kind of rows only. ``wake()`` cuts a wait short:
+    a new row was committed."""
 
     def __init__(
         self,
@@ -69,6 +77,7 @@ class Worker:
         renderers: Renderers,
         *,
         issue_id: int | None = None,
+        kind: str | None = None,
         owner: str | None = None,
         stop: threading.Event | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
@@ -79,6 +88,8 @@ class Worker:
         self.backend = backend
         self.renderers = renderers
         self.issue_id = issue_id
+        self.kind = kind
+        self.woken = threading.Event()
         self.owner = owner or make_owner()
         self.stop = stop or threading.Event()
         self.clock = clock
@@ -100,10 +111,27 @@ class Worker:
         self.flush_every = max(4, 2 * settings.concurrency)
         self.flush_seconds = 0.25
         self._renders: dict[int, RenderFn] = {}
+        self._confirm_render: RenderFn | None = None
         self._unavailable: WeeklyMailerError | None = None  # stops this run (outage, config)
         self._lease_at = 0.0  # when our leases were last set (monotonic)
 
     # -- the loop ------------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Look for due rows now rather than at the next poll (a row was just committed)."""
+        self.woken.set()
+
+    def pause(self, seconds: float) -> None:
+        """Wait up to ``seconds``; a stop, or :meth:`wake`, ends the wait early."""
+        end = time.monotonic() + seconds
+        while not self.stop.is_set() and not self.hurry.is_set():
+            if self.woken.is_set():
+                self.woken.clear()
+                return
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            self.stop.wait(min(left, 0.05))
 
     def run(self, *, until_idle: bool = True, max_wait: float = 60.0, poll: float = 1.0) -> Stats:
         """Deliver until stopped; with ``until_idle``, also until nothing is due within
@@ -116,6 +144,7 @@ class Worker:
         self._streak, self._busy = ("", 0), 0
         try:
             while not self.stop.is_set() and not self.hurry.is_set():
+                self.woken.clear()  # whatever was committed before this claim, it will see
                 rows = self._claim()
                 if rows:
                     self._deliver(rows)
@@ -125,16 +154,16 @@ class Worker:
                 with self.sessions.begin() as session:
                     ids = [self.issue_id] if self.issue_id is not None else []
                     outbox.finish_done(session, now=self.clock(), issue_ids=ids)
-                    due = outbox.next_due(session, issue_id=self.issue_id)
+                    due = outbox.next_due(session, issue_id=self.issue_id, kind=self.kind)
                 if due is None:
                     if until_idle:
                         break
-                    self.stop.wait(poll)
+                    self.pause(poll)
                     continue
                 delay = (due - self.clock()).total_seconds()
                 if until_idle and delay > max_wait:
                     break
-                self.stop.wait(min(max(delay, 0.02), poll))
+                self.pause(min(max(delay, 0.02), poll))
         finally:
             with self.sessions.begin() as session:
                 self.stats.released += outbox.release(session, owner=self.owner)
@@ -146,12 +175,14 @@ class Worker:
             by_rate = int(self.settings.send_rate * self.settings.lease_seconds / 2)
             limit = max(1, min(limit, by_rate))
         with self.sessions.begin() as session:
-            stale = outbox.fail_stale(
+            stale_rows = outbox.fail_stale_rows(
                 session,
                 now=self.clock(),
                 max_age=dt.timedelta(hours=self.settings.retry_give_up_hours),
                 issue_id=self.issue_id,
+                kind=self.kind,
             )
+            note_stale(session, stale_rows, now=self.clock())
             rows, skipped = outbox.claim(
                 session,
                 owner=self.owner,
@@ -159,8 +190,10 @@ class Worker:
                 lease_seconds=self.settings.lease_seconds,
                 limit=limit,
                 issue_id=self.issue_id,
+                kind=self.kind,
             )
         self._lease_at = time.monotonic()
+        stale = len(stale_rows)
         if stale:
             log.warning("%d deliveries older than retry_give_up_hours failed as stale", stale)
             self.stats.stale += stale
@@ -171,13 +204,18 @@ class Worker:
         return rows
 
     def _deliver(self, rows: list[ClaimedRow]) -> None:
-        for issue_id in {r.issue_id for r in rows} - set(self._renders):
+        for issue_id in {r.issue_id for r in rows if r.issue_id is not None} - set(self._renders):
             try:  # load each issue once, here, rather than racing for it in the pool
                 self._renders[issue_id] = self.renderers.for_issue(issue_id)
             except ConfigError as exc:
                 self._unavailable = exc
             except WeeklyMailerError:
                 pass  # each row records the error as it is attempted
+        if self._confirm_render is None and any(r.issue_id is None for r in rows):
+            try:
+                self._confirm_render = self.renderers.for_confirmations()
+            except ConfigError as exc:
+                self._unavailable = exc
         pending = iter(rows)
         outcomes: list[Outcome] = []
         in_flight: set[Future[Outcome]] = set()
@@ -310,6 +348,10 @@ class Worker:
         )
 
     def _render(self, row: ClaimedRow) -> Envelope:
+        if row.issue_id is None:  # a confirmation e-mail
+            if self._confirm_render is None:
+                self._confirm_render = self.renderers.for_confirmations()
+            return self._confirm_render(row)
         fn = self._renders.get(row.issue_id)
         if fn is None:
             fn = self._renders[row.issue_id] = self.renderers.for_issue(row.issue_id)
@@ -320,17 +362,8 @@ class Worker:
     def _record(self, outcomes: list[Outcome]) -> None:
         now = self.clock()
         with self.sessions.begin() as session:
-            if outcomes:
-                outbox.record(session, outcomes, owner=self.owner, now=now)
-                subs.note_delivered(
-                    session, [o.row.subscriber_id for o in outcomes if o.status == "sent"]
-                )
-                subs.note_bounce(
-                    session,
-                    [o.row.subscriber_id for o in outcomes if o.bounce],
-                    limit=self.settings.bounce_limit,
-                    detail="hard bounce during delivery",
-                )
+            limit = self.settings.bounce_limit
+            write_outcomes(session, outcomes, owner=self.owner, bounce_limit=limit, now=now)
             if time.monotonic() - self._lease_at > self.settings.lease_seconds / 4:
                 outbox.extend_lease(
                     session, owner=self.owner, now=now, lease_seconds=self.settings.lease_seconds

@@ -104,11 +104,11 @@ def list_issues(session: Session) -> list[tuple[Issue, dict[str, int]]]:
     issues = list(session.scalars(select(Issue).order_by(Issue.send_week.desc())))
     grouped: dict[int, dict[str, int]] = {}
     for issue_id, status, n in session.execute(
-        select(Delivery.issue_id, Delivery.status, func.count()).group_by(
-            Delivery.issue_id, Delivery.status
-        )
+        select(Delivery.issue_id, Delivery.status, func.count())
+        .where(Delivery.issue_id.is_not(None))  # confirmation rows belong to no issue
+        .group_by(Delivery.issue_id, Delivery.status)
     ):
-        grouped.setdefault(issue_id, {})[status] = int(n)
+        grouped.setdefault(int(issue_id or 0), {})[status] = int(n)
     return [
         (i, {s.value: grouped.get(i.id, {}).get(s.value, 0) for s in DeliveryStatus})
         for i in issues

@@ -63,8 +63,13 @@ class DeliveryService:
         self._thread.start()
 
     def wake(self) -> None:
-        """Deliver what is due now (queued rows, deferred rows whose time has come)."""
+        """Deliver what is due now (queued rows, deferred rows whose time has come); a worker
+        waiting inside a run (for a deferred row due soon) looks at once too, so a confirmation
+        a web sign-up just committed is not held up behind that wait."""
         self._wake.set()
+        poke = getattr(self.worker, "wake", None)
+        if callable(poke):
+            poke()
 
     def stop(self, timeout: float = 60.0) -> bool:
         """Stop claiming; finish and record the messages in flight; release the rest.

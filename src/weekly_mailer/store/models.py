@@ -92,6 +92,11 @@ class IssueStatus(enum.StrEnum):
     MISSED = "missed"  # the daemon was down past the grace window
 
 
+class DeliveryKind(enum.StrEnum):
+    ISSUE = "issue"  # one subscriber's copy of a weekly issue
+    CONFIRMATION = "confirmation"  # a double opt-in e-mail (no issue)
+
+
 class DeliveryStatus(enum.StrEnum):
     QUEUED = "queued"
     SENDING = "sending"
@@ -183,16 +188,21 @@ class Issue(Base):
 
 
 class Delivery(Base):
-    """The outbox: one row per (issue, subscriber), the ledger of who got what."""
+    """The outbox, the ledger of who got what: one row per (issue, subscriber) for issue copies,
+    and one row per confirmation e-mail (``kind`` ``confirmation``, no issue)."""
 
     __tablename__ = "delivery"
     __table_args__ = (
-        UniqueConstraint("issue_id", "subscriber_id"),
+        UniqueConstraint("issue_id", "subscriber_id"),  # NULLs differ: confirmations are free
         Index("ix_delivery_claim", "issue_id", "status", "next_attempt_at"),
+        Index("ix_delivery_kind_claim", "kind", "status", "next_attempt_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    issue_id: Mapped[int] = mapped_column(ForeignKey("issue.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(
+        _enum(DeliveryKind), default=DeliveryKind.ISSUE, server_default=DeliveryKind.ISSUE.value
+    )
+    issue_id: Mapped[int | None] = mapped_column(ForeignKey("issue.id", ondelete="CASCADE"))
     subscriber_id: Mapped[int] = mapped_column(
         ForeignKey("subscriber.id", ondelete="CASCADE"), index=True
     )
@@ -207,5 +217,5 @@ class Delivery(Base):
     last_code: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str] = mapped_column(Text, default="")
 
-    issue: Mapped[Issue] = relationship(back_populates="deliveries")
+    issue: Mapped[Issue | None] = relationship(back_populates="deliveries")
     subscriber: Mapped[Subscriber] = relationship()

@@ -1,79 +1,128 @@
-"""Confirmation e-mails sent from the command line (the web sends its own from a queue).
+"""Confirmation e-mails (double opt-in): queued in the outbox, delivered by the worker.
 
-A subscriber added without ``--confirmed`` is pending: they get the double opt-in e-mail and
-become active only when they press the button behind its link. The daily limit per address
-(``confirmations_per_address_per_day``) applies here as on the web.
+Asking for a confirmation is one outbox row (``kind`` ``confirmation``), inserted in the same
+transaction as whatever asked for it (a web sign-up, a resubscribe, ``subscribers add``), so a
+committed request never loses its e-mail. The daily limit per address
+(``confirmations_per_address_per_day``) is applied here and the ``confirmation_sent`` event is
+recorded when the row is queued; a confirmation that finally fails for another reason than a 5xx
+refusal (:func:`note_not_sent`, called by the worker) is taken out of the limit again. Nothing here
+talks to a mail server: ``serve``, ``run``, ``worker`` and the CLI deliver the rows.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable
-from email.parser import BytesHeaderParser
-from typing import TYPE_CHECKING
+import enum
+from collections.abc import Sequence
 
-from weekly_mailer.compose import build_confirmation_message, envelope_sender
-from weekly_mailer.delivery.backends.base import BackendUnavailableError, Envelope
-from weekly_mailer.errors import DeliveryError, WeeklyMailerError
-from weekly_mailer.subscribers.optin import may_send_confirmation, note_confirmation_sent
-from weekly_mailer.tokens import Purpose, signer_for
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
-    from weekly_mailer.config import Settings
-    from weekly_mailer.delivery.backends.base import Backend
-    from weekly_mailer.store.models import Subscriber
-
-
-def confirm_url(settings: Settings, sub: Subscriber) -> str:
-    """``{base_url}/confirm/{token}``: a signed, purpose-bound token that expires."""
-    token = signer_for(settings.secret_key).make(Purpose.CONFIRM, sub.id, sub.email_key)
-    return f"{settings.base_url.rstrip('/')}/confirm/{token}"
+from weekly_mailer.errors import SubscriberError
+from weekly_mailer.store import outbox
+from weekly_mailer.store.models import Delivery, DeliveryKind, Subscriber, SubscriberStatus
+from weekly_mailer.subscribers.optin import (
+    may_send_confirmation,
+    note_confirmation_sent,
+    undo_confirmation_sent,
+)
+from weekly_mailer.subscribers.rules import get_by_email, iter_subscribers
 
 
-@dataclasses.dataclass
-class ConfirmationSummary:
-    sent: int = 0
-    limited: int = 0
-    failed: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+class Queued(enum.StrEnum):
+    QUEUED = "queued"  # a new confirmation e-mail is in the outbox
+    WAITING = "waiting"  # one asked for earlier is still in the outbox: no second one
+    LIMITED = "limited"  # over the daily limit: nothing queued
 
 
-def send_confirmations(
+@dataclasses.dataclass(frozen=True, slots=True)
+class Request:
+    """What :func:`request_confirmation` did; ``delivery_id`` is the outbox row, if any."""
+
+    outcome: Queued
+    delivery_id: int | None = None
+
+
+def request_confirmation(
     session: Session,
-    settings: Settings,
-    backend: Backend,
-    subscribers: Iterable[Subscriber],
+    sub: Subscriber,
     *,
+    per_day: int,
     source: str,
+    detail: str = "",
     now: dt.datetime,
-) -> ConfirmationSummary:
-    """E-mail the confirmation link to each pending subscriber, within the daily limit.
+) -> Request:
+    """Queue a confirmation e-mail for ``sub`` within the daily limit (``per_day``).
 
-    Only a message the backend accepted counts towards the limit; a failure for one address is
-    reported, not raised, so it does not stop the others. A backend that is down raises
-    ``BackendUnavailableError`` at once; what was sent before stays recorded.
+    A confirmation still waiting in the outbox for this subscriber is not doubled. Locks the
+    subscriber's row (see ``may_send_confirmation``), so simultaneous requests act once.
     """
-    summary = ConfirmationSummary()
-    sender = envelope_sender(settings)
-    for sub in subscribers:
-        if not may_send_confirmation(
-            session, sub, per_day=settings.confirmations_per_address_per_day, now=now
-        ):
-            summary.limited += 1
-            continue
-        try:
-            data = build_confirmation_message(
-                settings, email=sub.email, name=sub.name, confirm_url=confirm_url(settings, sub)
-            )
-            message_id = str(BytesHeaderParser().parsebytes(data).get("Message-ID", "")).strip()
-            backend.send(Envelope(sender, sub.email, data, message_id))
-        except BackendUnavailableError:
-            raise  # the server is down: stop here instead of timing out once per address
-        except (DeliveryError, WeeklyMailerError) as exc:
-            summary.failed.append((sub.email, str(exc)))
-            continue
-        note_confirmation_sent(session, sub, source=source, now=now)
-        summary.sent += 1
-    return summary
+    allowed = may_send_confirmation(session, sub, per_day=per_day, now=now)
+    waiting = outbox.open_confirmation(session, sub.id)
+    if waiting is not None:
+        return Request(Queued.WAITING, waiting)
+    if not allowed:
+        return Request(Queued.LIMITED)
+    delivery_id = outbox.enqueue_confirmation(session, sub.id, now=now)
+    note_confirmation_sent(session, sub, source=source, detail=detail, now=now)
+    return Request(Queued.QUEUED, delivery_id)
+
+
+def pending_subscribers(session: Session, emails: Sequence[str] | None) -> list[Subscriber]:
+    """Every pending subscriber (``emails`` ``None``), or those addresses, each of which must be
+    a pending subscriber (``SubscriberError`` otherwise)."""
+    if emails is None:
+        return list(iter_subscribers(session, status=SubscriberStatus.PENDING.value))
+    found: list[Subscriber] = []
+    for email in emails:
+        sub = get_by_email(session, email)
+        if sub is None:
+            raise SubscriberError(f"{email.strip()} is not a subscriber")
+        if sub.status != SubscriberStatus.PENDING:
+            raise SubscriberError(f"{sub.email} is {sub.status}, not pending")
+        found.append(sub)
+    return found
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RowState:
+    """Where one confirmation e-mail stands in the outbox."""
+
+    delivery_id: int
+    email: str
+    status: str
+    error: str
+
+
+def row_states(session: Session, delivery_ids: Sequence[int]) -> list[RowState]:
+    """The outbox state of these confirmation rows (gone ones left out), in id order."""
+    if not delivery_ids:
+        return []
+    found = session.execute(
+        select(Delivery.id, Subscriber.email, Delivery.status, Delivery.last_error)
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(Delivery.id.in_(delivery_ids))
+        .order_by(Delivery.id)
+    )
+    return [RowState(int(i), e, s, err or "") for i, e, s, err in found]
+
+
+def note_not_sent(
+    session: Session, delivery_ids: Sequence[int], *, reason: str, now: dt.datetime
+) -> int:
+    """These confirmation rows finally failed without a 5xx refusal: each person may ask for
+    another confirmation at once (their daily limit is lifted). Returns how many were undone."""
+    if not delivery_ids:
+        return 0
+    rows = session.execute(
+        select(Delivery.subscriber_id, Delivery.created_at).where(
+            Delivery.id.in_(delivery_ids),
+            Delivery.kind == DeliveryKind.CONFIRMATION.value,
+        )
+    ).all()
+    reason = " ".join(reason.split())
+    return sum(
+        undo_confirmation_sent(session, sid, queued_at=at, reason=reason, now=now)
+        for sid, at in rows
+    )

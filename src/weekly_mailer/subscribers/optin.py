@@ -126,6 +126,74 @@ def note_confirmation_failed(
     return True
 
 
+def undo_confirmation_sent(
+    session: Session,
+    subscriber_id: int,
+    *,
+    queued_at: dt.datetime,
+    reason: str,
+    now: dt.datetime,
+) -> bool:
+    """A confirmation e-mail queued at ``queued_at`` finally failed (not a 5xx refusal): take it
+    out of the daily limit, see :func:`note_confirmation_failed`.
+
+    Its ``confirmation_sent`` event is the subscriber's last one recorded at or before
+    ``queued_at`` (both are written in the one transaction that queues the e-mail);
+    ``confirmation_sent_at`` goes back to the time of the one before it that still counts.
+    Returns ``False`` when there is nothing to undo.
+    """
+    found = session.execute(
+        select(SubscriberEvent.id, SubscriberEvent.at)
+        .where(
+            SubscriberEvent.subscriber_id == subscriber_id,
+            SubscriberEvent.kind == EventKind.CONFIRMATION_SENT.value,
+            SubscriberEvent.at <= queued_at,
+        )
+        .order_by(SubscriberEvent.at.desc(), SubscriberEvent.id.desc())
+        .limit(1)
+    ).first()
+    if found is None:
+        return False
+    event_id, sent_at = found
+    undone = {
+        int(m.group(1))
+        for m in map(
+            _FAILED_RE.match,
+            session.scalars(
+                select(SubscriberEvent.detail).where(
+                    SubscriberEvent.subscriber_id == subscriber_id,
+                    SubscriberEvent.kind == EventKind.UPDATED.value,
+                    SubscriberEvent.source == FAILED_SOURCE,
+                )
+            ),
+        )
+        if m
+    }
+    if event_id in undone:
+        return False
+    earlier = session.scalars(
+        select(SubscriberEvent.at)
+        .where(
+            SubscriberEvent.subscriber_id == subscriber_id,
+            SubscriberEvent.kind == EventKind.CONFIRMATION_SENT.value,
+            SubscriberEvent.id != event_id,
+            SubscriberEvent.id.not_in(undone),
+            SubscriberEvent.at <= sent_at,
+        )
+        .order_by(SubscriberEvent.at.desc())
+        .limit(1)
+    ).first()
+    return note_confirmation_failed(
+        session,
+        subscriber_id,
+        event_id=int(event_id),
+        sent_at=sent_at,
+        previous_sent_at=earlier,
+        reason=reason,
+        now=now,
+    )
+
+
 def subscriber_for_token(
     session: Session,
     signer: TokenSigner,

@@ -19,10 +19,10 @@ from flask import Blueprint, Response, render_template, request, url_for
 from weekly_mailer.errors import TokenError
 from weekly_mailer.store.models import SubscriberStatus
 from weekly_mailer.subscribers import optin
+from weekly_mailer.subscribers.confirmations import Queued, Request
 from weekly_mailer.tokens import Purpose
-from weekly_mailer.web import state
-from weekly_mailer.web.mailer import ConfirmationJob
 from weekly_mailer.web.security import client_ip, error_page, invalid_link, network_key
+from weekly_mailer.web.state import state
 
 bp = Blueprint("links", __name__)
 
@@ -118,7 +118,7 @@ def unsubscribe(token: str) -> Response:
 def resubscribe(token: str) -> Response:
     web = state()
     ip = client_ip()
-    job: ConfirmationJob | None = None
+    queued: Request | None = None
     with web.db.sessions.begin() as session:
         try:
             sub = optin.subscriber_for_token(
@@ -133,14 +133,9 @@ def resubscribe(token: str) -> Response:
         if not web.ip_limiter.hit(network_key(ip)):
             return error_page(429)
         now = web.clock()
-        sent = optin.may_send_confirmation(
-            session, sub, per_day=web.settings.confirmations_per_address_per_day, now=now
+        queued = web.request_confirmation(
+            session, sub, source="web:resubscribe", detail=f"ip={ip}", now=now
         )
-        if sent:
-            job = web.confirmation_job(
-                session, sub, source="web:resubscribe", detail=f"ip={ip}", now=now
-            )
         address = masked(sub.email)
-    if job is not None:
-        web.mailer.submit(job)
-    return _page("resubscribe.html", address=address, sent=sent)
+    web.queued(queued)
+    return _page("resubscribe.html", address=address, sent=queued.outcome != Queued.LIMITED)

@@ -1,8 +1,10 @@
 """``GET /`` (the sign-up form) and ``POST /subscribe``.
 
 Every accepted sign-up gets the same answer page, whether the address is new, pending, active or
-unsubscribed, and whether or not an e-mail went out (no enumeration; the e-mail itself is sent by
-a background thread, so the answer takes the same time too). A filled-in honeypot field gets the
+unsubscribed, and whether or not an e-mail went out (no enumeration). The confirmation e-mail is
+an outbox row committed in the same transaction as the pending subscriber; a worker sends it
+after the answer, so the answer takes the same time too, and a crash after the answer loses
+nothing. A filled-in honeypot field gets the
 same page and changes nothing.
 """
 
@@ -14,10 +16,10 @@ from flask import Blueprint, Response, render_template, request
 from sqlalchemy.exc import IntegrityError
 
 from weekly_mailer.errors import SubscriberError
-from weekly_mailer.subscribers import clean_name, normalise_address, optin, request_subscription
-from weekly_mailer.web import state
-from weekly_mailer.web.mailer import ConfirmationJob
+from weekly_mailer.subscribers import clean_name, normalise_address, request_subscription
+from weekly_mailer.subscribers.confirmations import Request
 from weekly_mailer.web.security import CSRF_FIELD, client_ip, error_page, network_key
+from weekly_mailer.web.state import state
 
 log = logging.getLogger(__name__)
 bp = Blueprint("signup", __name__)
@@ -78,21 +80,18 @@ def subscribe() -> Response:
     except SubscriberError as exc:
         return render_form(email=email, name=name, error=str(exc), status=400)
 
-    job: ConfirmationJob | None = None
+    queued: Request | None = None
     now = web.clock()
     try:
         with web.db.sessions.begin() as session:
             web.expire_pending_if_due(session, now)
             sub = request_subscription(session, address, name=clean, source="web", now=now)
-            if sub is not None and optin.may_send_confirmation(
-                session, sub, per_day=web.settings.confirmations_per_address_per_day, now=now
-            ):
-                job = web.confirmation_job(
+            if sub is not None:  # one transaction: the pending subscriber and its e-mail
+                queued = web.request_confirmation(
                     session, sub, source="web:signup", detail=f"ip={ip}", now=now
                 )
     except IntegrityError:
-        # A simultaneous sign-up for the same new address won the race; it sends the e-mail.
-        job = None
-    if job is not None:
-        web.mailer.submit(job)
+        # A simultaneous sign-up for the same new address won the race; it queued the e-mail.
+        queued = None
+    web.queued(queued)
     return check_inbox()

@@ -1,4 +1,5 @@
-"""The outbox: one delivery row per (issue, subscriber), and every state change on it.
+"""The outbox: one delivery row per (issue, subscriber), one per confirmation e-mail (``kind``
+``confirmation``, no issue), and every state change on them.
 
 ::
 
@@ -14,30 +15,43 @@ message. On PostgreSQL the claim uses ``FOR UPDATE SKIP LOCKED``; SQLite seriali
 ``BEGIN IMMEDIATE`` (see ``db.py``).
 """
 
-from weekly_mailer.store.outbox.claims import claim, enqueue, extend_lease, record, release
+from weekly_mailer.store.outbox.claims import (
+    claim,
+    enqueue,
+    enqueue_confirmation,
+    extend_lease,
+    open_confirmation,
+    record,
+    release,
+)
 from weekly_mailer.store.outbox.issue_rows import (
     counts,
     fail_stale,
+    fail_stale_rows,
     finish_done,
     leased_rows,
     next_due,
     refused,
     retry,
 )
-from weekly_mailer.store.outbox.rows import OPEN_STATES, ClaimedRow, Outcome
+from weekly_mailer.store.outbox.rows import OPEN_STATES, ClaimedRow, Outcome, StaleRow
 
 __all__ = [
     "OPEN_STATES",
     "ClaimedRow",
     "Outcome",
+    "StaleRow",
     "claim",
     "counts",
     "enqueue",
+    "enqueue_confirmation",
     "extend_lease",
     "fail_stale",
+    "fail_stale_rows",
     "finish_done",
     "leased_rows",
     "next_due",
+    "open_confirmation",
     "record",
     "refused",
     "release",

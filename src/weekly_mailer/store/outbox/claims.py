@@ -6,12 +6,13 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import and_, bindparam, func, insert, literal, select, update
+from sqlalchemy import and_, bindparam, case, func, insert, literal, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from weekly_mailer.store.models import (
     Delivery,
+    DeliveryKind,
     DeliveryStatus,
     Issue,
     IssueStatus,
@@ -19,6 +20,8 @@ from weekly_mailer.store.models import (
     SubscriberStatus,
 )
 from weekly_mailer.store.outbox.rows import (
+    OPEN_STATES,
+    SENDABLE,
     ClaimedRow,
     Outcome,
     T,
@@ -63,6 +66,39 @@ def enqueue(session: Session, issue: Issue, *, now: dt.datetime) -> int:
     return int(added)
 
 
+def enqueue_confirmation(session: Session, subscriber_id: int, *, now: dt.datetime) -> int:
+    """Queue one confirmation e-mail for the subscriber, due now; returns the row's id.
+
+    The caller commits it together with whatever asked for it (a sign-up, a resubscribe), so
+    a committed request always has its e-mail in the outbox.
+    """
+    row = Delivery(
+        kind=DeliveryKind.CONFIRMATION.value,
+        issue_id=None,
+        subscriber_id=subscriber_id,
+        status=DeliveryStatus.QUEUED.value,
+        attempts=0,
+        created_at=now,
+        next_attempt_at=now,
+        last_error="",
+    )
+    session.add(row)
+    session.flush()
+    return int(row.id)
+
+
+def open_confirmation(session: Session, subscriber_id: int) -> int | None:
+    """The id of the subscriber's confirmation row not yet sent or given up, if any."""
+    found = session.scalar(
+        select(func.min(Delivery.id)).where(
+            Delivery.kind == DeliveryKind.CONFIRMATION.value,
+            Delivery.subscriber_id == subscriber_id,
+            Delivery.status.in_([s.value for s in OPEN_STATES]),
+        )
+    )
+    return None if found is None else int(found)
+
+
 def claim(
     session: Session,
     *,
@@ -71,15 +107,22 @@ def claim(
     lease_seconds: float,
     limit: int,
     issue_id: int | None = None,
+    kind: str | None = None,
 ) -> tuple[list[ClaimedRow], int]:
     """Lease up to ``limit`` due rows to ``owner``; returns them and how many were skipped.
 
-    Rows whose subscriber is no longer active are marked ``skipped`` here, at send time.
+    The rows: one issue's (``issue_id``), or those of every sending issue and every due
+    confirmation, or of one ``kind`` only (see ``issue_filter``). Rows whose subscriber may no
+    longer get them (an issue copy: not active; a confirmation: confirmed already, or
+    complained) are marked ``skipped`` here, at send time.
     """
+    order: list[Any] = [Delivery.id]
+    if issue_id is None and kind is None:  # a person waits for a confirmation: those first
+        order.insert(0, case((Delivery.kind == DeliveryKind.CONFIRMATION.value, 0), else_=1))
     pick = (
         select(Delivery.id)
-        .where(issue_filter(issue_id), claimable(now))
-        .order_by(Delivery.id)
+        .where(issue_filter(issue_id, kind), claimable(now))
+        .order_by(*order)
         .limit(limit)
     )
     if session.get_bind().dialect.name == "postgresql":
@@ -90,6 +133,7 @@ def claim(
     found = session.execute(
         select(
             Delivery.id,
+            Delivery.kind,
             Delivery.issue_id,
             Delivery.subscriber_id,
             Delivery.attempts,
@@ -105,27 +149,32 @@ def claim(
     ).all()
     rows: list[ClaimedRow] = []
     inactive: list[int] = []
+    unneeded: list[int] = []
     for r in found:
-        if r.status != SubscriberStatus.ACTIVE.value:
-            inactive.append(r.id)
+        if r.status not in SENDABLE.get(r.kind, ()):
+            (unneeded if r.kind == DeliveryKind.CONFIRMATION.value else inactive).append(r.id)
             continue
         rows.append(
             ClaimedRow(
                 r.id, r.issue_id, r.subscriber_id, r.email, r.email_key, r.name or "",
-                r.attempts, r.first_failure_at,
+                r.attempts, r.first_failure_at, r.kind,
             )
         )  # fmt: skip
-    if inactive:
-        session.execute(
-            update(Delivery)
-            .where(Delivery.id.in_(inactive))
-            .values(
-                status=DeliveryStatus.SKIPPED.value,
-                last_error="subscriber is no longer active",
-                lease_owner=None,
-                lease_expires_at=None,
+    for ids_, why in (
+        (inactive, "subscriber is no longer active"),
+        (unneeded, "subscriber needs no confirmation (confirmed, or complained)"),
+    ):
+        if ids_:
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(ids_))
+                .values(
+                    status=DeliveryStatus.SKIPPED.value,
+                    last_error=why,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                )
             )
-        )
     if rows:
         session.execute(
             update(Delivery)
@@ -136,7 +185,7 @@ def claim(
                 lease_expires_at=now + dt.timedelta(seconds=lease_seconds),
             )
         )
-    return rows, len(inactive)
+    return rows, len(inactive) + len(unneeded)
 
 
 def record(

@@ -13,14 +13,32 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from weekly_mailer.store.models import Delivery, DeliveryStatus, Issue, IssueStatus
-from weekly_mailer.store.outbox.rows import OPEN_STATES, aware, issue_filter
+from weekly_mailer.store.outbox.rows import OPEN_STATES, StaleRow, aware, issue_filter
 
 
 def fail_stale(
-    session: Session, *, now: dt.datetime, max_age: dt.timedelta, issue_id: int | None = None
+    session: Session,
+    *,
+    now: dt.datetime,
+    max_age: dt.timedelta,
+    issue_id: int | None = None,
+    kind: str | None = None,
 ) -> int:
     """Fail the open, unleased rows waiting longer than ``max_age`` (``retry_give_up_hours``);
-    returns how many.
+    returns how many. See :func:`fail_stale_rows`."""
+    return len(fail_stale_rows(session, now=now, max_age=max_age, issue_id=issue_id, kind=kind))
+
+
+def fail_stale_rows(
+    session: Session,
+    *,
+    now: dt.datetime,
+    max_age: dt.timedelta,
+    issue_id: int | None = None,
+    kind: str | None = None,
+) -> list[StaleRow]:
+    """Fail the open, unleased rows waiting longer than ``max_age`` (``retry_give_up_hours``);
+    returns them (id, kind, subscriber), so that a confirmation given up on can be undone.
 
     A row's age is counted from its first failure, or, never tried, from when it was queued
     (enqueue, or ``issues retry``, which is the explicit way to send a stale row anyway). So an
@@ -31,7 +49,7 @@ def fail_stale(
     result = session.execute(
         update(Delivery)
         .where(
-            issue_filter(issue_id),
+            issue_filter(issue_id, kind),
             or_(
                 Delivery.status.in_([DeliveryStatus.QUEUED.value, DeliveryStatus.DEFERRED.value]),
                 and_(
@@ -49,9 +67,10 @@ def fail_stale(
             lease_owner=None,
             lease_expires_at=None,
         )
+        .returning(Delivery.id, Delivery.kind, Delivery.subscriber_id)
         .execution_options(synchronize_session=False)
     )
-    return int(cast(CursorResult[Any], result).rowcount or 0)
+    return [StaleRow(int(i), str(k), int(s)) for i, k, s in result]
 
 
 def leased_rows(
@@ -69,14 +88,16 @@ def leased_rows(
     return int(n), None if until is None else aware(until)
 
 
-def next_due(session: Session, *, issue_id: int | None = None) -> dt.datetime | None:
+def next_due(
+    session: Session, *, issue_id: int | None = None, kind: str | None = None
+) -> dt.datetime | None:
     """When the next open row becomes claimable (``None`` when nothing is open)."""
     due = select(
         func.min(Delivery.next_attempt_at).filter(
             Delivery.status.in_([DeliveryStatus.QUEUED.value, DeliveryStatus.DEFERRED.value])
         ),
         func.min(Delivery.lease_expires_at).filter(Delivery.status == DeliveryStatus.SENDING.value),
-    ).where(issue_filter(issue_id))
+    ).where(issue_filter(issue_id, kind))
     first, lease = session.execute(due).one()
     times = [t for t in (first, lease) if t is not None]
     if not times:

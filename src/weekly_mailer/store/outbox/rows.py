@@ -8,7 +8,14 @@ from typing import Any, cast
 
 from sqlalchemy import Table, and_, case, or_, select
 
-from weekly_mailer.store.models import Delivery, DeliveryStatus, Issue, IssueStatus
+from weekly_mailer.store.models import (
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
+    Issue,
+    IssueStatus,
+    SubscriberStatus,
+)
 
 OPEN_STATES = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING, DeliveryStatus.DEFERRED)
 T = cast(Table, Delivery.__table__)
@@ -16,16 +23,29 @@ T = cast(Table, Delivery.__table__)
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ClaimedRow:
-    """A delivery claimed by one worker, with what is needed to personalise its message."""
+    """A delivery claimed by one worker, with what is needed to personalise its message.
+
+    ``issue_id`` is ``None`` for a confirmation e-mail (``kind`` ``confirmation``).
+    """
 
     delivery_id: int
-    issue_id: int
+    issue_id: int | None
     subscriber_id: int
     email: str
     email_key: str
     name: str
     attempts: int
     first_failure_at: dt.datetime | None
+    kind: str = DeliveryKind.ISSUE.value
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StaleRow:
+    """A row :func:`~weekly_mailer.store.outbox.fail_stale_rows` gave up on."""
+
+    delivery_id: int
+    kind: str
+    subscriber_id: int
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -44,7 +64,19 @@ class Outcome:
     at: dt.datetime | None = None
 
 
-
+# Who may still get each kind of message: issue copies go to active subscribers only; a
+# confirmation to anyone who asked and has not confirmed (pending, or back after leaving),
+# never to an address that complained.
+SENDABLE = {
+    DeliveryKind.ISSUE.value: frozenset({SubscriberStatus.ACTIVE.value}),
+    DeliveryKind.CONFIRMATION.value: frozenset(
+        {
+            SubscriberStatus.PENDING.value,
+            SubscriberStatus.UNSUBSCRIBED.value,
+            SubscriberStatus.BOUNCED.value,
+        }
+    ),
+}
 
 
 def claimable(now: dt.datetime) -> Any:
@@ -58,20 +90,25 @@ def claimable(now: dt.datetime) -> Any:
 
 
 
-def issue_filter(issue_id: int | None) -> Any:
+def issue_filter(issue_id: int | None, kind: str | None = None) -> Any:
+    """Which rows a worker works on: one issue's (``issue_id``); only confirmations (``kind``
+    ``confirmation``); only copies of sending issues (``kind`` ``issue``); or, with neither,
+    copies of every sending issue and every confirmation."""
     if issue_id is not None:
         return Delivery.issue_id == issue_id
+    confirmations = Delivery.kind == DeliveryKind.CONFIRMATION.value
+    if kind == DeliveryKind.CONFIRMATION.value:
+        return confirmations
     sending = select(Issue.id).where(Issue.status == IssueStatus.SENDING.value)
-    return Delivery.issue_id.in_(sending.scalar_subquery())
-
-
+    copies = Delivery.issue_id.in_(sending.scalar_subquery())
+    if kind == DeliveryKind.ISSUE.value:
+        return copies
+    return or_(copies, confirmations)
 
 def released_status() -> Any:
     return case(
         (T.c.attempts > 0, DeliveryStatus.DEFERRED.value), else_=DeliveryStatus.QUEUED.value
     )
-
-
 
 def aware(value: dt.datetime | str) -> dt.datetime:
     # Aggregates bypass the column type on SQLite: parse the stored UTC text ourselves.

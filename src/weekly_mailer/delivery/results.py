@@ -1,0 +1,62 @@
+"""Writing a batch of delivery results, and what they mean for the subscribers, in one
+transaction: the outbox rows (``store.outbox.record``); delivered addresses clear their bounces
+and hard bounces count (``subscribers.rules``); a confirmation e-mail that finally failed for
+another reason than a 5xx refusal leaves the person's daily limit (``subscribers.confirmations``),
+so they may ask again at once. Issue copies and confirmations are treated alike otherwise."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from sqlalchemy.orm import Session
+
+from weekly_mailer.store import outbox
+from weekly_mailer.store.models import DeliveryKind, DeliveryStatus
+from weekly_mailer.store.outbox import Outcome, StaleRow
+from weekly_mailer.subscribers import confirmations
+from weekly_mailer.subscribers import rules as subs
+
+
+def not_a_refusal(outcome: Outcome) -> bool:
+    """A failed confirmation the server did not refuse with a 5xx (it never went out)."""
+    return (
+        outcome.row.kind == DeliveryKind.CONFIRMATION.value
+        and outcome.status == DeliveryStatus.FAILED.value
+        and not 500 <= (outcome.code or 0) <= 599
+    )
+
+
+def write_outcomes(
+    session: Session,
+    outcomes: Sequence[Outcome],
+    *,
+    owner: str,
+    bounce_limit: int,
+    now: dt.datetime,
+) -> None:
+    """Record ``outcomes`` and apply the subscriber rules they call for."""
+    if not outcomes:
+        return
+    outbox.record(session, outcomes, owner=owner, now=now)
+    sent = [o.row.subscriber_id for o in outcomes if o.status == DeliveryStatus.SENT.value]
+    subs.note_delivered(session, sent)
+    subs.note_bounce(
+        session,
+        [o.row.subscriber_id for o in outcomes if o.bounce],
+        limit=bounce_limit,
+        detail="hard bounce during delivery",
+    )
+    for o in outcomes:
+        if not_a_refusal(o):
+            confirmations.note_not_sent(session, [o.row.delivery_id], reason=o.error, now=now)
+
+
+def note_stale(session: Session, rows: Sequence[StaleRow], *, now: dt.datetime) -> None:
+    """Confirmation rows failed as stale never went out: out of the daily limit too."""
+    confirmations.note_not_sent(
+        session,
+        [r.delivery_id for r in rows if r.kind == DeliveryKind.CONFIRMATION.value],
+        reason="stale: not sent within retry_give_up_hours",
+        now=now,
+    )

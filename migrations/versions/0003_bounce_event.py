@@ -1,12 +1,8 @@
 """bounce_event: every classified bounce and feedback report
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-11-27 06:00:00
-
-NOTE for the merge: 0002 is being written in parallel on another branch. This revision says
-``down_revision = "0001"`` (the head on this branch); whoever merges both re-chains it to
-``"0002"`` so that the history stays linear.
 """
 
 from __future__ import annotations
@@ -15,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003"
-down_revision = "0001"  # re-chain to "0002" at merge (see the note above)
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 

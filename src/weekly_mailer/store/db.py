@@ -173,3 +173,22 @@ class Database:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def ping(engine: Engine) -> None:
+    """One plain DBAPI round trip (``SELECT 1``); raises when the database does not answer.
+
+    No ORM transaction is opened, so on SQLite no write lock is taken (the health check).
+    """
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        try:
+            cursor.execute("SELECT 1")
+            answer = cursor.fetchone()
+        finally:
+            cursor.close()
+    finally:
+        raw.close()
+    if answer is None or tuple(answer) != (1,):
+        raise DatabaseNotReadyError("SELECT 1 did not answer 1")

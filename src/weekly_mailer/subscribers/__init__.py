@@ -14,6 +14,7 @@ from weekly_mailer.subscribers.parse import ParsedRow, RowError, parse_rows
 from weekly_mailer.subscribers.rules import (
     add,
     clean_name,
+    complain,
     confirm,
     count,
     expire_pending,
@@ -35,6 +36,7 @@ __all__ = [
     "RowError",
     "add",
     "clean_name",
+    "complain",
     "confirm",
     "count",
     "expire_pending",

@@ -19,8 +19,8 @@ from email.utils import getaddresses
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from weekly_mailer.store.models import EventKind, Subscriber, SubscriberStatus
-from weekly_mailer.subscribers import note_bounce, record, unsubscribe
+from weekly_mailer.store.models import Subscriber
+from weekly_mailer.subscribers import complain, note_bounce, unsubscribe
 
 _ADDR = re.compile(r"^\s*(?:rfc822\s*;)?\s*<?([^<>\s;]+@[^<>\s;]+?)>?\s*$", re.IGNORECASE)
 
@@ -147,11 +147,8 @@ def apply_report(
     )
     for key in dict.fromkeys(report.complained):
         sub = found.get(key)
-        if sub is None or sub.status == SubscriberStatus.COMPLAINED:
-            continue
-        sub.status = SubscriberStatus.COMPLAINED.value
-        record(session, sub, EventKind.COMPLAINED, source="bounces", detail="feedback report")
-        summary.complaints += 1
+        if sub is not None and complain(session, sub, source="bounces", detail="feedback report"):
+            summary.complaints += 1
     for key in dict.fromkeys(report.unsubscribed):
         sub = found.get(key)
         if sub is not None and unsubscribe(

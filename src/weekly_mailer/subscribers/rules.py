@@ -215,6 +215,24 @@ def unsubscribe(
     return True
 
 
+def complain(
+    session: Session,
+    sub: Subscriber,
+    *,
+    source: str,
+    detail: str = "",
+    now: dt.datetime | None = None,
+) -> bool:
+    """Mark a spam complaint (never mailed again); idempotent. Returns whether anything changed."""
+    if sub.status == SubscriberStatus.COMPLAINED:
+        return False
+    now = now or utcnow()
+    sub.status = SubscriberStatus.COMPLAINED.value
+    record(session, sub, EventKind.COMPLAINED, source=source, detail=detail, now=now)
+    session.flush()
+    return True
+
+
 def confirm(
     session: Session, sub: Subscriber, *, source: str, now: dt.datetime | None = None
 ) -> bool:

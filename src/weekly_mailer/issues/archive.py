@@ -35,7 +35,10 @@ def published(session: Session, *, limit: int | None = None) -> list[Issue]:
 
 
 def find_published(session: Session, ident: str) -> Issue | None:
-    """The published issue named by send week (``2026-11-25``), id, or slug (the newest)."""
+    """The published issue named by send week (``2026-11-25``), id, or slug (the newest).
+
+    An id is ASCII digits only: ``str.isdigit`` also accepts ``²`` or ``①``, which ``int`` refuses.
+    """
     stmt = select(Issue).where(Issue.status.in_(PUBLISHED))
     if _WEEK_RE.match(ident):
         try:
@@ -43,7 +46,7 @@ def find_published(session: Session, ident: str) -> Issue | None:
         except ValueError:
             return None
         return session.scalars(stmt.where(Issue.send_week == week)).first()
-    if ident.isdigit() and len(ident) <= _MAX_ID_DIGITS:
+    if ident.isascii() and ident.isdigit() and len(ident) <= _MAX_ID_DIGITS:
         return session.scalars(stmt.where(Issue.id == int(ident))).first()
     if len(ident) > _MAX_SLUG:
         return None

@@ -17,7 +17,7 @@ from weekly_mailer.issues.weeks import scheduled_send_at
 from weekly_mailer.store.models import Issue, IssueStatus
 
 PUBLISHED = (IssueStatus.SENT.value, IssueStatus.SENDING.value)
-_WEEK_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_WEEK_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$", re.ASCII)
 _MAX_ID_DIGITS = 11
 _MAX_SLUG = 200
 

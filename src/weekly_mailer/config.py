@@ -30,7 +30,7 @@ DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 class Settings:
     """Validated settings. See the README's configuration table for each key."""
 
-    database_url: str = "sqlite:///weekly_mailer.store.db"
+    database_url: str = "sqlite:///weekly_mailer.db"
     backend_url: str = "file://./outbox"
     from_address: str = "Weekly Mailer <newsletter@localhost>"
     reply_to: str = ""

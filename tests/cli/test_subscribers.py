@@ -37,7 +37,7 @@ def test_init_writes_config_with_fresh_secret(workdir: Path, runner: CliRunner) 
     assert runner.invoke(main, ["init"]).exit_code == 0
     first = load_settings(environ={}).secret_key
     assert len(first) >= 40
-    assert (workdir / "weekly_mailer.store.db").exists()
+    assert (workdir / "weekly_mailer.db").exists()
     (workdir / "weekly_mailer.toml").unlink()
     assert runner.invoke(main, ["init"]).exit_code == 0
     assert load_settings(environ={}).secret_key != first  # generated, never a built-in default

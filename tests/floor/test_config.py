@@ -13,7 +13,7 @@ from weekly_mailer.errors import ConfigError
 
 def test_defaults_are_embedded(workdir: Path) -> None:
     s = load_settings(environ={})
-    assert s.database_url == "sqlite:///weekly_mailer.store.db"
+    assert s.database_url == "sqlite:///weekly_mailer.db"
     assert s.backend_url == "file://./outbox"
     assert s.timezone == "America/Los_Angeles"
     assert s.schedule == "wed 18:00"

@@ -40,7 +40,7 @@ def init(app: AppContext, force: bool, database_url: str | None, backend_url: st
             raise ConfigError(f"config: folder {str(path.parent)!r} does not exist")
         text = starter_config(
             secret_key=secrets.token_urlsafe(32),
-            database_url=database_url or "sqlite:///weekly_mailer.store.db",
+            database_url=database_url or "sqlite:///weekly_mailer.db",
             backend_url=backend_url or "file://./outbox",
         )
         # Created 0600 from the start: the secret key is never readable by others, not even

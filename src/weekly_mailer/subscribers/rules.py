@@ -15,7 +15,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from weekly_mailer.clock import utcnow
-from weekly_mailer.compose.names import name_problem
+from weekly_mailer.compose.names import forbidden_character, name_problem
 from weekly_mailer.errors import InvalidAddressError, SubscriberError
 from weekly_mailer.store.models import EventKind, Subscriber, SubscriberEvent, SubscriberStatus
 
@@ -42,9 +42,12 @@ def normalise_address(raw: str) -> tuple[str, str]:
 
 def clean_name(raw: str | None) -> str:
     """A display name on one line, or a :class:`SubscriberError`."""
-    name = " ".join((raw or "").split()) if raw else ""
-    if raw and any(ord(c) < 32 and c not in "\t " for c in raw):
-        raise SubscriberError("the name contains a line break or control character")
+    if raw and any(c in "\r\n\x85\u2028\u2029" for c in raw):
+        raise SubscriberError("the name contains a line break")
+    bad = forbidden_character(raw) if raw else None
+    if bad is not None:  # before the spaces are collapsed: str.split() eats some of them
+        raise SubscriberError(f"the name contains the control character U+{ord(bad):04X}")
+    name = " ".join(raw.split()) if raw else ""
     problem = name_problem(name)  # the composer's rule: every stored name can be mailed
     if problem:
         raise SubscriberError(problem)

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, event, inspect
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import NoSuchModuleError, OperationalError
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import DatabaseError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 
 from weekly_mailer.errors import ConfigError, DatabaseNotReadyError
@@ -174,14 +174,26 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+def describe(database_url: URL | str) -> str:
+    """The database for a message: a SQLite file's path, else host and name (no password)."""
+    try:
+        url = make_url(database_url)
+    except Exception:  # noqa: BLE001 - a message helper never fails
+        return ""
+    if url.get_backend_name() == "sqlite":
+        return repr(url.database) if url.database and url.database != ":memory:" else ""
+    return f"{url.host or 'localhost'}/{url.database or ''}"
+
+
 def check_ready(engine: Engine) -> None:
     """Raise :class:`DatabaseNotReadyError`, saying what to run, unless the schema is current."""
     try:
         current = current_revision(engine)
-    except OperationalError as exc:
+    except DatabaseError as exc:  # unreachable (OperationalError), or not a database at all
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "unknown error"
+        what = describe(engine.url)
         raise DatabaseNotReadyError(
-            f"cannot open the database ({reason}); check database_url"
+            f"cannot open the database{' ' + what if what else ''} ({reason}); check database_url"
         ) from exc
     if current is None:
         tables = inspect(engine).get_table_names()

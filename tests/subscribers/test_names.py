@@ -87,3 +87,20 @@ def test_the_sign_up_form_refuses_them_with_its_error_message(
     assert 'value="ann@example.org"' in page  # the form again, filled in
     with database.sessions.begin() as session:
         assert session.scalars(select(Subscriber)).first() is None
+
+
+def test_a_byte_that_is_not_utf8_on_the_command_line_is_one_line(workdir: Path) -> None:
+    """argv is decoded with surrogateescape: ``b"Ann\\xff"`` arrives as ``"Ann\\udcff"``."""
+    assert run_cli("init", cwd=workdir).returncode == 0
+    name = b"Ann\xff".decode("utf-8", "surrogateescape")
+    result = run_cli("subscribers", "add", "ann@example.org", "--name", name, cwd=workdir)
+    assert result.returncode == 1
+    assert _one_line_error(result) == "Error: the name is not valid UTF-8 text (byte 0xFF)"
+    address = b"ann\xe9@example.org".decode("utf-8", "surrogateescape")
+    for args in (("add", address), ("unsubscribe", address)):
+        result = run_cli("subscribers", *args, cwd=workdir)
+        assert result.returncode == 1
+        assert _one_line_error(result) == (
+            "Error: the address is not valid UTF-8 text (byte 0xE9)"
+        )
+    assert run_cli("subscribers", "count", cwd=workdir).stdout == "0\n"

@@ -23,6 +23,15 @@ _CHUNK = 500
 _STATUSES = {s.value for s in SubscriberStatus}
 
 
+def _undecodable(text: str) -> str:
+    """``"byte 0xFF"`` for the first byte that was not UTF-8 (a surrogate-escaped command-line
+    argument), else ``""``."""
+    for ch in text:
+        if 0xDC80 <= ord(ch) <= 0xDCFF:
+            return f"byte 0x{ord(ch) - 0xDC00:02X}"
+    return ""
+
+
 def normalise_address(raw: str) -> tuple[str, str]:
     """Validate an address (syntax only, no DNS) and return ``(address, unique key)``."""
     value = raw.strip()
@@ -30,6 +39,9 @@ def normalise_address(raw: str) -> tuple[str, str]:
         raise InvalidAddressError("the address is empty")
     if any(c in value for c in "\r\n\x00"):
         raise InvalidAddressError("the address contains a line break or NUL")
+    bad = _undecodable(value)
+    if bad:
+        raise InvalidAddressError(f"the address is not valid UTF-8 text ({bad})")
     try:
         # No SMTPUTF8: every address must be deliverable over plain SMTP and fit in an ASCII
         # header. Internationalised domains are kept in their ASCII (punycode) form.
@@ -42,6 +54,9 @@ def normalise_address(raw: str) -> tuple[str, str]:
 
 def clean_name(raw: str | None) -> str:
     """A display name on one line, or a :class:`SubscriberError`."""
+    bad = _undecodable(raw or "")
+    if bad:
+        raise SubscriberError(f"the name is not valid UTF-8 text ({bad})")
     if raw and any(c in "\r\n\x85\u2028\u2029" for c in raw):
         raise SubscriberError("the name contains a line break")
     bad = forbidden_character(raw) if raw else None

@@ -54,9 +54,9 @@ def normalise_address(raw: str) -> tuple[str, str]:
 
 def clean_name(raw: str | None) -> str:
     """A display name on one line, or a :class:`SubscriberError`."""
-    bad = _undecodable(raw or "")
-    if bad:
-        raise SubscriberError(f"the name is not valid UTF-8 text ({bad})")
+    undecodable = _undecodable(raw or "")
+    if undecodable:
+        raise SubscriberError(f"the name is not valid UTF-8 text ({undecodable})")
     if raw and any(c in "\r\n\x85\u2028\u2029" for c in raw):
         raise SubscriberError("the name contains a line break")
     bad = forbidden_character(raw) if raw else None

@@ -8,7 +8,6 @@ message names the key and the reason.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import re
 import tomllib
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from weekly_mailer.config_numbers import bounded_number
 from weekly_mailer.errors import ConfigError
 
 ENV_PREFIX = "WEEKLY_MAILER_"
@@ -160,9 +160,21 @@ def _check_backend_url(key: str, value: str) -> None:
 
 
 def _check_http_url(key: str, value: str) -> None:
+    """An absolute http(s) URL with a host, of printable ASCII without spaces (it goes in links)."""
     _check_url(key, value, ("http", "https"))
-    if not urlsplit(value).netloc:
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        raise ConfigError(f"{key}: {value!r} contains a space or control character")
+    if not value.isascii():
+        raise ConfigError(f"{key}: {value!r} has non-ASCII characters (use the xn-- form)")
+    parts = urlsplit(value)
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {value!r} has an invalid port") from exc
+    if not parts.hostname:
         raise ConfigError(f"{key}: {value!r} has no host")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"{key}: {value!r} must not have a query or fragment")
 
 
 def _check_timezone(key: str, value: str) -> None:
@@ -242,9 +254,6 @@ CHECKS: dict[str, Callable[[str, str], None]] = {
     "log_level": _check_log_level,
 }
 
-NON_NEGATIVE = {"send_rate", "grace_hours", "throttle_pause_seconds"}
-
-
 def _coerce(key: str, raw: Any, origin: str) -> Any:
     field = FIELDS[key]
     kind = field.type if isinstance(field.type, str) else field.type.__name__
@@ -254,24 +263,7 @@ def _coerce(key: str, raw: Any, origin: str) -> Any:
             raise ConfigError(f"{key}: expected a string, got {raw!r}{where}")
         return raw
     if kind in ("int", "float"):
-        if isinstance(raw, bool):
-            raise ConfigError(f"{key}: expected a number, got {raw!r}{where}")
-        try:
-            real = float(raw)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{key}: expected a number, got {raw!r}{where}") from exc
-        if not math.isfinite(real):
-            raise ConfigError(f"{key}: expected a finite number, got {raw!r}{where}")
-        if kind == "int" and not real.is_integer():
-            raise ConfigError(f"{key}: expected a whole number, got {raw!r}{where}")
-        number: float | int = int(real) if kind == "int" else real
-        if key == "port" and number > 65535:
-            raise ConfigError(f"{key}: {raw!r} is not a TCP port (1-65535){where}")
-        if number < 0 or (number == 0 and key not in NON_NEGATIVE):
-            raise ConfigError(
-                f"{key}: must be {'0 or more' if key in NON_NEGATIVE else 'positive'}"
-            )
-        return number
+        return bounded_number(key, raw, whole=kind == "int", where=where)
     raise AssertionError(kind)  # pragma: no cover
 
 
@@ -312,6 +304,11 @@ def load_settings(
             text = file.read_text(encoding="utf-8")
         except FileNotFoundError as exc:
             raise ConfigError(f"config: file {str(file)!r} does not exist") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"config: {file} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} "
+                f"at offset {exc.start}); save it as UTF-8"
+            ) from exc
         except OSError as exc:
             raise ConfigError(f"config: cannot read {str(file)!r}: {exc.strerror}") from exc
         try:

@@ -147,3 +147,56 @@ def test_cli_missing_database_driver(workdir: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("Error: database_url: the driver 'postgresql+pg8000' is not")
     assert "pip install 'weekly-mailer[postgres]'" in result.stderr
+
+
+def _init_with(workdir: Path, lines: str) -> None:
+    """``init``, then the config file with ``lines`` in place of the keys they set."""
+    assert run_cli("init", cwd=workdir).returncode == 0
+    config = workdir / "weekly_mailer.toml"
+    keys = {line.split("=", 1)[0].strip() for line in lines.splitlines() if "=" in line}
+    kept = [ln for ln in config.read_text().splitlines() if ln.split("=", 1)[0].strip() not in keys]
+    config.write_text("\n".join(kept) + "\n" + lines)
+
+
+def _one_line_exit_2(result: object, starts: str) -> None:
+    stderr: str = result.stderr  # type: ignore[attr-defined]
+    assert result.returncode == 2, stderr  # type: ignore[attr-defined]
+    assert "Traceback" not in stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr
+    assert stderr.startswith(starts), stderr
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("retry_give_up_hours = 1e9\n", "Error: retry_give_up_hours: 1000000000.0 is too large"),
+        ("lease_seconds = 1e300\n", "Error: lease_seconds: 1e+300 is too large (at most 86400)"),
+        (f"batch_size = {'7' * 400}\n", "Error: batch_size: 777777"),
+        ("smtp_timeout = 4e5\n", "Error: smtp_timeout: 400000.0 is too large (at most 3600)"),
+        ('base_url = "https://x.org "\n', "Error: base_url: 'https://x.org ' contains a space"),
+        ('base_url = "https://"\n', "Error: base_url: 'https://' has no host"),
+        ('base_url = "mailto:x@x.org"\n', "Error: base_url: unknown scheme 'mailto'"),
+    ],
+)
+def test_doctor_and_send_refuse_values_that_would_fail_later(
+    workdir: Path, line: str, message: str
+) -> None:
+    """These passed validation and ``doctor``, then ``send`` crashed (a date overflow) or
+    mailed broken links: every numeric key has bounds, and base_url is checked strictly."""
+    _init_with(workdir, line)
+    for args in (("doctor",), ("send", "--yes")):
+        _one_line_exit_2(run_cli(*args, cwd=workdir), message)
+
+
+def test_huge_numbers_from_the_environment_are_out_of_range(workdir: Path) -> None:
+    result = run_cli("doctor", cwd=workdir, env={"WEEKLY_MAILER_PORT": "9" * 400})
+    _one_line_exit_2(result, "Error: port: '99999999999")
+    assert "is out of range (from environment variable WEEKLY_MAILER_PORT)" in result.stderr
+
+
+def test_a_config_file_that_is_not_utf8_is_one_line(workdir: Path) -> None:
+    (workdir / "weekly_mailer.toml").write_bytes(b'list_name = "Caf\xe9 News"\n')
+    for args in (("doctor",), ("subscribers", "count")):
+        result = run_cli(*args, cwd=workdir)
+        _one_line_exit_2(result, "Error: config: weekly_mailer.toml is not UTF-8 text")
+        assert "(byte 0xe9 at offset 16)" in result.stderr

@@ -32,3 +32,26 @@ def test_expire_pending_forgets_only_sign_ups_that_never_completed(database: Dat
         events = s.scalar(select(func.count()).select_from(SubscriberEvent))
     assert left == ["back@example.org", "fresh@example.org"]
     assert events == 5  # back: subscribed, confirmed, unsubscribed, resubscribed; fresh: subscribed
+
+
+def test_complain_stops_mail_once_and_records_the_event(database: Database) -> None:
+    at = dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC)
+    with database.sessions.begin() as s:
+        sub = subs.add(s, "angry@example.org", confirmed=True, source="cli")
+        assert subs.complain(s, sub, source="bounces", detail="feedback report", now=at) is True
+        assert subs.complain(s, sub, source="bounces", detail="again", now=at) is False
+    with database.sessions.begin() as s:
+        row = s.scalars(select(Subscriber).where(Subscriber.email == "angry@example.org")).one()
+        kinds = list(
+            s.execute(
+                select(SubscriberEvent.kind, SubscriberEvent.source, SubscriberEvent.detail)
+                .where(SubscriberEvent.subscriber_id == row.id)
+                .order_by(SubscriberEvent.id)
+            )
+        )
+    assert row.status == "complained"
+    assert [tuple(k) for k in kinds] == [
+        ("subscribed", "cli", ""),
+        ("confirmed", "cli", ""),
+        ("complained", "bounces", "feedback report"),
+    ]

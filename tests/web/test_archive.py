@@ -83,6 +83,16 @@ def test_issue_page_serves_the_archive_copy_under_a_strict_policy(
         assert client.get(f"/archive/{missing}").status_code == 404, missing
 
 
+
+@pytest.mark.parametrize("ident", ["²", "①", "1²", "١", "１", "٣٣"])
+def test_non_ascii_digits_are_not_found_rather_than_a_server_error(
+    client: FlaskClient, issues: None, ident: str
+) -> None:
+    """``str.isdigit`` accepts superscripts, circled and other scripts' digits; ids are ASCII."""
+    response = client.get(f"/archive/{ident}")
+    assert response.status_code == 404
+    assert "Not found" in response.get_data(as_text=True)
+
 def test_feed_is_rss_2_of_the_archive(
     client: FlaskClient, issues: None, web_settings: Settings
 ) -> None:

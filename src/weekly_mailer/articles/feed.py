@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import http.client
+import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -25,7 +28,8 @@ from weekly_mailer.articles.sanitise import (
 )
 from weekly_mailer.errors import ArticleError
 
-FETCH_TIMEOUT = 30.0
+FETCH_TIMEOUT = 30.0  # seconds per network read
+FETCH_DEADLINE = 60.0  # seconds for the whole fetch (tests lower it)
 MAX_FEED_BYTES = 20 * 1024 * 1024
 
 
@@ -35,26 +39,68 @@ def is_url(source: str) -> bool:
 
 
 def fetch(source: str) -> bytes:
-    """The bytes of a feed file or URL; raises :class:`ArticleError` with the reason."""
+    """The bytes of a feed file or URL; raises :class:`ArticleError` with the reason.
+
+    A URL gets :data:`FETCH_TIMEOUT` seconds per network read and :data:`FETCH_DEADLINE` seconds
+    in all: a server that drips a byte at a time cannot keep ``send`` or ``preview`` waiting.
+    """
     if is_url(source):
-        request = urllib.request.Request(
-            source, headers={"User-Agent": f"weekly-mailer/{__version__}"}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT) as response:  # noqa: S310
-                data: bytes = response.read(MAX_FEED_BYTES + 1)
-        except urllib.error.HTTPError as exc:
-            raise ArticleError(f"{source}: the server answered {exc.code} {exc.reason}") from exc
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise ArticleError(f"{source}: cannot fetch the feed: {reason}") from exc
-        if len(data) > MAX_FEED_BYTES:
-            raise ArticleError(f"{source}: the feed is larger than {MAX_FEED_BYTES} bytes")
-        return data
+        return _fetch_url(source, deadline=FETCH_DEADLINE)
     try:
         return Path(source).read_bytes()
     except OSError as exc:
         raise ArticleError(f"{source}: cannot read the feed: {exc.strerror}") from exc
+
+
+def _fetch_url(source: str, *, deadline: float) -> bytes:
+    outcome: list[bytes | ArticleError] = []
+    stop = threading.Event()
+    worker = threading.Thread(
+        target=lambda: outcome.append(_download(source, time.monotonic() + deadline, stop)),
+        name="feed-fetch",
+        daemon=True,  # a server stuck mid-headers cannot keep the process alive
+    )
+    worker.start()
+    worker.join(deadline + 1.0)
+    stop.set()
+    if not outcome:
+        raise ArticleError(f"{source}: cannot fetch the feed: no complete answer in {deadline:g} s")
+    result = outcome[0]
+    if isinstance(result, ArticleError):
+        raise result
+    return result
+
+
+def _download(source: str, until: float, stop: threading.Event) -> bytes | ArticleError:
+    """The body, or the :class:`ArticleError` to raise (this runs in the fetch thread)."""
+    request = urllib.request.Request(source, headers={"User-Agent": f"weekly-mailer/{__version__}"})
+    timeout = max(0.1, min(FETCH_TIMEOUT, until - time.monotonic()))
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            while size <= MAX_FEED_BYTES:
+                if stop.is_set() or time.monotonic() > until:
+                    return ArticleError(
+                        f"{source}: cannot fetch the feed: no complete answer in "
+                        f"{FETCH_DEADLINE:g} s"
+                    )
+                chunk = response.read1(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+    except urllib.error.HTTPError as exc:
+        return ArticleError(f"{source}: the server answered {exc.code} {exc.reason}")
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return ArticleError(f"{source}: cannot fetch the feed: {reason}")
+    except (http.client.HTTPException, ValueError) as exc:  # a garbage status line, a bad URL
+        reason = one_line(f"{type(exc).__name__}: {exc}")[:200]
+        return ArticleError(f"{source}: cannot fetch the feed: not an HTTP answer ({reason})")
+    if size > MAX_FEED_BYTES:
+        return ArticleError(f"{source}: the feed is larger than {MAX_FEED_BYTES} bytes")
+    return b"".join(chunks)
 
 
 def _when(entry: Any) -> dt.datetime | None:

@@ -19,8 +19,8 @@ from weekly_mailer.articles.sanitise import (
     html_to_plain,
     http_url,
     make_summary,
+    normalise_newlines,
     one_line,
-    repair_text,
     sanitise_html,
 )
 from weekly_mailer.errors import ArticleError
@@ -80,7 +80,7 @@ def _text(meta: dict[str, Any], key: str, where: str) -> str:
 def parse_markdown(text: str, *, source: str = "") -> Article:
     """Parse Markdown with optional front matter; raises :class:`ArticleError` when unusable."""
     where = source or "article"
-    text = repair_text(text)
+    text = normalise_newlines(text)
     meta: dict[str, Any] = {}
     m = _FRONT_RE.match(text)
     if m:
@@ -90,6 +90,11 @@ def parse_markdown(text: str, *, source: str = "") -> Article:
             mark = getattr(exc, "problem_mark", None)
             at = f" (line {mark.line + 2})" if mark is not None else ""
             raise ArticleError(f"{where}: bad front matter{at}: not valid YAML") from exc
+        except (ValueError, OverflowError) as exc:  # date: 2026-13-45 looks like a YAML date
+            raise ArticleError(
+                f"{where}: bad front matter: a value that looks like a date is not a real date "
+                f"({one_line(str(exc))})"
+            ) from exc
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

@@ -83,9 +83,15 @@ def html_to_plain(fragment: str) -> str:
     return _SPACE_RE.sub(" ", html.unescape(nh3.clean(spaced, tags=set()))).strip()
 
 
+def normalise_newlines(text: str) -> str:
+    """LF line endings and no byte-order mark; nothing else changes (Markdown's own text)."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\ufeff", "")
+
+
 def repair_text(text: str) -> str:
-    """Undo export artefacts (``\\’``; a lone ``”`` between spaces for a dash); LF endings."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\ufeff", "")
+    """Undo the plain-text export's artefacts (``\\’``; a lone ``”`` between spaces for a dash);
+    LF endings. For that export only: in Markdown a backslash before a quote is the author's."""
+    text = normalise_newlines(text)
     text = _LONE_QUOTE_DASH_RE.sub("—", text)
     return _BACKSLASH_QUOTE_RE.sub(r"\1", text)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DatabaseError, DBAPIError, IntegrityError, OperationalError
 
 from weekly_mailer import __version__
 from weekly_mailer.cli._common import AppContext
@@ -34,12 +34,27 @@ class _Root(click.Group):
             )
             ctx.exit(1)
         except DBAPIError as exc:
-            # The database went away or refused us: one line, not a traceback.
+            # The database went away, refused us, or is not a database (a corrupt or truncated
+            # SQLite file: DatabaseError itself): one line naming it, not a traceback.
+            corrupt = type(exc) is DatabaseError
             if not exc.connection_invalidated and not isinstance(exc, OperationalError):
-                raise
+                if not corrupt:
+                    raise
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-            click.echo(f"Error: database: {reason} (check database_url)", err=True)
+            what = _database_name(ctx) if corrupt else ""
+            where = f"{what}; " if what else ""
+            click.echo(f"Error: database: {reason} ({where}check database_url)", err=True)
             ctx.exit(2)
+
+
+def _database_name(ctx: click.Context) -> str:
+    from weekly_mailer.store.db import describe
+
+    app = ctx.obj
+    try:
+        return describe(app.settings.database_url) if isinstance(app, AppContext) else ""
+    except WeeklyMailerError:
+        return ""
 
 
 @click.group(cls=_Root, context_settings={"help_option_names": ["-h", "--help"]})

@@ -11,6 +11,7 @@ import click
 
 from weekly_mailer.clock import utcnow
 from weekly_mailer.config import Settings, load_settings
+from weekly_mailer.errors import ConfigError
 
 if TYPE_CHECKING:
     from weekly_mailer.store.db import Database
@@ -59,3 +60,10 @@ class AppContext:
 
 
 pass_app = click.make_pass_decorator(AppContext)
+
+
+def cannot_listen(host: str, port: int, exc: OSError) -> ConfigError:
+    """The one-line error of ``serve`` and ``run`` for a port that cannot be bound."""
+    reason = exc.strerror or str(exc)
+    reason = reason.split(" (while attempting", 1)[0]  # socket.create_server's suffix
+    return ConfigError(f"cannot listen on {host}:{port}: {reason}")

@@ -119,7 +119,7 @@ def run(
     web = None
     web_app = None
     if not no_web:
-        from weekly_mailer.cli.web import cannot_listen
+        from weekly_mailer.cli._common import cannot_listen
         from weekly_mailer.web import close_app, create_app, server_options
 
         web_app = create_app(settings, db=db, deliver=False, on_queued=delivery.wake)

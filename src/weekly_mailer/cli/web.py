@@ -7,15 +7,7 @@ from types import FrameType
 
 import click
 
-from weekly_mailer.cli._common import AppContext, pass_app
-from weekly_mailer.errors import ConfigError
-
-
-def cannot_listen(host: str, port: int, exc: OSError) -> ConfigError:
-    """The one-line error of ``serve`` and ``run`` for a port that cannot be bound."""
-    reason = exc.strerror or str(exc)
-    reason = reason.split(" (while attempting", 1)[0]  # socket.create_server's suffix
-    return ConfigError(f"cannot listen on {host}:{port}: {reason}")
+from weekly_mailer.cli._common import AppContext, cannot_listen, pass_app
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:

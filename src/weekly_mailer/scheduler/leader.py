@@ -12,8 +12,9 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Protocol
 
-from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
+
+from weekly_mailer.store.locks import check_connection, release_advisory_lock, try_advisory_lock
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -64,12 +65,9 @@ class AdvisoryLockLeader:
                         isolation_level="AUTOCOMMIT"
                     )
                 if self._held:
-                    self._conn.execute(text("SELECT 1"))  # still connected, still ours
+                    check_connection(self._conn)  # still connected, still ours
                     return True
-                got = self._conn.execute(
-                    text("SELECT pg_try_advisory_lock(:key)"), {"key": self.key}
-                ).scalar()
-                self._held = bool(got)
+                self._held = try_advisory_lock(self._conn, self.key)
                 return self._held
             except DBAPIError as exc:
                 log.warning("leader lock: lost the database connection (%s)", exc.orig)
@@ -80,7 +78,7 @@ class AdvisoryLockLeader:
         with self._lock:
             if self._conn is not None and self._held:
                 try:
-                    self._conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self.key})
+                    release_advisory_lock(self._conn, self.key)
                 except DBAPIError:
                     pass
             self._drop()

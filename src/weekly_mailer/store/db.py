@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, event, inspect
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import NoSuchModuleError, OperationalError
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import DatabaseError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 
 from weekly_mailer.errors import ConfigError, DatabaseNotReadyError
@@ -34,6 +35,43 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _create_private(path: Path) -> None:
+    """Create a new SQLite file readable by its owner only: it holds subscribers' addresses.
+
+    An existing file keeps its mode (the operator's choice). SQLite gives the ``-wal`` and
+    ``-shm`` files the database file's mode, whatever the umask.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise ConfigError(f"database_url: cannot create {str(path)!r}: {exc.strerror}") from exc
+    try:
+        os.fchmod(fd, 0o600)  # umask-independent
+    finally:
+        os.close(fd)
+
+
+def _private_companions(dbapi_conn: Any, _record: Any) -> None:
+    """Keep ``-wal`` and ``-shm`` as private as a private database file."""
+    for _seq, name, file in dbapi_conn.execute("PRAGMA database_list").fetchall():
+        if name != "main" or not file:
+            continue
+        try:
+            if os.stat(file).st_mode & 0o077:
+                return  # the operator chose a shared database file
+        except OSError:
+            return
+        for suffix in ("-wal", "-shm"):
+            try:
+                companion = file + suffix
+                if os.stat(companion).st_mode & 0o077:
+                    os.chmod(companion, 0o600)
+            except OSError:
+                continue
+
+
 def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
@@ -49,6 +87,8 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
             parent = Path(path).parent
             if not parent.exists():
                 raise ConfigError(f"database_url: folder {str(parent)!r} does not exist")
+            if not path.startswith("file:") and "uri" not in url.query:
+                _create_private(Path(path))
         kwargs.setdefault("connect_args", {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
     try:
         engine = create_engine(url, **kwargs)
@@ -63,6 +103,7 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
         ) from exc
     if url.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _private_companions)
         event.listen(engine, "begin", _sqlite_begin)
     return engine
 
@@ -133,14 +174,26 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+def describe(database_url: URL | str) -> str:
+    """The database for a message: a SQLite file's path, else host and name (no password)."""
+    try:
+        url = make_url(database_url)
+    except Exception:  # noqa: BLE001 - a message helper never fails
+        return ""
+    if url.get_backend_name() == "sqlite":
+        return repr(url.database) if url.database and url.database != ":memory:" else ""
+    return f"{url.host or 'localhost'}/{url.database or ''}"
+
+
 def check_ready(engine: Engine) -> None:
     """Raise :class:`DatabaseNotReadyError`, saying what to run, unless the schema is current."""
     try:
         current = current_revision(engine)
-    except OperationalError as exc:
+    except DatabaseError as exc:  # unreachable (OperationalError), or not a database at all
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "unknown error"
+        what = describe(engine.url)
         raise DatabaseNotReadyError(
-            f"cannot open the database ({reason}); check database_url"
+            f"cannot open the database{' ' + what if what else ''} ({reason}); check database_url"
         ) from exc
     if current is None:
         tables = inspect(engine).get_table_names()
@@ -173,3 +226,22 @@ class Database:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def ping(engine: Engine) -> None:
+    """One plain DBAPI round trip (``SELECT 1``); raises when the database does not answer.
+
+    No ORM transaction is opened, so on SQLite no write lock is taken (the health check).
+    """
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        try:
+            cursor.execute("SELECT 1")
+            answer = cursor.fetchone()
+        finally:
+            cursor.close()
+    finally:
+        raw.close()
+    if answer is None or tuple(answer) != (1,):
+        raise DatabaseNotReadyError("SELECT 1 did not answer 1")

@@ -1,4 +1,5 @@
-"""Subscribers: the rules (``rules.py``) and subscriber files (``files.py``).
+"""Subscribers: the rules (``rules.py``) and subscriber files (``parse.py`` reads them,
+``importer.py`` applies the rows, ``export.py`` writes them).
 
 Functions here take an open session and never commit: the caller (a CLI command, a web request,
 a scheduler job) owns the transaction. Every status change writes a ``SubscriberEvent``.
@@ -7,19 +8,13 @@ a scheduler job) owns the transaction. Every status change writes a ``Subscriber
 from __future__ import annotations
 
 from weekly_mailer.compose.names import MAX_NAME
-from weekly_mailer.subscribers.files import (
-    EXPORT_FIELDS,
-    ImportReport,
-    RowError,
-    export_row,
-    import_file,
-    import_rows,
-    parse_rows,
-    write_export,
-)
+from weekly_mailer.subscribers.export import EXPORT_FIELDS, export_row, write_export
+from weekly_mailer.subscribers.importer import ImportReport, import_file, import_rows
+from weekly_mailer.subscribers.parse import ParsedRow, RowError, parse_rows
 from weekly_mailer.subscribers.rules import (
     add,
     clean_name,
+    complain,
     confirm,
     count,
     expire_pending,
@@ -37,9 +32,11 @@ __all__ = [
     "EXPORT_FIELDS",
     "MAX_NAME",
     "ImportReport",
+    "ParsedRow",
     "RowError",
     "add",
     "clean_name",
+    "complain",
     "confirm",
     "count",
     "expire_pending",

@@ -27,8 +27,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from weekly_mailer.store.bounce_models import BounceEvent, BounceKind
-from weekly_mailer.store.models import EventKind, Subscriber, SubscriberStatus
-from weekly_mailer.subscribers import note_bounce, record, unsubscribe
+from weekly_mailer.store.models import Subscriber
+from weekly_mailer.subscribers import complain, note_bounce, unsubscribe
 from weekly_mailer.subscribers.report_reader import Finding, Report, parse_report
 
 __all__ = ["Finding", "IngestSummary", "Report", "apply_report", "parse_report"]
@@ -114,11 +114,10 @@ def apply_report(
     )
     for key in report.complained:
         sub = found.get(key)
-        if sub is None or sub.status == SubscriberStatus.COMPLAINED:
-            continue
-        sub.status = SubscriberStatus.COMPLAINED.value
-        record(session, sub, EventKind.COMPLAINED, source="bounces", detail="feedback report")
-        summary.complaints += 1
+        if sub is not None and complain(
+            session, sub, source="bounces", detail="feedback report", now=now
+        ):
+            summary.complaints += 1
     for key in report.recipients(BounceKind.OPT_OUT):
         sub = found.get(key)
         if sub is not None and unsubscribe(

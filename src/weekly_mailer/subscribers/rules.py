@@ -15,12 +15,21 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from weekly_mailer.clock import utcnow
-from weekly_mailer.compose.names import name_problem
+from weekly_mailer.compose.names import forbidden_character, name_problem
 from weekly_mailer.errors import InvalidAddressError, SubscriberError
 from weekly_mailer.store.models import EventKind, Subscriber, SubscriberEvent, SubscriberStatus
 
 _CHUNK = 500
 _STATUSES = {s.value for s in SubscriberStatus}
+
+
+def _undecodable(text: str) -> str:
+    """``"byte 0xFF"`` for the first byte that was not UTF-8 (a surrogate-escaped command-line
+    argument), else ``""``."""
+    for ch in text:
+        if 0xDC80 <= ord(ch) <= 0xDCFF:
+            return f"byte 0x{ord(ch) - 0xDC00:02X}"
+    return ""
 
 
 def normalise_address(raw: str) -> tuple[str, str]:
@@ -30,6 +39,9 @@ def normalise_address(raw: str) -> tuple[str, str]:
         raise InvalidAddressError("the address is empty")
     if any(c in value for c in "\r\n\x00"):
         raise InvalidAddressError("the address contains a line break or NUL")
+    bad = _undecodable(value)
+    if bad:
+        raise InvalidAddressError(f"the address is not valid UTF-8 text ({bad})")
     try:
         # No SMTPUTF8: every address must be deliverable over plain SMTP and fit in an ASCII
         # header. Internationalised domains are kept in their ASCII (punycode) form.
@@ -42,9 +54,15 @@ def normalise_address(raw: str) -> tuple[str, str]:
 
 def clean_name(raw: str | None) -> str:
     """A display name on one line, or a :class:`SubscriberError`."""
-    name = " ".join((raw or "").split()) if raw else ""
-    if raw and any(ord(c) < 32 and c not in "\t " for c in raw):
-        raise SubscriberError("the name contains a line break or control character")
+    undecodable = _undecodable(raw or "")
+    if undecodable:
+        raise SubscriberError(f"the name is not valid UTF-8 text ({undecodable})")
+    if raw and any(c in "\r\n\x85\u2028\u2029" for c in raw):
+        raise SubscriberError("the name contains a line break")
+    bad = forbidden_character(raw) if raw else None
+    if bad is not None:  # before the spaces are collapsed: str.split() eats some of them
+        raise SubscriberError(f"the name contains the control character U+{ord(bad):04X}")
+    name = " ".join(raw.split()) if raw else ""
     problem = name_problem(name)  # the composer's rule: every stored name can be mailed
     if problem:
         raise SubscriberError(problem)
@@ -211,6 +229,24 @@ def unsubscribe(
     sub.status = SubscriberStatus.UNSUBSCRIBED.value
     sub.unsubscribed_at = now
     record(session, sub, EventKind.UNSUBSCRIBED, source=source, detail=detail, now=now)
+    session.flush()
+    return True
+
+
+def complain(
+    session: Session,
+    sub: Subscriber,
+    *,
+    source: str,
+    detail: str = "",
+    now: dt.datetime | None = None,
+) -> bool:
+    """Mark a spam complaint (never mailed again); idempotent. Returns whether anything changed."""
+    if sub.status == SubscriberStatus.COMPLAINED:
+        return False
+    now = now or utcnow()
+    sub.status = SubscriberStatus.COMPLAINED.value
+    record(session, sub, EventKind.COMPLAINED, source=source, detail=detail, now=now)
     session.flush()
     return True
 

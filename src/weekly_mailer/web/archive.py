@@ -10,70 +10,27 @@ slug (the newest issue with it).
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-import re
 from email.utils import format_datetime
 from xml.etree import ElementTree as ET
 
 from flask import Blueprint, Response, abort, jsonify, render_template, request
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from weekly_mailer.config import Settings
-from weekly_mailer.issues.weeks import scheduled_send_at
-from weekly_mailer.store.models import Issue, IssueStatus
-from weekly_mailer.web import state
+from weekly_mailer.issues.archive import find_published, published, sent_at
+from weekly_mailer.store.db import ping
+from weekly_mailer.store.models import Issue
+from weekly_mailer.web.state import state
 from weekly_mailer.web.security import ARCHIVE_CSP
 
 log = logging.getLogger(__name__)
 bp = Blueprint("archive", __name__)
 
-PUBLISHED = (IssueStatus.SENT.value, IssueStatus.SENDING.value)
 FEED_ITEMS = 50
-_WEEK_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def issue_path(issue: Issue) -> str:
     """The canonical archive path of an issue."""
     return f"/archive/{issue.send_week.isoformat()}"
-
-
-def sent_at(issue: Issue, settings: Settings) -> dt.datetime:
-    """When the issue went out, for the archive list and the feed (not the article's date).
-
-    The moment it was queued, else the scheduled send time of its send week (UTC).
-    """
-    if issue.enqueued_at is not None:
-        return issue.enqueued_at.astimezone(dt.UTC)
-    return scheduled_send_at(issue.send_week, settings).astimezone(dt.UTC)
-
-
-def _published(session: Session, limit: int | None = None) -> list[Issue]:
-    stmt = (
-        select(Issue)
-        .where(Issue.status.in_(PUBLISHED))
-        .order_by(Issue.send_week.desc(), Issue.id.desc())
-    )
-    if limit is not None:
-        stmt = stmt.limit(limit)
-    return list(session.scalars(stmt))
-
-
-def find_issue(session: Session, ident: str) -> Issue | None:
-    """The published issue named by send week, id or slug."""
-    stmt = select(Issue).where(Issue.status.in_(PUBLISHED))
-    if _WEEK_RE.match(ident):
-        try:
-            week = dt.date.fromisoformat(ident)
-        except ValueError:
-            return None
-        return session.scalars(stmt.where(Issue.send_week == week)).first()
-    if ident.isdigit() and len(ident) < 12:
-        return session.scalars(stmt.where(Issue.id == int(ident))).first()
-    if len(ident) > 200:
-        return None
-    return session.scalars(stmt.where(Issue.slug == ident).order_by(Issue.send_week.desc())).first()
 
 
 def _title(issue: Issue) -> str:
@@ -91,7 +48,7 @@ def index() -> str:
                 "date": sent_at(issue, web.settings).astimezone(web.settings.zone).date(),
                 "summary": issue.summary,
             }
-            for issue in _published(session)
+            for issue in published(session)
         ]
     return render_template("archive.html", issues=issues)
 
@@ -100,7 +57,7 @@ def index() -> str:
 def issue_page(ident: str) -> Response:
     web = state()
     with web.db.sessions.begin() as session:
-        issue = find_issue(session, ident)
+        issue = find_published(session, ident)
         if issue is None or not issue.archive_html:
             abort(404)
         html = issue.archive_html
@@ -115,7 +72,7 @@ def feed() -> Response:
     web = state()
     settings = web.settings
     with web.db.sessions.begin() as session:
-        issues = _published(session, FEED_ITEMS)
+        issues = published(session, limit=FEED_ITEMS)
         rss = ET.Element("rss", {"version": "2.0", "xmlns:atom": "http://www.w3.org/2005/Atom"})
         channel = ET.SubElement(rss, "channel")
         ET.SubElement(channel, "title").text = settings.list_name
@@ -154,17 +111,7 @@ def favicon() -> Response:
 def healthz() -> tuple[Response, int]:
     web = state()
     try:
-        # A plain DBAPI round trip: no ORM transaction, so on SQLite no write lock is taken.
-        raw = web.db.engine.raw_connection()
-        try:
-            cursor = raw.cursor()
-            cursor.execute("SELECT 1")
-            ok = cursor.fetchone() == (1,)
-            cursor.close()
-        finally:
-            raw.close()
-        if not ok:
-            raise RuntimeError("SELECT 1 did not answer 1")
+        ping(web.db.engine)
     except Exception as exc:  # any database failure means "unhealthy"
         log.warning("health check failed: %s", exc)
         return jsonify(status="error", database="unreachable"), 503

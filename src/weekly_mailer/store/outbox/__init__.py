@@ -1,0 +1,45 @@
+"""The outbox: one delivery row per (issue, subscriber), and every state change on it.
+
+::
+
+    queued ──claim──> sending ──record──> sent | deferred | failed
+       ^                 │  └─ subscriber no longer active ──> skipped
+       │                 └─ lease expired (worker died) ──> claimable again
+       └── release (worker stopped) / retry (failed, deferred) ──┘
+    deferred ──(next_attempt_at passes)──> claimable again
+
+Every function takes a session and never commits: the caller owns the transaction. Claims and
+results are set-based (one statement per batch, an executemany for results), never a commit per
+message. On PostgreSQL the claim uses ``FOR UPDATE SKIP LOCKED``; SQLite serialises writers with
+``BEGIN IMMEDIATE`` (see ``db.py``).
+"""
+
+from weekly_mailer.store.outbox.claims import claim, enqueue, extend_lease, record, release
+from weekly_mailer.store.outbox.issue_rows import (
+    counts,
+    fail_stale,
+    finish_done,
+    leased_rows,
+    next_due,
+    refused,
+    retry,
+)
+from weekly_mailer.store.outbox.rows import OPEN_STATES, ClaimedRow, Outcome
+
+__all__ = [
+    "OPEN_STATES",
+    "ClaimedRow",
+    "Outcome",
+    "claim",
+    "counts",
+    "enqueue",
+    "extend_lease",
+    "fail_stale",
+    "finish_done",
+    "leased_rows",
+    "next_due",
+    "record",
+    "refused",
+    "release",
+    "retry",
+]

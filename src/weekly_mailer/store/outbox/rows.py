@@ -1,0 +1,80 @@
+"""What the outbox's functions share: the open states, the row types, the common filters."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any, cast
+
+from sqlalchemy import Table, and_, case, or_, select
+
+from weekly_mailer.store.models import Delivery, DeliveryStatus, Issue, IssueStatus
+
+OPEN_STATES = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING, DeliveryStatus.DEFERRED)
+T = cast(Table, Delivery.__table__)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ClaimedRow:
+    """A delivery claimed by one worker, with what is needed to personalise its message."""
+
+    delivery_id: int
+    issue_id: int
+    subscriber_id: int
+    email: str
+    email_key: str
+    name: str
+    attempts: int
+    first_failure_at: dt.datetime | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of one attempt, written back in a batch by :func:`record`.
+
+    ``status`` is ``sent``, ``deferred``, ``failed`` or ``queued`` (handed back untried).
+    """
+
+    row: ClaimedRow
+    status: str
+    code: int | None = None
+    error: str = ""
+    next_attempt_at: dt.datetime | None = None
+    bounce: bool = False
+    at: dt.datetime | None = None
+
+
+
+
+
+def claimable(now: dt.datetime) -> Any:
+    return or_(
+        and_(
+            Delivery.status.in_([DeliveryStatus.QUEUED.value, DeliveryStatus.DEFERRED.value]),
+            Delivery.next_attempt_at <= now,
+        ),
+        and_(Delivery.status == DeliveryStatus.SENDING.value, Delivery.lease_expires_at < now),
+    )
+
+
+
+def issue_filter(issue_id: int | None) -> Any:
+    if issue_id is not None:
+        return Delivery.issue_id == issue_id
+    sending = select(Issue.id).where(Issue.status == IssueStatus.SENDING.value)
+    return Delivery.issue_id.in_(sending.scalar_subquery())
+
+
+
+def released_status() -> Any:
+    return case(
+        (T.c.attempts > 0, DeliveryStatus.DEFERRED.value), else_=DeliveryStatus.QUEUED.value
+    )
+
+
+
+def aware(value: dt.datetime | str) -> dt.datetime:
+    # Aggregates bypass the column type on SQLite: parse the stored UTC text ourselves.
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)

@@ -47,6 +47,8 @@ class Settings:
     dkim_domain: str = ""
     dkim_selector: str = ""
     dkim_key_file: str = ""
+    dkim_ed25519_selector: str = ""
+    dkim_ed25519_key_file: str = ""
     templates_dir: str = ""
     postal_address: str = ""
     unsubscribe_mailto: str = ""
@@ -100,6 +102,8 @@ DESCRIPTIONS: dict[str, str] = {
     "dkim_domain": "DKIM signing domain (d=)",
     "dkim_selector": "DKIM selector (s=)",
     "dkim_key_file": "PEM private key for DKIM",
+    "dkim_ed25519_selector": "DKIM selector (s=) of the optional Ed25519 key (RFC 8463)",
+    "dkim_ed25519_key_file": "Ed25519 private key for DKIM; with dkim_key_file too, dual-signed",
     "templates_dir": "folder whose templates override the built-in ones",
     "postal_address": "the sender's postal address, shown in every footer",
     "unsubscribe_mailto": "address added to List-Unsubscribe as a mailto: URL",

@@ -122,6 +122,24 @@ def test_deferrals_and_per_connection_cap() -> None:
     assert len(server.received()) == 5
 
 
+def test_421_throttles_and_replaces_the_connection() -> None:
+    faults = Faults(custom=lambda rcpt: "421 4.7.0 Slow down" if rcpt == "r1@example.org"
+                    else None)  # fmt: skip
+    with PipeliningServer(faults) as server:
+        with backend(server, concurrency=1) as b:
+            results = b.send_batch(envelopes(4))
+            assert b.connections_opened == 2
+            throttled = results[1]
+            assert isinstance(throttled, TemporaryFailure)
+            assert (throttled.code, throttled.throttle) == (421, True)
+            assert [isinstance(r, SendResult) for r in results] == [True, False, True, True]
+            server.mail_reply = "421 4.7.0 Too many, closing"
+            again = b.send_batch(envelopes(2))
+        assert all(isinstance(r, TemporaryFailure) and r.throttle for r in again), again
+        assert "421 4.7.0 Too many, closing" in str(again[0])
+    assert len(server.received()) == 3
+
+
 def test_a_slow_reply_to_the_dot_is_not_a_failure() -> None:
     with PipeliningServer(slow_data=2.0) as server:
         with backend(server, smtp_data_timeout=5) as b:
@@ -155,7 +173,7 @@ def test_a_drop_after_the_dot_is_a_temporary_failure_and_the_rest_go_on() -> Non
 
 def test_a_refused_sender_stops_the_batch() -> None:
     with PipeliningServer() as server:
-        server.refuse_sender = True
+        server.mail_reply = "550 5.7.1 Sender not allowed"
         with backend(server, concurrency=2) as b:
             results = b.send_batch(envelopes(6))
             with pytest.raises(BackendUnavailableError, match="refused the sender"):

@@ -2,7 +2,7 @@
 
 aiosmtpd reads pipelined commands fine but never offers the extension; ``PipeliningServer``
 adds ``250-PIPELINING`` to EHLO when asked, records each chunk the server read (per connection),
-and can be slow to answer the final dot or refuse the sender.
+and can be slow to answer the final dot or answer MAIL FROM with a reply of the test's choosing.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ class _PipeliningHandler(_Handler):
     async def handle_MAIL(
         self, srv: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
-        if self.server.refuse_sender:
-            return "550 5.7.1 Sender not allowed"
+        if self.server.mail_reply:
+            return self.server.mail_reply
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 OK"
@@ -64,7 +64,7 @@ class _RecordingController(Controller):
 
 class PipeliningServer(SMTPServer):
     """``SMTPServer`` plus ``pipelining`` (offer RFC 2920), ``reads`` (``(connection, bytes)``
-    per read), ``slow_data`` (seconds before answering the final dot), ``refuse_sender``."""
+    per read), ``slow_data`` (seconds before answering the final dot), ``mail_reply``."""
 
     def __init__(
         self,
@@ -76,7 +76,7 @@ class PipeliningServer(SMTPServer):
     ) -> None:
         self.pipelining = pipelining
         self.slow_data = slow_data
-        self.refuse_sender = False
+        self.mail_reply = ""  # e.g. "550 5.7.1 Sender not allowed" for every MAIL FROM
         self.reads: list[tuple[int, bytes]] = []
         super().__init__(faults, **kwargs)
 

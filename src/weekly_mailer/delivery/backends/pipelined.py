@@ -258,8 +258,10 @@ class PipelinedSMTPBackend:
         if conn.pipelining:
             conn.writer.write(mail + rcpt + b"DATA\r\n")
             mail_reply = (await conn.reply(self.command_timeout))[:2]
-            rcpt_reply = (await conn.reply(self.command_timeout))[:2]
-            data_reply = (await conn.reply(self.data_init_timeout))[:2]
+            if mail_reply[0] != 421:  # after 421 the server closes: no more replies come
+                rcpt_reply = (await conn.reply(self.command_timeout))[:2]
+            if rcpt_reply is not None and rcpt_reply[0] != 421:
+                data_reply = (await conn.reply(self.data_init_timeout))[:2]
         else:
             mail_reply = await conn.command(mail, self.command_timeout)
             if mail_reply[0] == 250:

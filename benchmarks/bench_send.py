@@ -1,103 +1,241 @@
-"""Delivery throughput, as ratios against a floor measured in the same run.
+"""Delivery at the machine's limit: our `send` against a floor, all to Postfix's `smtp-sink`.
 
-floor:   personalise the composed skeleton for N recipients in a plain loop (no database, no I/O)
-memory:  the whole worker (claim, personalise, record in batches) on SQLite, in-memory backend
-smtp:    the same to a real aiosmtpd server on loopback, `concurrency` pooled connections
+One run starts `smtp-sink` on a free loopback port and measures, each as msg/s and as a ratio of
+the floor:
 
-    .venv/bin/python benchmarks/bench_send.py [--n 3000] [--concurrency 4]
+floor:        a minimal pipelined client (the pipelined engine's core: pre-built bytes of the seed
+              article's personalised size, no database, no composing) over --connections
+smtp-source:  Postfix's own load generator, same size and connections (a second opinion)
+send:         `weekly-mailer send --yes` as a user runs it (a subprocess; SQLite; the seed
+              article), per subscriber count, DKIM off and on (RSA-2048), with the
+              subprocess's peak RSS
+
+    .venv/bin/python benchmarks/bench_send.py [--subscribers 10000,100000] [--quick]
+        [--connections 8] [--floor-messages 20000] [--engine smtplib|pipelined]
+        [--no-dkim | --dkim-only] [--send-src OTHER_CHECKOUT/src]
+
+Needs /usr/sbin/smtp-sink and smtp-source (Debian: `apt-get install postfix`); without them it
+says so and measures with aiosmtpd instead (much slower: the ratios are not comparable).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
+import contextlib
+import os
+import re
+import shutil
+import socket
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+SEED = ROOT.parent / "shared" / "seeds" / "000_495e8089be07fca3.txt"
 sys.path.insert(0, str(ROOT))
 
-from tests.support.send import ARTICLE  # noqa: E402
-from tests.support.smtpd import SMTPServer  # noqa: E402
+import tomli_w  # noqa: E402
+from cryptography.hazmat.primitives import serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 
-from weekly_mailer import issues  # noqa: E402
 from weekly_mailer import subscribers as subs  # noqa: E402
-from weekly_mailer.articles import load_article  # noqa: E402
-from weekly_mailer.clock import utcnow  # noqa: E402
-from weekly_mailer.compose import Recipient, make_message_id, personalise  # noqa: E402
-from weekly_mailer.config import Settings  # noqa: E402
-from weekly_mailer.delivery import resolve_backend  # noqa: E402
-from weekly_mailer.delivery.render import IssueRenderers  # noqa: E402
-from weekly_mailer.delivery.worker import Worker  # noqa: E402
+from weekly_mailer.config import load_settings  # noqa: E402
+from weekly_mailer.delivery.backends.base import Envelope, SendResult  # noqa: E402
+from weekly_mailer.delivery.backends.pipelined import PipelinedSMTPBackend  # noqa: E402
+from weekly_mailer.delivery.backends.smtp_url import parse_smtp_url  # noqa: E402
 from weekly_mailer.store.db import Database, make_engine, upgrade  # noqa: E402
 
-WEEK = dt.date(2026, 11, 25)
+SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
+SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
 
 
-def prepare(folder: Path, n: int, backend_url: str, concurrency: int) -> tuple[Settings, int]:
-    settings = Settings(
-        database_url=f"sqlite:///{folder / 'bench.db'}",
-        backend_url=backend_url,
-        secret_key="bench",
-        from_address="Bench <news@example.org>",
-        postal_address="1 Example Street",
-        concurrency=concurrency,
-        log_level="WARNING",
-    )
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
-    engine.dispose()
-    (folder / "a.md").write_text(ARTICLE)
-    article = load_article(str(folder / "a.md"))
-    csv = "email,name\n" + "".join(f"r{i}@example.org,Reader {i}\n" for i in range(n))
-    with Database(settings) as db, db.sessions.begin() as s:
-        subs.import_file(s, csv.encode(), filename="bench.csv", confirmed=True)
-        composed = issues.compose(article, settings, send_week=WEEK)
-        issue = issues.store_issue(s, article, composed, send_week=WEEK, now=utcnow())
-        issues.enqueue(s, issue, now=utcnow())
-        return settings, issue.id
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
-def floor(n: int) -> float:
-    with tempfile.TemporaryDirectory() as tmp:
-        settings, issue_id = prepare(Path(tmp), 1, "memory://", 1)
-        with Database(settings) as db, db.sessions.begin() as s:
-            skeleton = issues.get_issue(s, issue_id).skeleton
-    assert skeleton is not None
-    now = utcnow().replace(microsecond=0)
-    started = time.perf_counter()
-    for i in range(n):
-        r = Recipient(i, f"r{i}@example.org", f"Reader {i}", f"https://x.example/u/{i}")
-        personalise(skeleton, r, message_id=make_message_id(settings, WEEK, i), date=now)
-    return n / (time.perf_counter() - started)
+@contextlib.contextmanager
+def sink() -> Iterator[str]:
+    """``smtp-sink`` on a free loopback port (PIPELINING on), or aiosmtpd without Postfix."""
+    if not Path(SINK).exists():
+        from tests.support.smtpd import SMTPServer
+
+        print("(smtp-sink not found: aiosmtpd instead; install postfix for real figures)")
+        with SMTPServer() as server:
+            yield f"127.0.0.1:{server.port}"
+        return
+    port = free_port()
+    user = ["-u", "postfix"] if os.geteuid() == 0 else []
+    proc = subprocess.Popen([SINK, *user, "-m", "512", f"127.0.0.1:{port}", "1024"])
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            time.sleep(0.05)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
-def worker_rate(n: int, backend_url: str, concurrency: int) -> float:
-    with tempfile.TemporaryDirectory() as tmp:
-        settings, issue_id = prepare(Path(tmp), n, backend_url, concurrency)
-        with Database(settings) as db, resolve_backend(settings) as backend:
-            w = Worker(db.sessions, settings, backend, IssueRenderers(db.sessions, settings))
-            started = time.perf_counter()
-            stats = w.run()
-            elapsed = time.perf_counter() - started
-        assert stats.sent == n, stats
+def message_size() -> int:
+    """The seed article's personalised message size (what one subscriber gets)."""
+    import datetime as dt
+
+    from weekly_mailer.articles import load_article
+    from weekly_mailer.compose import Recipient, compose_issue, make_message_id, personalise
+    from weekly_mailer.config import Settings
+
+    week = dt.date(2026, 11, 25)
+    settings = Settings(secret_key="bench", postal_address="1 Example Street")
+    issue = compose_issue(load_article(str(SEED)), settings, send_week=week, issue_id=1)
+    who = Recipient(1, "reader00001@example.org", "Reader 1", "https://x.example/u/1")
+    now = dt.datetime(2026, 11, 26, tzinfo=dt.UTC)
+    message_id = make_message_id(settings, week, 1)
+    return len(personalise(issue.skeleton, who, message_id=message_id, date=now))
+
+
+def floor(address: str, n: int, size: int, connections: int) -> float:
+    """The pipelined engine alone: pre-built messages, one batch over ``connections``."""
+    head = b"From: news@example.org\r\nTo: r@example.org\r\nSubject: floor\r\n\r\n"
+    line = b"x" * 76 + b"\r\n"
+    data = head + line * max(1, (size - len(head)) // len(line))
+    envelopes = [Envelope("news@example.org", f"r{i}@example.org", data) for i in range(n)]
+    target = parse_smtp_url(f"smtp://{address}")
+    with PipelinedSMTPBackend(target, concurrency=connections, max_per_connection=10**9) as b:
+        b.send_batch(envelopes[:connections])  # connect first: the floor is the sending
+        started = time.perf_counter()
+        results = b.send_batch(envelopes)
+        elapsed = time.perf_counter() - started
+    assert all(isinstance(r, SendResult) for r in results), results[:3]
     return n / elapsed
 
 
+def smtp_source(address: str, n: int, size: int, connections: int) -> float | None:
+    if not Path(SOURCE).exists():
+        return None
+    command = [SOURCE, "-d", "-s", str(connections), "-m", str(n), "-l", str(size)]
+    command += ["-f", "news@example.org", "-t", "r@example.org", address]
+    started = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True, timeout=600)
+    return n / (time.perf_counter() - started)
+
+
+def workspace(
+    root: Path, address: str, n: int, *, dkim: bool, engine: str, connections: int
+) -> Path:
+    """A folder with weekly_mailer.toml, a migrated SQLite database and ``n`` subscribers."""
+    query = "?engine=pipelined" if engine == "pipelined" else ""
+    values = {
+        "database_url": f"sqlite:///{root / 'mail.db'}",
+        "backend_url": f"smtp://{address}{query}",
+        "secret_key": "bench-secret",
+        "from_address": "Bench <news@example.org>",
+        "base_url": "https://news.example.org",
+        "postal_address": "1 Example Street, Springfield",
+        "article_source": str(SEED),
+        "concurrency": connections,
+        "max_per_connection": 1000,
+        "log_level": "WARNING",
+    }
+    if dkim:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        (root / "dkim.pem").write_bytes(pem)
+        values |= {"dkim_domain": "example.org", "dkim_selector": "bench",
+                   "dkim_key_file": str(root / "dkim.pem")}  # fmt: skip
+    config = root / "weekly_mailer.toml"
+    config.write_text(tomli_w.dumps(values))
+    settings = load_settings(config, environ={})
+    engine_ = make_engine(settings.database_url)
+    upgrade(engine_)
+    engine_.dispose()
+    csv = "email,name\n" + "".join(f"reader{i:06d}@example.org,Reader {i}\n" for i in range(n))
+    with Database(settings) as db, db.sessions.begin() as session:
+        report = subs.import_file(session, csv.encode(), filename="bench.csv", confirmed=True)
+        assert not report.errors, report.errors[:3]
+    return config
+
+
+def send(config: Path, send_src: str = "") -> tuple[float, float, str]:
+    """Run `send --yes` (from ``send_src``, another checkout's src/, when given); ``(seconds,
+    peak RSS in MiB, last output line)``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEEKLY_MAILER_")}
+    if send_src:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [send_src, env.get("PYTHONPATH")]))
+    env["WEEKLY_MAILER_CONFIG"] = str(config)
+    out = config.parent / "send.out"
+    with out.open("wb") as sink_file:
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "weekly_mailer", "send", "--yes"],
+            cwd=config.parent,
+            env=env,
+            stdout=sink_file,
+            stderr=subprocess.STDOUT,
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    text = out.read_text(errors="replace").strip()
+    if proc.returncode != 0:
+        raise SystemExit(f"send failed ({proc.returncode}):\n{text[-2000:]}")
+    return elapsed, usage.ru_maxrss / 1024, text.splitlines()[-1] if text else ""
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--n", type=int, default=3000)
-    parser.add_argument("--concurrency", type=int, default=4)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--subscribers", default="10000,100000", help="comma-separated counts")
+    parser.add_argument("--quick", action="store_true", help="2,000 subscribers, a short floor")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--floor-messages", type=int, default=20000)
+    parser.add_argument("--engine", choices=("smtplib", "pipelined"), default="smtplib")
+    parser.add_argument("--no-dkim", action="store_true", help="skip the DKIM-on runs")
+    parser.add_argument("--dkim-only", action="store_true", help="skip the DKIM-off runs")
+    parser.add_argument(
+        "--send-src", default="", help="run `send` from this src/ folder (a before/after check)"
+    )
     args = parser.parse_args()
-    base = floor(args.n)
-    print(f"floor (personalise only): {base:10,.0f} msg/s = 1.0000 x floor")
-    mem = worker_rate(args.n, "memory://", args.concurrency)
-    print(f"worker -> memory:         {mem:10,.0f} msg/s = {mem / base:.4f} x floor")
-    with SMTPServer() as server:
-        smtp = worker_rate(args.n, server.url, args.concurrency)
-    print(f"worker -> aiosmtpd:       {smtp:10,.0f} msg/s = {smtp / base:.4f} x floor")
+    counts = [int(c) for c in re.split(r"[,\s]+", args.subscribers.strip()) if c]
+    if args.quick:
+        counts = [min(2000, c) for c in counts[:1]]
+        args.floor_messages = min(args.floor_messages, 2000)
+    if not SEED.exists():
+        raise SystemExit(f"the seed article {SEED} is missing")
+    size = message_size()
+    print(f"message: {size} bytes (seed article, personalised); {args.connections} connections")
+    with sink() as address:
+        base = floor(address, args.floor_messages, size, args.connections)
+        print(f"floor (pipelined client):      {base:9,.0f} msg/s = 1.000 x floor")
+        source = smtp_source(address, args.floor_messages, size, args.connections)
+        if source is not None:
+            print(
+                f"smtp-source:                   {source:9,.0f} msg/s = {source / base:.3f} x floor"
+            )
+        for n in counts:
+            modes = [
+                m for m in (False, True) if not (m and args.no_dkim or not m and args.dkim_only)
+            ]
+            for dkim in modes:
+                with tempfile.TemporaryDirectory() as tmp:
+                    config = workspace(Path(tmp), address, n, dkim=dkim, engine=args.engine,
+                                       connections=args.connections)  # fmt: skip
+                    seconds, rss, last = send(config, args.send_src)
+                rate = n / seconds
+                label = f"send {n:>7,} {'DKIM RSA-2048' if dkim else 'no DKIM':13}"
+                print(
+                    f"{label}: {rate:9,.0f} msg/s = {rate / base:.3f} x floor, "
+                    f"{seconds:7.1f} s, peak RSS {rss:6.0f} MiB  ({last})"
+                )
 
 
 if __name__ == "__main__":

@@ -47,6 +47,8 @@ class Settings:
     dkim_domain: str = ""
     dkim_selector: str = ""
     dkim_key_file: str = ""
+    dkim_ed25519_selector: str = ""
+    dkim_ed25519_key_file: str = ""
     templates_dir: str = ""
     postal_address: str = ""
     unsubscribe_mailto: str = ""
@@ -57,6 +59,9 @@ class Settings:
     throttle_pause_seconds: float = 30.0
     bounce_limit: int = 3
     smtp_timeout: float = 30.0
+    smtp_command_timeout: float = 300.0
+    smtp_data_init_timeout: float = 120.0
+    smtp_data_timeout: float = 600.0
     max_per_connection: int = 100
     batch_size: int = 100
     lease_seconds: float = 300.0
@@ -100,6 +105,8 @@ DESCRIPTIONS: dict[str, str] = {
     "dkim_domain": "DKIM signing domain (d=)",
     "dkim_selector": "DKIM selector (s=)",
     "dkim_key_file": "PEM private key for DKIM",
+    "dkim_ed25519_selector": "DKIM selector (s=) of the optional Ed25519 key (RFC 8463)",
+    "dkim_ed25519_key_file": "Ed25519 private key for DKIM; with dkim_key_file too, dual-signed",
     "templates_dir": "folder whose templates override the built-in ones",
     "postal_address": "the sender's postal address, shown in every footer",
     "unsubscribe_mailto": "address added to List-Unsubscribe as a mailto: URL",
@@ -110,6 +117,9 @@ DESCRIPTIONS: dict[str, str] = {
     "throttle_pause_seconds": "pause of the whole send after a throttling reply",
     "bounce_limit": "hard bounces after which a subscriber is marked bounced",
     "smtp_timeout": "SMTP socket timeout in seconds",
+    "smtp_command_timeout": "pipelined engine: seconds to wait for the reply to MAIL or RCPT",
+    "smtp_data_init_timeout": "pipelined engine: seconds to wait for the reply to DATA",
+    "smtp_data_timeout": "pipelined engine: seconds to wait for the reply to the final dot",
     "max_per_connection": "messages sent over one SMTP connection before reconnecting",
     "batch_size": "outbox rows claimed per batch",
     "lease_seconds": "how long a claimed batch belongs to its worker",

@@ -47,3 +47,65 @@ def test_keygen_key_verifies_a_signature(workdir: Path) -> None:
         2,
         "Error: dkim keygen: folder 'no/such/dir' does not exist",
     )
+
+
+def test_keygen_ed25519_key_verifies_a_dual_signed_message(workdir: Path) -> None:
+    from weekly_mailer.config import load_settings
+    from weekly_mailer.delivery.dkim import DkimSigner
+
+    rsa = run_cli("dkim", "keygen", "--domain", "news.example.net", "--selector", "r1", cwd=workdir)
+    assert rsa.returncode == 0, rsa.stderr
+    result = run_cli(
+        "dkim", "keygen", "--type", "ed25519", "--domain", "news.example.net", cwd=workdir
+    )
+    assert result.returncode == 0, result.stderr
+    records = {}
+    for out in (rsa.stdout, result.stdout):
+        for name, value in re.findall(r"^(\S+\._domainkey\.\S+) IN TXT (.+)$", out, re.M):
+            records[name.encode()] = "".join(re.findall(r'"([^"]*)"', value)).encode()
+    ed_name = b"mail-ed25519._domainkey.news.example.net."
+    assert re.fullmatch(rb"v=DKIM1; k=ed25519; p=[A-Za-z0-9+/]{43}=", records[ed_name])
+    key_file = workdir / "dkim_ed25519.pem"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert b"BEGIN PRIVATE KEY" in key_file.read_bytes()
+    assert 'dkim_ed25519_selector = "mail-ed25519"' in result.stdout
+    assert f'dkim_ed25519_key_file = "{key_file.resolve()}"' in result.stdout
+
+    settings = load_settings(
+        environ={
+            "WEEKLY_MAILER_DKIM_DOMAIN": "news.example.net",
+            "WEEKLY_MAILER_DKIM_SELECTOR": "r1",
+            "WEEKLY_MAILER_DKIM_KEY_FILE": str(workdir / "dkim_private.pem"),
+            "WEEKLY_MAILER_DKIM_ED25519_SELECTOR": "mail-ed25519",
+            "WEEKLY_MAILER_DKIM_ED25519_KEY_FILE": str(key_file),
+        }
+    )
+    signer = DkimSigner.from_settings(settings)
+    assert signer is not None
+    message = b"From: News <news@news.example.net>\r\nTo: ann@example.org\r\n\r\nBody\r\n"
+    signed = signer.sign(message)
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        return records[name]
+
+    def verifies(data: bytes, idx: int) -> bool:
+        try:
+            return bool(dkim.DKIM(data).verify(idx=idx, dnsfunc=dns))
+        except dkim.DKIMException:  # a body hash mismatch is raised, not returned
+            return False
+
+    assert verifies(signed, 0) and verifies(signed, 1)
+    tampered = signed.replace(b"Body", b"Evil")
+    assert not verifies(tampered, 0) and not verifies(tampered, 1)
+
+    doctor = run_cli(
+        "doctor",
+        cwd=workdir,
+        env={
+            "WEEKLY_MAILER_DKIM_DOMAIN": "news.example.net",
+            "WEEKLY_MAILER_DKIM_ED25519_SELECTOR": "mail-ed25519",
+            "WEEKLY_MAILER_DKIM_ED25519_KEY_FILE": str(key_file),
+        },
+    )
+    assert "DKIM signing (Ed25519) as mail-ed25519._domainkey.news.example.net" in doctor.stdout
+    assert "DKIM needs" not in doctor.stdout

@@ -81,24 +81,49 @@ def check(settings: Settings) -> list[Finding]:
     if settings.templates_dir and not Path(settings.templates_dir).is_dir():
         out.append(Finding("fail", f"templates_dir {settings.templates_dir!r} is not a folder"))
 
-    dkim = (settings.dkim_domain, settings.dkim_selector, settings.dkim_key_file)
-    if any(dkim) and not all(dkim):
-        out.append(
-            Finding("fail", "DKIM needs all of dkim_domain, dkim_selector and dkim_key_file")
-        )
-    elif all(dkim):
-        key = Path(settings.dkim_key_file)
-        if not key.is_file():
-            out.append(Finding("fail", f"dkim_key_file {str(key)!r} does not exist"))
-        elif b"PRIVATE KEY" not in key.read_bytes()[:200]:
-            out.append(Finding("fail", f"dkim_key_file {str(key)!r} is not a PEM private key"))
+    out.extend(_dkim_findings(settings))
+    return out
+
+
+def _dkim_findings(settings: Settings) -> list[Finding]:
+    """One line per configured DKIM key (RSA, Ed25519), or what is missing."""
+    from weekly_mailer.delivery.dkim import load_private_key
+    from weekly_mailer.errors import ConfigError
+
+    domain = settings.dkim_domain
+    rsa = (settings.dkim_selector, settings.dkim_key_file)
+    ed = (settings.dkim_ed25519_selector, settings.dkim_ed25519_key_file)
+    out: list[Finding] = []
+    keys: list[tuple[str, str, str, str]] = []
+    if any(rsa) or (domain and not any(ed)):
+        if domain and all(rsa):
+            keys.append(("RSA", "dkim_key_file", *rsa))
+        else:
+            out.append(
+                Finding("fail", "DKIM needs all of dkim_domain, dkim_selector and dkim_key_file")
+            )
+    if any(ed):
+        if domain and all(ed):
+            keys.append(("Ed25519", "dkim_ed25519_key_file", *ed))
         else:
             out.append(
                 Finding(
-                    "ok",
-                    f"DKIM signing as {settings.dkim_selector}._domainkey.{settings.dkim_domain}",
+                    "fail",
+                    "DKIM Ed25519 needs all of dkim_domain, dkim_ed25519_selector and "
+                    "dkim_ed25519_key_file",
                 )
             )
+    for kind, name, selector, path in keys:
+        key = Path(path)
+        if not key.is_file():
+            out.append(Finding("fail", f"{name} {str(key)!r} does not exist"))
+            continue
+        try:
+            load_private_key(key.read_bytes(), where=f"{name} {str(key)!r}")
+        except ConfigError as exc:
+            out.append(Finding("fail", str(exc)))
+            continue
+        out.append(Finding("ok", f"DKIM signing ({kind}) as {selector}._domainkey.{domain}"))
     return out
 
 

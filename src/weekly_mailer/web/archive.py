@@ -19,8 +19,8 @@ from flask import Blueprint, Response, abort, jsonify, render_template, request
 from weekly_mailer.issues.archive import find_published, published, sent_at
 from weekly_mailer.store.db import ping
 from weekly_mailer.store.models import Issue
-from weekly_mailer.web.state import state
 from weekly_mailer.web.security import ARCHIVE_CSP
+from weekly_mailer.web.state import state
 
 log = logging.getLogger(__name__)
 bp = Blueprint("archive", __name__)

@@ -1,9 +1,9 @@
 """The SMTP backend: a pool of reusable connections, mapping replies to our own failures.
 
-``smtp://user:pass@host:587?starttls=true`` or ``smtps://user:pass@host:465``. Query options:
-``starttls`` (true/false), ``verify`` (false accepts any certificate: test servers only) and
-``cafile`` (extra CA bundle). Timeouts, pool size and the per-connection message cap come from the
-settings (``smtp_timeout``, ``concurrency``, ``max_per_connection``).
+``smtp://user:pass@host:587?starttls=true`` or ``smtps://user:pass@host:465`` (options: see
+:mod:`.smtp_url`; ``?engine=pipelined`` picks :mod:`.pipelined` instead of this one).
+Timeouts, pool size and the per-connection message cap come from the settings
+(``smtp_timeout``, ``concurrency``, ``max_per_connection``).
 
 Errors are translated here and nowhere else::
 
@@ -27,7 +27,6 @@ import socket
 import ssl
 import threading
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 from weekly_mailer.delivery.backends.base import (
     BackendBusyError,
@@ -37,15 +36,14 @@ from weekly_mailer.delivery.backends.base import (
     SendResult,
     enhanced_status,
 )
-from weekly_mailer.errors import ConfigError, DeliveryError, PermanentFailure, TemporaryFailure
+from weekly_mailer.delivery.backends.smtp_url import parse_smtp_url
+from weekly_mailer.errors import DeliveryError, PermanentFailure, TemporaryFailure
 
 if TYPE_CHECKING:
     from weekly_mailer.config import Settings
 
 THROTTLE_CODES = frozenset({421, 450, 451, 452, 453, 454})
 RESTORE_AFTER = 50  # messages accepted after a busy greeting before one more connection
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 
 
 def failure_for(code: int, reply: str | bytes, *, stage: str = "rcpt") -> DeliveryError:
@@ -66,14 +64,6 @@ def _mailbox_problem(code: int, message: str) -> bool:
     if status is None:
         return code in (550, 551, 552, 553)
     return status[1] in (1, 2)  # 5.1.x addressing, 5.2.x mailbox
-
-
-def _flag(key: str, value: str) -> bool:
-    if value.lower() in _TRUE:
-        return True
-    if value.lower() in _FALSE:
-        return False
-    raise ConfigError(f"backend_url: {key}={value!r} is not true or false")
 
 
 class _Connection:
@@ -139,39 +129,20 @@ class SMTPBackend:
 
     @classmethod
     def from_url(cls, url: str, settings: Settings) -> SMTPBackend:
-        """Build from ``smtp://`` / ``smtps://`` URL and the settings' timeouts and pool size."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
-            raise ConfigError(f"backend_url: {url!r} is not an smtp:// or smtps:// URL")
-        options = dict(parse_qsl(parts.query, keep_blank_values=True))
-        unknown = set(options) - {"starttls", "verify", "cafile"}
-        if unknown:
-            raise ConfigError(f"backend_url: unknown option(s) {', '.join(sorted(unknown))}")
-        implicit = parts.scheme == "smtps"
-        starttls = _flag("starttls", options.get("starttls", "false"))
-        if implicit and starttls:
-            raise ConfigError("backend_url: smtps:// is already TLS; drop ?starttls=true")
-        context: ssl.SSLContext | None = None
-        if implicit or starttls:
-            context = ssl.create_default_context(cafile=options.get("cafile") or None)
-            if not _flag("verify", options.get("verify", "true")):
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-        try:
-            port = parts.port or (465 if implicit else 25)
-        except ValueError as exc:
-            raise ConfigError(f"backend_url: {url!r} has a bad port") from exc
+        """Build from ``smtp://`` / ``smtps://`` URL (see :mod:`.smtp_url`) and the settings'
+        timeouts and pool size."""
+        target = parse_smtp_url(url)
         return cls(
-            parts.hostname,
-            port,
-            implicit_tls=implicit,
-            starttls=starttls,
-            username=unquote(parts.username or ""),
-            password=unquote(parts.password or ""),
+            target.host,
+            target.port,
+            implicit_tls=target.implicit_tls,
+            starttls=target.starttls,
+            username=target.username,
+            password=target.password,
             timeout=settings.smtp_timeout,
             pool_size=settings.concurrency,
             max_per_connection=settings.max_per_connection,
-            ssl_context=context,
+            ssl_context=target.ssl_context,
         )
 
     # -- connections -------------------------------------------------------------------------

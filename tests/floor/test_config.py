@@ -173,6 +173,7 @@ def _one_line_exit_2(result: object, starts: str) -> None:
         ("lease_seconds = 1e300\n", "Error: lease_seconds: 1e+300 is too large (at most 86400)"),
         (f"batch_size = {'7' * 400}\n", "Error: batch_size: 777777"),
         ("smtp_timeout = 4e5\n", "Error: smtp_timeout: 400000.0 is too large (at most 3600)"),
+        ("smtp_data_timeout = 1e300\n", "Error: smtp_data_timeout: 1e+300 is too large"),
         ('base_url = "https://x.org "\n', "Error: base_url: 'https://x.org ' contains a space"),
         ('base_url = "https://"\n', "Error: base_url: 'https://' has no host"),
         ('base_url = "mailto:x@x.org"\n', "Error: base_url: unknown scheme 'mailto'"),

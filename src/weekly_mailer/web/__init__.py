@@ -108,6 +108,18 @@ def url_prefix(settings: Settings) -> str:
     return urlsplit(settings.base_url).path.rstrip("/")
 
 
+# Waitress's defaults (100 connections, select()) let 105 clients that dribble a header line
+# every few seconds lock everyone else out. More connections (poll(), so past select's 1,024
+# descriptors) and a shorter idle timeout keep a handful of slow clients from starving the
+# server; more than a handful is a reverse proxy's job (docs/operations.md).
+CONNECTION_OPTIONS: dict[str, str] = {
+    "connection_limit": "500",
+    "asyncore_use_poll": "true",
+    "channel_timeout": "30",
+    "cleanup_interval": "10",
+}
+
+
 def server_options(settings: Settings, *, trusted_proxy: str | None = None) -> dict[str, str]:
     """Options for waitress so that the app answers under ``base_url``'s path, and believes
     X-Forwarded-For/-Proto only from ``trusted_proxy``.
@@ -117,7 +129,9 @@ def server_options(settings: Settings, *, trusted_proxy: str | None = None) -> d
     ``waitress.create_server`` that serves :func:`create_app`.
     """
     prefix = url_prefix(settings)
-    options = {"url_prefix": prefix} if prefix else {}
+    options = dict(CONNECTION_OPTIONS)
+    if prefix:
+        options["url_prefix"] = prefix
     if trusted_proxy:
         options["trusted_proxy"] = trusted_proxy
         options["trusted_proxy_headers"] = "x-forwarded-for x-forwarded-proto"

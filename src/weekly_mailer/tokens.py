@@ -4,6 +4,10 @@ A token carries the subscriber id and a short digest of the subscriber's address
 with ``secret_key`` (HMAC-SHA256 via itsdangerous, verified in constant time) and salted with its
 purpose, so a confirm token can never unsubscribe anyone and vice versa. Confirm tokens expire;
 unsubscribe tokens do not.
+
+A token can also be bound to a value (``bound_to``) that goes into the digest with the address: a
+confirm token is bound to the sign-up it was sent for (see ``subscribers.optin.signup_binding``),
+so it dies when that value changes (the subscriber left), whatever happens later.
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ class Purpose(StrEnum):
     UNSUBSCRIBE = "unsubscribe"
 
 
-def _address_digest(email_key: str) -> str:
-    return hashlib.sha256(email_key.encode("utf-8")).hexdigest()[:12]
+def _address_digest(email_key: str, bound_to: str = "") -> str:
+    # An address never holds a line break, so "key\nbinding" cannot collide with another key.
+    text = f"{email_key}\n{bound_to}" if bound_to else email_key
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
 class TokenSigner:
@@ -47,9 +53,12 @@ class TokenSigner:
     def _serializer(self, purpose: Purpose) -> URLSafeTimedSerializer:
         return self._serializers[purpose]
 
-    def make(self, purpose: Purpose, subscriber_id: int, email_key: str) -> str:
-        """A URL-safe token for this subscriber and purpose."""
-        return self._serializer(purpose).dumps([subscriber_id, _address_digest(email_key)])
+    def make(
+        self, purpose: Purpose, subscriber_id: int, email_key: str, *, bound_to: str = ""
+    ) -> str:
+        """A URL-safe token for this subscriber and purpose (bound to ``bound_to``, if given)."""
+        digest = _address_digest(email_key, bound_to)
+        return self._serializer(purpose).dumps([subscriber_id, digest])
 
     def load(
         self, purpose: Purpose, token: str, *, max_age: dt.timedelta | None = None
@@ -75,9 +84,10 @@ class TokenSigner:
         return data[0], data[1]
 
     @staticmethod
-    def matches(digest: str, email_key: str) -> bool:
-        """Whether a token's address digest belongs to this address (constant time)."""
-        return hmac.compare_digest(digest, _address_digest(email_key))
+    def matches(digest: str, email_key: str, *, bound_to: str = "") -> bool:
+        """Whether a token's address digest belongs to this address and binding (constant
+        time)."""
+        return hmac.compare_digest(digest, _address_digest(email_key, bound_to))
 
 
 @functools.lru_cache(maxsize=4)

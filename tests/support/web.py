@@ -13,6 +13,7 @@ from sqlalchemy import select, text
 from weekly_mailer.config import Settings
 from weekly_mailer.store.db import Database
 from weekly_mailer.store.models import EventKind, Subscriber, SubscriberEvent
+from weekly_mailer.subscribers.optin import signup_binding
 from weekly_mailer.tokens import Purpose, TokenSigner
 
 START = dt.datetime(2026, 11, 18, 12, 0, tzinfo=dt.UTC)
@@ -112,8 +113,17 @@ def events(db: Database, email: str, kind: EventKind | None = None) -> list[Subs
         return list(session.scalars(stmt))
 
 
-def token_for(settings: Settings, sub: Subscriber, purpose: Purpose) -> str:
-    return TokenSigner(settings.secret_key).make(purpose, sub.id, sub.email_key)
+def token_for(
+    settings: Settings, sub: Subscriber, purpose: Purpose, db: Database | None = None
+) -> str:
+    """A token as the mailer makes it; a confirm token is bound to the current sign-up, read
+    from ``db``."""
+    bound = ""
+    if purpose == Purpose.CONFIRM:
+        assert db is not None, "a confirm token is bound to its sign-up: pass the database"
+        with db.sessions() as session:
+            bound = signup_binding(session, sub.id)
+    return TokenSigner(settings.secret_key).make(purpose, sub.id, sub.email_key, bound_to=bound)
 
 
 def snapshot(db: Database) -> dict[str, list[tuple[Any, ...]]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import threading
 import time
 
@@ -48,7 +49,7 @@ def active(database: Database) -> Subscriber:
 def test_confirm_get_shows_a_button_and_only_post_activates(
     client: FlaskClient, database: Database, web_settings: Settings, pending: Subscriber
 ) -> None:
-    url = "/confirm/" + token_for(web_settings, pending, Purpose.CONFIRM)
+    url = "/confirm/" + token_for(web_settings, pending, Purpose.CONFIRM, database)
     before = snapshot(database)
     for _ in range(3):  # a scanner, a prefetcher, the person
         page = client.get(url)
@@ -68,8 +69,10 @@ def test_confirm_get_shows_a_button_and_only_post_activates(
     assert len(events(database, "ann@example.org", EventKind.CONFIRMED)) == 1
 
 
-def _bad_tokens(settings: Settings, sub: Subscriber, other: Subscriber) -> dict[str, str]:
-    good = token_for(settings, sub, Purpose.CONFIRM)
+def _bad_tokens(
+    settings: Settings, database: Database, sub: Subscriber, other: Subscriber
+) -> dict[str, str]:
+    good = token_for(settings, sub, Purpose.CONFIRM, database)
     flipped = good[:-3] + ("A" if good[-3] != "A" else "B") + good[-2:]
     return {
         "tampered": flipped,
@@ -88,11 +91,13 @@ def _bad_tokens(settings: Settings, sub: Subscriber, other: Subscriber) -> dict[
     }
 
 
-def _expired_token(settings: Settings, sub: Subscriber, monkeypatch: pytest.MonkeyPatch) -> str:
+def _expired_token(
+    settings: Settings, database: Database, sub: Subscriber, monkeypatch: pytest.MonkeyPatch
+) -> str:
     past = time.time() - dt.timedelta(days=settings.confirm_ttl_days, hours=1).total_seconds()
     with monkeypatch.context() as m:
         m.setattr("itsdangerous.timed.time.time", lambda: past)
-        return token_for(settings, sub, Purpose.CONFIRM)
+        return token_for(settings, sub, Purpose.CONFIRM, database)
 
 
 def test_bad_confirm_tokens_get_one_plain_400_page(
@@ -103,8 +108,8 @@ def test_bad_confirm_tokens_get_one_plain_400_page(
     active: Subscriber,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    tokens = _bad_tokens(web_settings, pending, active)
-    tokens["expired"] = _expired_token(web_settings, pending, monkeypatch)
+    tokens = _bad_tokens(web_settings, database, pending, active)
+    tokens["expired"] = _expired_token(web_settings, database, pending, monkeypatch)
     before = snapshot(database)
     bodies = set()
     for what, token in tokens.items():
@@ -129,7 +134,7 @@ def test_a_token_just_inside_its_lifetime_still_works(
     past = time.time() - dt.timedelta(days=web_settings.confirm_ttl_days, hours=-1).total_seconds()
     with monkeypatch.context() as m:
         m.setattr("itsdangerous.timed.time.time", lambda: past)
-        token = token_for(web_settings, pending, Purpose.CONFIRM)
+        token = token_for(web_settings, pending, Purpose.CONFIRM, database)
     assert client.post("/confirm/" + token).status_code == 200
 
 
@@ -241,7 +246,7 @@ def test_resubscribe_sends_a_fresh_confirmation_and_old_links_stay_dead(
     flush_mail(app)
     sub = subscriber(database, "cy@example.org")
     assert sub is not None
-    old_confirm = "/confirm/" + token_for(web_settings, sub, Purpose.CONFIRM)
+    old_confirm = "/confirm/" + token_for(web_settings, sub, Purpose.CONFIRM, database)
     assert client.post(old_confirm).status_code == 200
     unsub = token_for(web_settings, sub, Purpose.UNSUBSCRIBE)
     clock.advance(days=2)
@@ -263,7 +268,7 @@ def test_resubscribe_sends_a_fresh_confirmation_and_old_links_stay_dead(
     assert "already sent" in again.get_data(as_text=True)
     assert len(events(database, "cy@example.org", EventKind.CONFIRMATION_SENT)) == 2
 
-    fresh = "/confirm/" + token_for(web_settings, sub, Purpose.CONFIRM)
+    fresh = "/confirm/" + token_for(web_settings, sub, Purpose.CONFIRM, database)
     clock.advance(minutes=5)
     assert client.post(fresh).status_code == 200
     back = subscriber(database, "cy@example.org")
@@ -293,7 +298,9 @@ def test_sign_up_confirm_and_one_click_on_postgresql(settings: Settings, pg_url:
             sub = subscriber(database, "pat@example.org")
             assert sub is not None
             assert (
-                client.post("/confirm/" + token_for(pg_settings, sub, Purpose.CONFIRM)).status_code
+                client.post(
+                    "/confirm/" + token_for(pg_settings, sub, Purpose.CONFIRM, database)
+                ).status_code
                 == 200
             )
             url = "/unsubscribe/" + token_for(pg_settings, sub, Purpose.UNSUBSCRIBE)
@@ -338,7 +345,10 @@ def test_a_lost_resubscribe_confirmation_can_be_asked_for_again(
     assert sub is not None and sub.confirmation_sent_at is not None
     first_sent_at = sub.confirmation_sent_at
     assert (
-        client.post("/confirm/" + token_for(web_settings, sub, Purpose.CONFIRM)).status_code == 200
+        client.post(
+            "/confirm/" + token_for(web_settings, sub, Purpose.CONFIRM, database)
+        ).status_code
+        == 200
     )
     unsub = token_for(web_settings, sub, Purpose.UNSUBSCRIBE)
     clock.advance(days=2)
@@ -363,7 +373,88 @@ def test_a_lost_resubscribe_confirmation_can_be_asked_for_again(
     flush_mail(app)
     assert [e.recipient for e in backend.sent] == ["dee@example.org", "dee@example.org"]
     assert (
-        client.post("/confirm/" + token_for(web_settings, sub, Purpose.CONFIRM)).status_code == 200
+        client.post(
+            "/confirm/" + token_for(web_settings, sub, Purpose.CONFIRM, database)
+        ).status_code
+        == 200
     )
     back = subscriber(database, "dee@example.org")
     assert back is not None and back.status == SubscriberStatus.ACTIVE
+
+
+def _mailed_confirm_path(backend: MemoryBackend) -> str:
+    text = backend.sent[-1].data.replace(b"=\r\n", b"").decode("ascii", "replace")
+    found = re.search(r"/confirm/[A-Za-z0-9_.\-]+", text)
+    assert found, text
+    return found.group(0)
+
+
+@pytest.mark.parametrize("confirmed_first", [False, True])
+def test_a_confirm_link_mailed_before_leaving_stays_dead_after_a_new_sign_up(
+    app: Flask,
+    client: FlaskClient,
+    database: Database,
+    backend: MemoryBackend,
+    web_settings: Settings,
+    clock: Clock,
+    confirmed_first: bool,
+) -> None:
+    sign_up(client, "eve@example.org")
+    flush_mail(app)
+    link_a = _mailed_confirm_path(backend)
+    if confirmed_first:
+        assert client.post(link_a).status_code == 200
+    sub = subscriber(database, "eve@example.org")
+    assert sub is not None
+    clock.advance(minutes=1)
+    unsub = "/unsubscribe/" + token_for(web_settings, sub, Purpose.UNSUBSCRIBE)
+    assert client.post(unsub).status_code == 200
+    clock.advance(days=1)  # past the daily limit of confirmation e-mails
+    sign_up(client, "eve@example.org")  # anyone may send the form again
+    flush_mail(app)
+    assert len(backend.sent) == 2
+    link_b = _mailed_confirm_path(backend)
+    assert link_b != link_a
+
+    before = snapshot(database)
+    for method in (client.get, client.post):
+        page = method(link_a)
+        assert page.status_code == 400 and "This link is not valid" in page.get_data(as_text=True)
+    assert snapshot(database) == before
+    gone = subscriber(database, "eve@example.org")
+    assert gone is not None and gone.status == SubscriberStatus.UNSUBSCRIBED
+
+    clock.advance(minutes=1)
+    assert client.post(link_b).status_code == 200
+    back = subscriber(database, "eve@example.org")
+    assert back is not None and back.status == SubscriberStatus.ACTIVE
+    assert back.consent_at == clock.now
+    # Once back, the old link is still dead: it belongs to the sign-up they left.
+    assert client.post(link_a).status_code == 400
+
+
+def test_a_confirm_link_is_dead_after_leaving_even_when_added_back_by_hand(
+    app: Flask,
+    client: FlaskClient,
+    database: Database,
+    backend: MemoryBackend,
+    web_settings: Settings,
+    clock: Clock,
+) -> None:
+    """``subscribers add --resubscribe`` makes them pending again: still no old link works."""
+    sign_up(client, "fay@example.org")
+    flush_mail(app)
+    link_a = _mailed_confirm_path(backend)
+    sub = subscriber(database, "fay@example.org")
+    assert sub is not None
+    clock.advance(minutes=1)
+    assert (
+        client.post("/unsubscribe/" + token_for(web_settings, sub, Purpose.UNSUBSCRIBE)).status_code
+        == 200
+    )
+    clock.advance(minutes=1)
+    with database.sessions.begin() as session:
+        subs.add(session, "fay@example.org", resubscribe=True, source="cli", now=clock.now)
+    assert client.post(link_a).status_code == 400
+    again = subscriber(database, "fay@example.org")
+    assert again is not None and again.status == SubscriberStatus.PENDING

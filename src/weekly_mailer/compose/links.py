@@ -41,10 +41,13 @@ def unsubscribe_url(settings: Settings, subscriber_id: int, email_key: str) -> s
     return f"{settings.base_url.rstrip('/')}/unsubscribe/{token}"
 
 
-def confirm_url(settings: Settings, subscriber_id: int, email_key: str) -> str:
+def confirm_url(settings: Settings, subscriber_id: int, email_key: str, *, signup: str) -> str:
     """``{base_url}/confirm/{token}``: a signed, purpose-bound token (it expires after
-    ``confirm_ttl_days``, checked where the link is opened)."""
-    token = signer_for(settings.secret_key).make(Purpose.CONFIRM, subscriber_id, email_key)
+    ``confirm_ttl_days``, checked where the link is opened), bound to the sign-up it is sent
+    for (``signup``, from ``subscribers.optin.signup_binding``)."""
+    token = signer_for(settings.secret_key).make(
+        Purpose.CONFIRM, subscriber_id, email_key, bound_to=signup
+    )
     return f"{settings.base_url.rstrip('/')}/confirm/{token}"
 
 

@@ -22,6 +22,7 @@ from weekly_mailer.delivery.envelopes import Envelopes
 from weekly_mailer.errors import ComposeError
 from weekly_mailer.store.models import Issue
 from weekly_mailer.store.outbox import ClaimedRow
+from weekly_mailer.subscribers.optin import signup_binding
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -75,13 +76,18 @@ class IssueRenderers:
     def for_confirmations(self) -> Callable[[ClaimedRow], Envelope]:
         settings, envelopes, clock = self.settings, self.envelopes, self.clock
 
+        sessions = self.sessions
+
         def render(row: ClaimedRow) -> Envelope:
             message_id = confirmation_message_id(settings, row.delivery_id, row.subscriber_id)
+            with sessions() as session:  # the link is bound to the sign-up it is sent for
+                signup = signup_binding(session, row.subscriber_id)
+            url = confirm_url(settings, row.subscriber_id, row.email_key, signup=signup)
             data = build_confirmation_message(
                 settings,
                 email=row.email,
                 name=row.name,
-                confirm_url=confirm_url(settings, row.subscriber_id, row.email_key),
+                confirm_url=url,
                 date=clock().replace(microsecond=0),
                 message_id=message_id,
             )

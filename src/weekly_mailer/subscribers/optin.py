@@ -213,9 +213,36 @@ def subscriber_for_token(
 
     subscriber_id, digest = signer.load(purpose, token, max_age=max_age)
     sub = session.get(Subscriber, subscriber_id, with_for_update=for_update)
-    if sub is None or not signer.matches(digest, sub.email_key):
+    if sub is None:
+        raise TokenError("invalid link")
+    bound = signup_binding(session, sub.id) if purpose == Purpose.CONFIRM else ""
+    if not signer.matches(digest, sub.email_key, bound_to=bound):
         raise TokenError("invalid link")
     return sub
+
+
+LEFT = (EventKind.UNSUBSCRIBED.value, EventKind.BOUNCED.value, EventKind.COMPLAINED.value)
+
+
+def signup_binding(session: Session, subscriber_id: int) -> str:
+    """The sign-up a confirm link is sent for: ``"<created_at>/<id of the last departure>"``.
+
+    A confirm token is bound to this value (``TokenSigner.make(bound_to=...)``). Every time the
+    subscriber leaves (an ``unsubscribed``, ``bounced`` or ``complained`` event) the value
+    changes, so every confirm link mailed before can never activate them again, whatever happens
+    later (a new sign-up, ``subscribers add --resubscribe``); a link mailed after is bound to the
+    new value. The creation time tells an erased and re-created subscriber (same id, same
+    address) from the old one. ``""`` when the subscriber is gone.
+    """
+    created = session.scalar(select(Subscriber.created_at).where(Subscriber.id == subscriber_id))
+    if created is None:
+        return ""
+    left = session.scalar(
+        select(func.max(SubscriberEvent.id)).where(
+            SubscriberEvent.subscriber_id == subscriber_id, SubscriberEvent.kind.in_(LEFT)
+        )
+    )
+    return f"{created.astimezone(dt.UTC).isoformat()}/{left or 0}"
 
 
 def confirm_from_link(

@@ -406,3 +406,26 @@ def test_another_source_while_the_weeks_issue_is_still_queued_is_refused(ws: Wor
     refused = invoke(ws, "send", str(other), "--yes")
     assert refused.exit_code == 1, refused.output
     assert f"{other} is not used: run `send` without SOURCE to finish" in refused.output
+
+
+def test_send_to_a_server_refusing_every_mailbox_stops_and_bounces_nobody(workdir: Path) -> None:
+    import sqlite3
+
+    with SMTPServer() as server:
+        ws = Workspace(workdir, backend_url=server.url, bounce_limit=1, concurrency=2)
+        emails = ws.add_subscribers(50)
+        server.faults.refuse = set(emails)
+        result = ws.run("send", "--yes")
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr + result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "recipients in a row the same refusal" in errors[0]
+    assert "550 5.1.1" in errors[0]
+    ledger = ws.ledger()
+    assert 20 <= len(ledger["failed"]) <= 22 and len(ledger["queued"]) >= 28
+    con = sqlite3.connect(ws.db_path)
+    try:
+        rows = con.execute("SELECT status, bounce_count FROM subscriber").fetchall()
+    finally:
+        con.close()
+    assert rows and all(row == ("active", 0) for row in rows), rows

@@ -429,3 +429,37 @@ def test_send_to_a_server_refusing_every_mailbox_stops_and_bounces_nobody(workdi
     finally:
         con.close()
     assert rows and all(row == ("active", 0) for row in rows), rows
+
+
+def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("Error: "), result.stderr
+    return errors[0]
+
+
+def test_a_copy_that_cannot_be_composed_for_anyone_stores_nothing(workdir: Path) -> None:
+    # a base_url so long that every unsubscribe link passes the 700-character URL limit
+    long_base = "https://news.example.org/" + "a" * 660
+    ws = Workspace(workdir, backend_url=f"file://{workdir / 'outbox'}", base_url=long_base)
+    ws.add_subscribers(3)
+    result = ws.run("send", "--yes")
+    assert result.returncode == 1, result.stdout
+    line = _one_error_line(result)
+    assert "cannot compose a copy for any subscriber" in line and "unsubscribe URL" in line
+    assert ws.ledger() == {} and outbox_files(ws) == []
+    listed = ws.run("issues", "list")
+    assert "No issues yet" in listed.stdout
+
+
+def test_send_exits_1_when_nothing_could_be_sent(workdir: Path) -> None:
+    with SMTPServer() as server:
+        ws = Workspace(workdir, backend_url=server.url)
+        emails = ws.add_subscribers(4)  # fewer than the breaker's 20: each is refused
+        server.faults.refuse = set(emails)
+        result = ws.run("send", "--yes")
+    assert result.returncode == 1, result.stdout
+    line = _one_error_line(result)
+    assert line.startswith("Error: nothing could be sent: 4 deliveries failed (first: 550")
+    assert "This run: 0 sent, 0 deferred, 4 failed" in result.stdout
+    assert len(ws.ledger()["failed"]) == 4

@@ -463,3 +463,26 @@ def test_send_exits_1_when_nothing_could_be_sent(workdir: Path) -> None:
     assert line.startswith("Error: nothing could be sent: 4 deliveries failed (first: 550")
     assert "This run: 0 sent, 0 deferred, 4 failed" in result.stdout
     assert len(ws.ledger()["failed"]) == 4
+
+
+def test_issues_list_and_show_print_markup_like_text_as_it_is(workdir: Path) -> None:
+    ws = Workspace(workdir, backend_url=f"file://{workdir / 'outbox'}")
+    ws.add_subscribers(2)
+    (workdir / "article.md").write_text(
+        ws_article := "---\ntitle: Notes [/] and [bold]\ndate: 2026-11-20\n---\nPlain text.\n"
+    )
+    assert "[/]" in ws_article
+    assert ws.run("send", "--yes").returncode == 0
+    with Database(ws.settings) as db, db.sessions.begin() as s:
+        s.execute(
+            update(Delivery)
+            .where(Delivery.id == 1)
+            .values(status="failed", last_code=550, last_error="550 5.7.1 [/] refused [red]")
+        )
+    listed = ws.run("issues", "list")
+    assert listed.returncode == 0 and "Traceback" not in listed.stderr, listed.stderr
+    assert "Notes [/] and [bold]" in listed.stdout
+    shown = ws.run("issues", "show", "1")
+    assert shown.returncode == 0 and "Traceback" not in shown.stderr, shown.stderr
+    assert "Notes [/] and [bold]" in shown.stdout
+    assert "550 5.7.1 [/] refused [red]" in shown.stdout

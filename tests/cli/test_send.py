@@ -406,3 +406,83 @@ def test_another_source_while_the_weeks_issue_is_still_queued_is_refused(ws: Wor
     refused = invoke(ws, "send", str(other), "--yes")
     assert refused.exit_code == 1, refused.output
     assert f"{other} is not used: run `send` without SOURCE to finish" in refused.output
+
+
+def test_send_to_a_server_refusing_every_mailbox_stops_and_bounces_nobody(workdir: Path) -> None:
+    import sqlite3
+
+    with SMTPServer() as server:
+        ws = Workspace(workdir, backend_url=server.url, bounce_limit=1, concurrency=2)
+        emails = ws.add_subscribers(50)
+        server.faults.refuse = set(emails)
+        result = ws.run("send", "--yes")
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr + result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "recipients in a row the same refusal" in errors[0]
+    assert "550 5.1.1" in errors[0]
+    ledger = ws.ledger()
+    assert 20 <= len(ledger["failed"]) <= 22 and len(ledger["queued"]) >= 28
+    con = sqlite3.connect(ws.db_path)
+    try:
+        rows = con.execute("SELECT status, bounce_count FROM subscriber").fetchall()
+    finally:
+        con.close()
+    assert rows and all(row == ("active", 0) for row in rows), rows
+
+
+def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("Error: "), result.stderr
+    return errors[0]
+
+
+def test_a_copy_that_cannot_be_composed_for_anyone_stores_nothing(workdir: Path) -> None:
+    # a base_url so long that every unsubscribe link passes the 700-character URL limit
+    long_base = "https://news.example.org/" + "a" * 660
+    ws = Workspace(workdir, backend_url=f"file://{workdir / 'outbox'}", base_url=long_base)
+    ws.add_subscribers(3)
+    result = ws.run("send", "--yes")
+    assert result.returncode == 1, result.stdout
+    line = _one_error_line(result)
+    assert "cannot compose a copy for any subscriber" in line and "unsubscribe URL" in line
+    assert ws.ledger() == {} and outbox_files(ws) == []
+    listed = ws.run("issues", "list")
+    assert "No issues yet" in listed.stdout
+
+
+def test_send_exits_1_when_nothing_could_be_sent(workdir: Path) -> None:
+    with SMTPServer() as server:
+        ws = Workspace(workdir, backend_url=server.url)
+        emails = ws.add_subscribers(4)  # fewer than the breaker's 20: each is refused
+        server.faults.refuse = set(emails)
+        result = ws.run("send", "--yes")
+    assert result.returncode == 1, result.stdout
+    line = _one_error_line(result)
+    assert line.startswith("Error: nothing could be sent: 4 deliveries failed (first: 550")
+    assert "This run: 0 sent, 0 deferred, 4 failed" in result.stdout
+    assert len(ws.ledger()["failed"]) == 4
+
+
+def test_issues_list_and_show_print_markup_like_text_as_it_is(workdir: Path) -> None:
+    ws = Workspace(workdir, backend_url=f"file://{workdir / 'outbox'}")
+    ws.add_subscribers(2)
+    (workdir / "article.md").write_text(
+        ws_article := "---\ntitle: Notes [/] and [bold]\ndate: 2026-11-20\n---\nPlain text.\n"
+    )
+    assert "[/]" in ws_article
+    assert ws.run("send", "--yes").returncode == 0
+    with Database(ws.settings) as db, db.sessions.begin() as s:
+        s.execute(
+            update(Delivery)
+            .where(Delivery.id == 1)
+            .values(status="failed", last_code=550, last_error="550 5.7.1 [/] refused [red]")
+        )
+    listed = ws.run("issues", "list")
+    assert listed.returncode == 0 and "Traceback" not in listed.stderr, listed.stderr
+    assert "Notes [/] and [bold]" in listed.stdout
+    shown = ws.run("issues", "show", "1")
+    assert shown.returncode == 0 and "Traceback" not in shown.stderr, shown.stderr
+    assert "Notes [/] and [bold]" in shown.stdout
+    assert "550 5.7.1 [/] refused [red]" in shown.stdout

@@ -138,6 +138,41 @@ def test_a_policy_refusal_at_data_for_everyone_trips_the_breaker_without_bounces
     assert errors == {"554 5.7.1 Message refused by policy"}
 
 
+def test_a_mailbox_refusal_for_everyone_trips_the_breaker_and_bounces_nobody(
+    database: Database, settings: Settings
+) -> None:
+    issue_id, emails = setup_issue(database, 60)
+    with SMTPServer(Faults(refuse=set(emails))) as server:
+        worker = worker_for(database, settings, server, bounce_limit=1, concurrency=2)
+        with pytest.raises(SendHaltedError, match=r"20 recipients in a row .*550 5\.1\.1"):
+            worker.run()
+    counts = statuses(database, issue_id)
+    assert 20 <= counts["failed"] <= 22 and counts["failed"] + counts["queued"] == 60
+    assert bounce_state(database) == (set(), 0)  # the failures stay, held against nobody
+
+
+def test_a_short_streak_of_mailbox_refusals_still_bounces_each(
+    database: Database, settings: Settings
+) -> None:
+    issue_id, emails = setup_issue(database, 30)
+    refused = set(emails[5:15])  # ten in a row, then deliveries: real unknown mailboxes
+    with SMTPServer(Faults(refuse=refused)) as server:
+        worker_for(database, settings, server, bounce_limit=1, concurrency=1).run()
+    assert statuses(database, issue_id) == {"sent": 20, "failed": 10}
+    assert bounce_state(database) == (refused, 10)
+
+
+def test_a_streak_at_the_end_of_the_run_still_bounces_each(
+    database: Database, settings: Settings
+) -> None:
+    issue_id, emails = setup_issue(database, 12)
+    refused = set(emails[-4:])
+    with SMTPServer(Faults(refuse=refused)) as server:
+        worker_for(database, settings, server, bounce_limit=1, concurrency=1).run()
+    assert statuses(database, issue_id) == {"sent": 8, "failed": 4}
+    assert bounce_state(database) == (refused, 4)
+
+
 def test_a_mailbox_refusal_at_rcpt_is_still_a_hard_bounce(
     database: Database, settings: Settings
 ) -> None:

@@ -45,7 +45,7 @@ def test_serve_refuses_an_empty_secret(tmp_path: Path) -> None:
     env = _env(tmp_path, "memory://") | {"WEEKLY_MAILER_SECRET_KEY": ""}
     assert run_cli(tmp_path, env, "db", "upgrade").returncode == 0
     result = run_cli(tmp_path, env, "serve", "--port", "1")
-    assert result.returncode == 1
+    assert result.returncode == 2  # a configuration error, as the README says
     assert result.stderr.strip() == (
         "Error: secret_key is empty: run `weekly-mailer init` or set one"
     )

@@ -7,6 +7,7 @@ import threading
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from weekly_mailer import issues as svc
 from weekly_mailer.cli._common import AppContext, pass_app
@@ -37,7 +38,7 @@ def list_(app: AppContext) -> None:
             str(issue.id),
             issue.send_week.isoformat(),
             issue.status,
-            issue.subject or issue.reason,
+            Text(issue.subject or issue.reason or ""),  # data, never markup
             *(str(counts[s]) for s in STATES),
         )
     Console(width=160).print(table)
@@ -73,11 +74,11 @@ def show(app: AppContext, issue_id: int, limit: int) -> None:
         for col in ("address", "state", "tries", "reply", "next try (UTC)"):
             table.add_column(col)
         for f in failures:
-            table.add_row(
-                f.email,
+            table.add_row(  # data, never markup: Text
+                Text(f.email),
                 f.status,
                 str(f.attempts),
-                f.error or (str(f.code) if f.code else ""),
+                Text(f.error or (str(f.code) if f.code else "")),
                 f"{f.next_attempt_at:%Y-%m-%d %H:%M:%S}"
                 if f.status == "deferred" and f.next_attempt_at
                 else "",

@@ -10,6 +10,7 @@ import click
 from weekly_mailer import issues
 from weekly_mailer.cli._common import AppContext, pass_app
 from weekly_mailer.cli._delivery import deliver_with_progress, stop_on_signals, summary_table
+from weekly_mailer.errors import SendError
 from weekly_mailer.store import outbox
 
 log = logging.getLogger("weekly_mailer.send")
@@ -47,9 +48,11 @@ def send(
     (the messages in flight are finished and recorded); run it again to continue.
     """
     from weekly_mailer.delivery import resolve_backend
+    from weekly_mailer.delivery.envelopes import Envelopes
 
     settings = app.settings
     backend = resolve_backend(settings)  # an unknown scheme fails before anything is claimed
+    Envelopes.from_settings(settings)  # so does a DKIM key that cannot sign (ConfigError)
     db = app.db
     now = app.clock()
     with db.sessions.begin() as session:
@@ -96,7 +99,15 @@ def send(
     with db.sessions.begin() as session:
         counts = issues.counts(session, issue_id)
         status = issues.get_issue(session, issue_id).status
+        first = next((f for f in issues.failures(session, issue_id, limit=1)), None)
     summary_table(f"Issue #{issue_id} (week of {week}): {status}", counts, stats)
+    if not counts["sent"] and stats.failed and not stop.is_set():
+        error = " ".join((first.error or "").split()) if first is not None else ""
+        reason = f" (first: {error})" if error else ""
+        raise SendError(
+            f"nothing could be sent: {stats.failed} deliveries failed{reason}; "
+            f"see `weekly-mailer issues show {issue_id}`"
+        )
     if stop.is_set():
         click.echo("Stopped: the messages in flight were finished; run `send` again to continue.")
     elif counts["deferred"]:

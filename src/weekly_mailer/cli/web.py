@@ -8,6 +8,7 @@ from types import FrameType
 import click
 
 from weekly_mailer.cli._common import AppContext, cannot_listen, pass_app
+from weekly_mailer.errors import ConfigError
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:
@@ -40,6 +41,8 @@ def serve(
     from weekly_mailer.web import close_app, create_app, server_options, url_prefix
 
     settings = app.settings
+    if not settings.secret_key:  # a configuration error: exit 2, before anything is opened
+        raise ConfigError("secret_key is empty: run `weekly-mailer init` or set one")
     web = create_app(settings, db=app.db)
     options = server_options(settings, trusted_proxy=trusted_proxy)
     listen_host = host or settings.host

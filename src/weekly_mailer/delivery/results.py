@@ -34,16 +34,18 @@ def write_outcomes(
     owner: str,
     bounce_limit: int,
     now: dt.datetime,
+    bounces: Sequence[int] = (),
 ) -> None:
-    """Record ``outcomes`` and apply the subscriber rules they call for."""
-    if not outcomes:
+    """Record ``outcomes`` and apply the subscriber rules they call for; ``bounces`` are
+    subscribers refused earlier whose hard bounce the worker held back until now."""
+    if not outcomes and not bounces:
         return
     outbox.record(session, outcomes, owner=owner, now=now)
     sent = [o.row.subscriber_id for o in outcomes if o.status == DeliveryStatus.SENT.value]
     subs.note_delivered(session, sent)
     subs.note_bounce(
         session,
-        [o.row.subscriber_id for o in outcomes if o.bounce],
+        [*bounces, *(o.row.subscriber_id for o in outcomes if o.bounce)],
         limit=bounce_limit,
         detail="hard bounce during delivery",
     )

@@ -28,6 +28,7 @@ from weekly_mailer.delivery.backends.base import (
     NotABounce,
     SendHaltedError,
 )
+from weekly_mailer.delivery.breaker import Breaker
 from weekly_mailer.delivery.policy import Stats, backoff, hard_throttle, hurry_for, make_owner
 from weekly_mailer.delivery.ratelimit import SlowDown, ThrottleGate, TokenBucket
 from weekly_mailer.delivery.results import note_stale, write_outcomes
@@ -103,10 +104,9 @@ class Worker:
             fallback_rate=2.0 * settings.concurrency,
         )
         self.hurry = hurry_for(self.stop)
-        self.breaker_limit = 20  # identical 5xx replies in a row that stop the send
+        self.breaker = Breaker(20)  # identical 5xx replies in a row that stop the send
         self.busy_limit = 5  # busy greetings in a row (no message accepted) that stop it
         self._lock = threading.Lock()
-        self._streak: tuple[str, int] = ("", 0)
         self._busy = 0
         self.flush_every = max(4, 2 * settings.concurrency)
         self.flush_seconds = 0.25
@@ -141,7 +141,8 @@ class Worker:
         ``ConfigError`` after handing every claimed row back; the same worker can run again.
         """
         self._unavailable = None  # a past outage is over as far as this run knows
-        self._streak, self._busy = ("", 0), 0
+        self._busy = 0
+        self.breaker.reset()
         try:
             while not self.stop.is_set() and not self.hurry.is_set():
                 self.woken.clear()  # whatever was committed before this claim, it will see
@@ -165,6 +166,9 @@ class Worker:
                     break
                 self.pause(min(max(delay, 0.02), poll))
         finally:
+            self.breaker.end_run()
+            if self.breaker.has_bounces():
+                self._record([])  # the bounces of a streak the breaker did not stop
             with self.sessions.begin() as session:
                 self.stats.released += outbox.release(session, owner=self.owner)
         return self.stats
@@ -274,15 +278,9 @@ class Worker:
         except BackendUnavailableError as exc:
             self._unavailable = exc
             return untried
-        except PermanentFailure as exc:
-            self._note_refusal(row, exc)
-            return Outcome(
-                row,
-                DeliveryStatus.FAILED.value,
-                code=exc.code,
-                error=str(exc),
-                bounce=not isinstance(exc, NotABounce),
-            )
+        except PermanentFailure as exc:  # its bounce is counted by the breaker, or dropped
+            self._note_refusal(row, exc, bounce=not isinstance(exc, NotABounce))
+            return Outcome(row, DeliveryStatus.FAILED.value, code=exc.code, error=str(exc))
         except TemporaryFailure as exc:
             self._note_refusal(row, None)
             if exc.throttle and hard_throttle(exc):
@@ -301,21 +299,16 @@ class Worker:
             self._busy = 0
         return Outcome(row, DeliveryStatus.SENT.value, code=result.code, at=self.clock())
 
-    def _note_refusal(self, row: ClaimedRow, exc: PermanentFailure | None) -> None:
-        """The circuit breaker: the same 5xx for ``breaker_limit`` recipients in a row stops
-        the send (a server refusing everyone must not fail, or bounce, the whole list)."""
-        with self._lock:
-            if exc is None:
-                self._streak = ("", 0)
-                return
-            reply = str(exc).replace(row.email, "<recipient>")
-            n = self._streak[1] + 1 if self._streak[0] == reply else 1
-            self._streak = (reply, n)
-            if n >= self.breaker_limit and self._unavailable is None:
-                self._unavailable = SendHaltedError(
-                    f"stopped the send: the server gave {n} recipients in a row the same "
-                    f"refusal ({reply}); the rest are still queued"
-                )
+    def _note_refusal(
+        self, row: ClaimedRow, exc: PermanentFailure | None, *, bounce: bool = False
+    ) -> None:
+        """The circuit breaker (``breaker.py``): the same 5xx for its limit of recipients in a
+        row stops the send, and the bounces of that streak are not counted."""
+        reply = None if exc is None else str(exc).replace(row.email, "<recipient>")
+        if self.breaker.note(reply, subscriber_id=row.subscriber_id, bounce=bounce):
+            with self._lock:
+                if self._unavailable is None:
+                    self._unavailable = SendHaltedError(self.breaker.tripped or "")
 
     def _note_busy(self, exc: BackendBusyError) -> None:
         self.gate.pause(self.settings.throttle_pause_seconds)
@@ -361,9 +354,12 @@ class Worker:
 
     def _record(self, outcomes: list[Outcome]) -> None:
         now = self.clock()
+        bounces = self.breaker.take_bounces()
         with self.sessions.begin() as session:
             limit = self.settings.bounce_limit
-            write_outcomes(session, outcomes, owner=self.owner, bounce_limit=limit, now=now)
+            write_outcomes(
+                session, outcomes, owner=self.owner, bounce_limit=limit, now=now, bounces=bounces
+            )
             if time.monotonic() - self._lease_at > self.settings.lease_seconds / 4:
                 outbox.extend_lease(
                     session, owner=self.owner, now=now, lease_seconds=self.settings.lease_seconds

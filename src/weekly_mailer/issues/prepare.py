@@ -30,7 +30,8 @@ from sqlalchemy.exc import IntegrityError
 
 from weekly_mailer.articles import load_article
 from weekly_mailer.articles.feed import is_url
-from weekly_mailer.errors import NoArticleError, SendError
+from weekly_mailer.compose import Recipient, make_message_id, unsubscribe_url
+from weekly_mailer.errors import ComposeError, NoArticleError, SendError
 from weekly_mailer.issues.keys import source_key
 from weekly_mailer.issues.ledger import (
     RECORDED_EMPTY,
@@ -202,7 +203,31 @@ def plan_week(
     if not src.strip():
         raise NoArticleError("article_source is not set") if scheduled else SendError(NO_SOURCE)
     chosen = _choose_article(src, settings, look=look, explicit=bool(source))
-    return WeekPlan(look, chosen, compose(chosen.article, settings, send_week=look.week))
+    composed = compose(chosen.article, settings, send_week=look.week)
+    probe_copy(composed, settings, week=look.week, now=look.now)
+    return WeekPlan(look, chosen, composed)
+
+
+PROBE_ID, PROBE_EMAIL, PROBE_NAME = 1, "reader@example.org", "Probe Reader"
+
+
+def probe_copy(
+    composed: ComposedIssue, settings: Settings, *, week: dt.date, now: dt.datetime
+) -> bytes:
+    """Personalise one copy for a made-up recipient with the real settings (unsubscribe URL,
+    Message-ID), as the worker does for each row: what fails here would fail for every
+    recipient, so it fails now, before anything is stored. ``ComposeError``, one line."""
+    recipient = Recipient(
+        PROBE_ID, PROBE_EMAIL, PROBE_NAME, unsubscribe_url(settings, PROBE_ID, "probe")
+    )
+    try:
+        return composed.message_for(
+            recipient,
+            message_id=make_message_id(settings, week, PROBE_ID),
+            date=now.replace(microsecond=0),
+        )
+    except ComposeError as exc:
+        raise ComposeError(f"cannot compose a copy for any subscriber: {exc}") from exc
 
 
 def prepare_week(

@@ -1,12 +1,15 @@
 """Hardening points against a real ``serve`` subprocess: an old confirm link stays dead after the
 reader left and signed up again; archive idents that ``isdigit()`` accepts but ``int()`` refuses
-are a 404, not a 500."""
+are a 404, not a 500; the form refuses names the composer refuses."""
 
 from __future__ import annotations
 
+import http.cookiejar
+import re
 import sqlite3
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -85,3 +88,33 @@ def test_archive_idents_that_are_not_ascii_digits_are_not_found(
         answer.value.close()
         assert answer.value.code == 404
         assert "Traceback" not in server.output()
+
+
+def _sign_up_form(url: str, email: str, name: str = "") -> tuple[int, bytes, float]:
+    """One sign-up over HTTP (fresh cookie and CSRF token); status, page and the POST's time."""
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    with opener.open(url + "/", timeout=10) as r:
+        token = re.search(r'name="csrf_token" value="([^"]+)"', r.read().decode())
+    assert token is not None
+    body = urllib.parse.urlencode({"csrf_token": token.group(1), "email": email, "name": name})
+    started = time.perf_counter()
+    try:
+        with opener.open(url + "/subscribe", data=body.encode(), timeout=10) as r:
+            page, status = r.read(), int(r.status)
+    except urllib.error.HTTPError as exc:
+        page, status = exc.read(), int(exc.code)
+        exc.close()
+    return status, page, time.perf_counter() - started
+
+
+@pytest.mark.parametrize("bad", ["\x7f", "\x85", "\x9b"])
+def test_the_form_refuses_a_name_the_composer_would_refuse(tmp_path: Path, bad: str) -> None:
+    env = _env(tmp_path, "memory://")
+    assert run_cli(tmp_path, env, "db", "upgrade").returncode == 0
+    with Server(tmp_path, env) as server:
+        status, page, _ = _sign_up_form(server.url, "ann@example.org", f"Ann{bad}Lee")
+    assert status == 400
+    assert b"the name" in page  # the form says what is wrong with it
+    assert _status(tmp_path) == []  # nobody stored, nothing that fails every week
+

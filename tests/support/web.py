@@ -50,7 +50,7 @@ def sign_up(client: FlaskClient, email: str, name: str = "", **extra: str) -> An
 def flush_mail(app: Flask) -> None:
     """Deliver the confirmation rows due now, as ``serve``'s thread would: a real Worker on the
     outbox (confirmations only), with the app's backend and clock, until nothing is due."""
-    from weekly_mailer.delivery.confirmations import deliver_confirmations
+    from weekly_mailer.delivery.run import deliver_confirmations
     from weekly_mailer.errors import BackendUnavailableError
 
     web = app.extensions["weekly_mailer"]

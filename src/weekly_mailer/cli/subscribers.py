@@ -65,7 +65,7 @@ def _send_confirmations(app: AppContext, emails: list[str] | None) -> int:
     ``run`` or ``serve``."""
     from weekly_mailer.clock import utcnow
     from weekly_mailer.delivery import resolve_backend
-    from weekly_mailer.delivery.confirmations import deliver_confirmations
+    from weekly_mailer.delivery.run import deliver_confirmations
     from weekly_mailer.store.models import DeliveryStatus
     from weekly_mailer.subscribers import confirmations
 

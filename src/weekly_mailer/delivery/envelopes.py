@@ -29,8 +29,13 @@ class Envelopes:
         """``ConfigError`` when DKIM is half-configured or its key cannot sign."""
         return cls(sender=envelope_sender(settings), signer=DkimSigner.from_settings(settings))
 
-    def seal(self, recipient: str, data: bytes, message_id: str) -> Envelope:
-        """The message signed (if DKIM is on) in an envelope from the bounce address."""
+    def seal(
+        self, recipient: str, data: bytes, message_id: str, *, delivery_id: int | None = None
+    ) -> Envelope:
+        """The message signed (if DKIM is on) in an envelope from the bounce address.
+
+        ``delivery_id`` is the outbox row the message is for (not used yet: a per-delivery
+        envelope sender will be keyed by it)."""
         if self.signer is not None:
             data = self.signer.sign(data)
         return Envelope(self.sender, recipient, data, message_id)

@@ -11,11 +11,18 @@ from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
 
+from weekly_mailer.errors import NotABounce, PermanentFailure
 from weekly_mailer.store import outbox
 from weekly_mailer.store.models import DeliveryKind, DeliveryStatus
 from weekly_mailer.store.outbox import Outcome, StaleRow
 from weekly_mailer.subscribers import confirmations
 from weekly_mailer.subscribers import rules as subs
+
+
+def counts_as_bounce(failure: PermanentFailure) -> bool:
+    """Whether a permanent refusal counts as a hard bounce for its subscriber (the one rule:
+    the worker asks here). Today: every ``PermanentFailure`` except a ``NotABounce``."""
+    return not isinstance(failure, NotABounce)
 
 
 def not_a_refusal(outcome: Outcome) -> bool:

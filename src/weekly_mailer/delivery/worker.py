@@ -18,20 +18,21 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 from weekly_mailer.clock import utcnow
 from weekly_mailer.delivery.backends.base import (
     BackendBusyError,
     BackendUnavailableError,
     Envelope,
-    NotABounce,
     SendHaltedError,
+    SendResult,
 )
 from weekly_mailer.delivery.breaker import Breaker
+from weekly_mailer.delivery.pipeline import BatchBackend, deliver_batched
 from weekly_mailer.delivery.policy import Stats, backoff, hard_throttle, hurry_for, make_owner
 from weekly_mailer.delivery.ratelimit import SlowDown, ThrottleGate, TokenBucket
-from weekly_mailer.delivery.results import note_stale, write_outcomes
+from weekly_mailer.delivery.results import counts_as_bounce, note_stale, write_outcomes
 from weekly_mailer.errors import (
     ConfigError,
     DeliveryError,
@@ -207,7 +208,7 @@ class Worker:
             self._progress()
         return rows
 
-    def _deliver(self, rows: list[ClaimedRow]) -> None:
+    def _load(self, rows: list[ClaimedRow]) -> None:
         for issue_id in {r.issue_id for r in rows if r.issue_id is not None} - set(self._renders):
             try:  # load each issue once, here, rather than racing for it in the pool
                 self._renders[issue_id] = self.renderers.for_issue(issue_id)
@@ -220,6 +221,21 @@ class Worker:
                 self._confirm_render = self.renderers.for_confirmations()
             except ConfigError as exc:
                 self._unavailable = exc
+
+    def _refill(self) -> list[ClaimedRow]:
+        """The next claim, made while the last chunks are on the wire (the batched path)."""
+        if self.stop.is_set() or self._unavailable is not None or self.breaker.tripped:
+            return []
+        rows = self._claim()
+        self._load(rows)
+        return rows
+
+    def _deliver(self, rows: list[ClaimedRow]) -> None:
+        self._load(rows)
+        if callable(getattr(self.backend, "submit_batch", None)):
+            batch_backend = cast(BatchBackend, self.backend)
+            deliver_batched(self, batch_backend, rows, refill=self._refill)
+            return
         pending = iter(rows)
         outcomes: list[Outcome] = []
         in_flight: set[Future[Outcome]] = set()
@@ -253,6 +269,18 @@ class Worker:
     def _may_start(self) -> bool:
         return not self.stop.is_set() and self._unavailable is None
 
+    # What the batched path (pipeline.py) calls.
+    may_start = _may_start
+
+    def render(self, row: ClaimedRow) -> Envelope:
+        return self._render(row)
+
+    def fail_setup(self, exc: ConfigError) -> None:
+        self._unavailable = exc
+
+    def record(self, outcomes: list[Outcome]) -> None:
+        self._record(outcomes)
+
     # -- one message (runs in a pool thread) -----------------------------------------------
 
     def _attempt(self, row: ClaimedRow) -> Outcome:
@@ -272,32 +300,41 @@ class Worker:
             return Outcome(row, DeliveryStatus.FAILED.value, error=f"cannot compose: {exc}")
         try:
             result = self.backend.send(envelope)
-        except BackendBusyError as exc:
+        except Exception as exc:  # noqa: BLE001 - settle() maps it (a buggy backend too)
+            return self.settle(row, exc)
+        return self.settle(row, result)
+
+    def settle(self, row: ClaimedRow, result: SendResult | BaseException) -> Outcome:
+        """The outcome of one attempt from what the backend returned or raised, with what it
+        means for the whole send (pauses, the breaker, an outage). Both paths use it."""
+        if isinstance(result, SendResult):
+            self._note_refusal(row, None)
+            with self._lock:
+                self._busy = 0
+            return Outcome(row, DeliveryStatus.SENT.value, code=result.code, at=self.clock())
+        exc = result
+        if isinstance(exc, BackendBusyError):
             self._note_busy(exc)
-            return untried
-        except BackendUnavailableError as exc:
+            return Outcome(row, DeliveryStatus.QUEUED.value)
+        if isinstance(exc, BackendUnavailableError):
             self._unavailable = exc
-            return untried
-        except PermanentFailure as exc:  # its bounce is counted by the breaker, or dropped
-            self._note_refusal(row, exc, bounce=not isinstance(exc, NotABounce))
+            return Outcome(row, DeliveryStatus.QUEUED.value)
+        if isinstance(exc, PermanentFailure):  # its bounce is counted by the breaker, or dropped
+            self._note_refusal(row, exc, bounce=counts_as_bounce(exc))
             return Outcome(row, DeliveryStatus.FAILED.value, code=exc.code, error=str(exc))
-        except TemporaryFailure as exc:
+        if isinstance(exc, TemporaryFailure):
             self._note_refusal(row, None)
             if exc.throttle and hard_throttle(exc):
                 self.gate.pause(self.settings.throttle_pause_seconds)
             elif exc.throttle:
                 self.slowdown.note()
             return self._deferred(row, exc)
-        except DeliveryError as exc:
+        if isinstance(exc, DeliveryError):
             self._note_refusal(row, None)
             return self._deferred(row, exc)
-        except Exception as exc:  # noqa: BLE001 - a buggy backend must not lose what was sent
-            log.exception("the backend raised an unexpected error for %s", row.email)
-            return self._deferred(row, DeliveryError(f"backend error: {type(exc).__name__}: {exc}"))
-        self._note_refusal(row, None)
-        with self._lock:
-            self._busy = 0
-        return Outcome(row, DeliveryStatus.SENT.value, code=result.code, at=self.clock())
+        log.error("the backend raised an unexpected error for %s", row.email, exc_info=exc)
+        error = DeliveryError(f"backend error: {type(exc).__name__}: {exc}")
+        return self._deferred(row, error)
 
     def _note_refusal(
         self, row: ClaimedRow, exc: PermanentFailure | None, *, bounce: bool = False

@@ -19,6 +19,7 @@ NON_NEGATIVE = {"send_rate", "grace_hours", "throttle_pause_seconds"}
 UPPER_BOUNDS: dict[str, float] = {
     "send_rate": 100_000,  # messages per second
     "concurrency": 100,
+    "processes": 64,
     "grace_hours": 168,  # a week
     "retry_initial_seconds": 86_400,  # a day
     "retry_max_seconds": 604_800,  # a week

@@ -118,7 +118,9 @@ def deliver_with_progress(
     max_wait: float = 60.0,
     clock: Callable[[], dt.datetime] = utcnow,
 ) -> Stats:
-    """:func:`weekly_mailer.delivery.run.deliver_issue` with a live progress bar on stderr."""
+    """:func:`weekly_mailer.delivery.run.deliver_issue` with a live progress bar on stderr,
+    in ``processes`` delivery processes (their figures added up)."""
+    from weekly_mailer.delivery.processes import process_count
     from weekly_mailer.delivery.run import deliver_issue
 
     with SendProgress(total) as progress:
@@ -131,6 +133,7 @@ def deliver_with_progress(
             max_wait=max_wait,
             on_progress=progress.update,
             clock=clock,
+            processes=process_count(settings, backend, clock),
         )
 
 

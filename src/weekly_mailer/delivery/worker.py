@@ -281,6 +281,14 @@ class Worker:
     def record(self, outcomes: list[Outcome]) -> None:
         self._record(outcomes)
 
+    def halt(self, reason: str) -> None:
+        """Stop as if this worker's breaker had tripped (another delivery process's did):
+        ``run`` raises ``SendHaltedError`` and no bounce of the held streak counts."""
+        self.breaker.trip(reason)
+        with self._lock:
+            if self._unavailable is None:
+                self._unavailable = SendHaltedError(reason)
+
     # -- one message (runs in a pool thread) -----------------------------------------------
 
     def _attempt(self, row: ClaimedRow) -> Outcome:

@@ -40,8 +40,6 @@ from weekly_mailer.clock import utcnow
 from weekly_mailer.delivery.policy import Stats, hurry_for
 
 if TYPE_CHECKING:
-    from multiprocessing.synchronize import Event as MpEvent
-
     from weekly_mailer.config import Settings
     from weekly_mailer.delivery.backends.base import Backend
 
@@ -75,15 +73,25 @@ def share(settings: Settings, n: int, i: int) -> Settings:
     )
 
 
+STOP, HURRY, HALTED = 1, 2, 4
+
+
 @dataclasses.dataclass(frozen=True)
 class Events:
-    """The parent's word to its children: stop, hurry (a second Ctrl-C), and halted (another
-    child's breaker tripped; ``reason`` holds its message)."""
+    """The parent's word to its children, in shared memory the children poll (no locks, so a
+    child that dies cannot block the parent): ``flags`` holds STOP, HURRY (a second Ctrl-C)
+    and HALTED (another child's breaker tripped; ``reason`` holds its message)."""
 
-    stop: MpEvent
-    hurry: MpEvent
-    halted: MpEvent
-    reason: Any
+    flags: Any  # a RawValue("i")
+    reason: Any  # a RawArray("c")
+
+    def raise_flag(self, flag: int) -> None:
+        if not self.flags.value & flag:
+            self.flags.value |= flag  # only the parent writes
+
+    def wait_for(self, flag: int) -> None:
+        while not self.flags.value & flag:
+            time.sleep(0.05)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,7 +121,7 @@ def deliver_in_processes(
     every child has ended; the others are stopped as soon as one fails.
     """
     ctx = multiprocessing.get_context("spawn")
-    events = Events(ctx.Event(), ctx.Event(), ctx.Event(), ctx.Array("c", 1000))
+    events = Events(ctx.RawValue("i", 0), ctx.RawArray("c", 1000))
     reports: multiprocessing.Queue[tuple[Any, ...]] = ctx.Queue()
     hurry = hurry_for(stop)
     parent = os.getpid()
@@ -135,9 +143,9 @@ def deliver_in_processes(
     try:
         while len(ended) < n:
             if stop.is_set():
-                events.stop.set()
+                events.raise_flag(STOP)
             if hurry.is_set():
-                events.hurry.set()
+                events.raise_flag(HURRY)
             try:
                 kind, i, *rest = reports.get(timeout=0.1)
             except queue.Empty:
@@ -147,7 +155,7 @@ def deliver_in_processes(
                         failure = failure or errors.DeliveryError(
                             f"delivery process {i} died (exit code {child.exitcode})"
                         )
-                        events.stop.set()
+                        events.raise_flag(STOP)
                 continue
             if kind == "started":
                 owners[i] = rest[0]
@@ -161,14 +169,14 @@ def deliver_in_processes(
                     failure = _rebuilt(*rest[1])
                     if isinstance(failure, errors.SendHaltedError):  # the others halt too
                         events.reason.value = str(failure).encode()[:999]
-                        events.halted.set()
-                    events.stop.set()  # one child's outage or halt stops the others
+                        events.raise_flag(HALTED)
+                    events.raise_flag(STOP)  # one child's outage or halt stops the others
             _add_up(total, figures)
             if on_progress is not None:
                 on_progress(total)
     finally:
         if len(ended) < n:  # interrupted here (should not happen): stop the children
-            events.stop.set()
+            events.raise_flag(STOP)
         for child in children:
             child.join(timeout=None if len(ended) == n else 30)
         reports.close()
@@ -272,13 +280,11 @@ def _work(
         hurry = hurry_for(stop)
 
         def follow() -> None:  # the parent's events into this process's
-            while not events.stop.wait(0.05):
-                pass
-            if events.halted.is_set():  # before the stop: the held bounces are dropped
+            events.wait_for(STOP)
+            if events.flags.value & HALTED:  # before the stop: the held bounces are dropped
                 worker.halt(events.reason.value.decode(errors="replace"))
             stop.set()
-            while not events.hurry.wait(0.05):
-                pass
+            events.wait_for(HURRY)
             hurry.set()
 
         threading.Thread(target=follow, name="follow-parent", daemon=True).start()

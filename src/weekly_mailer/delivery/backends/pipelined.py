@@ -185,13 +185,18 @@ class PipelinedSMTPBackend:
             conn.abandon()
 
     async def _quit_all(self) -> None:
+        """QUIT every idle connection at once (after an abort, just drop them)."""
         idle, self._idle = self._idle, []
-        for conn in idle:
+
+        async def quit(conn: Connection) -> None:
             try:
-                await conn.command(b"QUIT\r\n", 5)
+                if not self._aborted:
+                    await conn.command(b"QUIT\r\n", 5)
             except Lost:
                 pass
             conn.abandon()
+
+        await asyncio.gather(*(quit(conn) for conn in idle))
 
     # -- batches --------------------------------------------------------------------------------
 

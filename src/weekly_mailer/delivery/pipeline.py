@@ -7,8 +7,11 @@ order (``Worker.settle``: the same failure mapping, breaker and pauses as one me
 time) and written in batches (``Worker.record``). When the claimed rows run low a new claim is
 made while the last chunks are still on the wire.
 
-At most ``WINDOW × chunk`` messages are accepted by the server and not yet recorded at any
-moment: that is what a SIGKILL can make the next run send twice (same Message-ID).
+Results are written every ``RECORD_CHUNKS`` chunks or ``flush_seconds``, whichever comes first
+(one transaction each: fewer, larger writes keep several processes from queueing for SQLite's
+lock). So at most ``(RECORD_CHUNKS + WINDOW) × chunk`` messages are accepted by the server and
+not yet recorded at any moment: that is what a SIGKILL can make the next run send twice (with
+the same Message-ID).
 
 A stop (SIGTERM, Ctrl-C) starts no new chunk: the chunks in flight finish and are recorded, the
 rest goes back to the queue. A second Ctrl-C cuts the connections (``abort``): results already
@@ -34,6 +37,7 @@ if TYPE_CHECKING:
     from weekly_mailer.delivery.ratelimit import SlowDown, ThrottleGate, TokenBucket
 
 WINDOW = 2  # chunks on the wire at once
+RECORD_CHUNKS = 4  # results are written every this many chunks (or flush_seconds)
 BatchResult = SendResult | DeliveryError
 Flight = tuple[list[ClaimedRow], "concurrent.futures.Future[list[BatchResult]]"]
 
@@ -69,6 +73,11 @@ class BatchWorker(Protocol):
     def record(self, outcomes: list[Outcome]) -> None: ...
 
 
+def unrecorded_bound(settings: Settings) -> int:
+    """The most messages one process can have had accepted and not yet recorded."""
+    return (RECORD_CHUNKS + WINDOW) * chunk_size(settings)
+
+
 def chunk_size(settings: Settings) -> int:
     """Messages per chunk: two per connection; with ``send_rate``, what half a second allows."""
     size = 2 * settings.concurrency
@@ -86,6 +95,7 @@ def deliver_batched(
 ) -> None:
     """Deliver ``rows`` (and, through ``refill``, further claims) in overlapping chunks."""
     size = chunk_size(worker.settings)
+    every = max(worker.flush_every, RECORD_CHUNKS * size)
     pending = collections.deque(rows)
     flights: collections.deque[Flight] = collections.deque()
     outcomes: list[Outcome] = []
@@ -117,7 +127,7 @@ def deliver_batched(
         flights.popleft()
         outcomes.extend(worker.settle(row, r) for row, r in zip(chunk, results, strict=True))
         now = time.monotonic()
-        if len(outcomes) >= worker.flush_every or now - last_flush >= worker.flush_seconds:
+        if len(outcomes) >= every or now - last_flush >= worker.flush_seconds:
             worker.record(outcomes)
             outcomes, last_flush = [], now
     outcomes.extend(Outcome(row, DeliveryStatus.QUEUED.value) for row in pending)

@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 __all__ = ["Renderers", "Stats", "Worker", "backoff", "hard_throttle", "hurry_for", "make_owner"]
 
 RenderFn = Callable[[ClaimedRow], Envelope]
+STALE_CHECK_SECONDS = 30.0  # stale rows are looked for at a run's first claim, then this often
 
 
 class Renderers(Protocol):
@@ -115,6 +116,7 @@ class Worker:
         self._confirm_render: RenderFn | None = None
         self._unavailable: WeeklyMailerError | None = None  # stops this run (outage, config)
         self._lease_at = 0.0  # when our leases were last set (monotonic)
+        self._stale_at = -STALE_CHECK_SECONDS  # when stale rows were last failed (monotonic)
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -142,6 +144,7 @@ class Worker:
         ``ConfigError`` after handing every claimed row back; the same worker can run again.
         """
         self._unavailable = None  # a past outage is over as far as this run knows
+        self._stale_at = -STALE_CHECK_SECONDS  # a run starts by failing the stale rows
         self._busy = 0
         self.breaker.reset()
         try:
@@ -180,14 +183,17 @@ class Worker:
             by_rate = int(self.settings.send_rate * self.settings.lease_seconds / 2)
             limit = max(1, min(limit, by_rate))
         with self.sessions.begin() as session:
-            stale_rows = outbox.fail_stale_rows(
-                session,
-                now=self.clock(),
-                max_age=dt.timedelta(hours=self.settings.retry_give_up_hours),
-                issue_id=self.issue_id,
-                kind=self.kind,
-            )
-            note_stale(session, stale_rows, now=self.clock())
+            stale_rows = []
+            if time.monotonic() - self._stale_at >= STALE_CHECK_SECONDS:
+                stale_rows = outbox.fail_stale_rows(
+                    session,
+                    now=self.clock(),
+                    max_age=dt.timedelta(hours=self.settings.retry_give_up_hours),
+                    issue_id=self.issue_id,
+                    kind=self.kind,
+                )
+                note_stale(session, stale_rows, now=self.clock())
+                self._stale_at = time.monotonic()
             rows, skipped = outbox.claim(
                 session,
                 owner=self.owner,

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import and_, bindparam, case, func, insert, literal, select, update
+from sqlalchemy import and_, bindparam, func, insert, literal, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
@@ -25,7 +25,6 @@ from weekly_mailer.store.outbox.rows import (
     ClaimedRow,
     Outcome,
     T,
-    claimable,
     issue_filter,
     released_status,
 )
@@ -116,20 +115,17 @@ def claim(
     longer get them (an issue copy: not active; a confirmation: confirmed already, or
     complained) are marked ``skipped`` here, at send time.
     """
-    order: list[Any] = [Delivery.id]
-    if issue_id is None and kind is None:  # a person waits for a confirmation: those first
-        order.insert(0, case((Delivery.kind == DeliveryKind.CONFIRMATION.value, 0), else_=1))
-    pick = (
-        select(Delivery.id)
-        .where(issue_filter(issue_id, kind), claimable(now))
-        .order_by(*order)
-        .limit(limit)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        pick = pick.with_for_update(skip_locked=True)
-    ids = list(session.scalars(pick))
-    if not ids:
-        return [], 0
+    scopes = [issue_filter(issue_id, kind)]
+    if issue_id is None and kind != DeliveryKind.CONFIRMATION.value:
+        # A person waits for a confirmation: those first; then each sending issue's own rows
+        # (one index range each, rather than one sort of every open row).
+        sending = session.scalars(
+            select(Issue.id).where(Issue.status == IssueStatus.SENDING.value).order_by(Issue.id)
+        )
+        scopes = [Delivery.issue_id == i for i in sending]
+        if kind is None:
+            scopes.insert(0, issue_filter(None, DeliveryKind.CONFIRMATION.value))
+    ids = _pick(session, scopes, now=now, limit=limit)
     found = session.execute(
         select(
             Delivery.id,
@@ -186,6 +182,43 @@ def claim(
             )
         )
     return rows, len(inactive) + len(unneeded)
+
+
+def _pick(session: Session, scopes: list[Any], *, now: dt.datetime, limit: int) -> list[int]:
+    """The ids to claim: in each scope (in order: the first's rows come first), the due rows
+    of each claimable state, each taken in the order of an index (``ix_delivery_claim`` or
+    ``ix_delivery_kind_claim``: due time, then id), so a claim reads about ``limit`` rows
+    whatever the size of the list (one query over every state sorted the whole remaining list
+    at every claim)."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+    ids: list[int] = []
+    for scope in scopes:
+        queries = [
+            select(Delivery.id)
+            .where(scope, Delivery.status == status.value, Delivery.next_attempt_at <= now)
+            .order_by(Delivery.next_attempt_at, Delivery.id)
+            .limit(limit - len(ids))
+            for status in (DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED)
+        ]
+        queries.append(  # leases of dead workers: few, whatever the list's size
+            select(Delivery.id)
+            .where(
+                scope,
+                Delivery.status == DeliveryStatus.SENDING.value,
+                Delivery.lease_expires_at < now,
+            )
+            .order_by(Delivery.id)
+            .limit(limit - len(ids))
+        )
+        found: list[int] = []
+        for query in queries:
+            if postgres:
+                query = query.with_for_update(skip_locked=True)
+            found.extend(int(i) for i in session.scalars(query))
+        ids.extend(sorted(found)[: limit - len(ids)])
+        if len(ids) >= limit:
+            break
+    return ids
 
 
 def record(

@@ -123,6 +123,9 @@ def deliver_with_progress(
     from weekly_mailer.delivery.processes import process_count
     from weekly_mailer.delivery.run import deliver_issue
 
+    processes = process_count(settings, backend, clock)
+    if processes > 1:
+        click.echo(f"Sending with {processes} delivery processes.")
     with SendProgress(total) as progress:
         return deliver_issue(
             db.sessions,
@@ -133,7 +136,7 @@ def deliver_with_progress(
             max_wait=max_wait,
             on_progress=progress.update,
             clock=clock,
-            processes=process_count(settings, backend, clock),
+            processes=processes,
         )
 
 

@@ -17,7 +17,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Protocol, cast
 
 from weekly_mailer.clock import utcnow
@@ -33,6 +32,7 @@ from weekly_mailer.delivery.pipeline import BatchBackend, deliver_batched
 from weekly_mailer.delivery.policy import Stats, backoff, hard_throttle, hurry_for, make_owner
 from weekly_mailer.delivery.ratelimit import SlowDown, ThrottleGate, TokenBucket
 from weekly_mailer.delivery.results import counts_as_bounce, note_stale, write_outcomes
+from weekly_mailer.delivery.threaded import deliver_threaded
 from weekly_mailer.errors import (
     ConfigError,
     DeliveryError,
@@ -242,35 +242,7 @@ class Worker:
             batch_backend = cast(BatchBackend, self.backend)
             deliver_batched(self, batch_backend, rows, refill=self._refill)
             return
-        pending = iter(rows)
-        outcomes: list[Outcome] = []
-        in_flight: set[Future[Outcome]] = set()
-        last_flush = time.monotonic()
-        pool = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="send")
-        try:
-            while True:
-                while len(in_flight) < self.settings.concurrency and self._may_start():
-                    row = next(pending, None)
-                    if row is None:
-                        break
-                    in_flight.add(pool.submit(self._attempt, row))
-                if not in_flight:
-                    break
-                if self.hurry.is_set():  # a second Ctrl-C: stop waiting for the slow ones
-                    abort = getattr(self.backend, "abort", None)
-                    if callable(abort):
-                        abort()
-                    break  # their rows stay leased to us; release() hands them back
-                done, in_flight = wait(in_flight, timeout=0.2, return_when=FIRST_COMPLETED)
-                outcomes.extend(f.result() for f in done)
-                now = time.monotonic()
-                if len(outcomes) >= self.flush_every or now - last_flush >= self.flush_seconds:
-                    self._record(outcomes)
-                    outcomes, last_flush = [], now
-        finally:
-            pool.shutdown(wait=not self.hurry.is_set(), cancel_futures=True)
-        outcomes.extend(Outcome(row, DeliveryStatus.QUEUED.value) for row in pending)
-        self._record(outcomes)
+        deliver_threaded(self, self.backend, rows)  # one message at a time per connection
 
     def _may_start(self) -> bool:
         return not self.stop.is_set() and self._unavailable is None
@@ -295,28 +267,7 @@ class Worker:
             if self._unavailable is None:
                 self._unavailable = SendHaltedError(reason)
 
-    # -- one message (runs in a pool thread) -----------------------------------------------
-
-    def _attempt(self, row: ClaimedRow) -> Outcome:
-        untried = Outcome(row, DeliveryStatus.QUEUED.value)
-        if not self._may_start() or not self.gate.wait(self.stop):
-            return untried
-        if not self.bucket.acquire(self.stop) or not self.slowdown.acquire(self.stop):
-            return untried
-        if not self.gate.wait(self.stop) or not self._may_start():
-            return untried
-        try:
-            envelope = self._render(row)
-        except ConfigError as exc:  # a bad setup (e.g. DKIM) is not this recipient's problem
-            self._unavailable = exc
-            return untried
-        except WeeklyMailerError as exc:
-            return Outcome(row, DeliveryStatus.FAILED.value, error=f"cannot compose: {exc}")
-        try:
-            result = self.backend.send(envelope)
-        except Exception as exc:  # noqa: BLE001 - settle() maps it (a buggy backend too)
-            return self.settle(row, exc)
-        return self.settle(row, result)
+    # -- results of attempts, whichever path made them -----------------------------------------
 
     def settle(self, row: ClaimedRow, result: SendResult | BaseException) -> Outcome:
         """The outcome of one attempt from what the backend returned or raised, with what it

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import signal
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from sqlalchemy import select
 
 from tests.delivery.test_dkim import _ED, _RSA, pem, tamper_unsubscribe, verify_all
 from tests.support.delivery import SimpleRenderers, add_subscribers, make_issue
-from tests.support.send import Workspace, message_id, recipients
+from tests.support.send import Workspace, message_id, recipients, wait_for
 from tests.support.smtpd import Faults, SMTPServer
 from tests.support.smtpd_pipelining import PipeliningServer
 from weekly_mailer.articles import load_article
@@ -170,3 +172,33 @@ def test_send_with_two_processes_delivers_each_recipient_exactly_once(
         assert outbox.counts(s, 1)["sent"] == 600
         owners = set(s.scalars(select(Delivery.lease_owner)))
     assert owners == {None}  # nothing left leased
+
+
+@pytest.mark.slow
+def test_worker_with_two_processes_adds_them_up_and_stops_on_sigterm(tmp_path: Path) -> None:
+    with SMTPServer() as server:
+        ws = Workspace(tmp_path, backend_url=server.url, processes=2, concurrency=2)
+        emails = ws.add_subscribers(300)
+        article = load_article(str(ws.root / "article.md"))
+        with Database(ws.settings) as db, db.sessions.begin() as s:
+            issue = make_issue(s, WEEK)
+            issue.skeleton = compose_issue(article, ws.settings, send_week=WEEK).skeleton
+            outbox.enqueue(s, issue, now=dt.datetime.now(dt.UTC))
+        proc = ws.start("worker")
+        try:
+            assert wait_for(lambda: len(server.received()) >= 300, timeout=60)
+            time.sleep(0.5)  # the last results are written
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        messages = server.received()
+    stderr = err.decode()
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert "Worker started: 2 delivery processes" in stderr
+    assert "Worker stopped: 300 sent, 0 deferred, 0 failed, 0 skipped." in stderr
+    assert recipients(messages) == Counter({e: 1 for e in emails})
+    assert set(ws.ledger()) == {"sent"}

@@ -207,6 +207,7 @@ class DkimSigner:
         self.clock = clock
         self._keys: list[_Key] | None = None
         self._lines: dict[bytes, bytes] = {}  # see relaxed_body
+        self._headers: dict[tuple[bytes, bytes], bytes] = {}  # see _header
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DkimSigner | None:
@@ -268,7 +269,7 @@ class DkimSigner:
         a key cannot sign (the worker stops the send rather than fail every row)."""
         fields, body = split_message(message)
         body_hash = base64.b64encode(hashlib.sha256(relaxed_body(body, self._lines)).digest())
-        chosen = b"".join(relaxed_header(n, v) for n, v in signed_headers(fields, self.headers))
+        chosen = b"".join(self._header(n, v) for n, v in signed_headers(fields, self.headers))
         stamp = str(int(self.clock().timestamp())).encode("ascii") if self.timestamp else b""
         out = []
         for key in self.keys():
@@ -293,6 +294,18 @@ class DkimSigner:
             chunks = [signature[i : i + 72] for i in range(0, len(signature), 72)]
             out.append(header + b"\r\n " + b"\r\n ".join(chunks) + b"\r\n")
         return b"".join(out) + message
+
+
+    def _header(self, name: bytes, value: bytes) -> bytes:
+        """``relaxed_header``, remembered: From, Subject and the List headers' post value are
+        the same in every copy of an issue."""
+        key = (name, value)
+        done = self._headers.get(key)
+        if done is None:
+            if len(self._headers) > _CACHE_LINES:
+                self._headers.clear()
+            done = self._headers[key] = relaxed_header(name, value)
+        return done
 
 
 def _read_key(setting: str, path: str) -> bytes:

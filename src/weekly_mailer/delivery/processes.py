@@ -266,7 +266,8 @@ def _work(
     from weekly_mailer.delivery.worker import Worker
     from weekly_mailer.store.db import Database
 
-    with Database(settings) as db, resolve_backend(settings) as backend:
+    # The parent checked the schema already (a child skips alembic's migration scripts).
+    with Database(settings, check=False) as db, resolve_backend(settings) as backend:
         worker = Worker(
             db.sessions,
             settings,

@@ -1,4 +1,4 @@
-"""The pipelined SMTP engine (``smtp://host?engine=pipelined``): asyncio, RFC 2920 PIPELINING.
+"""The pipelined SMTP engine, the default for ``smtp://`` and ``smtps://``: asyncio, RFC 2920.
 
 Hand-written on purpose: :mod:`smtplib` is blocking and lock-step (one round trip per command,
 four per message, one thread per connection), and aiosmtplib has no PIPELINING. Here one asyncio

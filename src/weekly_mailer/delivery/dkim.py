@@ -295,7 +295,6 @@ class DkimSigner:
             out.append(header + b"\r\n " + b"\r\n ".join(chunks) + b"\r\n")
         return b"".join(out) + message
 
-
     def _header(self, name: bytes, value: bytes) -> bytes:
         """``relaxed_header``, remembered: From, Subject and the List headers' post value are
         the same in every copy of an issue."""

@@ -414,7 +414,12 @@ def test_send_to_a_server_refusing_every_mailbox_stops_and_bounces_nobody(workdi
 
     with SMTPServer() as server:
         ws = Workspace(
-            workdir, backend_url=server.url, bounce_limit=1, concurrency=2, processes=2
+            workdir,
+            backend_url=server.url,
+            bounce_limit=1,
+            concurrency=2,
+            processes=2,
+            batch_size=20,
         )
         emails = ws.add_subscribers(100)
         server.faults.refuse = set(emails)

@@ -123,7 +123,7 @@ def deliver_with_progress(
     from weekly_mailer.delivery.processes import process_count
     from weekly_mailer.delivery.run import deliver_issue
 
-    processes = process_count(settings, backend, clock)
+    processes = process_count(settings, backend, clock, rows=total)
     if processes > 1:
         click.echo(f"Sending with {processes} delivery processes.")
     with SendProgress(total) as progress:

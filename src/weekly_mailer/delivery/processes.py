@@ -50,12 +50,19 @@ PROGRESS_SECONDS = 0.2  # how often a child reports its figures
 
 
 def process_count(
-    settings: Settings, backend: Backend, clock: Callable[[], dt.datetime] = utcnow
+    settings: Settings,
+    backend: Backend,
+    clock: Callable[[], dt.datetime] = utcnow,
+    *,
+    rows: int | None = None,
 ) -> int:
-    """How many delivery processes to run: ``processes``, at most one per connection; one
-    when the backend lives in this process only (``memory://``) or the clock cannot be handed
-    to another process (a test's)."""
+    """How many delivery processes to run: ``processes``, at most one per connection and one
+    per claim (``batch_size``) of the ``rows`` to send, when known; one when the backend lives
+    in this process only (``memory://``) or the clock cannot be handed to another process (a
+    test's)."""
     n = min(settings.processes, settings.concurrency)
+    if rows is not None:  # a process starts in about a second: not for a handful of messages
+        n = min(n, max(1, rows // settings.batch_size))
     if n <= 1 or getattr(backend, "in_process_only", False):
         return 1
     try:

@@ -25,6 +25,9 @@ UPPER_BOUNDS: dict[str, float] = {
     "retry_give_up_hours": 8_760,  # a year
     "throttle_pause_seconds": 3_600,
     "bounce_limit": 1_000,
+    "block_pause_threshold": 100_000,
+    "block_pause_window_minutes": 1_440,  # a day
+    "block_pause_minutes": 10_080,  # a week
     "smtp_timeout": 3_600,
     "smtp_command_timeout": 3_600,
     "smtp_data_init_timeout": 3_600,

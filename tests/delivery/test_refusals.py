@@ -1,0 +1,194 @@
+"""Send-time refusals: the classifier decides what counts as a bounce; every refusal is recorded
+with its class; a burst of blocks from one domain pauses it. Real aiosmtpd, real SQLite."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from tests.support.delivery import SimpleRenderers, add_subscribers, make_issue
+from tests.support.smtpd import SMTPServer
+from tests.support.smtpd import _Handler as _BaseHandler
+from weekly_mailer.config import Settings
+from weekly_mailer.delivery import resolve_backend
+from weekly_mailer.delivery.refusals import PauseRule, outcome_class
+from weekly_mailer.delivery.results import counts_as_bounce
+from weekly_mailer.delivery.worker import Worker
+from weekly_mailer.errors import NotABounce, PermanentFailure
+from weekly_mailer.store import outbox
+from weekly_mailer.store.bounce_models import BounceEvent, DomainPause
+from weekly_mailer.store.db import Database
+from weekly_mailer.store.models import Delivery, Subscriber
+from weekly_mailer.store.outbox import ClaimedRow, Outcome
+
+
+@pytest.mark.parametrize(
+    ("reply", "bounce"),
+    [
+        ("550 5.1.1 <a@b.example>: Recipient address rejected: User unknown", True),
+        ("550 5.7.1 Service unavailable; client host blocked using zen.spamhaus.org", False),
+        ("550 5.7.1 Message rejected by policy", False),
+        ("550 5.7.26 Unauthenticated email is not accepted (DMARC)", False),
+        ("550 mailbox unavailable", True),  # bare 550, telling text: hard
+        ("550 Requested action not taken: user unknown", True),
+        ("550", True),  # bare 550, no text: "mailbox unavailable" (RFC 5321), hard
+        ("550 Rejected: too many messages from your IP", False),
+        ("552 5.2.2 Mailbox full", False),
+        ("554 Transaction failed", False),  # nothing to go on: unknown
+        ("550 5.2.1 The email account that you tried to reach is disabled", True),
+    ],
+)
+def test_only_a_hard_refusal_counts_as_a_bounce(reply: str, bounce: bool) -> None:
+    assert counts_as_bounce(PermanentFailure(reply, code=int(reply[:3]))) is bounce
+
+
+def test_a_refusal_after_data_never_counts() -> None:
+    assert counts_as_bounce(NotABounce("550 5.1.1 no such user", code=550)) is False
+
+
+def _row(delivery_id: int = 1, email: str = "a@x.example") -> ClaimedRow:
+    return ClaimedRow(delivery_id, 1, 1, email, email, "", 0, None)
+
+
+def test_a_deferred_row_that_finally_fails_is_expired_or_still_a_block() -> None:
+    gave_up = Outcome(_row(), "failed", code=451, error="gave up after 9 attempts: 451 4.3.0 later")
+    c = outcome_class(gave_up)
+    assert c is not None and c.kind.value == "expired"
+    blocked = Outcome(
+        _row(), "failed", code=421, error="gave up after 9 attempts: 421 4.7.0 IP blocked"
+    )
+    c = outcome_class(blocked)
+    assert c is not None and c.kind.value == "block"
+    assert outcome_class(Outcome(_row(), "failed", error="cannot compose: bad")) is None
+    assert outcome_class(Outcome(_row(), "sent", code=250)) is None
+
+
+# -- a real server -----------------------------------------------------------------------------
+
+
+class _ByDomain(_BaseHandler):
+    """RCPT replies by the recipient's domain: a policy block, a dead mailbox, or accepted."""
+
+    replies = {
+        "blocked.example": "550 5.7.1 Message rejected by policy (see https://x.example/p)",
+        "gone.example": "550 5.1.1 No such user here",
+    }
+
+    async def handle_RCPT(self, srv: Any, session: Any, envelope: Any, address: str, _: Any) -> str:
+        reply = self.replies.get(address.rpartition("@")[2].lower())
+        if reply is not None:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+_OPEN: list[Any] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_backends() -> Iterator[None]:
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
+
+
+def _worker(db: Database, settings: Settings, server: SMTPServer, **kw: Any) -> Worker:
+    settings = settings.replace(backend_url=server.url, smtp_timeout=5, **kw)
+    backend = resolve_backend(settings)
+    _OPEN.append(backend)
+    return Worker(db.sessions, settings, backend, SimpleRenderers())
+
+
+def _setup(db: Database, per_domain: dict[str, int]) -> int:
+    with db.sessions.begin() as s:
+        for domain, n in per_domain.items():
+            add_subscribers(s, n, domain=domain)
+        issue = make_issue(s)
+        outbox.enqueue(s, issue, now=dt.datetime.now(dt.UTC))
+        return issue.id
+
+
+def _events(db: Database) -> list[tuple[str, str, str, int | None]]:
+    with db.sessions.begin() as s:
+        rows = s.scalars(select(BounceEvent).order_by(BounceEvent.id))
+        return [(e.kind, e.domain, e.status, e.code) for e in rows]
+
+
+def test_a_policy_block_bounces_nobody_and_a_dead_mailbox_does(
+    database: Database, settings: Settings
+) -> None:
+    _setup(database, {"blocked.example": 12, "gone.example": 3, "fine.example": 5})
+    with SMTPServer() as server:
+        server.controller.handler = _ByDomain(server)
+        _worker(database, settings, server, bounce_limit=1, block_pause_threshold=100).run()
+        assert len(server.received()) == 5
+    with database.sessions.begin() as s:
+        status = {x.email: x.status for x in s.scalars(select(Subscriber))}
+        linked = s.execute(
+            select(BounceEvent.delivery_id, Delivery.subscriber_id, BounceEvent.subscriber_id)
+            .join(Delivery, Delivery.id == BounceEvent.delivery_id)
+        ).all()
+    assert {e for e, st in status.items() if st == "bounced"} == {
+        f"user{i:04d}@gone.example" for i in range(3)
+    }
+    assert all(st == "active" for e, st in status.items() if not e.endswith("@gone.example"))
+    events = _events(database)
+    assert sorted(set(events)) == [
+        ("block", "blocked.example", "5.7.1", 550),
+        ("hard", "gone.example", "5.1.1", 550),
+    ]
+    assert [k for k, *_ in events].count("block") == 12 and len(events) == 15
+    assert len(linked) == 15 and all(d == s for _, d, s in linked)  # the delivery's subscriber
+
+
+def test_a_burst_of_blocks_pauses_the_domain_and_moves_its_waiting_rows(
+    database: Database, settings: Settings
+) -> None:
+    issue_id = _setup(database, {"blocked.example": 30, "fine.example": 6})
+    started = dt.datetime.now(dt.UTC)
+    with SMTPServer() as server:
+        server.controller.handler = _ByDomain(server)
+        worker = _worker(
+            database,
+            settings,
+            server,
+            batch_size=2,  # most rows stay queued: claimed rows in flight may go on
+            concurrency=1,
+            block_pause_threshold=5,
+            block_pause_window_minutes=10,
+            block_pause_minutes=40,
+        )
+        worker.run()
+        assert len(server.received()) == 6  # the other domain is not paused
+    with database.sessions.begin() as s:
+        pause = s.scalars(select(DomainPause)).one()
+        rows = s.execute(
+            select(Delivery.status, Delivery.next_attempt_at, Subscriber.email)
+            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .where(Delivery.issue_id == issue_id)
+        ).all()
+    blocked = [r for r in rows if r.email.endswith("@blocked.example")]
+    failed = [r for r in blocked if r.status == "failed"]
+    waiting = [r for r in blocked if r.status == "queued"]
+    assert 5 <= len(failed) <= 8, len(failed)  # the threshold, plus what was claimed with it
+    assert len(failed) + len(waiting) == 30
+    assert pause.domain == "blocked.example" and pause.blocks == len(failed)
+    assert pause.rows_moved == len(waiting) > 0
+    assert pause.reason.startswith("550 5.7.1 Message rejected by policy")
+    expected = started + dt.timedelta(minutes=40)
+    assert abs((pause.until - expected).total_seconds()) < 30
+    assert {r.next_attempt_at for r in waiting} == {pause.until}
+    assert all(r.status == "sent" for r in rows if r.email.endswith("@fine.example"))
+
+
+def test_the_pause_rule_comes_from_the_settings(settings: Settings) -> None:
+    rule = PauseRule.of(
+        settings.replace(
+            block_pause_threshold=3, block_pause_window_minutes=2, block_pause_minutes=7.5
+        )
+    )
+    assert rule == PauseRule(3, dt.timedelta(minutes=2), dt.timedelta(minutes=7.5))

@@ -129,8 +129,9 @@ def test_a_policy_block_bounces_nobody_and_a_dead_mailbox_does(
     with database.sessions.begin() as s:
         status = {x.email: x.status for x in s.scalars(select(Subscriber))}
         linked = s.execute(
-            select(BounceEvent.delivery_id, Delivery.subscriber_id, BounceEvent.subscriber_id)
-            .join(Delivery, Delivery.id == BounceEvent.delivery_id)
+            select(BounceEvent.delivery_id, Delivery.subscriber_id, BounceEvent.subscriber_id).join(
+                Delivery, Delivery.id == BounceEvent.delivery_id
+            )
         ).all()
     assert {e for e, st in status.items() if st == "bounced"} == {
         f"user{i:04d}@gone.example" for i in range(3)

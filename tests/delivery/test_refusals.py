@@ -149,6 +149,21 @@ def test_a_policy_block_bounces_nobody_and_a_dead_mailbox_does(
 def test_a_burst_of_blocks_pauses_the_domain_and_moves_its_waiting_rows(
     database: Database, settings: Settings
 ) -> None:
+    _burst_of_blocks(database, settings)
+
+
+@pytest.mark.postgres
+def test_postgres_a_burst_of_blocks_pauses_the_domain(pg_url: str, settings: Settings) -> None:
+    from weekly_mailer.store.db import make_engine, upgrade
+
+    engine = make_engine(pg_url)
+    upgrade(engine)
+    engine.dispose()
+    with Database(settings.replace(database_url=pg_url)) as db:
+        _burst_of_blocks(db, settings.replace(database_url=pg_url))
+
+
+def _burst_of_blocks(database: Database, settings: Settings) -> None:
     issue_id = _setup(database, {"blocked.example": 30, "fine.example": 6})
     started = dt.datetime.now(dt.UTC)
     with SMTPServer() as server:

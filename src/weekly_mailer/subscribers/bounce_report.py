@@ -57,11 +57,10 @@ def _blocks_by_domain(session: Session, *where: Any, limit: int) -> list[DomainB
         .limit(limit)
     ).all()
     ids = [int(r[2]) for r in grouped]
-    reasons = dict(
-        session.execute(select(BounceEvent.id, BounceEvent.reason).where(BounceEvent.id.in_(ids)))
-        .tuples()
-        .all()
+    found = session.execute(
+        select(BounceEvent.id, BounceEvent.reason).where(BounceEvent.id.in_(ids))
     )
+    reasons = {int(i): str(r) for i, r in found}
     return [
         DomainBlocks(str(d), int(n), reasons.get(int(i), ""), _aware(at)) for d, n, i, at in grouped
     ]
@@ -74,13 +73,10 @@ def issue_refusals(
     of_issue = BounceEvent.delivery_id.in_(
         select(Delivery.id).where(Delivery.issue_id == issue_id).scalar_subquery()
     )
-    counts = dict(
-        session.execute(
-            select(BounceEvent.kind, func.count()).where(of_issue).group_by(BounceEvent.kind)
-        )
-        .tuples()
-        .all()
+    grouped = session.execute(
+        select(BounceEvent.kind, func.count()).where(of_issue).group_by(BounceEvent.kind)
     )
+    counts = {str(k): int(n) for k, n in grouped}
     blocked = _blocks_by_domain(session, of_issue, limit=limit)
     domains = [b.domain for b in blocked]
     return IssueRefusals(

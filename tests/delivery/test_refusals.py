@@ -208,3 +208,49 @@ def test_the_pause_rule_comes_from_the_settings(settings: Settings) -> None:
         )
     )
     assert rule == PauseRule(3, dt.timedelta(minutes=2), dt.timedelta(minutes=7.5))
+
+
+@pytest.mark.postgres
+def test_postgres_two_workers_pausing_one_domain_at_once_both_keep_their_outcomes(
+    pg_url: str, settings: Settings
+) -> None:
+    import threading
+    import time
+
+    from weekly_mailer.delivery.refusals import record_refusals
+    from weekly_mailer.store.db import make_engine, upgrade
+
+    engine = make_engine(pg_url)
+    upgrade(engine)
+    engine.dispose()
+    rule = PauseRule(threshold=3)
+    with Database(settings.replace(database_url=pg_url)) as db:
+        issue_id = _setup(db, {"blocked.example": 10})
+        now = dt.datetime.now(dt.UTC)
+        with db.sessions.begin() as s:
+            rows, _ = outbox.claim(
+                s, owner="w", now=now, lease_seconds=60, limit=10, issue_id=issue_id
+            )
+        assert len(rows) == 10
+        refused = [
+            Outcome(r, "failed", code=550, error="550 5.7.1 blocked by policy") for r in rows
+        ]
+        first = db.sessions()
+        first.begin()
+        assert len(record_refusals(first, refused[:5], now=now, rule=rule)) == 1
+        got: dict[str, Any] = {}
+
+        def second() -> None:  # waits on the unique domain until the first commits
+            with db.sessions.begin() as s2:
+                got["pauses"] = record_refusals(s2, refused[5:], now=now, rule=rule)
+
+        thread = threading.Thread(target=second)
+        thread.start()
+        time.sleep(0.5)
+        first.commit()
+        first.close()
+        thread.join(timeout=20)
+        assert got == {"pauses": []}
+        with db.sessions.begin() as s:
+            assert len(s.scalars(select(DomainPause)).all()) == 1
+            assert len(s.scalars(select(BounceEvent)).all()) == 10

@@ -78,6 +78,12 @@ def check(settings: Settings) -> list[Finding]:
             )
         )
 
+    if settings.bounce_address:
+        verp = "VERP on: bounces come back tagged with their delivery" if settings.verp else (
+            "VERP off (verp = false)"
+        )
+        out.append(Finding("ok", f"bounce_address {settings.bounce_address}: {verp}"))
+
     if settings.templates_dir and not Path(settings.templates_dir).is_dir():
         out.append(Finding("fail", f"templates_dir {settings.templates_dir!r} is not a folder"))
 

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from weekly_mailer.errors import PermanentFailure
@@ -130,8 +131,12 @@ def _maybe_pause(
     reason = session.scalar(latest)
     until = now + rule.length
     if pause is None:
-        pause = DomainPause(domain=domain)
-        session.add(pause)
+        pause = DomainPause(domain=domain, started_at=now, until=until, blocks=count)
+        try:  # another worker (PostgreSQL) may pause the same domain at the same moment
+            with session.begin_nested():
+                session.add(pause)
+        except IntegrityError:
+            return None  # it did: its pause moved the rows
     pause.started_at, pause.until, pause.blocks = now, until, count
     pause.reason = str(reason or "")
     pause.rows_moved = outbox.pause_domain(session, domain, until=until)

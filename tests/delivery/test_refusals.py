@@ -15,7 +15,7 @@ from tests.support.smtpd import SMTPServer
 from tests.support.smtpd import _Handler as _BaseHandler
 from weekly_mailer.config import Settings
 from weekly_mailer.delivery import resolve_backend
-from weekly_mailer.delivery.refusals import PauseRule, outcome_class
+from weekly_mailer.delivery.refusals import PauseRule, classify_failure, outcome_class
 from weekly_mailer.delivery.results import counts_as_bounce
 from weekly_mailer.delivery.worker import Worker
 from weekly_mailer.errors import NotABounce, PermanentFailure
@@ -44,6 +44,78 @@ from weekly_mailer.store.outbox import ClaimedRow, Outcome
 )
 def test_only_a_hard_refusal_counts_as_a_bounce(reply: str, bounce: bool) -> None:
     assert counts_as_bounce(PermanentFailure(reply, code=int(reply[:3]))) is bounce
+
+
+# RCPT TO replies in the shapes big receivers give them, and their class.
+PROVIDER_REPLIES = [
+    (
+        "550-5.1.1 The email account that you tried to reach does not exist. Please try "
+        "double-checking the recipient's email address for typos",
+        "hard",
+    ),  # Gmail
+    (
+        "550 5.5.0 Requested action not taken: mailbox unavailable (S2017062302). "
+        "[AM4PEPF00025F96.EURPRD83.prod.outlook.com]",
+        "hard",
+    ),  # Outlook.com
+    (
+        "554 delivery error: dd Sorry your message to ann@yahoo.com cannot be delivered. This "
+        "mailbox is disabled (554.30). - mta4321.mail.ne1.yahoo.com",
+        "hard",
+    ),  # Yahoo
+    (
+        "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup",
+        "hard",
+    ),  # Office 365
+    ("550 5.4.1 Recipient address rejected: Access denied. AS(201806281)", "hard"),  # O365 DBEB
+    ("550 5.1.1 <ann@icloud.example>: user does not exist", "hard"),  # iCloud
+    (
+        "550 Message was not accepted -- invalid mailbox. Local mailbox ann@mail.example is "
+        "unavailable: account is disabled",
+        "hard",
+    ),
+    ("551 User not local; please try <ann@new.example>", "hard"),
+    ("550 No such user (ann@gmx.example)", "hard"),
+    ("550 #5.1.0 Address rejected.", "hard"),
+    (
+        "553 5.7.1 [BL21] Connections will not be accepted from 192.0.2.10, because the ip is in "
+        "Spamhaus's list; see https://www.spamhaus.org",
+        "block",
+    ),  # Yahoo
+    (
+        "550-5.7.26 This mail has been blocked because the sender is unauthenticated. Gmail "
+        "requires all senders to authenticate with either SPF or DKIM.",
+        "block",
+    ),
+    (
+        "550-5.7.1 [192.0.2.10] Our system has detected that this message is likely unsolicited "
+        "mail.",
+        "block",
+    ),  # Gmail
+    (
+        "550 5.7.1 Unfortunately, messages from [192.0.2.10] weren't sent. Please contact your "
+        "Internet service provider since part of their network is on our block list (S3150).",
+        "block",
+    ),  # Outlook.com
+    ("554 5.7.1 Rejected by Proofpoint: spam score too high", "block"),
+    ("554 5.7.9 Message not accepted for policy reasons.", "block"),  # Yahoo
+    ("550 5.7.606 Access denied, banned sending IP [192.0.2.10]", "block"),  # Office 365
+    (
+        "550 5.7.1 Service unavailable; Client host [192.0.2.10] blocked using Barracuda "
+        "Reputation",
+        "block",
+    ),
+    ("550 High probability of spam", "block"),
+    ("550 5.7.1 DMARC policy violation", "block"),
+    ("552 5.2.2 The email account that you tried to reach is over quota.", "soft"),
+]
+
+
+@pytest.mark.parametrize(("reply", "kind"), PROVIDER_REPLIES)
+def test_provider_replies_at_rcpt_get_their_class(reply: str, kind: str) -> None:
+    failure = PermanentFailure(reply, code=int(reply[:3]))
+    assert classify_failure(failure).kind.value == kind
+    assert counts_as_bounce(failure) is (kind == "hard")
 
 
 def test_a_refusal_after_data_never_counts() -> None:

@@ -15,7 +15,7 @@ from weekly_mailer.store.bounce_models import BounceEvent
 from weekly_mailer.store.db import current_revision, downgrade, head_revision, make_engine, upgrade
 from weekly_mailer.store.models import Base, Subscriber
 
-TABLES = {"subscriber", "subscriber_event", "issue", "delivery", "bounce_event"}
+TABLES = {"subscriber", "subscriber_event", "issue", "delivery", "bounce_event", "week_hold"}
 
 
 def _round_trip(url: str) -> None:

@@ -67,9 +67,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("week_hold", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_week_hold_send_week"), ["send_week"], unique=False)
-        batch_op.create_index(
-            batch_op.f("ix_week_hold_released_at"), ["released_at"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_week_hold_released_at"), ["released_at"], unique=False)
 
 
 def downgrade() -> None:

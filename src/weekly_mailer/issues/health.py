@@ -160,9 +160,7 @@ def guard(
         if not passed:
             continue
         week = next_unsent_week(session, health.send_week)
-        reason = (
-            f"issue #{issue_id} (week of {health.send_week}): " + "; ".join(passed)
-        )
+        reason = f"issue #{issue_id} (week of {health.send_week}): " + "; ".join(passed)
         hold = place_hold(
             session,
             WeekHold(

@@ -307,3 +307,44 @@ def test_the_weekly_job_refuses_a_held_week_then_sends_it_once_released(
     with database.sessions.begin() as session:
         made = session.scalars(select(Issue).where(Issue.send_week == WED.date())).one()
         assert (made.status, made.title) == ("sending", "Hedges in winter")
+
+
+def test_a_week_held_past_the_grace_window_is_recorded_missed_with_the_hold(
+    database: Database, settings: Settings
+) -> None:
+    with database.sessions.begin() as session:
+        issue_id, rows = sent_issue(session, delivered=20)
+        events(session, "complaint", rows[:1], issue_id=issue_id)
+    clock = Clock(WED + dt.timedelta(seconds=1))
+    job = WeeklyJob(settings, database.sessions, clock=clock)
+    assert job.reconcile() is StartAction.NOTHING  # held
+    clock.now = WED + dt.timedelta(hours=13)  # nobody released it within the 12 h window
+    assert job.reconcile() is StartAction.MISSED
+    with database.sessions.begin() as session:
+        missed = session.scalars(select(Issue).where(Issue.send_week == WED.date())).one()
+        assert missed.status == "missed"
+        assert f"; held by the list-health guard: issue #{issue_id} " in missed.reason
+        # Still held: the week after is not sent either until someone releases it.
+        assert issues.held(session, settings, now=clock.now) is not None
+
+
+@pytest.mark.postgres
+def test_the_guard_on_postgresql(pg_url: str, settings: Settings) -> None:
+    from weekly_mailer.store.db import make_engine, upgrade
+
+    engine = make_engine(pg_url)
+    upgrade(engine)
+    engine.dispose()
+    with Database(settings.replace(database_url=pg_url)) as db:
+        with db.sessions.begin() as session:
+            issue_id, rows = sent_issue(session, delivered=999, refused=1)
+            events(session, "complaint", rows[:3], issue_id=issue_id)
+            events(session, "hard", rows[3:4], delivery_id="delivery")
+            health = issues.issue_health(session, issue_id)
+            assert (health.delivered, health.refused, health.hard_bounces) == (999, 1, 2)
+            (hold,) = issues.guard(session, db.settings, now=NOW)
+            assert issues.guard(session, db.settings, now=NOW) == []
+        with db.sessions.begin() as session:
+            assert issues.held(session, db.settings, now=NOW) is not None
+            assert len(issues.release_holds(session, by="ops", now=NOW)) == 1
+            assert issues.held(session, db.settings, now=NOW) is None

@@ -132,7 +132,10 @@ class WeeklyJob:
                 self._once(week, logging.INFO, f"week of {week}: nothing to do ({decision.reason})")
             return decision.action
         if decision.action is StartAction.MISSED:
-            self._record(week, IssueStatus.MISSED, decision.reason, now=now)
+            with self.sessions.begin() as session:
+                holds = issues.active_holds(session)
+                note = f"; held by the list-health guard: {holds[0].reason}" if holds else ""
+            self._record(week, IssueStatus.MISSED, decision.reason + note, now=now)
             return decision.action
         if self._held(week, now=now):
             return StartAction.NOTHING

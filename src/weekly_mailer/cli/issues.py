@@ -143,7 +143,9 @@ def retry(app: AppContext, issue_id: int, no_send: bool, include_bounced: bool) 
 
 
 @issues.command()
-@click.argument("week", required=False, type=click.DateTime(formats=["%Y-%m-%d"]))
+@click.argument(
+    "week", required=False, metavar="[WEEK]", type=click.DateTime(formats=["%Y-%m-%d"])
+)
 @click.option(
     "--by",
     "by",

@@ -199,7 +199,11 @@ def test_only_finished_recent_issues_hold(database: Database, settings: Settings
         sending, rows = sent_issue(session, delivered=10, status="sending")
         events(session, "complaint", rows[:5], issue_id=sending)
         assert issues.guard(session, settings, now=NOW) == []  # its rows are not all done
-        assert issues.guard(session, settings, now=NOW + issues.health.LOOKBACK * 2) == []
+        old, rows = sent_issue(session, delivered=10, week=LAST_WEEK - dt.timedelta(days=7))
+        events(session, "complaint", rows[:5], issue_id=old)
+        later = NOW + issues.health.LOOKBACK * 2  # finished long before: old news holds nothing
+        assert issues.guard(session, settings, now=later) == []
+        assert [h.issue_id for h in issues.guard(session, settings, now=NOW)] == [old]
 
 
 def arf_quoting(message_id: str, recipient: str) -> bytes:

@@ -58,6 +58,8 @@ class Settings:
     retry_give_up_hours: float = 96.0
     throttle_pause_seconds: float = 30.0
     bounce_limit: int = 3
+    complaint_rate_limit: float = 0.003
+    bounce_rate_limit: float = 0.05
     smtp_timeout: float = 30.0
     smtp_command_timeout: float = 300.0
     smtp_data_init_timeout: float = 120.0
@@ -116,6 +118,10 @@ DESCRIPTIONS: dict[str, str] = {
     "retry_give_up_hours": "age after which a deferred message is failed",
     "throttle_pause_seconds": "pause of the whole send after a throttling reply",
     "bounce_limit": "hard bounces after which a subscriber is marked bounced",
+    "complaint_rate_limit": "an issue's complaints per delivered copy above which the next "
+    "weekly send is held (0.003 = 0.3%, Gmail's limit for bulk senders; 1 = never)",
+    "bounce_rate_limit": "an issue's hard bounces per copy sent above which the next weekly "
+    "send is held (0.05 = 5%; 1 = never)",
     "smtp_timeout": "SMTP socket timeout in seconds",
     "smtp_command_timeout": "pipelined engine: seconds to wait for the reply to MAIL or RCPT",
     "smtp_data_init_timeout": "pipelined engine: seconds to wait for the reply to DATA",

@@ -14,7 +14,8 @@ Reading a message is :mod:`weekly_mailer.subscribers.report_reader`; classifying
   its sender. Auto-replies and anything else change nothing.
 
 A report whose Message-ID was already recorded is skipped, so reading a mailbox twice counts
-nothing twice.
+nothing twice. A report that quotes the Message-ID of one of our issue copies (checked against
+``secret_key``) is tied to that issue (``bounce_event.issue_id``), for the list-health rates.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ import datetime as dt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from weekly_mailer.compose.links import read_message_id
 from weekly_mailer.store.bounce_models import BounceEvent, BounceKind
-from weekly_mailer.store.models import Subscriber
+from weekly_mailer.store.models import Issue, Subscriber
 from weekly_mailer.subscribers import complain, note_bounce, unsubscribe
 from weekly_mailer.subscribers.report_reader import Finding, Report, parse_report
 
@@ -46,6 +48,7 @@ class IngestSummary:
     not_reports: int = 0
     auto_replies: int = 0
     already_seen: int = 0
+    issue_ids: set[int] = dataclasses.field(default_factory=set)  # issues the reports were about
     kinds: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
 
     def line(self) -> str:
@@ -81,8 +84,10 @@ def apply_report(
     bounce_limit: int,
     summary: IngestSummary,
     now: dt.datetime,
+    secret_key: str = "",
 ) -> None:
-    """Apply one report to the subscribers it names, and record its findings."""
+    """Apply one report to the subscribers it names, and record its findings (tied to the issue
+    whose Message-ID it quotes, when ``secret_key`` vouches for that id)."""
     summary.messages += 1
     if report.kind in ("other", "auto-reply") or (
         report.kind != "unsubscribe" and not report.findings
@@ -102,10 +107,13 @@ def apply_report(
     summary.unknown_recipients += sum(
         1 for k in report.recipients(*acting) + report.unsubscribed if k not in found
     )
+    issue_id = _issue_of(session, report, secret_key)
+    if issue_id is not None:
+        summary.issue_ids.add(issue_id)
     for finding in report.findings:
         summary.kinds[finding.kind.value] += 1
         summary.soft_bounces += finding.kind in (BounceKind.SOFT, BounceKind.EXPIRED)
-        _record(session, finding, found.get(finding.recipient), report.message_id, now)
+        _record(session, finding, found.get(finding.recipient), report.message_id, now, issue_id)
     hard_ids = [found[k].id for k in report.hard if k in found]
     summary.hard_bounces += len(hard_ids)
     detail = next((f"{f.status} {f.reason}".strip() for f in report.findings), "bounce report")
@@ -133,14 +141,40 @@ def apply_report(
     session.flush()
 
 
+def _issue_of(session: Session, report: Report, secret_key: str) -> int | None:
+    """The issue whose copy the report is about: the first quoted Message-ID of ours that
+    ``secret_key`` vouches for, naming a send week (or an issue id) that has an issue."""
+    for message_id in report.original_ids:
+        parts = read_message_id(message_id, secret_key=secret_key)
+        if parts is None:
+            continue
+        key = parts[0]
+        try:
+            week = dt.date.fromisoformat(key)
+        except ValueError:
+            query = select(Issue.id).where(Issue.id == int(key)) if key.isdigit() else None
+        else:
+            query = select(Issue.id).where(Issue.send_week == week)
+        found = session.scalar(query) if query is not None else None
+        if found is not None:
+            return int(found)
+    return None
+
+
 def _record(
-    session: Session, f: Finding, sub: Subscriber | None, message_id: str, now: dt.datetime
+    session: Session,
+    f: Finding,
+    sub: Subscriber | None,
+    message_id: str,
+    now: dt.datetime,
+    issue_id: int | None = None,
 ) -> None:
     session.add(
         BounceEvent(
             at=now,
             kind=f.kind.value,
             subscriber_id=sub.id if sub is not None else None,
+            issue_id=issue_id,
             recipient=f.recipient[:320],
             domain=f.domain[:255],
             status=f.status[:20],

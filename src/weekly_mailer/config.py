@@ -62,6 +62,8 @@ class Settings:
     block_pause_threshold: int = 10
     block_pause_window_minutes: float = 10.0
     block_pause_minutes: float = 30.0
+    complaint_rate_limit: float = 0.003
+    bounce_rate_limit: float = 0.05
     smtp_timeout: float = 30.0
     smtp_command_timeout: float = 300.0
     smtp_data_init_timeout: float = 120.0
@@ -127,6 +129,10 @@ DESCRIPTIONS: dict[str, str] = {
     "block_pause_window_minutes": "the minutes within which block_pause_threshold blocks pause a"
     " domain",
     "block_pause_minutes": "how long sending to a domain pauses after a burst of blocks",
+    "complaint_rate_limit": "an issue's complaints per delivered copy above which the next "
+    "weekly send is held (0.003 = 0.3%, Gmail's limit for bulk senders; 1 = never)",
+    "bounce_rate_limit": "an issue's hard bounces per copy sent above which the next weekly "
+    "send is held (0.05 = 5%; 1 = never)",
     "smtp_timeout": "SMTP socket timeout in seconds",
     "smtp_command_timeout": "pipelined engine: seconds to wait for the reply to MAIL or RCPT",
     "smtp_data_init_timeout": "pipelined engine: seconds to wait for the reply to DATA",

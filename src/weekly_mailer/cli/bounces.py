@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import mailbox
 import sys
 from collections.abc import Callable, Iterator
@@ -60,17 +61,21 @@ def ingest(app: AppContext, source: Path | None, *, dry_run: bool) -> None:
     With --dry-run, one line per message (its number, Message-ID or Subject, kind, recipients,
     status code and reason) and the summary of what would happen; nothing is changed.
     """
+    from weekly_mailer import issues
+
     summary = IngestSummary()
     settings = app.settings
-    mailto, limit = settings.unsubscribe_mailto, settings.bounce_limit
+    mailto, limit, key = settings.unsubscribe_mailto, settings.bounce_limit, settings.secret_key
     verp = verp_reader(settings)
+    held: list[tuple[dt.date, str]] = []  # holds the list-health guard placed
     if dry_run:
         with app.db.sessions() as session:  # never committed: closing it rolls everything back
             for number, data, _done in _messages(source, keep=True):
                 report = parse_report(data, unsubscribe_address=mailto)
                 note = apply_report(
-                    session, report, bounce_limit=limit, summary=summary, now=utcnow(), verp=verp
-                )
+                    session, report, bounce_limit=limit, summary=summary, now=utcnow(),
+                    secret_key=key, verp=verp,
+                )  # fmt: skip
                 click.echo(describe(number, report) + (f" [{note}]" if note else ""))
             session.rollback()
     else:
@@ -78,13 +83,22 @@ def ingest(app: AppContext, source: Path | None, *, dry_run: bool) -> None:
             with app.db.sessions.begin() as session:
                 report = parse_report(data, unsubscribe_address=mailto)
                 apply_report(
-                    session, report, bounce_limit=limit, summary=summary, now=utcnow(), verp=verp
-                )
+                    session, report, bounce_limit=limit, summary=summary, now=utcnow(),
+                    secret_key=key, verp=verp,
+                )  # fmt: skip
             done()
+        with app.db.sessions.begin() as session:  # the list-health guard, on the issues named
+            holds = issues.guard(session, settings, now=utcnow(), issue_ids=summary.issue_ids)
+            held = [(h.send_week, h.reason) for h in holds]
     click.echo(("Dry run, nothing changed. " if dry_run else "") + summary.line())
     click.echo(summary.kinds_line())
     if summary.verp_line():
         click.echo(summary.verp_line())
+    for week, reason in held:
+        click.echo(
+            f"List health: {reason}: the weekly send is held from the week of {week} on "
+            f"(`weekly-mailer issues release {week}` lets it go)."
+        )
 
 
 _Done = Callable[[], None]  # marks one message processed

@@ -31,7 +31,10 @@ def check(settings: Settings) -> list[Finding]:
     else:
         out.append(Finding("ok", "secret_key is set"))
 
-    out.append(_check_database(settings))
+    database = _check_database(settings)
+    out.append(database)
+    if database.level == "ok":
+        out.extend(_list_health(settings))
     out.append(_check_backend(settings))
 
     base = urlsplit(settings.base_url)
@@ -174,6 +177,39 @@ def _check_database(settings: Settings) -> Finding:
     except WeeklyMailerError as exc:
         return Finding("fail", f"database: {exc}")
     return Finding("ok", "database is reachable and migrated")
+
+
+def _list_health(settings: Settings) -> list[Finding]:
+    """Whether the list-health guard holds the weekly send (a hold is something to fix)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from weekly_mailer import issues
+    from weekly_mailer.clock import utcnow
+    from weekly_mailer.store.db import Database
+
+    try:
+        with Database(settings) as db, db.sessions.begin() as session:
+            issues.held(session, settings, now=utcnow())  # as the daemon's next check would
+            holds = [(h.send_week, h.reason) for h in issues.active_holds(session)]
+    except (WeeklyMailerError, SQLAlchemyError) as exc:
+        return [Finding("warn", f"list health: cannot read the holds ({exc})".splitlines()[0])]
+    if not holds:
+        return [
+            Finding(
+                "ok",
+                f"list health: the weekly send is not held (complaint_rate_limit "
+                f"{settings.complaint_rate_limit:.2%}, bounce_rate_limit "
+                f"{settings.bounce_rate_limit:.2%})",
+            )
+        ]
+    return [
+        Finding(
+            "fail",
+            f"the weekly send is HELD from the week of {week} on: {reason}; see "
+            f"docs/operations.md, then `weekly-mailer issues release {week}`",
+        )
+        for week, reason in holds
+    ]
 
 
 def _check_backend(settings: Settings) -> Finding:

@@ -91,6 +91,7 @@ def record_refusals(
                 kind=BounceKind(c.kind.value).value,
                 subscriber_id=o.row.subscriber_id,
                 delivery_id=o.row.delivery_id,
+                issue_id=o.row.issue_id,
                 recipient=o.row.email_key[:320],
                 domain=domain,
                 status=c.status[:20],

@@ -4,7 +4,8 @@ A row says what one report said about one recipient (``kind``: ``hard``, ``soft`
 ``expired``, ``unknown`` for bounces; ``complaint``, ``opt-out``, ``feedback`` for ARF reports),
 where it came from (``source``: ``dsn``, ``arf``, ``smtp``) and why (``status``, ``code``,
 ``reason``). Only ``hard`` rows ever count toward ``bounce_limit``; ``block`` rows are kept per
-receiving ``domain`` because they are the sender's problem, not the reader's.
+receiving ``domain`` because they are the sender's problem, not the reader's. ``issue_id`` ties
+a row to the issue it is about, for the list-health rates (:mod:`weekly_mailer.issues.health`).
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ class BounceEvent(Base):
     )
     delivery_id: Mapped[int | None] = mapped_column(
         ForeignKey("delivery.id", ondelete="SET NULL"), index=True
+    )
+    # The issue the report is about: from the delivery when known, else from the Message-ID of
+    # the original message the report quotes (compose.links). The list-health guard counts by it.
+    issue_id: Mapped[int | None] = mapped_column(
+        ForeignKey("issue.id", ondelete="SET NULL"), index=True
     )
     recipient: Mapped[str] = mapped_column(String(320), default="")
     domain: Mapped[str] = mapped_column(String(255), default="", index=True)

@@ -14,13 +14,14 @@ Reading a message is :mod:`weekly_mailer.subscribers.report_reader`; classifying
   its sender. Auto-replies and anything else change nothing.
 
 A report whose Message-ID was already recorded is skipped, so reading a mailbox twice counts
-nothing twice.
+nothing twice. A report that quotes the Message-ID of one of our issue copies (checked against
+``secret_key``) is tied to that issue (``bounce_event.issue_id``), for the list-health rates.
 
 VERP: a report delivered to a VERP address of ours (``bounces+<delivery>-<mac>@domain``, see
 ``tokens.VerpCodec``) is about that delivery: its findings are the delivery's subscriber's,
 whatever address the report names (a forwarded one, or none when the text is non-standard),
-and its ``bounce_event`` rows carry the delivery. A VERP address whose mac does not verify, or
-that names no delivery, makes the report change nothing.
+and its ``bounce_event`` rows carry the delivery (and its issue). A VERP address whose mac does
+not verify, or that names no delivery, makes the report change nothing.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from weekly_mailer.compose import envelope_sender
+from weekly_mailer.compose.links import read_message_id
 from weekly_mailer.store.bounce_models import BounceEvent, BounceKind
-from weekly_mailer.store.models import Delivery, Subscriber
+from weekly_mailer.store.models import Delivery, Issue, Subscriber
 from weekly_mailer.subscribers import complain, note_bounce, unsubscribe
 from weekly_mailer.subscribers.report_reader import Finding, Report, parse_report
 from weekly_mailer.tokens import VerpCodec
@@ -68,6 +70,7 @@ class IngestSummary:
     already_seen: int = 0
     verp_ignored: int = 0  # reports to a forged or unknown VERP address
     verp_matched: int = 0  # reports tied to their delivery by its VERP address
+    issue_ids: set[int] = dataclasses.field(default_factory=set)  # issues the reports were about
     kinds: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
 
     def line(self) -> str:
@@ -112,11 +115,13 @@ def apply_report(
     bounce_limit: int,
     summary: IngestSummary,
     now: dt.datetime,
+    secret_key: str = "",
     verp: VerpCodec | None = None,
 ) -> str:
     """Apply one report to the subscribers it names (or, sent to a VERP address, to that
-    delivery's subscriber), and record its findings. Returns what VERP made of it ("" when
-    it was not sent to a VERP address), for ``--dry-run``."""
+    delivery's subscriber), and record its findings (tied to the issue whose Message-ID it
+    quotes, when ``secret_key`` vouches for that id, or to the VERP delivery's issue). Returns
+    what VERP made of it ("" when it was not sent to a VERP address), for ``--dry-run``."""
     summary.messages += 1
     delivery, note = _verp_delivery(session, report, verp)
     if note and delivery is None:
@@ -128,7 +133,15 @@ def apply_report(
         kinds = ", ".join(dict.fromkeys(f.kind.value for f in report.findings)) or "no finding"
         who = ", ".join(report.recipients(*BounceKind)) or "its subscriber"
         note = f"{note} ({who}): {kinds}"
-    _apply(session, report, bounce_limit=bounce_limit, summary=summary, now=now, delivery=delivery)
+    _apply(
+        session,
+        report,
+        bounce_limit=bounce_limit,
+        summary=summary,
+        now=now,
+        secret_key=secret_key,
+        delivery=delivery,
+    )
     return note
 
 
@@ -179,6 +192,7 @@ def _apply(
     bounce_limit: int,
     summary: IngestSummary,
     now: dt.datetime,
+    secret_key: str,
     delivery: Delivery | None,
 ) -> None:
     if report.kind in ("other", "auto-reply") or (
@@ -200,11 +214,17 @@ def _apply(
     summary.unknown_recipients += sum(
         1 for k in report.recipients(*acting) + report.unsubscribed if k not in found
     )
+    if delivery is not None:  # the VERP delivery says which issue (None: a confirmation)
+        issue_id = delivery.issue_id
+    else:
+        issue_id = _issue_of(session, report, secret_key)
+    if issue_id is not None:
+        summary.issue_ids.add(issue_id)
     for finding in report.findings:
         summary.kinds[finding.kind.value] += 1
         summary.soft_bounces += finding.kind in (BounceKind.SOFT, BounceKind.EXPIRED)
         sub = found.get(finding.recipient)
-        _record(session, finding, sub, report.message_id, now, delivery_id=delivery_id)
+        _record(session, finding, sub, report.message_id, now, issue_id, delivery_id=delivery_id)
     hard_ids = [found[k].id for k in report.hard if k in found]
     summary.hard_bounces += len(hard_ids)
     detail = next((f"{f.status} {f.reason}".strip() for f in report.findings), "bounce report")
@@ -232,12 +252,33 @@ def _apply(
     session.flush()
 
 
+def _issue_of(session: Session, report: Report, secret_key: str) -> int | None:
+    """The issue whose copy the report is about: the first quoted Message-ID of ours that
+    ``secret_key`` vouches for, naming a send week (or an issue id) that has an issue."""
+    for message_id in report.original_ids:
+        parts = read_message_id(message_id, secret_key=secret_key)
+        if parts is None:
+            continue
+        key = parts[0]
+        try:
+            week = dt.date.fromisoformat(key)
+        except ValueError:
+            query = select(Issue.id).where(Issue.id == int(key)) if key.isdigit() else None
+        else:
+            query = select(Issue.id).where(Issue.send_week == week)
+        found = session.scalar(query) if query is not None else None
+        if found is not None:
+            return int(found)
+    return None
+
+
 def _record(
     session: Session,
     f: Finding,
     sub: Subscriber | None,
     message_id: str,
     now: dt.datetime,
+    issue_id: int | None = None,
     *,
     delivery_id: int | None = None,
 ) -> None:
@@ -246,6 +287,7 @@ def _record(
             at=now,
             kind=f.kind.value,
             subscriber_id=sub.id if sub is not None else None,
+            issue_id=issue_id,
             delivery_id=delivery_id,
             recipient=f.recipient[:320],
             domain=f.domain[:255],

@@ -75,6 +75,9 @@ class Report:
     subject: str = ""
     addressed_to: list[str] = dataclasses.field(default_factory=list)  # envelope recipients
     loose: Finding | None = None  # a bounce naming no address: its text, for a VERP delivery
+    # Message-IDs shaped like ours (compose.links) that the report quotes: the original message's
+    # own, References… Checked against secret_key where they are used (subscribers.bounces).
+    original_ids: list[str] = dataclasses.field(default_factory=list)
 
     def recipients(self, *kinds: BounceKind) -> list[str]:
         return list(dict.fromkeys(f.recipient for f in self.findings if f.kind in kinds))
@@ -93,6 +96,15 @@ def _address(value: str | None) -> str | None:
         return None
     m = _ADDR.match(str(value))
     return m.group(1).lower() if m else None
+
+
+_OUR_ID = re.compile(rb"<wm\.[A-Za-z0-9_-]+\.\d{1,18}\.[0-9a-f]{16}@[^<>\s]+>")
+
+
+def _our_ids(data: bytes, *, own: str) -> list[str]:
+    """Every Message-ID shaped like ours anywhere in the message, but the report's own."""
+    found = (m.decode("ascii", "replace") for m in _OUR_ID.findall(data))
+    return [i for i in dict.fromkeys(found) if i != own][:10]
 
 
 def _fields(part: Message) -> list[Message]:
@@ -116,6 +128,7 @@ def parse_report(data: bytes, *, unsubscribe_address: str = "") -> Report:
         subject=one_line(str(msg.get("Subject") or "")),
         addressed_to=_addressed_to(msg),
     )
+    report.original_ids = _our_ids(data, own=report.message_id)
     if unsubscribe_address and _is_unsubscribe_request(msg, unsubscribe_address):
         senders = [a.lower() for _, a in getaddresses(msg.get_all("From", [])) if "@" in a]
         report.kind = "unsubscribe"

@@ -85,7 +85,7 @@ def test_policy_blocks_bounce_nobody_dead_mailboxes_do_and_issues_show_says_whic
 
     show = ws.run("issues", "show", "1")
     assert show.returncode == 0, show.stderr
-    assert "Refusals by class: hard 3, block 12" in show.stdout
+    assert "Bounces by class: hard 3, block 12" in show.stdout
     assert f"blocked: 12 at blocked.example: {POLICY}" in show.stdout
     # 12 blocks within 10 minutes pass block_pause_threshold (10): the domain is paused.
     assert re.search(

@@ -111,7 +111,7 @@ def _show_refusals(refusals: IssueRefusals) -> None:
     shown = {k: n for k, n in refusals.by_kind.items() if n}
     if not shown:
         return
-    click.echo("Refusals by class: " + ", ".join(f"{k} {n}" for k, n in shown.items()))
+    click.echo("Bounces by class: " + ", ".join(f"{k} {n}" for k, n in shown.items()))
     for b in refusals.blocked:
         click.echo(f"blocked: {b.blocks} at {b.domain}: {b.reason}")
     for p in refusals.pauses:

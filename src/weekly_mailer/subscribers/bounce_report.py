@@ -7,7 +7,7 @@ import dataclasses
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from weekly_mailer.store.bounce_models import BounceEvent, BounceKind, DomainPause
 from weekly_mailer.store.models import Delivery
@@ -69,9 +69,13 @@ def _blocks_by_domain(session: Session, *where: Any, limit: int) -> list[DomainB
 def issue_refusals(
     session: Session, issue_id: int, *, now: dt.datetime, limit: int = 5
 ) -> IssueRefusals:
-    """The refusals recorded for one issue's deliveries, by class, and its blocking domains."""
-    of_issue = BounceEvent.delivery_id.in_(
-        select(Delivery.id).where(Delivery.issue_id == issue_id).scalar_subquery()
+    """The bounce events recorded for one issue (send-time refusals and reports), by class,
+    and the domains that blocked it."""
+    of_issue = or_(  # tied by the report's Message-ID, or by the delivery (send time, VERP)
+        BounceEvent.issue_id == issue_id,
+        BounceEvent.delivery_id.in_(
+            select(Delivery.id).where(Delivery.issue_id == issue_id).scalar_subquery()
+        ),
     )
     grouped = session.execute(
         select(BounceEvent.kind, func.count()).where(of_issue).group_by(BounceEvent.kind)

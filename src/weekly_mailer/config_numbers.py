@@ -12,7 +12,7 @@ from typing import Any
 
 from weekly_mailer.errors import ConfigError
 
-NON_NEGATIVE = {"send_rate", "grace_hours", "throttle_pause_seconds"}
+NON_NEGATIVE = {"send_rate", "grace_hours", "throttle_pause_seconds", "metrics_linger_seconds"}
 
 # The largest value each numeric key takes: beyond these, dates overflow and sleeps never end.
 # The smallest is 0 for NON_NEGATIVE keys and "more than 0" for the others.
@@ -38,6 +38,7 @@ UPPER_BOUNDS: dict[str, float] = {
     "confirmations_per_address_per_day": 100,
     "max_request_bytes": 104_857_600,  # 100 MiB
     "port": 65_535,
+    "metrics_linger_seconds": 3_600,
 }
 
 

@@ -122,7 +122,7 @@ class DatabaseCollector(Collector):
         self,
         engine: Engine,
         *,
-        cache_seconds: float = 5.0,
+        cache_seconds: float = 2.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.engine = engine

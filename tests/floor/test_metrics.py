@@ -9,12 +9,15 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from tests.support.metrics import scrape, value
 from tests.support.smtpd import free_port
 from weekly_mailer import metrics
 from weekly_mailer.config import load_settings
 from weekly_mailer.errors import ConfigError
+from weekly_mailer.store.db import Database
+from weekly_mailer.store.gauges import DatabaseCollector
 
 
 @pytest.mark.parametrize(
@@ -155,3 +158,25 @@ def test_several_processes_are_summed_by_the_parent(tmp_path: Path) -> None:
     assert found[(sent, confirmation)] == 2
     assert found[("weekly_mailer_smtp_replies_total", frozenset({("code", "250")}))] == 2
     assert result.stdout.rstrip().endswith("# left: False")
+
+
+def test_docs_list_every_metric_and_the_alerts_use_only_real_ones(database: Database) -> None:
+    import re
+
+    import yaml
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    section = text[text.index("## Metrics") : text.index("## Logs")]
+    documented = set(re.findall(r"^\| `(weekly_mailer_\w+)`", section, re.MULTILINE))
+    registry = CollectorRegistry()
+    registry.register(DatabaseCollector(database.engine))
+    exposed = set()
+    for family in [*metrics.REGISTRY.collect(), *registry.collect()]:
+        exposed.add(family.name + ("_total" if family.type == "counter" else ""))
+    assert documented == exposed
+    blocks = re.findall(r"```yaml\n(.*?)```", section, re.DOTALL)
+    rules = yaml.safe_load(blocks[-1])["groups"][0]["rules"]
+    assert len(rules) >= 9
+    used = {n for r in rules for n in re.findall(r"weekly_mailer_\w+", r["expr"])}
+    used |= set(re.findall(r"weekly_mailer_\w+", section.split("```promql")[1].split("```")[0]))
+    assert used <= exposed

@@ -54,7 +54,8 @@ def send(
     settings = app.settings
     backend = resolve_backend(settings)  # an unknown scheme fails before anything is claimed
     Envelopes.from_settings(settings)  # so does a DKIM key that cannot sign (ConfigError)
-    expose_metrics(app, linger=not dry_run)
+    if not dry_run:  # a dry run measures nothing (and leaves the port to a running send)
+        expose_metrics(app, linger=True)
     db = app.db
     now = app.clock()
     with db.sessions.begin() as session:

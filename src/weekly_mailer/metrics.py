@@ -184,22 +184,27 @@ class _Scraped(Collector):
         return iter(())
 
 
+class _Ours(Collector):
+    """This process's metrics; once :func:`enable_multiprocess` ran (before or after the
+    listener started), every process's, summed from the directory."""
+
+    def collect(self) -> Iterable[Metric]:
+        directory = os.environ.get(MULTIPROC_ENV)
+        if directory and os.path.isdir(directory):
+            collector = MultiProcessCollector(None, path=directory)  # type: ignore[no-untyped-call]
+            return collector.collect()  # type: ignore[no-untyped-call, no-any-return]
+        return REGISTRY.collect()
+
+    def describe(self) -> Iterable[Metric]:
+        return iter(())
+
+
 class Listener:
     """The metrics HTTP server of one process (``GET /metrics``), in a daemon thread."""
 
-    def __init__(
-        self,
-        server: Any,
-        thread: threading.Thread,
-        *,
-        registry: CollectorRegistry,
-        collectors: list[Collector],
-        scraped: _Scraped,
-    ) -> None:
+    def __init__(self, server: Any, thread: threading.Thread, scraped: _Scraped) -> None:
         self._server = server
         self._thread = thread
-        self._registry = registry
-        self._collectors = collectors
         self._scraped = scraped
 
     @property
@@ -212,46 +217,24 @@ class Listener:
         return self._scraped.done.wait(timeout)
 
     def close(self) -> None:
-        """Stop serving; take the collectors added for it out of the registry again."""
+        """Stop serving."""
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)
-        _unregister(self._registry, self._collectors)
-
-
-def serving_registry(extra: Iterable[Collector] = ()) -> CollectorRegistry:
-    """What the listener serves: this process's metrics (or, with several processes, every
-    process's, from the directory), then ``extra`` collectors (the database gauges)."""
-    directory = os.environ.get(MULTIPROC_ENV)
-    if not directory:
-        registry = REGISTRY
-    else:
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
-    for collector in extra:
-        registry.register(collector)
-    return registry
 
 
 def start_listener(address: str, extra: Iterable[Collector] = ()) -> Listener:
-    """Serve the metrics on ``address`` (``host:port``). A port that cannot be bound is a
+    """Serve the metrics on ``address`` (``host:port``): this process's (or every process's),
+    then ``extra`` collectors (the database gauges). A port that cannot be bound is a
     :class:`ConfigError` naming ``metrics_address``."""
     host, port = split_host_port("metrics_address", address)
+    registry = CollectorRegistry(auto_describe=False)
     scraped = _Scraped()
-    collectors = [*extra, scraped]
-    registry = serving_registry(collectors)
+    for collector in (_Ours(), *extra, scraped):
+        registry.register(collector)
     try:
         server, thread = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:
-        _unregister(registry, collectors)
         reason = exc.strerror or str(exc)
         raise ConfigError(f"metrics_address: cannot listen on {address}: {reason}") from exc
-    return Listener(server, thread, registry=registry, collectors=collectors, scraped=scraped)
-
-
-def _unregister(registry: CollectorRegistry, collectors: Iterable[Collector]) -> None:
-    for collector in collectors:
-        try:
-            registry.unregister(collector)
-        except KeyError:
-            pass
+    return Listener(server, thread, scraped)

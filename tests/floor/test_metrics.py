@@ -111,6 +111,7 @@ PARENT = textwrap.dedent(
         metrics.count_reply(250)
 
     if __name__ == "__main__":
+        listener = metrics.start_listener(sys.argv[1])  # before or after: either works
         metrics.count_messages("confirmation", "sent", 1)  # before: in memory, not counted
         directory = metrics.enable_multiprocess()
         metrics.count_messages("confirmation", "sent", 2)  # the parent's own, from now on
@@ -121,7 +122,6 @@ PARENT = textwrap.dedent(
         for p in procs:
             p.join()
             metrics.child_exited(p.pid)
-        listener = metrics.start_listener(sys.argv[1])
         with urllib.request.urlopen(f"http://{sys.argv[1]}/metrics") as r:
             sys.stdout.write(r.read().decode())
         listener.close()

@@ -7,8 +7,10 @@ gauges (outbox depth, list health) are a collector of ``store.gauges``, read at 
 The metrics live in :data:`REGISTRY`, not the library's global one. One process serves them with
 :func:`start_listener`. With several delivery processes (``processes`` > 1), the parent calls
 :func:`enable_multiprocess` before it starts any child, each child calls :func:`child_init`
-with the directory first thing, and the parent's listener serves a ``MultiProcessCollector``
-over that directory (its own values included); :func:`end_multiprocess` removes it at exit.
+with the directory first thing, the parent calls :func:`child_exited` as each one ends, and the
+parent's listener serves a ``MultiProcessCollector`` over that directory (its own values
+included, whether the listener started before or after); :func:`end_multiprocess` removes it at
+exit. Values counted in a process before it switched to the directory are not carried over.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
 
+from weekly_mailer.delivery.counting import count_outcomes, count_stale
 from weekly_mailer.store import outbox
 from weekly_mailer.store.models import DeliveryKind, DeliveryStatus
 from weekly_mailer.store.outbox import Outcome, StaleRow
@@ -41,6 +42,7 @@ def write_outcomes(
     if not outcomes and not bounces:
         return
     outbox.record(session, outcomes, owner=owner, now=now)
+    count_outcomes(session, outcomes)
     sent = [o.row.subscriber_id for o in outcomes if o.status == DeliveryStatus.SENT.value]
     subs.note_delivered(session, sent)
     subs.note_bounce(
@@ -56,6 +58,7 @@ def write_outcomes(
 
 def note_stale(session: Session, rows: Sequence[StaleRow], *, now: dt.datetime) -> None:
     """Confirmation rows failed as stale never went out: out of the daily limit too."""
+    count_stale(session, rows)
     confirmations.note_not_sent(
         session,
         [r.delivery_id for r in rows if r.kind == DeliveryKind.CONFIRMATION.value],

@@ -9,7 +9,6 @@ dozen interleaved probes tell apart.
 from __future__ import annotations
 
 import http.client
-import re
 import sqlite3
 import statistics
 import time
@@ -21,7 +20,7 @@ from flask.testing import FlaskClient
 
 from tests.support.smtpd import SMTPServer
 from tests.support.web import sign_up
-from tests.support.web_server import Server, run_cli
+from tests.support.web_server import CSRF_TOKEN, Server, run_cli, serve_env
 from weekly_mailer import subscribers as subs
 from weekly_mailer.config import Settings
 from weekly_mailer.store.db import Database
@@ -34,7 +33,6 @@ ROUNDS = 30
 HTTP_ROUNDS = 60
 IDLE = 0.02  # seconds between probes over HTTP
 KNOWN = "known@example.org"
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 @pytest.fixture
@@ -80,7 +78,7 @@ class SignUpForm:
         self.conn.request("GET", "/")
         answer = self.conn.getresponse()
         page = answer.read().decode()
-        token = CSRF.search(page)
+        token = CSRF_TOKEN.search(page)
         cookie = answer.getheader("Set-Cookie", "")
         assert answer.status == 200 and token is not None and cookie, page
         self.token = token.group(1)
@@ -116,13 +114,7 @@ def _mailed(smtp: SMTPServer, address: str, *, seconds: float = 15) -> None:
 
 def test_serve_answers_known_and_unknown_addresses_in_the_same_time(tmp_path: Path) -> None:
     with SMTPServer() as smtp:
-        env = {
-            "WEEKLY_MAILER_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}",
-            "WEEKLY_MAILER_BACKEND_URL": smtp.url,
-            "WEEKLY_MAILER_SECRET_KEY": "serve-timing-secret",
-            "WEEKLY_MAILER_LIST_NAME": "Timing",
-            "WEEKLY_MAILER_SIGNUP_PER_IP_PER_HOUR": str(4 * HTTP_ROUNDS),
-        }
+        env = serve_env(tmp_path, smtp.url, signup_per_ip_per_hour=str(4 * HTTP_ROUNDS))
         assert run_cli(tmp_path, env, "db", "upgrade").returncode == 0
         added = run_cli(tmp_path, env, "subscribers", "add", KNOWN, "--confirmed")
         assert added.returncode == 0, added.stderr

@@ -79,6 +79,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     log_level: str = "INFO"
+    metrics_address: str = ""
+    metrics_linger_seconds: float = 0.0
 
     @property
     def zone(self) -> zoneinfo.ZoneInfo:
@@ -148,6 +150,10 @@ DESCRIPTIONS: dict[str, str] = {
     "host": "address `serve` and `run` listen on",
     "port": "port `serve` and `run` listen on",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
+    "metrics_address": "host:port of the Prometheus /metrics listener of send, worker, serve "
+    "and run, e.g. 127.0.0.1:9108 (empty: off)",
+    "metrics_linger_seconds": "how long `send` keeps its metrics listener open after the send, "
+    "until one last scrape (0: it exits at once)",
 }
 
 
@@ -266,6 +272,27 @@ def _check_log_level(key: str, value: str) -> None:
         raise ConfigError(f"{key}: {value!r} is not one of DEBUG, INFO, WARNING, ERROR")
 
 
+_HOST_PORT_RE = re.compile(
+    r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.-]+)):(?P<port>\d{1,5})$"
+)
+
+
+def split_host_port(key: str, value: str) -> tuple[str, int]:
+    """``'127.0.0.1:9108'`` or ``'[::1]:9108'`` as ``(host, port)``; else a ConfigError."""
+    m = _HOST_PORT_RE.match(value.strip())
+    if not m:
+        raise ConfigError(f"{key}: {value!r} is not host:port (for example 127.0.0.1:9108)")
+    port = int(m.group("port"))
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"{key}: {value!r} has no TCP port (1-65535)")
+    return m.group("v6") or m.group("host"), port
+
+
+def _check_metrics_address(key: str, value: str) -> None:
+    if value:
+        split_host_port(key, value)
+
+
 CHECKS: dict[str, Callable[[str, str], None]] = {
     "database_url": _check_database_url,
     "backend_url": _check_backend_url,
@@ -279,6 +306,7 @@ CHECKS: dict[str, Callable[[str, str], None]] = {
     "list_name": _check_single_line,
     "list_id": _check_single_line,
     "log_level": _check_log_level,
+    "metrics_address": _check_metrics_address,
 }
 
 def _coerce(key: str, raw: Any, origin: str) -> Any:
@@ -320,7 +348,15 @@ def _validated(values: Mapping[str, Any], origins: Mapping[str, str]) -> Setting
         check = CHECKS.get(key)
         if check is not None:
             check(key, clean[key])
-    return Settings(**clean)
+    settings = Settings(**clean)
+    if settings.metrics_address:
+        _host, port = split_host_port("metrics_address", settings.metrics_address)
+        if port == settings.port:
+            raise ConfigError(
+                f"metrics_address: {settings.metrics_address!r} uses the web app's port "
+                f"{port}; give the metrics a port of their own"
+            )
+    return settings
 
 
 def config_path(explicit: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Path | None:

@@ -18,6 +18,7 @@ NON_NEGATIVE = {
     "throttle_pause_seconds",
     "complaint_rate_limit",
     "bounce_rate_limit",
+    "metrics_linger_seconds",
 }
 
 # The largest value each numeric key takes: beyond these, dates overflow and sleeps never end.
@@ -49,6 +50,7 @@ UPPER_BOUNDS: dict[str, float] = {
     "confirmations_per_address_per_day": 100,
     "max_request_bytes": 104_857_600,  # 100 MiB
     "port": 65_535,
+    "metrics_linger_seconds": 3_600,
 }
 
 

@@ -10,6 +10,7 @@ import click
 from weekly_mailer import issues
 from weekly_mailer.cli._common import AppContext, pass_app
 from weekly_mailer.cli._delivery import deliver_with_progress, stop_on_signals, summary_table
+from weekly_mailer.cli._metrics import expose_metrics
 from weekly_mailer.errors import SendError, WeekHeldError
 from weekly_mailer.store import outbox
 
@@ -57,6 +58,8 @@ def send(
     settings = app.settings
     backend = resolve_backend(settings)  # an unknown scheme fails before anything is claimed
     Envelopes.from_settings(settings)  # so does a DKIM key that cannot sign (ConfigError)
+    if not dry_run:  # a dry run measures nothing (and leaves the port to a running send)
+        expose_metrics(app, linger=True)
     db = app.db
     now = app.clock()
     with db.sessions.begin() as session:
@@ -141,6 +144,7 @@ def worker(app: AppContext, once: bool) -> None:
 
     settings = app.settings
     backend = resolve_backend(settings)
+    expose_metrics(app)
     db = app.db
     stop = threading.Event()
     w = Worker(db.sessions, settings, backend, IssueRenderers(db.sessions, settings), stop=stop)

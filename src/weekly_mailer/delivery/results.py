@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
 
+from weekly_mailer.delivery.counting import count_outcomes, count_stale
 from weekly_mailer.delivery.refusals import PauseRule as PauseRule
 from weekly_mailer.delivery.refusals import classify_failure, record_refusals
 from weekly_mailer.errors import NotABounce, PermanentFailure
@@ -59,6 +60,7 @@ def write_outcomes(
         return
     outbox.record(session, outcomes, owner=owner, now=now)
     record_refusals(session, outcomes, now=now, rule=pause or PauseRule())
+    count_outcomes(session, outcomes)
     sent = [o.row.subscriber_id for o in outcomes if o.status == DeliveryStatus.SENT.value]
     subs.note_delivered(session, sent)
     subs.note_bounce(
@@ -74,6 +76,7 @@ def write_outcomes(
 
 def note_stale(session: Session, rows: Sequence[StaleRow], *, now: dt.datetime) -> None:
     """Confirmation rows failed as stale never went out: out of the daily limit too."""
+    count_stale(session, rows)
     confirmations.note_not_sent(
         session,
         [r.delivery_id for r in rows if r.kind == DeliveryKind.CONFIRMATION.value],

@@ -10,6 +10,8 @@ from sqlalchemy import and_, bindparam, case, func, insert, literal, select, upd
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
+from weekly_mailer import metrics
+from weekly_mailer.store.committed import after_commit
 from weekly_mailer.store.models import (
     Delivery,
     DeliveryKind,
@@ -175,6 +177,8 @@ def claim(
                     lease_expires_at=None,
                 )
             )
+    if inactive or unneeded:
+        after_commit(session, lambda: _count_skipped(len(inactive), len(unneeded)))
     if rows:
         session.execute(
             update(Delivery)
@@ -186,6 +190,13 @@ def claim(
             )
         )
     return rows, len(inactive) + len(unneeded)
+
+
+def _count_skipped(issue_copies: int, confirmations: int) -> None:
+    metrics.count_messages(DeliveryKind.ISSUE.value, DeliveryStatus.SKIPPED.value, issue_copies)
+    metrics.count_messages(
+        DeliveryKind.CONFIRMATION.value, DeliveryStatus.SKIPPED.value, confirmations
+    )
 
 
 def record(

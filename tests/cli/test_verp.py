@@ -79,6 +79,10 @@ def test_policy_blocks_bounce_nobody_dead_mailboxes_do_and_issues_show_says_whic
         assert match, m.mail_from
         assert int(match[1]) == _delivery_of(ws, m.rcpt_tos[0])
     assert len({m.mail_from for m in got}) == 5
+    for m in got:  # VERP lives in the envelope only: the message itself names no VERP address
+        assert b"bounces+" not in m.data
+        assert m.message["From"] == "Allotment Notes <news@example.org>"
+        assert m.message["To"].addresses[0].addr_spec == m.rcpt_tos[0]
     status = _status(ws)
     assert {e for e, (st, _) in status.items() if st == "bounced"} == set(gone)
     assert all(status[e] == ("active", 0) for e in blocked + fine)

@@ -218,6 +218,32 @@ def test_a_policy_block_bounces_nobody_and_a_dead_mailbox_does(
     assert len(linked) == 15 and all(d == s for _, d, s in linked)  # the delivery's subscriber
 
 
+class _PolicyForEveryone(_BaseHandler):
+    """550 5.7.1 to every recipient, each with its own reference (so the circuit breaker, which
+    stops a send after 20 identical refusals, lets the whole list through)."""
+
+    async def handle_RCPT(self, srv: Any, session: Any, envelope: Any, address: str, _: Any) -> str:
+        self.server.refused.append(address)
+        n = len(self.server.refused)
+        return f"550 5.7.1 [ref {n:04d}] Message rejected by policy"
+
+
+def test_a_server_refusing_every_recipient_with_a_policy_block_bounces_nobody(
+    database: Database, settings: Settings
+) -> None:
+    _setup(database, {"isp.example": 40})
+    with SMTPServer() as server:
+        server.controller.handler = _PolicyForEveryone(server)
+        _worker(database, settings, server, bounce_limit=1, concurrency=2).run()
+        assert len(server.refused) == 40 and server.received() == []
+    with database.sessions.begin() as s:
+        subs = list(s.scalars(select(Subscriber)))
+        failed = s.scalars(select(Delivery.status)).all()
+    assert [(x.status, x.bounce_count) for x in subs] == [("active", 0)] * 40
+    assert failed == ["failed"] * 40
+    assert [k for k, *_ in _events(database)] == ["block"] * 40
+
+
 def test_a_burst_of_blocks_pauses_the_domain_and_moves_its_waiting_rows(
     database: Database, settings: Settings
 ) -> None:

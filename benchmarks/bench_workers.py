@@ -179,8 +179,51 @@ def sent_count(url: str) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
-def run_workers(config: Path, url: str, k: int, n: int, timeout: float) -> float:
-    """Start ``k`` workers on the copied database; msg/s from the last one up to all sent."""
+def sizes(url: str) -> tuple[float, float]:
+    """Bytes per ``delivery`` row and per ``subscriber`` row, indexes and TOAST included."""
+    import psycopg
+
+    with psycopg.connect(admin_dsn(url)) as conn:
+        row = conn.execute(
+            "SELECT pg_total_relation_size('delivery')::float / greatest(1, "
+            "(SELECT count(*) FROM delivery)), pg_total_relation_size('subscriber')::float / "
+            "greatest(1, (SELECT count(*) FROM subscriber))"
+        ).fetchone()
+    assert row is not None
+    return float(row[0]), float(row[1])
+
+
+def backend_cpu(url: str) -> float | None:
+    """CPU seconds (user + system) of the PostgreSQL server processes serving ``url``'s
+    database now, read from /proc: only when the server runs on this machine."""
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(admin_dsn(url)) as conn:
+        pids = [
+            int(r[0])
+            for r in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            )
+        ]
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    try:
+        for pid in pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    except (OSError, IndexError, ValueError):
+        return None
+    return total if pids else None
+
+
+def run_workers(
+    config: Path, url: str, k: int, n: int, timeout: float
+) -> tuple[float, float, float | None]:
+    """Start ``k`` workers on the copied database: msg/s from the last one up to all sent, the
+    workers' CPU (user + system) milliseconds per message, start-up included, and the database
+    server's (``None`` when it is not on this machine)."""
     env = {k_: v for k_, v in os.environ.items() if not k_.startswith("WEEKLY_MAILER_")}
     env["WEEKLY_MAILER_CONFIG"] = str(config)
     logs = [config.with_suffix(f".w{i}.err") for i in range(k)]
@@ -217,17 +260,31 @@ def run_workers(config: Path, url: str, k: int, n: int, timeout: float) -> float
         elapsed = time.perf_counter() - started
         if sent != n:
             raise SystemExit(f"{k} workers: {sent} of {n} rows sent (see {logs[0].parent})")
-        return (n - before) / elapsed
+        server = backend_cpu(url)
+        cpu = stop(procs)
+        return (n - before) / elapsed, 1000 * cpu / n, None if server is None else 1000 * server / n
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
+        stop(procs)
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> float:
+    """SIGTERM every worker still running and reap them all; their CPU seconds."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    cpu = 0.0
+    deadline = time.monotonic() + 60
+    for proc in procs:
+        while proc.returncode is None:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                cpu += usage.ru_utime + usage.ru_stime
+            elif time.monotonic() > deadline:
                 proc.kill()
-                proc.wait()
+            else:
+                time.sleep(0.02)
+    return cpu
 
 
 def failed(procs: list[subprocess.Popen[bytes]], logs: list[Path]) -> None:
@@ -298,19 +355,31 @@ def main() -> None:
         print(
             f"prepared (migrate, import, compose, enqueue): {time.perf_counter() - started:.1f} s"
         )
+        queued_row, subscriber_row = sizes(base_url)
         rates: dict[int, float] = {}
+        cpu: dict[int, float] = {}
+        db_cpu: dict[int, float | None] = {}
+        sent_row = 0.0
         for k in counts:
             url = create_database(args.pg, f"wm_bench_{tag}_{k}w", made, template=made[0])
             config = write_config(root, url, address, args)
-            rates[k] = run_workers(config, url, k, n, timeout=max(120.0, n / 20))
+            rates[k], cpu[k], db_cpu[k] = run_workers(config, url, k, n, timeout=max(120.0, n / 20))
+            sent_row = sent_row or sizes(url)[0]
         size = message_size() if SEED.exists() else len(ARTICLE)
         ceiling = smtp_source(address, min(n, 20000), args.concurrency * max(counts), size)
     floor = rates.get(1) or rates[counts[0]]
     label = "1 worker" if 1 in rates else f"{counts[0]} workers"
-    print(f"{'workers':>7} | {'msg/s':>9} | {'x ' + label:>12}")
+    head = f"{'workers':>7} | {'msg/s':>9} | {'x ' + label:>12} | {'worker CPU ms/msg':>17}"
+    print(head + f" | {'PostgreSQL CPU ms/msg':>21}")
     for k, rate in rates.items():
-        print(f"{k:>7} | {rate:9,.0f} | {rate / floor:12.2f}")
+        server = db_cpu[k]
+        shown = "n/a" if server is None else f"{server:.2f}"
+        print(f"{k:>7} | {rate:9,.0f} | {rate / floor:12.2f} | {cpu[k]:17.2f} | {shown:>21}")
     print(f"floor: {label} at {floor:,.0f} msg/s (the ratios above are against it)")
+    print(
+        f"PostgreSQL bytes per row, indexes included: subscriber {subscriber_row:,.0f}, "
+        f"delivery {queued_row:,.0f} queued, {sent_row:,.0f} after the send (before vacuum)"
+    )
     if ceiling is not None:
         print(
             f"smtp-source, {args.concurrency * max(counts)} connections, {size:,}-byte messages: "

@@ -193,9 +193,10 @@ def sizes(url: str) -> tuple[float, float]:
     return float(row[0]), float(row[1])
 
 
-def backend_cpu(url: str) -> float | None:
+def backend_cpu(url: str) -> tuple[float | None, int]:
     """CPU seconds (user + system) of the PostgreSQL server processes serving ``url``'s
-    database now, read from /proc: only when the server runs on this machine."""
+    database now, read from /proc (only when the server runs on this machine), and how many
+    connections that is."""
     import psycopg
 
     name = url.rsplit("/", 1)[1]
@@ -214,16 +215,16 @@ def backend_cpu(url: str) -> float | None:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
     except (OSError, IndexError, ValueError):
-        return None
-    return total if pids else None
+        return None, len(pids)
+    return (total if pids else None), len(pids)
 
 
 def run_workers(
     config: Path, url: str, k: int, n: int, timeout: float
-) -> tuple[float, float, float | None]:
+) -> tuple[float, float, float | None, int]:
     """Start ``k`` workers on the copied database: msg/s from the last one up to all sent, the
-    workers' CPU (user + system) milliseconds per message, start-up included, and the database
-    server's (``None`` when it is not on this machine)."""
+    workers' CPU (user + system) milliseconds per message, start-up included, the database
+    server's (``None`` when it is not on this machine) and the workers' database connections."""
     env = {k_: v for k_, v in os.environ.items() if not k_.startswith("WEEKLY_MAILER_")}
     env["WEEKLY_MAILER_CONFIG"] = str(config)
     logs = [config.with_suffix(f".w{i}.err") for i in range(k)]
@@ -260,9 +261,10 @@ def run_workers(
         elapsed = time.perf_counter() - started
         if sent != n:
             raise SystemExit(f"{k} workers: {sent} of {n} rows sent (see {logs[0].parent})")
-        server = backend_cpu(url)
+        server, connections = backend_cpu(url)
         cpu = stop(procs)
-        return (n - before) / elapsed, 1000 * cpu / n, None if server is None else 1000 * server / n
+        per_msg = None if server is None else 1000 * server / n
+        return (n - before) / elapsed, 1000 * cpu / n, per_msg, connections
     finally:
         stop(procs)
 
@@ -359,22 +361,28 @@ def main() -> None:
         rates: dict[int, float] = {}
         cpu: dict[int, float] = {}
         db_cpu: dict[int, float | None] = {}
+        conns: dict[int, int] = {}
         sent_row = 0.0
         for k in counts:
             url = create_database(args.pg, f"wm_bench_{tag}_{k}w", made, template=made[0])
             config = write_config(root, url, address, args)
-            rates[k], cpu[k], db_cpu[k] = run_workers(config, url, k, n, timeout=max(120.0, n / 20))
+            rates[k], cpu[k], db_cpu[k], conns[k] = run_workers(
+                config, url, k, n, timeout=max(120.0, n / 20)
+            )
             sent_row = sent_row or sizes(url)[0]
         size = message_size() if SEED.exists() else len(ARTICLE)
         ceiling = smtp_source(address, min(n, 20000), args.concurrency * max(counts), size)
     floor = rates.get(1) or rates[counts[0]]
     label = "1 worker" if 1 in rates else f"{counts[0]} workers"
     head = f"{'workers':>7} | {'msg/s':>9} | {'x ' + label:>12} | {'worker CPU ms/msg':>17}"
-    print(head + f" | {'PostgreSQL CPU ms/msg':>21}")
+    print(head + f" | {'PostgreSQL CPU ms/msg':>21} | {'connections':>11}")
     for k, rate in rates.items():
         server = db_cpu[k]
         shown = "n/a" if server is None else f"{server:.2f}"
-        print(f"{k:>7} | {rate:9,.0f} | {rate / floor:12.2f} | {cpu[k]:17.2f} | {shown:>21}")
+        print(
+            f"{k:>7} | {rate:9,.0f} | {rate / floor:12.2f} | {cpu[k]:17.2f} | {shown:>21} | "
+            f"{conns[k]:>11}"
+        )
     print(f"floor: {label} at {floor:,.0f} msg/s (the ratios above are against it)")
     print(
         f"PostgreSQL bytes per row, indexes included: subscriber {subscriber_row:,.0f}, "

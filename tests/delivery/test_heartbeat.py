@@ -143,6 +143,8 @@ def test_a_worker_keeps_its_batch_while_the_smtp_server_stalls_longer_than_the_l
             thread.join(15)
         assert not thread.is_alive()
         got = recipients(server.received())
+    beats = [t for t in threading.enumerate() if t.name == f"heartbeat {worker.owner}"]
+    assert beats == []  # the run is over: its heartbeat is too
     assert stolen == []
     assert set(got) == set(emails) and max(got.values()) == 1
     with db.sessions.begin() as s:

@@ -9,7 +9,8 @@ each and, as the machine-independent figure, the ratio to one worker measured in
 (the floor), plus Postfix's `smtp-source` over the same connections as the relay-side ceiling.
 
     .venv/bin/python benchmarks/bench_workers.py [--subscribers 20000] [--workers 1,2,4]
-        [--concurrency 4] [--batch-size 100] [--engine NAME] [--pg URL] [--quick]
+        [--concurrency 4] [--batch-size 100] [--engine NAME] [--processes 1] [--pg URL]
+        [--quick]
 
 ``--engine NAME`` adds ``?engine=NAME`` to the backend URL (e.g. ``pipelined``); without it the
 branch's default SMTP engine is measured. Needs the PostgreSQL server (``--pg``, default the
@@ -40,6 +41,8 @@ SEED = ROOT.parent / "shared" / "seeds" / "000_495e8089be07fca3.txt"
 sys.path.insert(0, str(ROOT))
 
 import tomli_w  # noqa: E402
+
+from weekly_mailer.config import FIELDS  # noqa: E402
 
 SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
 SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
@@ -133,6 +136,10 @@ def write_config(root: Path, url: str, address: str, args: argparse.Namespace) -
         "max_per_connection": 1000,
         "log_level": "WARNING",
     }
+    if "processes" in FIELDS:  # a version whose `worker` can run several delivery processes
+        values["processes"] = args.processes
+    elif args.processes != 1:
+        raise SystemExit("--processes: this version has no `processes` setting")
     config = root / f"{url.rsplit('/', 1)[1]}.toml"
     config.write_text(tomli_w.dumps(values))
     return config
@@ -334,6 +341,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4, help="SMTP connections per worker")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--engine", default="", help="backend_url ?engine= (default: none)")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="delivery processes per `worker`, where the version has that setting (default 1: "
+        "N workers are N delivery processes)",
+    )
     parser.add_argument("--pg", default=os.environ.get("WEEKLY_MAILER_TEST_PG_URL", PG))
     parser.add_argument("--quick", action="store_true", help="500 readers, 1 and 2 workers")
     args = parser.parse_args()
@@ -347,6 +361,7 @@ def main() -> None:
     print(
         f"{n:,} readers, {args.concurrency} SMTP connections and batches of {args.batch_size} "
         f"per worker, engine {args.engine or 'default'}, {os.cpu_count()} CPUs"
+        + (f", {args.processes} delivery processes per worker" if "processes" in FIELDS else "")
     )
     tag = uuid.uuid4().hex[:8]
     with sink() as address, databases(args.pg) as made, tempfile.TemporaryDirectory() as tmp:

@@ -22,6 +22,7 @@ from tests.support.send import Workspace, recipients, save_artifact, wait_for
 from tests.support.smtpd_slow import SlowSMTPServer
 from weekly_mailer import issues
 from weekly_mailer.clock import utcnow
+from weekly_mailer.config import FIELDS
 from weekly_mailer.store.db import Database, make_engine
 from weekly_mailer.store.models import Delivery, Subscriber
 
@@ -32,6 +33,11 @@ WORKERS = 4
 LEASE = 3.0  # seconds: the heartbeat renews every second
 DELAY = 0.03  # seconds the server takes to accept each message
 STALL = 1.5 * LEASE  # ... and three of them (100, 300, 500) longer than a whole lease
+
+
+# Each `worker` one delivery process, where the version has a `processes` key: one lease owner
+# per process, and the SIGKILL reaches everything that process holds.
+ONE_PROCESS = {"processes": 1} if "processes" in FIELDS else {}
 
 
 def delay(rcpt: str) -> float:
@@ -84,6 +90,7 @@ def test_a_sigkilled_worker_is_replaced_within_one_lease_and_doubles_only_its_ow
             batch_size=20,
             lease_seconds=LEASE,
             smtp_timeout=30,
+            **ONE_PROCESS,
         )
         engine = make_engine(pg_url)
 

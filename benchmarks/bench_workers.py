@@ -355,6 +355,8 @@ def main() -> None:
     if args.quick:
         args.subscribers = min(args.subscribers, 500)
         counts = counts[:2]
+    if not SEED.exists():
+        print(f"(the seed article {SEED} is missing: a short article instead; sizes differ)")
     if not counts or min(counts) < 1:
         raise SystemExit("--workers: give one or more counts of at least 1")
     n = args.subscribers

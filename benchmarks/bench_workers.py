@@ -341,13 +341,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4, help="SMTP connections per worker")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--engine", default="", help="backend_url ?engine= (default: none)")
-    parser.add_argument(
-        "--processes",
-        type=int,
-        default=1,
-        help="delivery processes per `worker`, where the version has that setting (default 1: "
-        "N workers are N delivery processes)",
-    )
+    parser.add_argument("--processes", type=int, default=1, help="per `worker`, if settable")
     parser.add_argument("--pg", default=os.environ.get("WEEKLY_MAILER_TEST_PG_URL", PG))
     parser.add_argument("--quick", action="store_true", help="500 readers, 1 and 2 workers")
     args = parser.parse_args()
@@ -375,30 +369,24 @@ def main() -> None:
             f"prepared (migrate, import, compose, enqueue): {time.perf_counter() - started:.1f} s"
         )
         queued_row, subscriber_row = sizes(base_url)
-        rates: dict[int, float] = {}
-        cpu: dict[int, float] = {}
-        db_cpu: dict[int, float | None] = {}
-        conns: dict[int, int] = {}
+        results: dict[int, tuple[float, float, float | None, int]] = {}
         sent_row = 0.0
         for k in counts:
             url = create_database(args.pg, f"wm_bench_{tag}_{k}w", made, template=made[0])
             config = write_config(root, url, address, args)
-            rates[k], cpu[k], db_cpu[k], conns[k] = run_workers(
-                config, url, k, n, timeout=max(120.0, n / 20)
-            )
+            results[k] = run_workers(config, url, k, n, timeout=max(120.0, n / 20))
             sent_row = sent_row or sizes(url)[0]
         size = message_size() if SEED.exists() else len(ARTICLE)
         ceiling = smtp_source(address, min(n, 20000), args.concurrency * max(counts), size)
-    floor = rates.get(1) or rates[counts[0]]
-    label = "1 worker" if 1 in rates else f"{counts[0]} workers"
+    floor = results[1 if 1 in results else counts[0]][0]
+    label = "1 worker" if 1 in results else f"{counts[0]} workers"
     head = f"{'workers':>7} | {'msg/s':>9} | {'x ' + label:>12} | {'worker CPU ms/msg':>17}"
     print(head + f" | {'PostgreSQL CPU ms/msg':>21} | {'connections':>11}")
-    for k, rate in rates.items():
-        server = db_cpu[k]
+    for k, (rate, cpu, server, connections) in results.items():
         shown = "n/a" if server is None else f"{server:.2f}"
         print(
-            f"{k:>7} | {rate:9,.0f} | {rate / floor:12.2f} | {cpu[k]:17.2f} | {shown:>21} | "
-            f"{conns[k]:>11}"
+            f"{k:>7} | {rate:9,.0f} | {rate / floor:12.2f} | {cpu:17.2f} | {shown:>21} | "
+            f"{connections:>11}"
         )
     print(f"floor: {label} at {floor:,.0f} msg/s (the ratios above are against it)")
     print(

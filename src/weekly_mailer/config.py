@@ -70,7 +70,7 @@ class Settings:
     smtp_data_timeout: float = 600.0
     max_per_connection: int = 100
     batch_size: int = 100
-    lease_seconds: float = 300.0
+    lease_seconds: float = 30.0
     confirm_ttl_days: float = 7.0
     pending_ttl_days: float = 7.0
     signup_per_ip_per_hour: int = 20
@@ -141,7 +141,8 @@ DESCRIPTIONS: dict[str, str] = {
     "smtp_data_timeout": "pipelined engine: seconds to wait for the reply to the final dot",
     "max_per_connection": "messages sent over one SMTP connection before reconnecting",
     "batch_size": "outbox rows claimed per batch",
-    "lease_seconds": "how long a claimed batch belongs to its worker",
+    "lease_seconds": "how long a claimed batch belongs to its worker unless renewed (a live "
+    "worker renews every lease_seconds / 3; a dead one's rows are taken back after it)",
     "confirm_ttl_days": "validity of confirmation links",
     "pending_ttl_days": "age after which an unconfirmed sign-up is forgotten",
     "signup_per_ip_per_hour": "sign-ups accepted from one IP address per hour",

@@ -28,6 +28,7 @@ from weekly_mailer.delivery.backends.base import (
     SendHaltedError,
 )
 from weekly_mailer.delivery.breaker import Breaker
+from weekly_mailer.delivery.heartbeat import Heartbeat
 from weekly_mailer.delivery.policy import Stats, backoff, hard_throttle, hurry_for, make_owner
 from weekly_mailer.delivery.ratelimit import SlowDown, ThrottleGate, TokenBucket
 from weekly_mailer.delivery.results import PauseRule, counts_as_bounce, note_stale, write_outcomes
@@ -142,6 +143,7 @@ class Worker:
         self._unavailable = None  # a past outage is over as far as this run knows
         self._busy = 0
         self.breaker.reset()
+        beat = Heartbeat(self.sessions, self.settings, owner=self.owner, clock=self.clock).start()
         try:
             while not self.stop.is_set() and not self.hurry.is_set():
                 self.woken.clear()  # whatever was committed before this claim, it will see
@@ -165,6 +167,7 @@ class Worker:
                     break
                 self.pause(min(max(delay, 0.02), poll))
         finally:
+            beat.close()  # renews nothing from here on: the rows are handed back below
             self.breaker.end_run()
             if self.breaker.has_bounces():
                 self._record([])  # the bounces of a streak the breaker did not stop

@@ -267,13 +267,21 @@ def record(
         )
 
 
-def extend_lease(session: Session, *, owner: str, now: dt.datetime, lease_seconds: float) -> None:
-    """Push back the expiry of every row ``owner`` still holds."""
-    session.execute(
-        update(Delivery)
-        .where(Delivery.lease_owner == owner, Delivery.status == DeliveryStatus.SENDING.value)
-        .values(lease_expires_at=now + dt.timedelta(seconds=lease_seconds))
+def extend_lease(session: Session, *, owner: str, now: dt.datetime, lease_seconds: float) -> int:
+    """Push back the expiry of every row ``owner`` still holds; returns how many.
+
+    On PostgreSQL the rows are locked ``FOR UPDATE SKIP LOCKED`` first: a row another
+    transaction is writing at this moment (the worker recording its result) is left to that
+    transaction, so a heartbeat never waits on, or deadlocks with, its own worker's writes.
+    """
+    mine = and_(T.c.lease_owner == owner, T.c.status == DeliveryStatus.SENDING.value)
+    if session.get_bind().dialect.name == "postgresql":
+        locked = select(T.c.id).where(mine).with_for_update(skip_locked=True)
+        mine = T.c.id.in_(locked.scalar_subquery())
+    result = session.execute(
+        update(T).where(mine).values(lease_expires_at=now + dt.timedelta(seconds=lease_seconds))
     )
+    return int(cast(CursorResult[Any], result).rowcount or 0)
 
 
 def release(session: Session, *, owner: str) -> int:

@@ -58,6 +58,10 @@ class Settings:
     retry_give_up_hours: float = 96.0
     throttle_pause_seconds: float = 30.0
     bounce_limit: int = 3
+    verp: bool = True
+    block_pause_threshold: int = 10
+    block_pause_window_minutes: float = 10.0
+    block_pause_minutes: float = 30.0
     complaint_rate_limit: float = 0.003
     bounce_rate_limit: float = 0.05
     smtp_timeout: float = 30.0
@@ -120,6 +124,13 @@ DESCRIPTIONS: dict[str, str] = {
     "retry_give_up_hours": "age after which a deferred message is failed",
     "throttle_pause_seconds": "pause of the whole send after a throttling reply",
     "bounce_limit": "hard bounces after which a subscriber is marked bounced",
+    "verp": "with bounce_address set, each message's envelope sender names its delivery, signed"
+    " (bounces+ID-MAC@domain); false sends every message from bounce_address itself",
+    "block_pause_threshold": "blocks (spam, policy refusals) from one receiving domain that pause"
+    " sending to it",
+    "block_pause_window_minutes": "the minutes within which block_pause_threshold blocks pause a"
+    " domain",
+    "block_pause_minutes": "how long sending to a domain pauses after a burst of blocks",
     "complaint_rate_limit": "an issue's complaints per delivered copy above which the next "
     "weekly send is held (0.003 = 0.3%, Gmail's limit for bulk senders; 1 = never)",
     "bounce_rate_limit": "an issue's hard bounces per copy sent above which the next weekly "
@@ -309,7 +320,24 @@ def _coerce(key: str, raw: Any, origin: str) -> Any:
         return raw
     if kind in ("int", "float"):
         return bounded_number(key, raw, whole=kind == "int", where=where)
+    if kind == "bool":
+        return _boolean(key, raw, where)
     raise AssertionError(kind)  # pragma: no cover
+
+
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+
+def _boolean(key: str, raw: Any, where: str) -> bool:
+    """A TOML boolean, or an environment string: true/false, yes/no, on/off, 1/0."""
+    if isinstance(raw, bool):
+        return raw
+    text = raw.strip().lower() if isinstance(raw, str) else None
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    shown = raw if not isinstance(raw, str) or len(raw) <= 40 else f"{raw[:30]}..."
+    raise ConfigError(f"{key}: expected true or false, got {shown!r}{where}")
 
 
 def _validated(values: Mapping[str, Any], origins: Mapping[str, str]) -> Settings:

@@ -32,6 +32,9 @@ UPPER_BOUNDS: dict[str, float] = {
     "retry_give_up_hours": 8_760,  # a year
     "throttle_pause_seconds": 3_600,
     "bounce_limit": 1_000,
+    "block_pause_threshold": 100_000,
+    "block_pause_window_minutes": 1_440,  # a day
+    "block_pause_minutes": 10_080,  # a week
     "complaint_rate_limit": 1,  # a fraction of the copies: 1 never holds
     "bounce_rate_limit": 1,
     "smtp_timeout": 3_600,

@@ -15,7 +15,15 @@ from weekly_mailer.store.bounce_models import BounceEvent
 from weekly_mailer.store.db import current_revision, downgrade, head_revision, make_engine, upgrade
 from weekly_mailer.store.models import Base, Subscriber
 
-TABLES = {"subscriber", "subscriber_event", "issue", "delivery", "bounce_event", "week_hold"}
+TABLES = {
+    "subscriber",
+    "subscriber_event",
+    "issue",
+    "delivery",
+    "bounce_event",
+    "week_hold",
+    "domain_pause",
+}
 
 
 def _round_trip(url: str) -> None:

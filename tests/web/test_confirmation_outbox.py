@@ -27,6 +27,7 @@ from weekly_mailer.compose import confirmation_message_id
 from weekly_mailer.config import Settings
 from weekly_mailer.store.db import Database
 from weekly_mailer.store.models import SubscriberStatus
+from weekly_mailer.tokens import VerpCodec
 
 BOUNCES = "bounces@news.example.org"
 DOMAIN = "news.example.org"
@@ -65,7 +66,9 @@ def confirm_path(data: bytes) -> str:
 
 
 def check_sealed(received: Received, settings: Settings, record: bytes, sub_id: int) -> None:
-    assert received.mail_from == BOUNCES  # the envelope sender is the bounce address
+    # The envelope sender is the bounce address, in its VERP form for this delivery (row 1).
+    assert received.mail_from == VerpCodec(settings.secret_key, BOUNCES).address(1)
+    assert received.mail_from.startswith("bounces+1-")
     assert dkim.verify(received.data, dnsfunc=dns_for(record))
     assert not dkim.verify(received.data.replace(b"Hello", b"Hullo"), dnsfunc=dns_for(record))
     msg = message_from_bytes(received.data)

@@ -81,10 +81,49 @@ def check(settings: Settings) -> list[Finding]:
             )
         )
 
+    if settings.bounce_address:
+        verp = "VERP on: bounces come back tagged with their delivery" if settings.verp else (
+            "VERP off (verp = false)"
+        )
+        out.append(Finding("ok", f"bounce_address {settings.bounce_address}: {verp}"))
+
     if settings.templates_dir and not Path(settings.templates_dir).is_dir():
         out.append(Finding("fail", f"templates_dir {settings.templates_dir!r} is not a folder"))
 
     out.extend(_dkim_findings(settings))
+    out.extend(_block_findings(settings))
+    return out
+
+
+def _block_findings(settings: Settings) -> list[Finding]:
+    """A line per receiving domain that blocked us in the last 24 hours, and per pause in
+    force; nothing when the database cannot be read (its own check says why)."""
+    from weekly_mailer.clock import utcnow
+    from weekly_mailer.store.db import Database
+    from weekly_mailer.subscribers.bounce_report import pauses_in_force, recent_blocks
+
+    now = utcnow()
+    try:
+        db = Database(settings)
+    except WeeklyMailerError:
+        return []
+    try:
+        with db.sessions() as session:
+            blocks = recent_blocks(session, now=now, hours=24)
+            pauses = pauses_in_force(session, now=now)
+    except Exception:  # noqa: BLE001 - doctor reports, it never fails on a read
+        return []
+    finally:
+        db.close()
+    out = [
+        Finding(
+            "warn",
+            f"blocked: {b.blocks} at {b.domain} in the last 24 hours (latest: {b.reason}); "
+            "check SPF, DKIM, DMARC and the sending IP's block-list entries",
+        )
+        for b in blocks
+    ]
+    out.extend(Finding("warn", p.line()) for p in pauses)
     return out
 
 

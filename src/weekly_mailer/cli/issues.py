@@ -16,6 +16,7 @@ from weekly_mailer import issues as svc
 from weekly_mailer.cli._common import AppContext, pass_app
 from weekly_mailer.cli._delivery import deliver_with_progress, stop_on_signals, summary_table
 from weekly_mailer.errors import IssueError
+from weekly_mailer.subscribers.bounce_report import IssueRefusals, issue_refusals
 
 STATES = ("queued", "sending", "sent", "deferred", "failed", "skipped")
 
@@ -72,6 +73,7 @@ def show(app: AppContext, issue_id: int, limit: int) -> None:
         issue = svc.get_issue(session, issue_id)
         counts = svc.counts(session, issue_id)
         failures = svc.failures(session, issue_id, limit=limit)
+        refusals = issue_refusals(session, issue_id, now=app.clock())
     click.echo(f"Issue #{issue.id}: {issue.subject or '(no subject)'}")
     click.echo(f"Week of {issue.send_week}  status {issue.status}")
     if issue.reason:
@@ -81,6 +83,7 @@ def show(app: AppContext, issue_id: int, limit: int) -> None:
     if issue.finished_at:
         click.echo(f"Finished {issue.finished_at:%Y-%m-%d %H:%M:%S} UTC")
     summary_table("Deliveries", counts)
+    _show_refusals(refusals)
     if failures:
         table = Table(title="Failed and deferred", title_justify="left")
         for col in ("address", "state", "tries", "reply", "next try (UTC)"):
@@ -100,6 +103,19 @@ def show(app: AppContext, issue_id: int, limit: int) -> None:
         if shown > len(failures):
             click.echo(f"… and {shown - len(failures)} more (--limit).")
         click.echo(f"Resend them with `weekly-mailer issues retry {issue.id}`.")
+
+
+def _show_refusals(refusals: IssueRefusals) -> None:
+    """The refusals by class (only hard ones count toward bounce_limit), the domains that
+    blocked the issue, and the pauses in force for them."""
+    shown = {k: n for k, n in refusals.by_kind.items() if n}
+    if not shown:
+        return
+    click.echo("Bounces by class: " + ", ".join(f"{k} {n}" for k, n in shown.items()))
+    for b in refusals.blocked:
+        click.echo(f"blocked: {b.blocks} at {b.domain}: {b.reason}")
+    for p in refusals.pauses:
+        click.echo(p.line())
 
 
 @issues.command()

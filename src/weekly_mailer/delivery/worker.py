@@ -25,14 +25,13 @@ from weekly_mailer.delivery.backends.base import (
     BackendBusyError,
     BackendUnavailableError,
     Envelope,
-    NotABounce,
     SendHaltedError,
 )
 from weekly_mailer.delivery.breaker import Breaker
 from weekly_mailer.delivery.heartbeat import Heartbeat
 from weekly_mailer.delivery.policy import Stats, backoff, hard_throttle, hurry_for, make_owner
 from weekly_mailer.delivery.ratelimit import SlowDown, ThrottleGate, TokenBucket
-from weekly_mailer.delivery.results import note_stale, write_outcomes
+from weekly_mailer.delivery.results import PauseRule, counts_as_bounce, note_stale, write_outcomes
 from weekly_mailer.errors import (
     ConfigError,
     DeliveryError,
@@ -282,7 +281,7 @@ class Worker:
             self._unavailable = exc
             return untried
         except PermanentFailure as exc:  # its bounce is counted by the breaker, or dropped
-            self._note_refusal(row, exc, bounce=not isinstance(exc, NotABounce))
+            self._note_refusal(row, exc, bounce=counts_as_bounce(exc))
             return Outcome(row, DeliveryStatus.FAILED.value, code=exc.code, error=str(exc))
         except TemporaryFailure as exc:
             self._note_refusal(row, None)
@@ -361,7 +360,8 @@ class Worker:
         with self.sessions.begin() as session:
             limit = self.settings.bounce_limit
             write_outcomes(
-                session, outcomes, owner=self.owner, bounce_limit=limit, now=now, bounces=bounces
+                session, outcomes, owner=self.owner, bounce_limit=limit, now=now, bounces=bounces,
+                pause=PauseRule.of(self.settings),
             )
             if time.monotonic() - self._lease_at > self.settings.lease_seconds / 4:
                 outbox.extend_lease(

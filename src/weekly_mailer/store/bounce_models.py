@@ -65,3 +65,21 @@ class BounceEvent(Base):
 
     def __repr__(self) -> str:
         return f"<BounceEvent {self.id} {self.kind} {self.recipient}>"
+
+
+class DomainPause(Base):
+    """Sending to one receiving domain paused after a burst of blocks (one row per domain, the
+    latest pause): its waiting rows were moved to ``until`` (``outbox.pause_domain``)."""
+
+    __tablename__ = "domain_pause"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    domain: Mapped[str] = mapped_column(String(255), unique=True)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    until: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    blocks: Mapped[int] = mapped_column(Integer, default=0)  # blocks that made (and kept) it
+    reason: Mapped[str] = mapped_column(Text, default="")  # the latest block's reply
+    rows_moved: Mapped[int] = mapped_column(Integer, default=0)
+
+    def __repr__(self) -> str:
+        return f"<DomainPause {self.domain} until {self.until:%Y-%m-%d %H:%M}>"

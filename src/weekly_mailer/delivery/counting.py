@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from sqlalchemy.orm import Session
 
 from weekly_mailer import metrics
+from weekly_mailer.delivery.refusals import outcome_class
 from weekly_mailer.store.committed import after_commit
 from weekly_mailer.store.models import DeliveryStatus
 from weekly_mailer.store.outbox import Outcome, StaleRow
@@ -21,9 +22,13 @@ COUNTED = frozenset(
 
 
 def bounce_class(outcome: Outcome) -> str:
-    """What a failed or deferred attempt's reply means (the one classifier); ``none`` else."""
+    """What a failed or deferred attempt's reply means (the one classifier); ``none`` else.
+    A failed row's class is the one its ``bounce_event`` row records (``refusals``)."""
     if outcome.status == DeliveryStatus.SENT.value:
         return "none"
+    recorded = outcome_class(outcome)
+    if recorded is not None:
+        return recorded.kind.value
     return classify(code=outcome.code, text=outcome.error).kind.value
 
 

@@ -155,8 +155,9 @@ def test_send_metrics_during_and_after_agree_with_the_ledger(tmp_path: Path) -> 
     assert value(after, "weekly_mailer_outbox_depth", kind="issue", state="sending") == 0
     assert value(after, "weekly_mailer_outbox_depth", kind="issue", state="deferred") == 2
     assert value(after, "weekly_mailer_list_health_issue_sent") == 113
-    # The 5 refusals at send time are recorded as hard bounce_event rows (docs/bounces.md).
-    assert value(after, "weekly_mailer_list_health_rate", rate="hard_bounce") == 5 / 113
+    # The 5 refusals at send time are hard bounces; the rate is the guard's (issues.health):
+    # hard bounces per copy attempted, 5 of 113 delivered + 5 refused.
+    assert value(after, "weekly_mailer_list_health_rate", rate="hard_bounce") == 5 / 118
 
 
 def _get(url: str) -> int:

@@ -18,9 +18,11 @@ def expose_metrics(app: AppContext, *, linger: bool = False) -> None:
     if not settings.metrics_address:
         return
     from weekly_mailer import metrics
+    from weekly_mailer.issues.health import issue_health
     from weekly_mailer.store.gauges import DatabaseCollector
 
-    listener = metrics.start_listener(settings.metrics_address, [DatabaseCollector(app.db.engine)])
+    collector = DatabaseCollector(app.db.engine, health=issue_health)
+    listener = metrics.start_listener(settings.metrics_address, [collector])
     click.echo(f"Metrics on http://{settings.metrics_address}/metrics", err=True)
 
     def close() -> None:

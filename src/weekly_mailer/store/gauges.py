@@ -14,11 +14,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from weekly_mailer.store.bounce_models import BounceEvent, BounceKind
 from weekly_mailer.store.db import READ_ONLY
@@ -38,6 +39,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class HealthFigures(Protocol):
+    """One issue's list health as the guard counts it (``issues.health.IssueHealth``)."""
+
+    @property
+    def delivered(self) -> int: ...
+    @property
+    def bounce_rate(self) -> float: ...
+    @property
+    def complaint_rate(self) -> float: ...
+
+
+# The edges pass ``issues.health.issue_health`` (the store cannot import the services), so the
+# gauges and the guard that holds a send read the same rates.
+HealthFn = Callable[[Session, int], HealthFigures]
+
+
 @dataclasses.dataclass(frozen=True)
 class Reading:
     """What one look at the database found."""
@@ -49,14 +66,25 @@ class Reading:
     complaints: int  # complaints since that issue was enqueued
     reports: dict[str, int]  # bounce_event rows by kind, ever
     complaints_ever: int
+    guard_rates: tuple[float, float] | None = None  # (hard bounce, complaint), from ``health``
 
     def rate(self, n: int) -> float:
         return n / self.issue_sent if self.issue_sent else 0.0
 
+    @property
+    def hard_bounce_rate(self) -> float:
+        return self.rate(self.hard_bounces) if self.guard_rates is None else self.guard_rates[0]
 
-def read(conn: Connection) -> Reading:
+    @property
+    def complaint_rate(self) -> float:
+        return self.rate(self.complaints) if self.guard_rates is None else self.guard_rates[1]
+
+
+def read(conn: Connection, *, health: HealthFn | None = None) -> Reading:
     """Every gauge's value, in a few cheap queries (the open states are a small part of the
-    outbox, and each count uses an index)."""
+    outbox, and each count uses an index). With ``health``, the latest issue's rates are the
+    ones the list-health guard judges; without it, reports since the issue was enqueued per
+    copy sent."""
     depth = {(k.value, s.value): 0 for k in DeliveryKind for s in OPEN_STATES}
     for kind, status, n in conn.execute(
         select(Delivery.kind, Delivery.status, func.count())
@@ -104,7 +132,12 @@ def read(conn: Connection) -> Reading:
         conn.scalar(select(func.count()).where(SubscriberEvent.kind == EventKind.COMPLAINED.value))
         or 0
     )
+    guard_rates = None
+    if health is not None and latest is not None:
+        figures = health(Session(bind=conn), int(latest.id))
+        guard_rates = (figures.bounce_rate, figures.complaint_rate)
     return Reading(
+        guard_rates=guard_rates,
         depth=depth,
         issue_id=None if latest is None else int(latest.id),
         issue_sent=int(sent),
@@ -124,8 +157,10 @@ class DatabaseCollector(Collector):
         *,
         cache_seconds: float = 2.0,
         monotonic: Callable[[], float] = time.monotonic,
+        health: HealthFn | None = None,
     ) -> None:
         self.engine = engine
+        self.health = health
         self.cache_seconds = cache_seconds
         self.monotonic = monotonic
         self._lock = threading.Lock()
@@ -144,7 +179,7 @@ class DatabaseCollector(Collector):
             try:
                 with self.engine.connect().execution_options(**{READ_ONLY: True}) as conn:
                     with conn.begin():
-                        self._reading = read(conn)
+                        self._reading = read(conn, health=self.health)
                 self._up = True
             except Exception as exc:  # noqa: BLE001 - a scrape must answer, whatever the DB does
                 if self._up or self._reading is None:
@@ -172,12 +207,12 @@ class DatabaseCollector(Collector):
         yield depth
         health = GaugeMetricFamily(
             "weekly_mailer_list_health_rate",
-            "Hard-bounce and complaint reports since the latest issue was enqueued, per copy of "
-            "it sent (0 before any was sent).",
+            "The latest issue's hard-bounce and complaint rates, as the list-health guard counts "
+            "them (0 before any copy was sent).",
             labels=["rate"],
         )
-        health.add_metric(["hard_bounce"], r.rate(r.hard_bounces))
-        health.add_metric(["complaint"], r.rate(r.complaints))
+        health.add_metric(["hard_bounce"], r.hard_bounce_rate)
+        health.add_metric(["complaint"], r.complaint_rate)
         yield health
         yield GaugeMetricFamily(
             "weekly_mailer_list_health_issue_sent",

@@ -17,11 +17,11 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import IO, Any
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from weekly_mailer.clock import utcnow
-from weekly_mailer.store.models import EventKind, Subscriber, SubscriberEvent, SubscriberStatus
+from weekly_mailer.store.models import EventKind, Subscriber, SubscriberStatus
 from weekly_mailer.subscribers.parse import ParsedRow, RowError, read_chunks
 from weekly_mailer.subscribers.rules import _activate, _chunks, record
 
@@ -44,6 +44,7 @@ _SUPPRESSIONS = (
     SubscriberStatus.COMPLAINED.value,
 )
 _LOOKUP = 1000  # addresses per SELECT … IN
+_ACTIVE = SubscriberStatus.ACTIVE.value
 
 
 def _wanted_status(file_status: str | None, *, confirmed: bool) -> str:
@@ -103,32 +104,24 @@ class Importer:
             else:
                 unique[row.key] = row
         changes: dict[int, str] = {}
-        for chunk in _chunks(list(unique), _LOOKUP):
-            found = session.execute(
-                select(Subscriber.id, Subscriber.email_key, Subscriber.status).where(
-                    Subscriber.email_key.in_(chunk)
-                )
-            )
-            for sub_id, key, status in found:
-                row = unique.pop(key)
-                if self._seen(sub_id):
-                    report.duplicates += 1
-                    continue
-                wanted = _wanted_status(row.status, confirmed=self.confirmed)
-                if status in _SUPPRESSIONS:
-                    if self.resubscribe and wanted in _SUPPRESSIONS:
-                        report.kept_unsubscribed += 1
-                    elif self.resubscribe:
-                        changes[sub_id] = wanted
-                    else:
-                        report.kept_unsubscribed += 1
-                elif wanted in _SUPPRESSIONS or (
-                    status == SubscriberStatus.PENDING.value
-                    and wanted == SubscriberStatus.ACTIVE.value
-                ):
+        for sub_id, key, status in self._known(session, list(unique)):
+            row = unique.pop(key)
+            if self._seen(sub_id):
+                report.duplicates += 1
+                continue
+            wanted = _wanted_status(row.status, confirmed=self.confirmed)
+            if status in _SUPPRESSIONS:  # who left comes back only with --resubscribe
+                if self.resubscribe and wanted not in _SUPPRESSIONS:
                     changes[sub_id] = wanted
                 else:
-                    report.unchanged += 1
+                    report.kept_unsubscribed += 1
+            elif wanted in _SUPPRESSIONS or (
+                status == SubscriberStatus.PENDING.value
+                and wanted == SubscriberStatus.ACTIVE.value
+            ):
+                changes[sub_id] = wanted
+            else:
+                report.unchanged += 1
         if changes:
             self._change(session, changes)
         if unique:
@@ -145,6 +138,21 @@ class Importer:
             report.added += len(ids)
             report.unchanged += len(new) - len(ids)  # signed up meanwhile (PostgreSQL only)
         session.flush()
+
+    def _known(self, session: Session, keys: list[str]) -> Iterable[tuple[int, str, str]]:
+        """(id, key, status) of the subscribers among these addresses."""
+        conn = session.connection()
+        if conn.dialect.name == "postgresql":  # one array parameter: an index scan, no long IN
+            sql = "SELECT id, email_key, status FROM subscriber WHERE email_key = ANY(%s)"
+            for sub_id, key, status in conn.exec_driver_sql(sql, (keys,)):
+                yield int(sub_id), str(key), str(status)
+            return
+        for chunk in _chunks(keys, _LOOKUP):
+            yield from session.execute(
+                select(Subscriber.id, Subscriber.email_key, Subscriber.status).where(
+                    Subscriber.email_key.in_(chunk)
+                )
+            )
 
     def _change(self, session: Session, changes: dict[int, str]) -> None:
         """Known subscribers whose status the file changes, with their events (few, by ORM)."""
@@ -188,20 +196,44 @@ class Importer:
         }
 
     def _insert_new(self, session: Session, new: list[tuple[ParsedRow, str]]) -> list[int]:
-        """SQLite: an executemany (the write lock is held since BEGIN: no one else inserts)."""
-        ids = list(
-            session.scalars(
-                insert(Subscriber).returning(Subscriber.id, sort_by_parameter_order=True),
-                [self._new_row(row, status) for row, status in new],
+        """SQLite: two executemany on the driver's cursor. The write lock is held since BEGIN, so
+        no one else inserts meanwhile and the new ids follow the largest one."""
+        conn = session.connection()
+        # SQLAlchemy's SQLite DATETIME storage format, of the UTC time (as UTCDateTime stores)
+        now = self.now.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        source, active, left = self.source, _ACTIVE, SubscriberStatus.UNSUBSCRIBED.value
+        top = conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM subscriber").scalar_one()
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor.executemany(
+            "INSERT INTO subscriber (email, email_key, name, status, created_at, updated_at, "
+            "source, confirmed_at, consent_at, consent_source, unsubscribed_at, bounce_count) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+            [
+                (row.email, row.key, row.name, status, now, now, source,
+                 now if status == active else None, now, source,
+                 now if status == left else None)
+                for row, status in new
+            ],
+        )  # fmt: skip
+        ids = list(range(int(top) + 1, int(top) + 1 + len(new)))
+        last = conn.exec_driver_sql("SELECT max(id) FROM subscriber").scalar_one()
+        if last != (ids[-1] if ids else top):  # not consecutive after all: ask for them
+            by_key: dict[str, int] = dict(
+                conn.exec_driver_sql(
+                    "SELECT email_key, id FROM subscriber WHERE id > ?", (top,)
+                )
             )
+            ids = [int(by_key[row.key]) for row, _ in new]
+        cursor.executemany(
+            "INSERT INTO subscriber_event (subscriber_id, kind, at, source, detail) "
+            "VALUES (?, ?, ?, ?, '')",
+            [
+                (sid, kind, now, source)
+                for sid, (_, status) in zip(ids, new, strict=True)
+                for kind in _event_kinds(status)
+            ],
         )
-        events = [
-            {"subscriber_id": sid, "kind": kind, "at": self.now, "source": self.source,
-             "detail": ""}
-            for sid, (_, status) in zip(ids, new, strict=True)
-            for kind in _event_kinds(status)
-        ]  # fmt: skip
-        session.execute(insert(SubscriberEvent), events)
+        cursor.close()
         return ids
 
     def _copy_new(self, session: Session, new: list[tuple[ParsedRow, str]]) -> list[int]:

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -183,8 +184,15 @@ class Issue(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     enqueued_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Set by `issues archive`: the per-state counts of the delivery rows moved out, and when.
+    archived_counts: Mapped[dict[str, int] | None] = mapped_column(JSON)
+    archived_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     deliveries: Mapped[list[Delivery]] = relationship(back_populates="issue")
+
+
+_OPEN = text("status IN ('queued', 'deferred', 'sending')")
+_LEASED = text("status = 'sending'")
 
 
 class Delivery(Base):
@@ -194,8 +202,14 @@ class Delivery(Base):
     __tablename__ = "delivery"
     __table_args__ = (
         UniqueConstraint("issue_id", "subscriber_id"),  # NULLs differ: confirmations are free
-        Index("ix_delivery_claim", "issue_id", "status", "next_attempt_at"),
-        Index("ix_delivery_kind_claim", "kind", "status", "next_attempt_at"),
+        # Sized for ten million rows (migration 0006): the per-issue counts; the open rows in
+        # id order, which is how a claim walks them; the leases of the rows being sent. Rows
+        # already sent or failed are in none of the partial indexes.
+        Index("ix_delivery_issue_status", "issue_id", "status"),
+        Index("ix_delivery_open", "issue_id", "id", postgresql_where=_OPEN, sqlite_where=_OPEN),
+        Index(
+            "ix_delivery_leased", "lease_expires_at", postgresql_where=_LEASED, sqlite_where=_LEASED
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -159,14 +159,16 @@ def next_due(
 
 
 def counts(session: Session, issue_id: int) -> dict[str, int]:
-    """Rows per delivery state for one issue (every state present, zeros included)."""
-    found: dict[str, int] = {}
+    """Rows per delivery state for one issue (every state present, zeros included), with
+    those of its rows that ``issues archive`` moved out (kept on the issue row)."""
+    archived = session.scalar(select(Issue.archived_counts).where(Issue.id == issue_id))
+    found: dict[str, int] = {k: int(v) for k, v in (archived or {}).items()}
     for status, n in session.execute(
         select(Delivery.status, func.count())
         .where(Delivery.issue_id == issue_id)
         .group_by(Delivery.status)
     ):
-        found[status] = int(n)
+        found[status] = found.get(status, 0) + int(n)
     return {s.value: int(found.get(s.value, 0)) for s in DeliveryStatus}
 
 

@@ -191,7 +191,8 @@ class Issue(Base):
     deliveries: Mapped[list[Delivery]] = relationship(back_populates="issue")
 
 
-_OPEN = text("status IN ('queued', 'deferred', 'sending')")
+_DUE = text("status IN ('queued', 'deferred')")
+_CONFIRM_DUE = text("kind = 'confirmation' AND status IN ('queued', 'deferred')")
 _LEASED = text("status = 'sending'")
 
 
@@ -202,11 +203,17 @@ class Delivery(Base):
     __tablename__ = "delivery"
     __table_args__ = (
         UniqueConstraint("issue_id", "subscriber_id"),  # NULLs differ: confirmations are free
-        # Sized for ten million rows (migration 0006): the per-issue counts; the open rows in
-        # id order, which is how a claim walks them; the leases of the rows being sent. Rows
-        # already sent or failed are in none of the partial indexes.
+        # Sized for ten million rows (migration 0006; how claims use them: outbox/picking.py):
+        # the per-issue counts; the due rows, the due confirmations and the leased rows, each
+        # a partial index, so rows already sent or failed are in none of them.
         Index("ix_delivery_issue_status", "issue_id", "status"),
-        Index("ix_delivery_open", "issue_id", "id", postgresql_where=_OPEN, sqlite_where=_OPEN),
+        Index("ix_delivery_due", "id", postgresql_where=_DUE, sqlite_where=_DUE),
+        Index(
+            "ix_delivery_confirm_due",
+            "id",
+            postgresql_where=_CONFIRM_DUE,
+            sqlite_where=_CONFIRM_DUE,
+        ),
         Index(
             "ix_delivery_leased", "lease_expires_at", postgresql_where=_LEASED, sqlite_where=_LEASED
         ),

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import and_, bindparam, case, func, select, update
+from sqlalchemy import and_, bindparam, func, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
@@ -16,14 +16,13 @@ from weekly_mailer.store.models import (
     DeliveryStatus,
     Subscriber,
 )
+from weekly_mailer.store.outbox.picking import pick
 from weekly_mailer.store.outbox.rows import (
     OPEN_STATES,
     SENDABLE,
     ClaimedRow,
     Outcome,
     T,
-    claimable,
-    issue_filter,
     released_status,
 )
 
@@ -78,18 +77,7 @@ def claim(
     longer get them (an issue copy: not active; a confirmation: confirmed already, or
     complained) are marked ``skipped`` here, at send time.
     """
-    order: list[Any] = [Delivery.id]
-    if issue_id is None and kind is None:  # a person waits for a confirmation: those first
-        order.insert(0, case((Delivery.kind == DeliveryKind.CONFIRMATION.value, 0), else_=1))
-    pick = (
-        select(Delivery.id)
-        .where(issue_filter(issue_id, kind), claimable(now))
-        .order_by(*order)
-        .limit(limit)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        pick = pick.with_for_update(skip_locked=True)
-    ids = list(session.scalars(pick))
+    ids = pick(session, now=now, limit=limit, issue_id=issue_id, kind=kind)
     if not ids:
         return [], 0
     found = session.execute(

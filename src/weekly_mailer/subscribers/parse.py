@@ -20,6 +20,7 @@ import json
 import multiprocessing
 import os
 import re
+import signal
 from collections.abc import Generator, Iterable, Iterator
 from typing import IO, Any, NamedTuple
 
@@ -311,7 +312,9 @@ def _csv_chunks(lines: Iterator[Line], *, workers: int | None, chunk_rows: int) 
         return
     count = workers or len(os.sched_getaffinity(0))
     pool = concurrent.futures.ProcessPoolExecutor(
-        max_workers=count, mp_context=multiprocessing.get_context("forkserver")
+        max_workers=count,
+        mp_context=multiprocessing.get_context("forkserver"),
+        initializer=_quiet_worker,
     )
     try:
         running: collections.deque[concurrent.futures.Future[Any]] = collections.deque()
@@ -327,6 +330,11 @@ def _csv_chunks(lines: Iterator[Line], *, workers: int | None, chunk_rows: int) 
             errors = []
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _quiet_worker() -> None:
+    """A worker leaves Ctrl-C to the importing process, which stops the pool (no tracebacks)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _chain(

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import resource
 import sqlite3
 import subprocess
 import sys
@@ -68,7 +67,9 @@ def child(url: str, path: str) -> None:
     with sessions.begin() as session:
         stored = session.scalar(select(func.count()).select_from(Subscriber))
     engine.dispose()
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM, not ru_maxrss: Linux carries the parent's RSS at fork into ru_maxrss across exec.
+    status = Path("/proc/self/status").read_text()
+    own = int(status.split("VmHWM:")[1].split()[0]) / 1024
     print(json.dumps({"seconds": elapsed, "bad": bad, "added": importer.report.added,
                       "stored": stored, "rss_mb": own}))  # fmt: skip
 

@@ -7,7 +7,7 @@ deferred) and of due confirmations, which claims walk in id order, and on the le
 the rows being sent. Archiving keeps an issue's counts on the issue row.
 
 Revision ID: 0006
-Revises: 0003
+Revises: 0005
 Create Date: 2026-12-02 06:30:00
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0003"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

@@ -69,7 +69,7 @@ class IssueRenderers:
             message_id = make_message_id(settings, week, row.subscriber_id)
             date = clock().replace(microsecond=0)
             data = personalise(skeleton, recipient, message_id=message_id, date=date)
-            return envelopes.seal(row.email, data, message_id)
+            return envelopes.seal(row.email, data, message_id, delivery_id=row.delivery_id)
 
         return render
 
@@ -91,6 +91,6 @@ class IssueRenderers:
                 date=clock().replace(microsecond=0),
                 message_id=message_id,
             )
-            return envelopes.seal(row.email, data, message_id)
+            return envelopes.seal(row.email, data, message_id, delivery_id=row.delivery_id)
 
         return render

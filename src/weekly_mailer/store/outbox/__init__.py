@@ -34,6 +34,7 @@ from weekly_mailer.store.outbox.issue_rows import (
     refused,
     retry,
 )
+from weekly_mailer.store.outbox.pauses import pause_domain
 from weekly_mailer.store.outbox.rows import OPEN_STATES, ClaimedRow, Outcome, StaleRow
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "leased_rows",
     "next_due",
     "open_confirmation",
+    "pause_domain",
     "record",
     "refused",
     "release",

@@ -10,6 +10,8 @@ from sqlalchemy import and_, bindparam, func, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
+from weekly_mailer import metrics
+from weekly_mailer.store.committed import after_commit
 from weekly_mailer.store.models import (
     Delivery,
     DeliveryKind,
@@ -125,6 +127,8 @@ def claim(
                     lease_expires_at=None,
                 )
             )
+    if inactive or unneeded:
+        after_commit(session, lambda: _count_skipped(len(inactive), len(unneeded)))
     if rows:
         session.execute(
             update(Delivery)
@@ -136,6 +140,13 @@ def claim(
             )
         )
     return rows, len(inactive) + len(unneeded)
+
+
+def _count_skipped(issue_copies: int, confirmations: int) -> None:
+    metrics.count_messages(DeliveryKind.ISSUE.value, DeliveryStatus.SKIPPED.value, issue_copies)
+    metrics.count_messages(
+        DeliveryKind.CONFIRMATION.value, DeliveryStatus.SKIPPED.value, confirmations
+    )
 
 
 def record(
@@ -206,13 +217,21 @@ def record(
         )
 
 
-def extend_lease(session: Session, *, owner: str, now: dt.datetime, lease_seconds: float) -> None:
-    """Push back the expiry of every row ``owner`` still holds."""
-    session.execute(
-        update(Delivery)
-        .where(Delivery.lease_owner == owner, Delivery.status == DeliveryStatus.SENDING.value)
-        .values(lease_expires_at=now + dt.timedelta(seconds=lease_seconds))
+def extend_lease(session: Session, *, owner: str, now: dt.datetime, lease_seconds: float) -> int:
+    """Push back the expiry of every row ``owner`` still holds; returns how many.
+
+    On PostgreSQL the rows are locked ``FOR UPDATE SKIP LOCKED`` first: a row another
+    transaction is writing at this moment (the worker recording its result) is left to that
+    transaction, so a heartbeat never waits on, or deadlocks with, its own worker's writes.
+    """
+    mine = and_(T.c.lease_owner == owner, T.c.status == DeliveryStatus.SENDING.value)
+    if session.get_bind().dialect.name == "postgresql":
+        locked = select(T.c.id).where(mine).with_for_update(skip_locked=True)
+        mine = T.c.id.in_(locked.scalar_subquery())
+    result = session.execute(
+        update(T).where(mine).values(lease_expires_at=now + dt.timedelta(seconds=lease_seconds))
     )
+    return int(cast(CursorResult[Any], result).rowcount or 0)
 
 
 def release(session: Session, *, owner: str) -> int:

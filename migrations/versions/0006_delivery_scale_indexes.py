@@ -2,9 +2,9 @@
 
 The two full claim indexes (issue_id, status, next_attempt_at) and (kind, status,
 next_attempt_at) held every row ever sent and were written on every enqueue. They become:
-(issue_id, status) for the per-issue counts; partial indexes on the id of due rows (queued,
-deferred) and of due confirmations, which claims walk in id order, and on the lease expiry of
-the rows being sent. Archiving keeps an issue's counts on the issue row.
+(issue_id, status) for the per-issue counts; partial indexes on the id of open rows (queued,
+deferred, sending; with kind and status, for the outbox depth gauge) and of due confirmations,
+which claims walk in id order, and on the lease expiry of the rows being sent. Archiving keeps an issue's counts on the issue row.
 
 Revision ID: 0006
 Revises: 0005
@@ -21,7 +21,7 @@ down_revision = "0005"
 branch_labels = None
 depends_on = None
 
-DUE = sa.text("status IN ('queued', 'deferred')")
+OPEN = sa.text("status IN ('queued', 'deferred', 'sending')")
 CONFIRM_DUE = sa.text("kind = 'confirmation' AND status IN ('queued', 'deferred')")
 LEASED = sa.text("status = 'sending'")
 
@@ -30,7 +30,14 @@ def upgrade() -> None:
     op.drop_index("ix_delivery_claim", table_name="delivery")
     op.drop_index("ix_delivery_kind_claim", table_name="delivery")
     op.create_index("ix_delivery_issue_status", "delivery", ["issue_id", "status"])
-    op.create_index("ix_delivery_due", "delivery", ["id"], postgresql_where=DUE, sqlite_where=DUE)
+    op.create_index(
+        "ix_delivery_open",
+        "delivery",
+        ["id"],
+        postgresql_include=["kind", "status"],
+        postgresql_where=OPEN,
+        sqlite_where=OPEN,
+    )
     op.create_index(
         "ix_delivery_confirm_due",
         "delivery",
@@ -56,7 +63,7 @@ def downgrade() -> None:
     op.drop_column("issue", "archived_counts")
     op.drop_index("ix_delivery_leased", table_name="delivery")
     op.drop_index("ix_delivery_confirm_due", table_name="delivery")
-    op.drop_index("ix_delivery_due", table_name="delivery")
+    op.drop_index("ix_delivery_open", table_name="delivery")
     op.drop_index("ix_delivery_issue_status", table_name="delivery")
     op.create_index("ix_delivery_kind_claim", "delivery", ["kind", "status", "next_attempt_at"])
     op.create_index("ix_delivery_claim", "delivery", ["issue_id", "status", "next_attempt_at"])

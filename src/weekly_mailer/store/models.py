@@ -191,7 +191,7 @@ class Issue(Base):
     deliveries: Mapped[list[Delivery]] = relationship(back_populates="issue")
 
 
-_DUE = text("status IN ('queued', 'deferred')")
+_OPEN = text("status IN ('queued', 'deferred', 'sending')")
 _CONFIRM_DUE = text("kind = 'confirmation' AND status IN ('queued', 'deferred')")
 _LEASED = text("status = 'sending'")
 
@@ -204,10 +204,16 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("issue_id", "subscriber_id"),  # NULLs differ: confirmations are free
         # Sized for ten million rows (migration 0006; how claims use them: outbox/picking.py):
-        # the per-issue counts; the due rows, the due confirmations and the leased rows, each
-        # a partial index, so rows already sent or failed are in none of them.
+        # the per-issue counts; the open rows (due or leased), the due confirmations and the
+        # leased rows, each a partial index, so rows already sent or failed are in none of them.
         Index("ix_delivery_issue_status", "issue_id", "status"),
-        Index("ix_delivery_due", "id", postgresql_where=_DUE, sqlite_where=_DUE),
+        Index(
+            "ix_delivery_open",
+            "id",
+            postgresql_include=["kind", "status"],  # the outbox depth gauge reads only this
+            postgresql_where=_OPEN,
+            sqlite_where=_OPEN,
+        ),
         Index(
             "ix_delivery_confirm_due",
             "id",

@@ -7,7 +7,7 @@ range in id order and each locking with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL
 
 1. rows whose lease expired (a worker died): ``ix_delivery_leased``;
 2. due confirmations, when the claim takes them (a person is waiting): ``ix_delivery_confirm_due``;
-3. due issue copies: ``ix_delivery_due``.
+3. due issue copies: ``ix_delivery_open`` (queued, deferred and sending rows, in id order).
 
 The status tests are written as literal SQL, the same text as the indexes' predicates, so the
 planner can match them in every plan, generic ones included.

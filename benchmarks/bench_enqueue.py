@@ -150,11 +150,15 @@ def main() -> None:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql("ANALYZE delivery")
             total = conn.exec_driver_sql("SELECT count(*) FROM delivery").scalar_one()
+            size = conn.exec_driver_sql(
+                "SELECT pg_size_pretty(pg_table_size('delivery')), "
+                "pg_size_pretty(pg_indexes_size('delivery'))"
+            ).one()
         print(
             f"enqueue: {added:,} rows in {enqueue_s:.2f} s (floor: bare INSERT … SELECT "
             f"{floor_s:.2f} s; {enqueue_s / floor_s:.2f} x floor)"
         )
-        print(f"table: {total:,} delivery rows")
+        print(f"table: {total:,} delivery rows, {size[0]} of rows and {size[1]} of indexes")
 
         owners = iter(range(1_000_000))
         claimed: list[outbox.ClaimedRow] = []

@@ -1,11 +1,15 @@
 """``issues``: list the issues, show one (per-state counts, failures with SMTP replies), retry,
-and release a weekly send the list-health guard holds."""
+release a weekly send the list-health guard holds, and archive old delivery rows."""
 
 from __future__ import annotations
 
 import datetime as dt
 import getpass
+import gzip
+import io
+import os
 import threading
+from typing import BinaryIO
 
 import click
 from rich.console import Console
@@ -156,6 +160,75 @@ def retry(app: AppContext, issue_id: int, no_send: bool, include_bounced: bool) 
     with app.db.sessions.begin() as session:
         counts = svc.counts(session, issue_id)
     summary_table(f"Issue #{issue_id}", counts, stats)
+
+
+@issues.command("archive")
+@click.option(
+    "--before",
+    required=True,
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Archive finished issues of send weeks before this date (YYYY-MM-DD).",
+)
+@click.option(
+    "--to",
+    "to",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Append the rows to this gzip-compressed JSON-lines file (FILE.jsonl.gz).",
+)
+@click.option("--dry-run", is_flag=True, help="Only say what would be archived.")
+@pass_app
+def archive(app: AppContext, before: dt.datetime, to: str | None, dry_run: bool) -> None:
+    """Move the delivery rows of old, finished issues out of the outbox table into a file.
+
+    Each issue's per-state counts stay on the issue (`issues list` and `issues show` still show
+    them); its rows are appended to --to as one JSON object a line (with the reader's address)
+    and deleted, one issue per transaction. Issues still sending are never archived. If the
+    command is stopped, run it again: an issue not committed keeps its rows (the file may then
+    hold them twice; the row id tells them apart).
+    """
+    from weekly_mailer.issues import retention
+
+    if to is None and not dry_run:
+        raise click.UsageError("give --to FILE.jsonl.gz to keep the rows (or --dry-run)")
+    with app.db.sessions.begin() as session:
+        todo = [i.id for i in retention.archivable(session, before=before.date())]
+    if not todo:
+        click.echo(f"No finished issue before {before:%Y-%m-%d} has delivery rows left.")
+        return
+    raw: BinaryIO | None = None
+    if to is not None and not dry_run:
+        try:
+            raw = open(to, "ab")  # closed below, after the last fsync
+        except OSError as exc:
+            raise IssueError(f"{to}: cannot write it ({exc.strerror})") from exc
+    total = 0
+    try:
+        packed = gzip.GzipFile(fileobj=raw, mode="ab") if raw else None
+        out = io.TextIOWrapper(packed, encoding="utf-8") if packed else None
+        for issue_id in todo:
+            with app.db.sessions.begin() as session:
+                issue = svc.get_issue(session, issue_id)
+                done = retention.archive_issue(
+                    session, issue, out, now=app.clock(), dry_run=dry_run
+                )
+                if out and packed and raw:  # on disk before the rows leave the table
+                    out.flush()
+                    packed.flush()
+                    raw.flush()
+                    os.fsync(raw.fileno())
+            total += done.rows
+            verb = "would archive" if dry_run else "archived"
+            click.echo(f"Issue #{issue_id} (week {done.send_week}): {verb} {done.rows:,} rows.")
+        if out and raw:
+            out.close()  # the gzip trailer
+            os.fsync(raw.fileno())
+    finally:
+        if raw:
+            raw.close()
+    what = "Would archive" if dry_run else "Archived"
+    where = f" to {to}" if raw else ""
+    click.echo(f"{what} {total:,} rows of {len(todo)} issues{where}.")
 
 
 @issues.command()

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import and_, bindparam, case, func, insert, literal, select, update
+from sqlalchemy import and_, bindparam, func, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
@@ -16,56 +16,17 @@ from weekly_mailer.store.models import (
     Delivery,
     DeliveryKind,
     DeliveryStatus,
-    Issue,
-    IssueStatus,
     Subscriber,
-    SubscriberStatus,
 )
+from weekly_mailer.store.outbox.picking import pick
 from weekly_mailer.store.outbox.rows import (
     OPEN_STATES,
     SENDABLE,
     ClaimedRow,
     Outcome,
     T,
-    claimable,
-    issue_filter,
     released_status,
 )
-
-
-def enqueue(session: Session, issue: Issue, *, now: dt.datetime) -> int:
-    """Add one queued row per active subscriber (one INSERT…SELECT); returns rows added.
-
-    Idempotent: subscribers who already have a row for the issue are left alone. Moves the
-    issue to ``sending`` and stamps ``enqueued_at``.
-    """
-    already = select(literal(1)).where(
-        Delivery.issue_id == issue.id, Delivery.subscriber_id == Subscriber.id
-    )
-    rows = select(
-        literal(issue.id),
-        Subscriber.id,
-        literal(DeliveryStatus.QUEUED.value),
-        literal(0),
-        literal(now, type_=Delivery.created_at.type),
-        literal(now, type_=Delivery.next_attempt_at.type),
-        literal(""),
-    ).where(Subscriber.status == SubscriberStatus.ACTIVE.value, ~already.exists())
-    stmt = (
-        insert(T)
-        .from_select(
-            ["issue_id", "subscriber_id", "status", "attempts", "created_at", "next_attempt_at"]
-            + ["last_error"],
-            rows,
-        )
-        .execution_options(preserve_rowcount=True)
-    )
-    added = session.connection().execute(stmt).rowcount or 0
-    issue.status = IssueStatus.SENDING.value
-    issue.enqueued_at = issue.enqueued_at or now
-    issue.finished_at = None
-    session.flush()
-    return int(added)
 
 
 def enqueue_confirmation(session: Session, subscriber_id: int, *, now: dt.datetime) -> int:
@@ -118,18 +79,7 @@ def claim(
     longer get them (an issue copy: not active; a confirmation: confirmed already, or
     complained) are marked ``skipped`` here, at send time.
     """
-    order: list[Any] = [Delivery.id]
-    if issue_id is None and kind is None:  # a person waits for a confirmation: those first
-        order.insert(0, case((Delivery.kind == DeliveryKind.CONFIRMATION.value, 0), else_=1))
-    pick = (
-        select(Delivery.id)
-        .where(issue_filter(issue_id, kind), claimable(now))
-        .order_by(*order)
-        .limit(limit)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        pick = pick.with_for_update(skip_locked=True)
-    ids = list(session.scalars(pick))
+    ids = pick(session, now=now, limit=limit, issue_id=issue_id, kind=kind)
     if not ids:
         return [], 0
     found = session.execute(

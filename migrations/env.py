@@ -5,7 +5,10 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Engine
 
-from weekly_mailer.store import bounce_models  # noqa: F401 - its table belongs in the metadata
+from weekly_mailer.store import (
+    bounce_models,  # noqa: F401 - its table belongs in the metadata
+    hold_models,  # noqa: F401 - so does this one
+)
 from weekly_mailer.store.models import Base
 
 config = context.config

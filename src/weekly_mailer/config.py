@@ -59,13 +59,19 @@ class Settings:
     retry_give_up_hours: float = 96.0
     throttle_pause_seconds: float = 30.0
     bounce_limit: int = 3
+    verp: bool = True
+    block_pause_threshold: int = 10
+    block_pause_window_minutes: float = 10.0
+    block_pause_minutes: float = 30.0
+    complaint_rate_limit: float = 0.003
+    bounce_rate_limit: float = 0.05
     smtp_timeout: float = 30.0
     smtp_command_timeout: float = 300.0
     smtp_data_init_timeout: float = 120.0
     smtp_data_timeout: float = 600.0
     max_per_connection: int = 100
     batch_size: int = 100
-    lease_seconds: float = 300.0
+    lease_seconds: float = 30.0
     confirm_ttl_days: float = 7.0
     pending_ttl_days: float = 7.0
     signup_per_ip_per_hour: int = 20
@@ -74,6 +80,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     log_level: str = "INFO"
+    metrics_address: str = ""
+    metrics_linger_seconds: float = 0.0
 
     @property
     def zone(self) -> zoneinfo.ZoneInfo:
@@ -128,13 +136,25 @@ DESCRIPTIONS: dict[str, str] = {
     "retry_give_up_hours": "age after which a deferred message is failed",
     "throttle_pause_seconds": "pause of the whole send after a throttling reply",
     "bounce_limit": "hard bounces after which a subscriber is marked bounced",
+    "verp": "with bounce_address set, each message's envelope sender names its delivery, signed"
+    " (bounces+ID-MAC@domain); false sends every message from bounce_address itself",
+    "block_pause_threshold": "blocks (spam, policy refusals) from one receiving domain that pause"
+    " sending to it",
+    "block_pause_window_minutes": "the minutes within which block_pause_threshold blocks pause a"
+    " domain",
+    "block_pause_minutes": "how long sending to a domain pauses after a burst of blocks",
+    "complaint_rate_limit": "an issue's complaints per delivered copy above which the next "
+    "weekly send is held (0.003 = 0.3%, Gmail's limit for bulk senders; 1 = never)",
+    "bounce_rate_limit": "an issue's hard bounces per copy sent above which the next weekly "
+    "send is held (0.05 = 5%; 1 = never)",
     "smtp_timeout": "SMTP socket timeout in seconds",
     "smtp_command_timeout": "pipelined engine: seconds to wait for the reply to MAIL or RCPT",
     "smtp_data_init_timeout": "pipelined engine: seconds to wait for the reply to DATA",
     "smtp_data_timeout": "pipelined engine: seconds to wait for the reply to the final dot",
     "max_per_connection": "messages sent over one SMTP connection before reconnecting",
     "batch_size": "outbox rows claimed per batch",
-    "lease_seconds": "how long a claimed batch belongs to its worker",
+    "lease_seconds": "how long a claimed batch belongs to its worker unless renewed (a live "
+    "worker renews every lease_seconds / 3; a dead one's rows are taken back after it)",
     "confirm_ttl_days": "validity of confirmation links",
     "pending_ttl_days": "age after which an unconfirmed sign-up is forgotten",
     "signup_per_ip_per_hour": "sign-ups accepted from one IP address per hour",
@@ -143,6 +163,10 @@ DESCRIPTIONS: dict[str, str] = {
     "host": "address `serve` and `run` listen on",
     "port": "port `serve` and `run` listen on",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
+    "metrics_address": "host:port of the Prometheus /metrics listener of send, worker, serve "
+    "and run, e.g. 127.0.0.1:9108 (empty: off)",
+    "metrics_linger_seconds": "how long `send` keeps its metrics listener open after the send, "
+    "until one last scrape (0: it exits at once)",
 }
 
 
@@ -261,6 +285,27 @@ def _check_log_level(key: str, value: str) -> None:
         raise ConfigError(f"{key}: {value!r} is not one of DEBUG, INFO, WARNING, ERROR")
 
 
+_HOST_PORT_RE = re.compile(
+    r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.-]+)):(?P<port>\d{1,5})$"
+)
+
+
+def split_host_port(key: str, value: str) -> tuple[str, int]:
+    """``'127.0.0.1:9108'`` or ``'[::1]:9108'`` as ``(host, port)``; else a ConfigError."""
+    m = _HOST_PORT_RE.match(value.strip())
+    if not m:
+        raise ConfigError(f"{key}: {value!r} is not host:port (for example 127.0.0.1:9108)")
+    port = int(m.group("port"))
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"{key}: {value!r} has no TCP port (1-65535)")
+    return m.group("v6") or m.group("host"), port
+
+
+def _check_metrics_address(key: str, value: str) -> None:
+    if value:
+        split_host_port(key, value)
+
+
 CHECKS: dict[str, Callable[[str, str], None]] = {
     "database_url": _check_database_url,
     "backend_url": _check_backend_url,
@@ -274,6 +319,7 @@ CHECKS: dict[str, Callable[[str, str], None]] = {
     "list_name": _check_single_line,
     "list_id": _check_single_line,
     "log_level": _check_log_level,
+    "metrics_address": _check_metrics_address,
 }
 
 def _coerce(key: str, raw: Any, origin: str) -> Any:
@@ -286,7 +332,24 @@ def _coerce(key: str, raw: Any, origin: str) -> Any:
         return raw
     if kind in ("int", "float"):
         return bounded_number(key, raw, whole=kind == "int", where=where)
+    if kind == "bool":
+        return _boolean(key, raw, where)
     raise AssertionError(kind)  # pragma: no cover
+
+
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+
+def _boolean(key: str, raw: Any, where: str) -> bool:
+    """A TOML boolean, or an environment string: true/false, yes/no, on/off, 1/0."""
+    if isinstance(raw, bool):
+        return raw
+    text = raw.strip().lower() if isinstance(raw, str) else None
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    shown = raw if not isinstance(raw, str) or len(raw) <= 40 else f"{raw[:30]}..."
+    raise ConfigError(f"{key}: expected true or false, got {shown!r}{where}")
 
 
 def _validated(values: Mapping[str, Any], origins: Mapping[str, str]) -> Settings:
@@ -298,7 +361,15 @@ def _validated(values: Mapping[str, Any], origins: Mapping[str, str]) -> Setting
         check = CHECKS.get(key)
         if check is not None:
             check(key, clean[key])
-    return Settings(**clean)
+    settings = Settings(**clean)
+    if settings.metrics_address:
+        _host, port = split_host_port("metrics_address", settings.metrics_address)
+        if port == settings.port:
+            raise ConfigError(
+                f"metrics_address: {settings.metrics_address!r} uses the web app's port "
+                f"{port}; give the metrics a port of their own"
+            )
+    return settings
 
 
 def config_path(explicit: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Path | None:

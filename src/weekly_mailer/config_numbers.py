@@ -12,7 +12,14 @@ from typing import Any
 
 from weekly_mailer.errors import ConfigError
 
-NON_NEGATIVE = {"send_rate", "grace_hours", "throttle_pause_seconds"}
+NON_NEGATIVE = {
+    "send_rate",
+    "grace_hours",
+    "throttle_pause_seconds",
+    "complaint_rate_limit",
+    "bounce_rate_limit",
+    "metrics_linger_seconds",
+}
 
 # The largest value each numeric key takes: beyond these, dates overflow and sleeps never end.
 # The smallest is 0 for NON_NEGATIVE keys and "more than 0" for the others.
@@ -26,6 +33,11 @@ UPPER_BOUNDS: dict[str, float] = {
     "retry_give_up_hours": 8_760,  # a year
     "throttle_pause_seconds": 3_600,
     "bounce_limit": 1_000,
+    "block_pause_threshold": 100_000,
+    "block_pause_window_minutes": 1_440,  # a day
+    "block_pause_minutes": 10_080,  # a week
+    "complaint_rate_limit": 1,  # a fraction of the copies: 1 never holds
+    "bounce_rate_limit": 1,
     "smtp_timeout": 3_600,
     "smtp_command_timeout": 3_600,
     "smtp_data_init_timeout": 3_600,
@@ -39,6 +51,7 @@ UPPER_BOUNDS: dict[str, float] = {
     "confirmations_per_address_per_day": 100,
     "max_request_bytes": 104_857_600,  # 100 MiB
     "port": 65_535,
+    "metrics_linger_seconds": 3_600,
 }
 
 

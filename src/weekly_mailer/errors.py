@@ -15,6 +15,7 @@
      ├── IssueError               an issue cannot be found, made or sent as asked
      │    ├── IssueNotFoundError  no issue has that id
      │    └── SendError           ``send`` cannot start (no article, the week was skipped, …)
+     │         └── WeekHeldError  the list-health guard holds the send (exit 3)
      ├── DemoError                the demo folder cannot be used
      └── DeliveryError            raised by backends, mapped once at the boundary
           ├── BackendUnavailableError  the backend takes nothing now (outage, refused login)
@@ -88,6 +89,12 @@ class IssueNotFoundError(IssueError):
 
 class SendError(IssueError):
     """The send cannot start (no article, the week was skipped, …)."""
+
+
+class WeekHeldError(SendError):
+    """The list-health guard holds the weekly send (``issues release`` lets it go): exit 3."""
+
+    exit_code = 3
 
 
 class DemoError(WeeklyMailerError):

@@ -43,3 +43,33 @@ def test_benchmark_runs(name: str) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "floor" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_the_workers_benchmark_runs(pg_server: str) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_workers.py"), "--quick"]
+        + ["--subscribers", "200", "--pg", pg_server],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "floor: 1 worker at" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_enqueue_benchmark_runs(pg_server: str) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_enqueue.py"), "--subscribers", "2000",
+         "--rows", "10000", "--batch", "50", "--pg", pg_server],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "floor" in result.stdout and "claim 50 of the issue" in result.stdout

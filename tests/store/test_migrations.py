@@ -15,7 +15,15 @@ from weekly_mailer.store.bounce_models import BounceEvent
 from weekly_mailer.store.db import current_revision, downgrade, head_revision, make_engine, upgrade
 from weekly_mailer.store.models import Base, Subscriber
 
-TABLES = {"subscriber", "subscriber_event", "issue", "delivery", "bounce_event"}
+TABLES = {
+    "subscriber",
+    "subscriber_event",
+    "issue",
+    "delivery",
+    "bounce_event",
+    "week_hold",
+    "domain_pause",
+}
 
 
 def _round_trip(url: str) -> None:
@@ -127,3 +135,64 @@ def test_sqlite_outbox_kinds_survive_up_and_down(tmp_path: Path) -> None:
 @pytest.mark.postgres
 def test_postgres_outbox_kinds_survive_up_and_down(pg_url: str) -> None:
     _outbox_kinds(pg_url)
+
+
+def _bounce_events_get_their_deliverys_issue(url: str) -> None:
+    """0004 on a table with rows: a bounce_event tied to a delivery gets that delivery's issue."""
+    from sqlalchemy import text
+
+    engine = make_engine(url)
+    t = {"t": "2026-11-25 10:00:00"}
+    try:
+        upgrade(engine, "0003")
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO subscriber (id, email, email_key, name, status, created_at, "
+                    "updated_at, consent_source, source, bounce_count) VALUES (1, 'a@x.org', "
+                    "'a@x.org', '', 'active', :t, :t, '', '', 0)"
+                ),
+                t,
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO issue (id, send_week, status, reason, subject, title, slug, "
+                    "source, source_key, canonical_url, author, summary, article, html_template,"
+                    " text_template, archive_html, created_at) VALUES (7, '2026-11-25', 'sent',"
+                    " '', '', '', '', '', '', '', '', '', '{}', '', '', '', :t)"
+                ),
+                t,
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO delivery (id, issue_id, subscriber_id, status, attempts, "
+                    "created_at, last_error) VALUES (3, 7, 1, 'failed', 1, :t, '')"
+                ),
+                t,
+            )
+            for delivery_id in ("3", "NULL"):
+                conn.execute(
+                    text(
+                        "INSERT INTO bounce_event (at, kind, subscriber_id, delivery_id, "
+                        "recipient, domain, status, reason, source, message_id) VALUES (:t, "
+                        f"'hard', 1, {delivery_id}, 'a@x.org', 'x.org', '5.1.1', '', 'smtp', '')"
+                    ),
+                    t,
+                )
+        upgrade(engine)
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT delivery_id, issue_id FROM bounce_event")).all()
+        assert sorted(rows, key=str) == sorted([(3, 7), (None, None)], key=str)
+        downgrade(engine, "0003")
+        upgrade(engine)
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_bounce_events_get_their_deliverys_issue(tmp_path: Path) -> None:
+    _bounce_events_get_their_deliverys_issue(f"sqlite:///{tmp_path / 'b.db'}")
+
+
+@pytest.mark.postgres
+def test_postgres_bounce_events_get_their_deliverys_issue(pg_url: str) -> None:
+    _bounce_events_get_their_deliverys_issue(pg_url)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select, text
 
+from tests.support.web_server import CSRF_TOKEN
 from weekly_mailer.config import Settings
+from weekly_mailer.delivery.backends.memory import MemoryBackend
 from weekly_mailer.store.db import Database
 from weekly_mailer.store.models import EventKind, Subscriber, SubscriberEvent
 from weekly_mailer.subscribers.optin import signup_binding
@@ -35,7 +38,7 @@ class Clock:
 def csrf_token(client: FlaskClient) -> str:
     """GET / and return the form's CSRF token (the client keeps the cookie)."""
     page = client.get("/").get_data(as_text=True)
-    m = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    m = CSRF_TOKEN.search(page)
     assert m, page
     return m.group(1)
 
@@ -134,3 +137,24 @@ def snapshot(db: Database) -> dict[str, list[tuple[Any, ...]]]:
             t: [tuple(r) for r in conn.execute(text(f"SELECT * FROM {t} ORDER BY id"))]
             for t in tables
         }
+
+
+@contextmanager
+def app_on_postgresql(
+    settings: Settings, pg_url: str, backend: MemoryBackend
+) -> Iterator[tuple[Flask, Database, Settings]]:
+    """The app (no confirmation thread, a test clock) on a freshly migrated PostgreSQL
+    database: the app, its database and its settings."""
+    from weekly_mailer.store.db import make_engine, upgrade
+    from weekly_mailer.web import close_app, create_app
+
+    pg_settings = settings.replace(database_url=pg_url)
+    engine = make_engine(pg_url)
+    upgrade(engine)
+    engine.dispose()
+    with Database(pg_settings) as database:
+        app = create_app(pg_settings, db=database, backend=backend, clock=Clock(), deliver=False)
+        try:
+            yield app, database, pg_settings
+        finally:
+            close_app(app)

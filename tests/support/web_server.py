@@ -2,17 +2,58 @@
 
 from __future__ import annotations
 
+import http.cookiejar
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import BinaryIO
 
 from tests.support.smtpd import free_port
+
+SERVE_SECRET = "serve-test-secret"
+CSRF_TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def serve_env(tmp_path: Path, backend_url: str = "memory://", **settings: str) -> dict[str, str]:
+    """Settings for a ``serve`` subprocess on the SQLite file ``tmp_path / "serve.db"``; each
+    keyword is one more setting (``lease_seconds="2"`` is ``WEEKLY_MAILER_LEASE_SECONDS=2``)."""
+    env = {
+        "WEEKLY_MAILER_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}",
+        "WEEKLY_MAILER_BACKEND_URL": backend_url,
+        "WEEKLY_MAILER_SECRET_KEY": SERVE_SECRET,
+        "WEEKLY_MAILER_LIST_NAME": "Serve Test",
+    }
+    env.update({f"WEEKLY_MAILER_{key.upper()}": value for key, value in settings.items()})
+    return env
+
+
+def sign_up_over_http(
+    url: str, email: str, name: str = "", *, headers: dict[str, str] | None = None, **fields: str
+) -> tuple[int, bytes]:
+    """One sign-up as a browser sends it (GET / for the cookie and the CSRF token, then POST
+    /subscribe); the answer's status and page. ``fields`` are more form fields."""
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    with opener.open(url + "/", timeout=10) as r:
+        token = CSRF_TOKEN.search(r.read().decode())
+    assert token is not None
+    form = {"csrf_token": token.group(1), "email": email, "name": name, **fields}
+    request = urllib.request.Request(
+        url + "/subscribe", data=urllib.parse.urlencode(form).encode(), headers=headers or {}
+    )
+    try:
+        with opener.open(request, timeout=10) as r:
+            return int(r.status), bytes(r.read())
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return int(exc.code), bytes(exc.read())
 
 
 def cli_env(env: dict[str, str]) -> dict[str, str]:

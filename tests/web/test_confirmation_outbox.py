@@ -4,7 +4,6 @@ thread) and from ``subscribers add``; a sign-up survives a crash right after its
 
 from __future__ import annotations
 
-import http.cookiejar
 import re
 import signal
 import sqlite3
@@ -21,13 +20,14 @@ import pytest
 from tests.conftest import run_cli
 from tests.support.smtpd import Received, SMTPServer
 from tests.support.web import Clock, csrf_token, sign_up, subscriber
-from tests.support.web_server import Server
+from tests.support.web_server import Server, serve_env, sign_up_over_http
 from tests.support.web_server import run_cli as run_serve_cli
 from weekly_mailer.cli.dkim import generate_keys
 from weekly_mailer.compose import confirmation_message_id
 from weekly_mailer.config import Settings
 from weekly_mailer.store.db import Database
 from weekly_mailer.store.models import SubscriberStatus
+from weekly_mailer.tokens import VerpCodec
 
 BOUNCES = "bounces@news.example.org"
 DOMAIN = "news.example.org"
@@ -66,7 +66,9 @@ def confirm_path(data: bytes) -> str:
 
 
 def check_sealed(received: Received, settings: Settings, record: bytes, sub_id: int) -> None:
-    assert received.mail_from == BOUNCES  # the envelope sender is the bounce address
+    # The envelope sender is the bounce address, in its VERP form for this delivery (row 1).
+    assert received.mail_from == VerpCodec(settings.secret_key, BOUNCES).address(1)
+    assert received.mail_from.startswith("bounces+1-")
     assert dkim.verify(received.data, dnsfunc=dns_for(record))
     assert not dkim.verify(received.data.replace(b"Hello", b"Hullo"), dnsfunc=dns_for(record))
     msg = message_from_bytes(received.data)
@@ -131,35 +133,18 @@ def test_subscribers_add_is_sealed_the_same_way(
     check_sealed(received, settings, record, 1)
 
 
-def _sign_up_over_http(url: str, email: str) -> bytes:
-    jar = http.cookiejar.CookieJar()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    with opener.open(url + "/") as r:
-        token = re.search(r'name="csrf_token" value="([^"]+)"', r.read().decode())
-    assert token is not None
-    body = urllib.parse.urlencode({"csrf_token": token.group(1), "email": email}).encode()
-    with opener.open(url + "/subscribe", data=body) as r:
-        assert r.status == 200
-        return bytes(r.read())
-
-
 @pytest.mark.slow
 def test_a_sign_up_survives_a_crash_right_after_its_answer(tmp_path: Path) -> None:
     smtp = SMTPServer()  # chosen, not started: the mail server is down
-    env = {
-        "WEEKLY_MAILER_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}",
-        "WEEKLY_MAILER_BACKEND_URL": smtp.url,
-        "WEEKLY_MAILER_SECRET_KEY": "crash-test-secret",
-        "WEEKLY_MAILER_LIST_NAME": "Crash Test",
-        # The outbox thread may have claimed the row when the kill lands: its lease must run out
-        # before the restarted server may take it, so keep the lease short.
-        "WEEKLY_MAILER_LEASE_SECONDS": "2",
-    }
+    # The outbox thread may have claimed the row when the kill lands: its lease must run out
+    # before the restarted server may take it, so keep the lease short.
+    env = serve_env(tmp_path, smtp.url, lease_seconds="2")
     assert run_serve_cli(tmp_path, env, "db", "upgrade").returncode == 0
     first = Server(tmp_path, env).start()
     assert first.proc is not None
     try:
-        assert b"Check your inbox" in _sign_up_over_http(first.url, "kim@example.org")
+        status, page = sign_up_over_http(first.url, "kim@example.org")
+        assert status == 200 and b"Check your inbox" in page
     finally:
         first.proc.send_signal(signal.SIGKILL)  # no clean shutdown, no release
         first.proc.wait()

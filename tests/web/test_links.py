@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 
 from tests.support.web import (
     Clock,
+    app_on_postgresql,
     events,
     flush_mail,
     settle_mail,
@@ -279,53 +280,42 @@ def test_resubscribe_sends_a_fresh_confirmation_and_old_links_stay_dead(
 
 @pytest.mark.postgres
 def test_sign_up_confirm_and_one_click_on_postgresql(settings: Settings, pg_url: str) -> None:
-    from weekly_mailer.store.db import make_engine, upgrade
-    from weekly_mailer.web import close_app, create_app
-
-    pg_settings = settings.replace(database_url=pg_url)
-    engine = make_engine(pg_url)
-    upgrade(engine)
-    engine.dispose()
     backend = MemoryBackend()
-    with Database(pg_settings) as database:
-        app = create_app(pg_settings, db=database, backend=backend, clock=Clock(), deliver=False)
-        try:
-            client = app.test_client()
-            sign_up(client, "Pat@Example.org", "Pat")
-            sign_up(client, "pat@example.org", "Pat")  # same person: one row, one e-mail
-            flush_mail(app)
-            assert len(backend.sent) == 1
-            sub = subscriber(database, "pat@example.org")
-            assert sub is not None
-            assert (
-                client.post(
-                    "/confirm/" + token_for(pg_settings, sub, Purpose.CONFIRM, database)
-                ).status_code
-                == 200
-            )
-            url = "/unsubscribe/" + token_for(pg_settings, sub, Purpose.UNSUBSCRIBE)
-            # The mail provider's one-click and the person's button, at the same moment.
-            barrier = threading.Barrier(6)
-            codes: list[int] = []
+    with app_on_postgresql(settings, pg_url, backend) as (app, database, pg_settings):
+        client = app.test_client()
+        sign_up(client, "Pat@Example.org", "Pat")
+        sign_up(client, "pat@example.org", "Pat")  # same person: one row, one e-mail
+        flush_mail(app)
+        assert len(backend.sent) == 1
+        sub = subscriber(database, "pat@example.org")
+        assert sub is not None
+        assert (
+            client.post(
+                "/confirm/" + token_for(pg_settings, sub, Purpose.CONFIRM, database)
+            ).status_code
+            == 200
+        )
+        url = "/unsubscribe/" + token_for(pg_settings, sub, Purpose.UNSUBSCRIBE)
+        # The mail provider's one-click and the person's button, at the same moment.
+        barrier = threading.Barrier(6)
+        codes: list[int] = []
 
-            def one_click() -> None:
-                scanner = app.test_client(use_cookies=False)
-                barrier.wait()
-                codes.append(scanner.post(url, data={"List-Unsubscribe": "One-Click"}).status_code)
+        def one_click() -> None:
+            scanner = app.test_client(use_cookies=False)
+            barrier.wait()
+            codes.append(scanner.post(url, data={"List-Unsubscribe": "One-Click"}).status_code)
 
-            threads = [threading.Thread(target=one_click) for _ in range(6)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            assert codes == [200] * 6
-            after = subscriber(database, "pat@example.org")
-            assert after is not None and after.status == SubscriberStatus.UNSUBSCRIBED
-            kinds = [e.kind for e in events(database, "pat@example.org")]
-            assert kinds == ["subscribed", "confirmation_sent", "confirmed", "unsubscribed"]
-            assert client.get("/healthz").json == {"status": "ok", "database": "ok"}
-        finally:
-            close_app(app)
+        threads = [threading.Thread(target=one_click) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert codes == [200] * 6
+        after = subscriber(database, "pat@example.org")
+        assert after is not None and after.status == SubscriberStatus.UNSUBSCRIBED
+        kinds = [e.kind for e in events(database, "pat@example.org")]
+        assert kinds == ["subscribed", "confirmation_sent", "confirmed", "unsubscribed"]
+        assert client.get("/healthz").json == {"status": "ok", "database": "ok"}
 
 
 def test_a_lost_resubscribe_confirmation_can_be_asked_for_again(

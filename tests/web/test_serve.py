@@ -4,7 +4,6 @@ pages under waitress, sends confirmation e-mails to a real SMTP server, stops cl
 from __future__ import annotations
 
 import http.cookiejar
-import re
 import signal
 import socket
 import sqlite3
@@ -19,30 +18,29 @@ from pathlib import Path
 import pytest
 
 from tests.support.smtpd import SMTPServer, free_port
-from tests.support.web_server import Server, cli_env, run_cli
+from tests.support.web_server import (
+    CSRF_TOKEN,
+    SERVE_SECRET,
+    Server,
+    cli_env,
+    run_cli,
+    serve_env,
+    sign_up_over_http,
+)
 from weekly_mailer.tokens import Purpose, TokenSigner
 
 pytestmark = pytest.mark.slow
 
 
-def _env(tmp_path: Path, backend_url: str) -> dict[str, str]:
-    return {
-        "WEEKLY_MAILER_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}",
-        "WEEKLY_MAILER_BACKEND_URL": backend_url,
-        "WEEKLY_MAILER_SECRET_KEY": "serve-test-secret",
-        "WEEKLY_MAILER_LIST_NAME": "Serve Test",
-    }
-
-
 def test_serve_refuses_an_unmigrated_database(tmp_path: Path) -> None:
-    result = run_cli(tmp_path, _env(tmp_path, "memory://"), "serve", "--port", "1")
+    result = run_cli(tmp_path, serve_env(tmp_path), "serve", "--port", "1")
     assert result.returncode == 2
     assert result.stderr.startswith("Error: the database is empty: run `weekly-mailer init`")
     assert "Traceback" not in result.stderr
 
 
 def test_serve_refuses_an_empty_secret(tmp_path: Path) -> None:
-    env = _env(tmp_path, "memory://") | {"WEEKLY_MAILER_SECRET_KEY": ""}
+    env = serve_env(tmp_path, secret_key="")
     assert run_cli(tmp_path, env, "db", "upgrade").returncode == 0
     result = run_cli(tmp_path, env, "serve", "--port", "1")
     assert result.returncode == 2  # a configuration error, as the README says
@@ -53,7 +51,7 @@ def test_serve_refuses_an_empty_secret(tmp_path: Path) -> None:
 
 def test_serve_signs_up_over_http_and_mails_the_confirmation(tmp_path: Path) -> None:
     with SMTPServer() as smtp:
-        env = _env(tmp_path, smtp.url)
+        env = serve_env(tmp_path, smtp.url)
         assert run_cli(tmp_path, env, "db", "upgrade").returncode == 0
         server = Server(tmp_path, env)
         with server:
@@ -61,7 +59,7 @@ def test_serve_signs_up_over_http_and_mails_the_confirmation(tmp_path: Path) -> 
             opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
             with opener.open(server.url + "/") as r:
                 assert r.headers["Server"] == "weekly-mailer"  # waitress, not Flask's dev server
-                token = re.search(r'name="csrf_token" value="([^"]+)"', r.read().decode())
+                token = CSRF_TOKEN.search(r.read().decode())
             assert token is not None
             body = urllib.parse.urlencode(
                 {"csrf_token": token.group(1), "email": "sam@example.org", "name": "Sam"}
@@ -79,25 +77,16 @@ def test_serve_signs_up_over_http_and_mails_the_confirmation(tmp_path: Path) -> 
 
 
 def _sign_up(url: str, forwarded_for: str) -> int:
-    jar = http.cookiejar.CookieJar()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    with opener.open(url + "/") as r:
-        token = re.search(r'name="csrf_token" value="([^"]+)"', r.read().decode())
-    assert token is not None
-    body = urllib.parse.urlencode({"csrf_token": token.group(1), "website": "bot"}).encode()
-    request = urllib.request.Request(
-        url + "/subscribe", data=body, headers={"X-Forwarded-For": forwarded_for}
-    )
-    try:
-        with opener.open(request) as r:
-            return int(r.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
+    """A bot's sign-up (the honeypot filled in) through a proxy that says it came from
+    ``forwarded_for``."""
+    headers = {"X-Forwarded-For": forwarded_for}
+    status, _page = sign_up_over_http(url, "", website="bot", headers=headers)
+    return status
 
 
 @pytest.mark.parametrize("trusted", [False, True])
 def test_the_per_ip_limit_believes_only_a_trusted_proxy(tmp_path: Path, trusted: bool) -> None:
-    env = _env(tmp_path, "memory://") | {"WEEKLY_MAILER_SIGNUP_PER_IP_PER_HOUR": "1"}
+    env = serve_env(tmp_path, signup_per_ip_per_hour="1")
     assert run_cli(tmp_path, env, "db", "upgrade").returncode == 0
     args = ("--trusted-proxy", "127.0.0.1") if trusted else ()
     with Server(tmp_path, env, *args) as server:
@@ -108,7 +97,7 @@ def test_the_per_ip_limit_believes_only_a_trusted_proxy(tmp_path: Path, trusted:
 
 
 def test_serve_on_a_taken_port_says_so_in_one_line(tmp_path: Path) -> None:
-    env = _env(tmp_path, "memory://")
+    env = serve_env(tmp_path)
     assert run_cli(tmp_path, env, "db", "upgrade").returncode == 0
     with socket.create_server(("127.0.0.1", 0)) as held:
         port = held.getsockname()[1]
@@ -120,7 +109,7 @@ def test_serve_on_a_taken_port_says_so_in_one_line(tmp_path: Path) -> None:
 
 def test_serve_under_the_path_of_base_url(tmp_path: Path) -> None:
     """base_url https://x.org/news: the pages' forms and links carry /news like the e-mails'."""
-    env = _env(tmp_path, "memory://") | {"WEEKLY_MAILER_BASE_URL": "https://x.org/news"}
+    env = serve_env(tmp_path, base_url="https://x.org/news")
     assert run_cli(tmp_path, env, "db", "upgrade").returncode == 0
     server = Server(tmp_path, env)
     root, server.url = server.url, server.url + "/news"
@@ -132,7 +121,7 @@ def test_serve_under_the_path_of_base_url(tmp_path: Path) -> None:
             cookie = r.headers["Set-Cookie"].split(";")[0]  # Secure (https): sent by hand
         assert '<form method="post" action="/news/subscribe"' in page
         assert 'href="/news/archive"' in page and 'href="/news/static/site.css' in page
-        token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        token = CSRF_TOKEN.search(page)
         assert token is not None
         body = urllib.parse.urlencode({"csrf_token": token.group(1), "email": "sam@example.org"})
         post = urllib.request.Request(
@@ -142,7 +131,7 @@ def test_serve_under_the_path_of_base_url(tmp_path: Path) -> None:
             assert r.status == 200 and b"Check your inbox" in r.read()
         with sqlite3.connect(tmp_path / "serve.db") as conn:
             sub_id, key = conn.execute("SELECT id, email_key FROM subscriber").fetchone()
-        unsub = TokenSigner("serve-test-secret").make(Purpose.UNSUBSCRIBE, sub_id, key)
+        unsub = TokenSigner(SERVE_SECRET).make(Purpose.UNSUBSCRIBE, sub_id, key)
         with opener.open(f"{root}/news/unsubscribe/{unsub}") as r:
             page = r.read().decode()
         assert f'action="/news/unsubscribe/{unsub}"' in page
@@ -154,7 +143,7 @@ def test_serve_under_the_path_of_base_url(tmp_path: Path) -> None:
 
 def test_the_daemon_serves_under_the_path_of_base_url(tmp_path: Path) -> None:
     """`weekly-mailer run` serves the same app: its pages carry base_url's path too."""
-    env = _env(tmp_path, "memory://") | {"WEEKLY_MAILER_BASE_URL": "https://x.org/news/"}
+    env = serve_env(tmp_path, base_url="https://x.org/news/")
     assert run_cli(tmp_path, env, "db", "upgrade").returncode == 0
     port = free_port()
     log = tmp_path / "run.log"

@@ -4,8 +4,6 @@ are a 404, not a 500; the form refuses names the composer refuses."""
 
 from __future__ import annotations
 
-import http.cookiejar
-import re
 import sqlite3
 import time
 import urllib.error
@@ -16,20 +14,14 @@ from pathlib import Path
 import pytest
 
 from tests.support.smtpd import SMTPServer
-from tests.support.web_server import Server, run_cli
-from tests.web.test_confirmation_outbox import _sign_up_over_http, confirm_path, wait_for
+from tests.support.web_server import Server, run_cli, serve_env, sign_up_over_http
+from tests.web.test_confirmation_outbox import confirm_path, wait_for
 
 pytestmark = pytest.mark.slow
 
 
-def _env(tmp_path: Path, backend_url: str) -> dict[str, str]:
-    return {
-        "WEEKLY_MAILER_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}",
-        "WEEKLY_MAILER_BACKEND_URL": backend_url,
-        "WEEKLY_MAILER_SECRET_KEY": "serve-hardening-secret",
-        "WEEKLY_MAILER_LIST_NAME": "Hardening",
-        "WEEKLY_MAILER_CONFIRMATIONS_PER_ADDRESS_PER_DAY": "5",
-    }
+def _env(tmp_path: Path, backend_url: str = "memory://") -> dict[str, str]:
+    return serve_env(tmp_path, backend_url, confirmations_per_address_per_day="5")
 
 
 def _post(url: str) -> int:
@@ -52,7 +44,7 @@ def test_a_confirm_link_mailed_before_leaving_is_dead_after_a_new_sign_up(tmp_pa
         env = _env(tmp_path, smtp.url)
         assert run_cli(tmp_path, env, "db", "upgrade").returncode == 0
         with Server(tmp_path, env) as server:
-            _sign_up_over_http(server.url, "kim@example.org")
+            assert sign_up_over_http(server.url, "kim@example.org")[0] == 200
             [first] = wait_for(smtp, "kim@example.org")
             link_a = server.url + confirm_path(first.data)
             assert _post(link_a) == 200
@@ -62,7 +54,8 @@ def test_a_confirm_link_mailed_before_leaving_is_dead_after_a_new_sign_up(tmp_pa
             assert left.returncode == 0, left.stderr
             assert _status(tmp_path) == [("unsubscribed",)]
 
-            _sign_up_over_http(server.url, "kim@example.org")  # anyone may submit the form
+            # Anyone may submit the form.
+            assert sign_up_over_http(server.url, "kim@example.org")[0] == 200
             deadline = time.monotonic() + 15
             while len(mails := smtp.to("kim@example.org")) < 2 and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -77,10 +70,8 @@ def test_a_confirm_link_mailed_before_leaving_is_dead_after_a_new_sign_up(tmp_pa
 
 
 @pytest.mark.parametrize("ident", ["%C2%B2", "%E2%91%A0", "%D9%A1"])  # ² ① ١
-def test_archive_idents_that_are_not_ascii_digits_are_not_found(
-    tmp_path: Path, ident: str
-) -> None:
-    env = _env(tmp_path, "memory://")
+def test_archive_idents_that_are_not_ascii_digits_are_not_found(tmp_path: Path, ident: str) -> None:
+    env = _env(tmp_path)
     assert run_cli(tmp_path, env, "db", "upgrade").returncode == 0
     with Server(tmp_path, env) as server:
         with pytest.raises(urllib.error.HTTPError) as answer:
@@ -90,31 +81,12 @@ def test_archive_idents_that_are_not_ascii_digits_are_not_found(
         assert "Traceback" not in server.output()
 
 
-def _sign_up_form(url: str, email: str, name: str = "") -> tuple[int, bytes, float]:
-    """One sign-up over HTTP (fresh cookie and CSRF token); status, page and the POST's time."""
-    jar = http.cookiejar.CookieJar()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    with opener.open(url + "/", timeout=10) as r:
-        token = re.search(r'name="csrf_token" value="([^"]+)"', r.read().decode())
-    assert token is not None
-    body = urllib.parse.urlencode({"csrf_token": token.group(1), "email": email, "name": name})
-    started = time.perf_counter()
-    try:
-        with opener.open(url + "/subscribe", data=body.encode(), timeout=10) as r:
-            page, status = r.read(), int(r.status)
-    except urllib.error.HTTPError as exc:
-        page, status = exc.read(), int(exc.code)
-        exc.close()
-    return status, page, time.perf_counter() - started
-
-
 @pytest.mark.parametrize("bad", ["\x7f", "\x85", "\x9b"])
 def test_the_form_refuses_a_name_the_composer_would_refuse(tmp_path: Path, bad: str) -> None:
-    env = _env(tmp_path, "memory://")
+    env = _env(tmp_path)
     assert run_cli(tmp_path, env, "db", "upgrade").returncode == 0
     with Server(tmp_path, env) as server:
-        status, page, _ = _sign_up_form(server.url, "ann@example.org", f"Ann{bad}Lee")
+        status, page = sign_up_over_http(server.url, "ann@example.org", f"Ann{bad}Lee")
     assert status == 400
     assert b"the name" in page  # the form says what is wrong with it
     assert _status(tmp_path) == []  # nobody stored, nothing that fails every week
-

@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 
 from tests.support.web import (
     Clock,
+    app_on_postgresql,
     csrf_token,
     events,
     flush_mail,
@@ -274,44 +275,31 @@ def test_simultaneous_sign_ups_for_one_address_send_one_email_on_postgresql(
 ) -> None:
     import threading
 
-    from weekly_mailer.store.db import make_engine, upgrade
-    from weekly_mailer.web import close_app, create_app
-
-    pg_settings = settings.replace(database_url=pg_url)
-    engine = make_engine(pg_url)
-    upgrade(engine)
-    engine.dispose()
     backend = MemoryBackend()
-    with Database(pg_settings) as database:
+    with app_on_postgresql(settings, pg_url, backend) as (app, database, _settings):
         with database.sessions.begin() as session:  # known and pending: the race is the limit
             subs.add(session, "race@example.org", source="web")
-        app = create_app(pg_settings, db=database, backend=backend, clock=Clock(), deliver=False)
-        try:
-            clients = [app.test_client() for _ in range(8)]
-            tokens = [csrf_token(c) for c in clients]
-            barrier = threading.Barrier(len(clients))
-            codes: list[int] = []
+        clients = [app.test_client() for _ in range(8)]
+        tokens = [csrf_token(c) for c in clients]
+        barrier = threading.Barrier(len(clients))
+        codes: list[int] = []
 
-            def go(client: FlaskClient, token: str) -> None:
-                barrier.wait()
-                response = client.post(
-                    "/subscribe", data={"csrf_token": token, "email": "race@example.org"}
-                )
-                codes.append(response.status_code)
+        def go(client: FlaskClient, token: str) -> None:
+            barrier.wait()
+            response = client.post(
+                "/subscribe", data={"csrf_token": token, "email": "race@example.org"}
+            )
+            codes.append(response.status_code)
 
-            threads = [
-                threading.Thread(target=go, args=ct) for ct in zip(clients, tokens, strict=True)
-            ]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            flush_mail(app)
-            assert codes == [200] * len(clients)
-            assert len(events(database, "race@example.org", EventKind.CONFIRMATION_SENT)) == 1
-            assert [e.recipient for e in backend.sent] == ["race@example.org"]
-        finally:
-            close_app(app)
+        threads = [threading.Thread(target=go, args=ct) for ct in zip(clients, tokens, strict=True)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        flush_mail(app)
+        assert codes == [200] * len(clients)
+        assert len(events(database, "race@example.org", EventKind.CONFIRMATION_SENT)) == 1
+        assert [e.recipient for e in backend.sent] == ["race@example.org"]
 
 
 def test_a_confirmation_the_mailer_gave_up_on_does_not_block_the_day(

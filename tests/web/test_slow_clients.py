@@ -14,24 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.web_server import Server, run_cli
+from tests.support.web_server import Server, run_cli, serve_env
 
 pytestmark = pytest.mark.slow
 
 SLOW_CLIENTS = 150
 
 
-def _env(tmp_path: Path) -> dict[str, str]:
-    return {
-        "WEEKLY_MAILER_DATABASE_URL": f"sqlite:///{tmp_path / 'slow.db'}",
-        "WEEKLY_MAILER_BACKEND_URL": "memory://",
-        "WEEKLY_MAILER_SECRET_KEY": "slow-clients-secret",
-        "WEEKLY_MAILER_LIST_NAME": "Slow Clients",
-    }
-
-
 def test_slow_clients_do_not_starve_normal_requests(tmp_path: Path) -> None:
-    env = _env(tmp_path)
+    env = serve_env(tmp_path)
     assert run_cli(tmp_path, env, "db", "upgrade").returncode == 0
     with Server(tmp_path, env) as server:
         slow: list[socket.socket] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import mailbox
 import sys
 from collections.abc import Callable, Iterator
@@ -12,7 +13,13 @@ import click
 from weekly_mailer.cli._common import AppContext, pass_app
 from weekly_mailer.clock import utcnow
 from weekly_mailer.errors import WeeklyMailerError
-from weekly_mailer.subscribers.bounces import IngestSummary, Report, apply_report, parse_report
+from weekly_mailer.subscribers.bounces import (
+    IngestSummary,
+    Report,
+    apply_report,
+    parse_report,
+    verp_reader,
+)
 
 
 @click.group()
@@ -43,7 +50,10 @@ def ingest(app: AppContext, source: Path | None, *, dry_run: bool) -> None:
     Complaints (ARF abuse, fraud, virus) stop mail at once; ARF opt-out
     unsubscribes; other feedback is recorded; auto-replies change nothing. A
     message sent to unsubscribe_mailto (the mailto: in List-Unsubscribe)
-    unsubscribes its sender.
+    unsubscribes its sender. A report delivered to a VERP address (the
+    envelope sender of each message when bounce_address is set) is about that
+    delivery and its subscriber, whatever address its text names; a forged or
+    unknown VERP address changes nothing.
 
     Point this at the mailbox that receives them, e.g. from cron. Processed maildir messages are
     moved to cur/ and marked seen; an mbox file is read, not changed, and a report whose
@@ -51,24 +61,44 @@ def ingest(app: AppContext, source: Path | None, *, dry_run: bool) -> None:
     With --dry-run, one line per message (its number, Message-ID or Subject, kind, recipients,
     status code and reason) and the summary of what would happen; nothing is changed.
     """
+    from weekly_mailer import issues
+
     summary = IngestSummary()
     settings = app.settings
-    mailto, limit = settings.unsubscribe_mailto, settings.bounce_limit
+    mailto, limit, key = settings.unsubscribe_mailto, settings.bounce_limit, settings.secret_key
+    verp = verp_reader(settings)
+    held: list[tuple[dt.date, str]] = []  # holds the list-health guard placed
     if dry_run:
         with app.db.sessions() as session:  # never committed: closing it rolls everything back
             for number, data, _done in _messages(source, keep=True):
                 report = parse_report(data, unsubscribe_address=mailto)
-                click.echo(describe(number, report))
-                apply_report(session, report, bounce_limit=limit, summary=summary, now=utcnow())
+                note = apply_report(
+                    session, report, bounce_limit=limit, summary=summary, now=utcnow(),
+                    secret_key=key, verp=verp,
+                )  # fmt: skip
+                click.echo(describe(number, report) + (f" [{note}]" if note else ""))
             session.rollback()
     else:
         for _number, data, done in _messages(source, keep=False):
             with app.db.sessions.begin() as session:
                 report = parse_report(data, unsubscribe_address=mailto)
-                apply_report(session, report, bounce_limit=limit, summary=summary, now=utcnow())
+                apply_report(
+                    session, report, bounce_limit=limit, summary=summary, now=utcnow(),
+                    secret_key=key, verp=verp,
+                )  # fmt: skip
             done()
+        with app.db.sessions.begin() as session:  # the list-health guard, on the issues named
+            holds = issues.guard(session, settings, now=utcnow(), issue_ids=summary.issue_ids)
+            held = [(h.send_week, h.reason) for h in holds]
     click.echo(("Dry run, nothing changed. " if dry_run else "") + summary.line())
     click.echo(summary.kinds_line())
+    if summary.verp_line():
+        click.echo(summary.verp_line())
+    for week, reason in held:
+        click.echo(
+            f"List health: {reason}: the weekly send is held from the week of {week} on "
+            f"(`weekly-mailer issues release {week}` lets it go)."
+        )
 
 
 _Done = Callable[[], None]  # marks one message processed

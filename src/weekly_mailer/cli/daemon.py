@@ -8,6 +8,7 @@ import logging
 import click
 
 from weekly_mailer.cli._common import AppContext, pass_app
+from weekly_mailer.cli._metrics import expose_metrics
 
 
 @click.command()
@@ -99,6 +100,7 @@ def run(
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
     db = app.db
     backend = resolve_backend(settings)  # an unknown scheme fails before anything starts
+    expose_metrics(app)
     worker = Worker(
         db.sessions,
         settings,

@@ -31,7 +31,10 @@ def check(settings: Settings) -> list[Finding]:
     else:
         out.append(Finding("ok", "secret_key is set"))
 
-    out.append(_check_database(settings))
+    database = _check_database(settings)
+    out.append(database)
+    if database.level == "ok":
+        out.extend(_list_health(settings))
     out.append(_check_backend(settings))
 
     base = urlsplit(settings.base_url)
@@ -78,10 +81,49 @@ def check(settings: Settings) -> list[Finding]:
             )
         )
 
+    if settings.bounce_address:
+        verp = "VERP on: bounces come back tagged with their delivery" if settings.verp else (
+            "VERP off (verp = false)"
+        )
+        out.append(Finding("ok", f"bounce_address {settings.bounce_address}: {verp}"))
+
     if settings.templates_dir and not Path(settings.templates_dir).is_dir():
         out.append(Finding("fail", f"templates_dir {settings.templates_dir!r} is not a folder"))
 
     out.extend(_dkim_findings(settings))
+    out.extend(_block_findings(settings))
+    return out
+
+
+def _block_findings(settings: Settings) -> list[Finding]:
+    """A line per receiving domain that blocked us in the last 24 hours, and per pause in
+    force; nothing when the database cannot be read (its own check says why)."""
+    from weekly_mailer.clock import utcnow
+    from weekly_mailer.store.db import Database
+    from weekly_mailer.subscribers.bounce_report import pauses_in_force, recent_blocks
+
+    now = utcnow()
+    try:
+        db = Database(settings)
+    except WeeklyMailerError:
+        return []
+    try:
+        with db.sessions() as session:
+            blocks = recent_blocks(session, now=now, hours=24)
+            pauses = pauses_in_force(session, now=now)
+    except Exception:  # noqa: BLE001 - doctor reports, it never fails on a read
+        return []
+    finally:
+        db.close()
+    out = [
+        Finding(
+            "warn",
+            f"blocked: {b.blocks} at {b.domain} in the last 24 hours (latest: {b.reason}); "
+            "check SPF, DKIM, DMARC and the sending IP's block-list entries",
+        )
+        for b in blocks
+    ]
+    out.extend(Finding("warn", p.line()) for p in pauses)
     return out
 
 
@@ -135,6 +177,39 @@ def _check_database(settings: Settings) -> Finding:
     except WeeklyMailerError as exc:
         return Finding("fail", f"database: {exc}")
     return Finding("ok", "database is reachable and migrated")
+
+
+def _list_health(settings: Settings) -> list[Finding]:
+    """Whether the list-health guard holds the weekly send (a hold is something to fix)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from weekly_mailer import issues
+    from weekly_mailer.clock import utcnow
+    from weekly_mailer.store.db import Database
+
+    try:
+        with Database(settings) as db, db.sessions.begin() as session:
+            issues.held(session, settings, now=utcnow())  # as the daemon's next check would
+            holds = [(h.send_week, h.reason) for h in issues.active_holds(session)]
+    except (WeeklyMailerError, SQLAlchemyError) as exc:
+        return [Finding("warn", f"list health: cannot read the holds ({exc})".splitlines()[0])]
+    if not holds:
+        return [
+            Finding(
+                "ok",
+                f"list health: the weekly send is not held (complaint_rate_limit "
+                f"{settings.complaint_rate_limit:.2%}, bounce_rate_limit "
+                f"{settings.bounce_rate_limit:.2%})",
+            )
+        ]
+    return [
+        Finding(
+            "fail",
+            f"the weekly send is HELD from the week of {week} on: {reason}; see "
+            f"docs/operations.md, then `weekly-mailer issues release {week}`",
+        )
+        for week, reason in holds
+    ]
 
 
 def _check_backend(settings: Settings) -> Finding:

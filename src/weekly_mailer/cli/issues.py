@@ -1,8 +1,15 @@
-"""``issues``: list the issues, show one (per-state counts, failures with SMTP replies), retry."""
+"""``issues``: list the issues, show one (per-state counts, failures with SMTP replies), retry,
+release a weekly send the list-health guard holds, and archive old delivery rows."""
 
 from __future__ import annotations
 
+import datetime as dt
+import getpass
+import gzip
+import io
+import os
 import threading
+from typing import BinaryIO
 
 import click
 from rich.console import Console
@@ -12,21 +19,26 @@ from rich.text import Text
 from weekly_mailer import issues as svc
 from weekly_mailer.cli._common import AppContext, pass_app
 from weekly_mailer.cli._delivery import deliver_with_progress, stop_on_signals, summary_table
+from weekly_mailer.errors import IssueError
+from weekly_mailer.subscribers.bounce_report import IssueRefusals, issue_refusals
 
 STATES = ("queued", "sending", "sent", "deferred", "failed", "skipped")
 
 
 @click.group()
 def issues() -> None:
-    """See what was sent to whom, and resend what failed."""
+    """See what was sent to whom, resend what failed, release a held weekly send."""
 
 
 @issues.command("list")
 @pass_app
 def list_(app: AppContext) -> None:
-    """Every issue, newest first, with its per-state delivery counts."""
+    """Every issue, newest first, with its per-state delivery counts; then whether the
+    list-health guard holds the weekly send, and why."""
     with app.db.sessions.begin() as session:
+        svc.guard(session, app.settings, now=app.clock())  # an issue just finished holds now
         rows = svc.list_issues(session)
+        holds = [(h.send_week, h.reason) for h in svc.active_holds(session)]
     if not rows:
         click.echo("No issues yet: `weekly-mailer send` composes and sends this week's.")
         return
@@ -42,6 +54,11 @@ def list_(app: AppContext) -> None:
             *(str(counts[s]) for s in STATES),
         )
     Console(width=160).print(table)
+    for week, reason in holds:
+        click.echo(
+            f"HELD: the weekly send is held from the week of {week} on: {reason}. "
+            f"Release it with `weekly-mailer issues release {week}`."
+        )
 
 
 @issues.command()
@@ -60,6 +77,7 @@ def show(app: AppContext, issue_id: int, limit: int) -> None:
         issue = svc.get_issue(session, issue_id)
         counts = svc.counts(session, issue_id)
         failures = svc.failures(session, issue_id, limit=limit)
+        refusals = issue_refusals(session, issue_id, now=app.clock())
     click.echo(f"Issue #{issue.id}: {issue.subject or '(no subject)'}")
     click.echo(f"Week of {issue.send_week}  status {issue.status}")
     if issue.reason:
@@ -69,6 +87,7 @@ def show(app: AppContext, issue_id: int, limit: int) -> None:
     if issue.finished_at:
         click.echo(f"Finished {issue.finished_at:%Y-%m-%d %H:%M:%S} UTC")
     summary_table("Deliveries", counts)
+    _show_refusals(refusals)
     if failures:
         table = Table(title="Failed and deferred", title_justify="left")
         for col in ("address", "state", "tries", "reply", "next try (UTC)"):
@@ -88,6 +107,19 @@ def show(app: AppContext, issue_id: int, limit: int) -> None:
         if shown > len(failures):
             click.echo(f"… and {shown - len(failures)} more (--limit).")
         click.echo(f"Resend them with `weekly-mailer issues retry {issue.id}`.")
+
+
+def _show_refusals(refusals: IssueRefusals) -> None:
+    """The refusals by class (only hard ones count toward bounce_limit), the domains that
+    blocked the issue, and the pauses in force for them."""
+    shown = {k: n for k, n in refusals.by_kind.items() if n}
+    if not shown:
+        return
+    click.echo("Bounces by class: " + ", ".join(f"{k} {n}" for k, n in shown.items()))
+    for b in refusals.blocked:
+        click.echo(f"blocked: {b.blocks} at {b.domain}: {b.reason}")
+    for p in refusals.pauses:
+        click.echo(p.line())
 
 
 @issues.command()
@@ -128,6 +160,128 @@ def retry(app: AppContext, issue_id: int, no_send: bool, include_bounced: bool) 
     with app.db.sessions.begin() as session:
         counts = svc.counts(session, issue_id)
     summary_table(f"Issue #{issue_id}", counts, stats)
+
+
+@issues.command("archive")
+@click.option(
+    "--before",
+    required=True,
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Archive finished issues of send weeks before this date (YYYY-MM-DD).",
+)
+@click.option(
+    "--to",
+    "to",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Append the rows to this gzip-compressed JSON-lines file (FILE.jsonl.gz).",
+)
+@click.option("--dry-run", is_flag=True, help="Only say what would be archived.")
+@pass_app
+def archive(app: AppContext, before: dt.datetime, to: str | None, dry_run: bool) -> None:
+    """Move the delivery rows of old, finished issues out of the outbox table into a file.
+
+    Each issue's per-state counts stay on the issue (`issues list` and `issues show` still show
+    them); its rows are appended to --to as one JSON object a line (with the reader's address)
+    and deleted, one issue per transaction. Issues still sending are never archived. If the
+    command is stopped, run it again: an issue not committed keeps its rows (the file may then
+    hold them twice; the row id tells them apart).
+    """
+    from weekly_mailer.issues import retention
+
+    if to is None and not dry_run:
+        raise click.UsageError("give --to FILE.jsonl.gz to keep the rows (or --dry-run)")
+    with app.db.sessions.begin() as session:
+        todo = [i.id for i in retention.archivable(session, before=before.date())]
+    if not todo:
+        click.echo(f"No finished issue before {before:%Y-%m-%d} has delivery rows left.")
+        return
+    raw: BinaryIO | None = None
+    if to is not None and not dry_run:
+        try:
+            raw = open(to, "ab")  # closed below, after the last fsync
+        except OSError as exc:
+            raise IssueError(f"{to}: cannot write it ({exc.strerror})") from exc
+    total = 0
+    try:
+        packed = gzip.GzipFile(fileobj=raw, mode="ab") if raw else None
+        out = io.TextIOWrapper(packed, encoding="utf-8") if packed else None
+        for issue_id in todo:
+            with app.db.sessions.begin() as session:
+                issue = svc.get_issue(session, issue_id)
+                done = retention.archive_issue(
+                    session, issue, out, now=app.clock(), dry_run=dry_run
+                )
+                if out and packed and raw:  # on disk before the rows leave the table
+                    out.flush()
+                    packed.flush()
+                    raw.flush()
+                    os.fsync(raw.fileno())
+            total += done.rows
+            verb = "would archive" if dry_run else "archived"
+            click.echo(f"Issue #{issue_id} (week {done.send_week}): {verb} {done.rows:,} rows.")
+        if out and raw:
+            out.close()  # the gzip trailer
+            os.fsync(raw.fileno())
+    finally:
+        if raw:
+            raw.close()
+    what = "Would archive" if dry_run else "Archived"
+    where = f" to {to}" if raw else ""
+    click.echo(f"{what} {total:,} rows of {len(todo)} issues{where}.")
+
+
+@issues.command()
+@click.argument(
+    "week", required=False, metavar="[WEEK]", type=click.DateTime(formats=["%Y-%m-%d"])
+)
+@click.option(
+    "--by",
+    "by",
+    default=None,
+    metavar="NAME",
+    help="Who releases it, recorded in the ledger (default: your login name).",
+)
+@pass_app
+def release(app: AppContext, week: dt.datetime | None, by: str | None) -> None:
+    """Release the weekly send the list-health guard holds (all holds, or WEEK's: YYYY-MM-DD).
+
+    The guard holds the next weekly send when an issue's complaint rate passes
+    complaint_rate_limit or its hard-bounce rate passes bounce_rate_limit (`issues list` and
+    `doctor` say which issue, which rate and the figures). Look at the list first (see
+    docs/operations.md); then release it. Who released it and when is kept in the ledger. The
+    daemon then sends the week at its next check, within grace_hours of the send time (or send
+    it now with `weekly-mailer send`). The same issue never holds the send again.
+    """
+    who = by or _login_name()
+    held_week = week.date() if week is not None else None
+    now = app.clock()
+    with app.db.sessions.begin() as session:
+        others = [h.send_week for h in svc.active_holds(session)]
+        released = svc.release_holds(session, by=who, now=now, week=held_week)
+        done = [(h.send_week, h.reason) for h in released]
+    if not done:
+        if held_week is not None and others:
+            shown = ", ".join(str(w) for w in others)
+            raise IssueError(f"nothing is held for the week of {held_week} (held: {shown})")
+        click.echo("Nothing is held: the weekly send goes ahead as scheduled.")
+        return
+    for held_from, reason in done:
+        click.echo(
+            f"Released the hold from the week of {held_from} ({reason}), by {who} at "
+            f"{now:%Y-%m-%d %H:%M:%S} UTC."
+        )
+    click.echo(
+        "The daemon sends the week at its next check (within grace_hours of the send time); "
+        "`weekly-mailer send` sends it now."
+    )
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name in a bare container
+        return "unknown"
 
 
 def register(main: click.Group) -> None:

@@ -10,7 +10,8 @@ import click
 from weekly_mailer import issues
 from weekly_mailer.cli._common import AppContext, pass_app
 from weekly_mailer.cli._delivery import deliver_with_progress, stop_on_signals, summary_table
-from weekly_mailer.errors import SendError
+from weekly_mailer.cli._metrics import expose_metrics
+from weekly_mailer.errors import SendError, WeekHeldError
 from weekly_mailer.store import outbox
 
 log = logging.getLogger("weekly_mailer.send")
@@ -46,6 +47,10 @@ def send(
     item, a folder's file for the week, a file not sent yet). Running it again for the same week
     sends nothing new: it only finishes what is still queued. SIGTERM or Ctrl-C stops cleanly
     (the messages in flight are finished and recorded); run it again to continue.
+
+    While the list-health guard holds the weekly send (an issue's complaint or hard-bounce rate
+    passed complaint_rate_limit or bounce_rate_limit), a new issue is refused with one line
+    and exit status 3; `weekly-mailer issues release` lets it go.
     """
     from weekly_mailer.delivery import resolve_backend
     from weekly_mailer.delivery.envelopes import Envelopes
@@ -53,10 +58,16 @@ def send(
     settings = app.settings
     backend = resolve_backend(settings)  # an unknown scheme fails before anything is claimed
     Envelopes.from_settings(settings)  # so does a DKIM key that cannot sign (ConfigError)
+    if not dry_run:  # a dry run measures nothing (and leaves the port to a running send)
+        expose_metrics(app, linger=True)
     db = app.db
     now = app.clock()
     with db.sessions.begin() as session:
         look = issues.look_at_week(session, settings, now=now, force_week=force_week)
+        continuing = look.existing is not None and look.existing.enqueued
+        hold = None if continuing else issues.held(session, settings, now=now)
+    if hold is not None:  # the list-health guard: exit 3, `issues release` lets it go
+        raise WeekHeldError(issues.refusal(hold))
     plan = issues.plan_week(look, settings, source=source)  # reads the article, composes once
     week, n = plan.week, plan.todo
     if plan.existing is not None and plan.enqueued:
@@ -135,6 +146,7 @@ def worker(app: AppContext, once: bool) -> None:
 
     settings = app.settings
     backend = resolve_backend(settings)
+    expose_metrics(app)
     db = app.db
     stop = threading.Event()
     n = process_count(settings, backend)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
+from typing import BinaryIO
 
 import click
 
@@ -139,22 +141,34 @@ def import_(app: AppContext, file: str, confirmed: bool, resubscribe: bool, quie
     unless --resubscribe is given. Exits 1 when any row was bad.
     """
     if file == "-":
-        data, name = sys.stdin.buffer.read(), "stdin"
+        stream: BinaryIO = sys.stdin.buffer
+        name = "stdin"
     else:
         path = Path(file)
         try:
-            data = path.read_bytes()
+            stream = path.open("rb")
         except FileNotFoundError as exc:
             raise SubscriberError(f"{file}: no such file") from exc
         except OSError as exc:
             raise SubscriberError(f"{file}: cannot read it ({exc.strerror})") from exc
         name = path.name
-    with app.db.sessions.begin() as session:
-        report = subs.import_file(
-            session, data, filename=name, confirmed=confirmed, resubscribe=resubscribe
-        )
-    for err in [] if quiet else report.errors:
-        click.echo(f"{file}:{err.where}: {err.reason}", err=True)
+    # Chunk by chunk, each committed: memory stays flat, and a run stopped half-way keeps what
+    # it wrote (running it again is safe: those rows are "already known").
+    importer = subs.Importer(
+        confirmed=confirmed, resubscribe=resubscribe, source=subs.import_source(name)
+    )
+    bad = 0
+    with stream, contextlib.closing(subs.read_chunks(stream, filename=name)) as chunks:
+        try:
+            for chunk in chunks:
+                with app.db.sessions.begin() as session:
+                    importer.apply(session, chunk.rows)
+                bad += len(chunk.errors)
+                for err in [] if quiet else chunk.errors:
+                    click.echo(f"{file}:{err.where}: {err.reason}", err=True)
+        except OSError as exc:
+            raise SubscriberError(f"{file}: cannot read it ({exc.strerror})") from exc
+    report = importer.report
     parts = [f"{report.added} added"]
     if report.activated:
         parts.append(f"{report.activated} confirmed")
@@ -167,7 +181,7 @@ def import_(app: AppContext, file: str, confirmed: bool, resubscribe: bool, quie
         parts.append(f"{report.kept_unsubscribed} kept unsubscribed (use --resubscribe)")
     if report.duplicates:
         parts.append(f"{report.duplicates} duplicate rows")
-    parts.append(f"{len(report.errors)} bad rows")
+    parts.append(f"{bad} bad rows")
     click.echo("Imported: " + ", ".join(parts) + ".")
     if report.added and not confirmed and not quiet:
         click.echo(
@@ -175,7 +189,7 @@ def import_(app: AppContext, file: str, confirmed: bool, resubscribe: bool, quie
             "`weekly-mailer subscribers send-confirmations` (or import with --confirmed if you "
             "hold their consent)."
         )
-    if report.errors:
+    if bad:
         sys.exit(1)
 
 

@@ -8,6 +8,7 @@ from types import FrameType
 import click
 
 from weekly_mailer.cli._common import AppContext, cannot_listen, pass_app
+from weekly_mailer.cli._metrics import expose_metrics
 from weekly_mailer.errors import ConfigError
 
 
@@ -43,6 +44,7 @@ def serve(
     settings = app.settings
     if not settings.secret_key:  # a configuration error: exit 2, before anything is opened
         raise ConfigError("secret_key is empty: run `weekly-mailer init` or set one")
+    expose_metrics(app)
     web = create_app(settings, db=app.db)
     options = server_options(settings, trusted_proxy=trusted_proxy)
     listen_host = host or settings.host

@@ -28,6 +28,7 @@ from weekly_mailer.compose.links import (
     confirmation_message_id,
     issue_key,
     make_message_id,
+    read_message_id,
     unsubscribe_url,
 )
 from weekly_mailer.compose.lint import LintReport, lint_issue
@@ -61,6 +62,7 @@ __all__ = [
     "envelope_sender",
     "make_message_id",
     "personalise",
+    "read_message_id",
     "unsubscribe_url",
 ]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import re
 from typing import TYPE_CHECKING
 
 from weekly_mailer.compose.headers import domain_of
@@ -33,6 +34,23 @@ def make_message_id(settings: Settings, issue: int | dt.date | str, subscriber_i
     ).hexdigest()[:16]
     safe_key = "".join(c if c.isalnum() or c in "-_" else "-" for c in key)
     return f"<wm.{safe_key}.{subscriber_id}.{digest}@{domain_of(settings.from_address)}>"
+
+
+_OUR_ID = re.compile(r"^<wm\.([A-Za-z0-9_-]+)\.(\d{1,18})\.([0-9a-f]{16})@[^<>\s]+>$")
+
+
+def read_message_id(message_id: str, *, secret_key: str) -> tuple[str, int] | None:
+    """The ``(issue key, subscriber id)`` of a Message-ID :func:`make_message_id` made with
+    ``secret_key``; ``None`` for any other id, or one whose digest does not match (forged, or
+    made under another key). The key is the send week (``YYYY-MM-DD``) or the issue id."""
+    m = _OUR_ID.match(message_id.strip())
+    if m is None or not secret_key:
+        return None
+    key, subscriber_id = m.group(1), int(m.group(2))
+    digest = hmac.new(
+        secret_key.encode("utf-8"), f"{key}:{subscriber_id}".encode(), hashlib.sha256
+    ).hexdigest()[:16]
+    return (key, subscriber_id) if hmac.compare_digest(digest, m.group(3)) else None
 
 
 def unsubscribe_url(settings: Settings, subscriber_id: int, email_key: str) -> str:

@@ -2,7 +2,9 @@
 transaction: the outbox rows (``store.outbox.record``); delivered addresses clear their bounces
 and hard bounces count (``subscribers.rules``); a confirmation e-mail that finally failed for
 another reason than a 5xx refusal leaves the person's daily limit (``subscribers.confirmations``),
-so they may ask again at once. Issue copies and confirmations are treated alike otherwise."""
+so they may ask again at once; every refusal is recorded with its class, and a burst of blocks
+from one domain pauses it (``refusals.py``). Issue copies and confirmations are treated alike
+otherwise."""
 
 from __future__ import annotations
 
@@ -11,18 +13,25 @@ from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
 
+from weekly_mailer.delivery.counting import count_outcomes, count_stale
+from weekly_mailer.delivery.refusals import PauseRule as PauseRule
+from weekly_mailer.delivery.refusals import classify_failure, record_refusals
 from weekly_mailer.errors import NotABounce, PermanentFailure
 from weekly_mailer.store import outbox
 from weekly_mailer.store.models import DeliveryKind, DeliveryStatus
 from weekly_mailer.store.outbox import Outcome, StaleRow
 from weekly_mailer.subscribers import confirmations
 from weekly_mailer.subscribers import rules as subs
+from weekly_mailer.subscribers.classify import Kind
 
 
 def counts_as_bounce(failure: PermanentFailure) -> bool:
-    """Whether a permanent refusal counts as a hard bounce for its subscriber (the one rule:
-    the worker asks here). Today: every ``PermanentFailure`` except a ``NotABounce``."""
-    return not isinstance(failure, NotABounce)
+    """Whether a refusal counts toward ``bounce_limit``: the classifier's rule, only ``hard``
+    (no such mailbox or domain, moved; a bare ``550``/``551``/``553`` with no telling text is
+    "mailbox unavailable", hard too). Blocks (spam, policy, reputation, authentication, rate
+    limits), mailbox-full and unknown refusals never are, and neither is a backend's
+    ``NotABounce`` (a 5xx after DATA: the recipient itself was accepted)."""
+    return not isinstance(failure, NotABounce) and classify_failure(failure).kind is Kind.HARD
 
 
 def not_a_refusal(outcome: Outcome) -> bool:
@@ -42,12 +51,16 @@ def write_outcomes(
     bounce_limit: int,
     now: dt.datetime,
     bounces: Sequence[int] = (),
+    pause: PauseRule | None = None,
 ) -> None:
     """Record ``outcomes`` and apply the subscriber rules they call for; ``bounces`` are
-    subscribers refused earlier whose hard bounce the worker held back until now."""
+    subscribers refused earlier whose hard bounce the worker held back until now; ``pause``
+    is the block-pause rule (``PauseRule.of(settings)``; its defaults when not given)."""
     if not outcomes and not bounces:
         return
     outbox.record(session, outcomes, owner=owner, now=now)
+    record_refusals(session, outcomes, now=now, rule=pause or PauseRule())
+    count_outcomes(session, outcomes)
     sent = [o.row.subscriber_id for o in outcomes if o.status == DeliveryStatus.SENT.value]
     subs.note_delivered(session, sent)
     subs.note_bounce(
@@ -63,6 +76,7 @@ def write_outcomes(
 
 def note_stale(session: Session, rows: Sequence[StaleRow], *, now: dt.datetime) -> None:
     """Confirmation rows failed as stale never went out: out of the daily limit too."""
+    count_stale(session, rows)
     confirmations.note_not_sent(
         session,
         [r.delivery_id for r in rows if r.kind == DeliveryKind.CONFIRMATION.value],

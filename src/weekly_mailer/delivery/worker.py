@@ -28,10 +28,11 @@ from weekly_mailer.delivery.backends.base import (
     SendResult,
 )
 from weekly_mailer.delivery.breaker import Breaker
+from weekly_mailer.delivery.heartbeat import Heartbeat
 from weekly_mailer.delivery.pipeline import BatchBackend, deliver_batched
 from weekly_mailer.delivery.policy import Stats, backoff, hard_throttle, hurry_for, make_owner
 from weekly_mailer.delivery.ratelimit import SlowDown, ThrottleGate, TokenBucket
-from weekly_mailer.delivery.results import counts_as_bounce, note_stale, write_outcomes
+from weekly_mailer.delivery.results import PauseRule, counts_as_bounce, note_stale, write_outcomes
 from weekly_mailer.delivery.threaded import deliver_threaded
 from weekly_mailer.errors import (
     ConfigError,
@@ -147,6 +148,7 @@ class Worker:
         self._stale_at = -STALE_CHECK_SECONDS  # a run starts by failing the stale rows
         self._busy = 0
         self.breaker.reset()
+        beat = Heartbeat(self.sessions, self.settings, owner=self.owner, clock=self.clock).start()
         try:
             while not self.stop.is_set() and not self.hurry.is_set():
                 self.woken.clear()  # whatever was committed before this claim, it will see
@@ -170,6 +172,7 @@ class Worker:
                     break
                 self.pause(min(max(delay, 0.02), poll))
         finally:
+            beat.close()  # renews nothing from here on: the rows are handed back below
             self.breaker.end_run()
             if self.breaker.has_bounces():
                 self._record([])  # the bounces of a streak the breaker did not stop
@@ -360,7 +363,8 @@ class Worker:
         with self.sessions.begin() as session:
             limit = self.settings.bounce_limit
             write_outcomes(
-                session, outcomes, owner=self.owner, bounce_limit=limit, now=now, bounces=bounces
+                session, outcomes, owner=self.owner, bounce_limit=limit, now=now, bounces=bounces,
+                pause=PauseRule.of(self.settings),
             )
             if time.monotonic() - self._lease_at > self.settings.lease_seconds / 4:
                 outbox.extend_lease(

@@ -7,6 +7,8 @@
   ``prepare_week``) for ``send``, ``demo`` and the daemon's job.
 - :mod:`.service`: the week's window, compose once, enqueue, retry.
 - :mod:`.reports`: per-state counts, failures, samples.
+- :mod:`.health`: each issue's hard-bounce and complaint rates; the guard that holds the next
+  weekly send when one passes its limit (the holds are ledger rows, released by an operator).
 
 Functions take a session and never commit: the edge (CLI, scheduler job, demo) owns it.
 """
@@ -14,6 +16,7 @@ Functions take a session and never commit: the edge (CLI, scheduler job, demo) o
 from __future__ import annotations
 
 from weekly_mailer.errors import IssueNotFoundError
+from weekly_mailer.issues.health import IssueHealth, guard, held, issue_health, refusal
 from weekly_mailer.issues.keys import (
     feed_key,
     file_key,
@@ -23,12 +26,15 @@ from weekly_mailer.issues.keys import (
 )
 from weekly_mailer.issues.ledger import (
     RECORDED_EMPTY,
+    active_holds,
     any_issue,
     fill_recorded_week,
     get_issue,
     issue_for_week,
     last_recorded_week,
+    recent_holds,
     record_week,
+    release_holds,
     sent_source_keys,
     store_issue,
 )
@@ -59,12 +65,14 @@ __all__ = [
     "RECORDED_EMPTY",
     "ExistingIssue",
     "FailureRow",
+    "IssueHealth",
     "IssueNotFoundError",
     "Prepared",
     "Retried",
     "WeekLook",
     "WeekPlan",
     "active_count",
+    "active_holds",
     "active_sample",
     "any_issue",
     "compose",
@@ -76,7 +84,10 @@ __all__ = [
     "file_key_name",
     "fill_recorded_week",
     "get_issue",
+    "guard",
+    "held",
     "is_feed_source",
+    "issue_health",
     "issue_for_week",
     "last_recorded_week",
     "list_issues",
@@ -84,7 +95,10 @@ __all__ = [
     "open_sample",
     "plan_week",
     "prepare_week",
+    "recent_holds",
     "record_week",
+    "refusal",
+    "release_holds",
     "retry",
     "send_week_for",
     "sent_source_keys",

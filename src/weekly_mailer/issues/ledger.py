@@ -1,4 +1,5 @@
-"""The week ledger: one issue row per send week, stored, filled, looked up, recorded empty.
+"""The week ledger: one issue row per send week, stored, filled, looked up, recorded empty; and
+the holds the list-health guard puts on the weekly send (``week_hold``), placed and released.
 
 ``Issue.send_week`` is unique. A daemon (or ``send``) claims a week by inserting its issue row
 (composed, skipped or missed) and committing; an ``IntegrityError`` means another process got
@@ -11,9 +12,11 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import CursorResult, exists, func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from weekly_mailer.errors import IssueNotFoundError
 from weekly_mailer.issues.keys import source_key
+from weekly_mailer.store.hold_models import WeekHold
 from weekly_mailer.store.models import Issue, IssueStatus
 
 if TYPE_CHECKING:
@@ -165,3 +168,64 @@ def record_week(
     session.add(issue)
     session.flush()
     return issue
+
+
+# Holds: an unreleased ``week_hold`` row holds every new issue until an operator releases it.
+
+
+def active_holds(session: Session) -> list[WeekHold]:
+    """The holds not released yet, oldest held week first."""
+    query = select(WeekHold).where(WeekHold.released_at.is_(None))
+    return list(session.scalars(query.order_by(WeekHold.send_week, WeekHold.id)))
+
+
+def recent_holds(session: Session, *, limit: int = 10) -> list[WeekHold]:
+    """The latest holds, released or not, newest first."""
+    query = select(WeekHold).order_by(WeekHold.held_at.desc(), WeekHold.id.desc())
+    return list(session.scalars(query.limit(limit)))
+
+
+def holds_of(session: Session, issue_ids: list[int]) -> set[int]:
+    """Which of ``issue_ids`` already held the send (released or not): an issue holds once."""
+    if not issue_ids:
+        return set()
+    query = select(WeekHold.issue_id).where(WeekHold.issue_id.in_(issue_ids))
+    return {int(i) for i in session.scalars(query) if i is not None}
+
+
+def next_unsent_week(session: Session, after: dt.date) -> dt.date:
+    """The first send week after ``after`` whose issue was not enqueued (the next send)."""
+    enqueued = set(
+        session.scalars(
+            select(Issue.send_week).where(
+                Issue.send_week > after,
+                Issue.status.in_([IssueStatus.SENDING.value, IssueStatus.SENT.value]),
+            )
+        )
+    )
+    week = after + dt.timedelta(days=7)
+    while week in enqueued:
+        week += dt.timedelta(days=7)
+    return week
+
+
+def place_hold(session: Session, hold: WeekHold) -> WeekHold | None:
+    """Insert ``hold``; ``None`` when its issue holds the send already (another process won)."""
+    try:
+        with session.begin_nested():
+            session.add(hold)
+            session.flush()
+    except IntegrityError:
+        return None
+    return hold
+
+
+def release_holds(
+    session: Session, *, by: str, now: dt.datetime, week: dt.date | None = None
+) -> list[WeekHold]:
+    """Release the unreleased holds (those of the held ``week`` only, when given); returns them."""
+    holds = [h for h in active_holds(session) if week is None or h.send_week == week]
+    for hold in holds:
+        hold.released_at, hold.released_by = now, by[:200]
+    session.flush()
+    return holds

@@ -109,6 +109,10 @@ def list_issues(session: Session) -> list[tuple[Issue, dict[str, int]]]:
         .group_by(Delivery.issue_id, Delivery.status)
     ):
         grouped.setdefault(int(issue_id or 0), {})[status] = int(n)
+    for i in issues:  # rows moved out by `issues archive` count too
+        for status, n in (i.archived_counts or {}).items():
+            mine = grouped.setdefault(i.id, {})
+            mine[status] = mine.get(status, 0) + int(n)
     return [
         (i, {s.value: grouped.get(i.id, {}).get(s.value, 0) for s in DeliveryStatus})
         for i in issues

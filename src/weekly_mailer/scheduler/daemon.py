@@ -34,6 +34,7 @@ from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from weekly_mailer.errors import WeeklyMailerError
+from weekly_mailer.scheduler.observe import note_run, outcome_of
 from weekly_mailer.scheduler.timing import format_fire_time
 
 if TYPE_CHECKING:
@@ -259,12 +260,15 @@ class Daemon:
     def _reconcile(self) -> None:
         if self.stopping.is_set():
             return
+        outcome, leader = "error", None
         try:
-            self.job.reconcile()
+            action = self.job.reconcile()
+            outcome, leader = outcome_of(action), action is not None
         except WeeklyMailerError as exc:
             log.error("weekly job: %s", exc)
         except Exception:  # noqa: BLE001 - a job's crash must not end the daemon
             log.exception("weekly job crashed; it runs again within a minute")
+        note_run(self.job, outcome, leader=leader)
 
     def stop(self) -> None:
         """Stop the scheduler, then the worker, then the web server. Safe to call twice."""

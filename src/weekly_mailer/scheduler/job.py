@@ -12,6 +12,11 @@ start-up and every minute after: it looks at the most recent scheduled send time
 Weeks between the last recorded one and the most recent (several weeks of downtime) are each
 recorded as ``missed`` with a WARNING (at most :data:`~.catchup.MAX_GAP_WEEKS` back).
 
+Each run also lets the list-health guard look at the issues that finished lately
+(:func:`weekly_mailer.issues.guard`; a new hold is a WARNING). A week to send while a hold is
+unreleased is not sent and not recorded (a WARNING, once, naming the issue, the rate and the
+figures): after ``weekly-mailer issues release`` the next run sends it, within the grace window.
+
 The week is prepared by :func:`weekly_mailer.issues.prepare_week` (with ``look_at_week`` and
 ``plan_week``), the same path as ``send`` and ``demo``, for the send week of the fire time (the
 one week rule, :func:`weekly_mailer.issues.send_week_for`). The database decides who sends:
@@ -97,6 +102,13 @@ class WeeklyJob:
             week = self.schedule.send_week(fire)  # issues.send_week_for: the one week rule
             recorded = issues.issue_for_week(session, week) is not None
             last = issues.last_recorded_week(session)
+            for hold in issues.guard(session, self.settings, now=now):
+                log.warning(
+                    "list health: %s; the weekly send is held from the week of %s on "
+                    "(`weekly-mailer issues release` lets it go)",
+                    hold.reason,
+                    hold.send_week,
+                )
         gaps = gap_weeks(
             self.schedule, fire_time=fire, last_recorded=last, now=now, grace=self.grace
         )
@@ -120,12 +132,26 @@ class WeeklyJob:
                 self._once(week, logging.INFO, f"week of {week}: nothing to do ({decision.reason})")
             return decision.action
         if decision.action is StartAction.MISSED:
-            self._record(week, IssueStatus.MISSED, decision.reason, now=now)
+            with self.sessions.begin() as session:
+                holds = issues.active_holds(session)
+                note = f"; held by the list-health guard: {holds[0].reason}" if holds else ""
+            self._record(week, IssueStatus.MISSED, decision.reason + note, now=now)
             return decision.action
+        if self._held(week, now=now):
+            return StartAction.NOTHING
         if decision.late_by > dt.timedelta(minutes=1):
             self._once(week, logging.WARNING, f"week of {week}: catching up, {decision.reason}")
         self._send_week(fire, now=now)
         return decision.action
+
+    def _held(self, week: dt.date, *, now: dt.datetime) -> bool:
+        """Whether the list-health guard holds the week (said loudly once, then quietly)."""
+        with self.sessions.begin() as session:
+            hold = issues.held(session, self.settings, now=now)
+            refusal = issues.refusal(hold) if hold is not None else ""
+        if refusal:
+            self._once(week, logging.WARNING, f"week of {week} HELD, not sent: {refusal}")
+        return bool(refusal)
 
     def _send_week(self, fire: dt.datetime, *, now: dt.datetime) -> None:
         """Prepare the week of ``fire`` through the issue service (as ``send`` and ``demo`` do)."""

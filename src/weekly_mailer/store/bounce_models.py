@@ -4,7 +4,8 @@ A row says what one report said about one recipient (``kind``: ``hard``, ``soft`
 ``expired``, ``unknown`` for bounces; ``complaint``, ``opt-out``, ``feedback`` for ARF reports),
 where it came from (``source``: ``dsn``, ``arf``, ``smtp``) and why (``status``, ``code``,
 ``reason``). Only ``hard`` rows ever count toward ``bounce_limit``; ``block`` rows are kept per
-receiving ``domain`` because they are the sender's problem, not the reader's.
+receiving ``domain`` because they are the sender's problem, not the reader's. ``issue_id`` ties
+a row to the issue it is about, for the list-health rates (:mod:`weekly_mailer.issues.health`).
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ class BounceEvent(Base):
     delivery_id: Mapped[int | None] = mapped_column(
         ForeignKey("delivery.id", ondelete="SET NULL"), index=True
     )
+    # The issue the report is about: from the delivery when known, else from the Message-ID of
+    # the original message the report quotes (compose.links). The list-health guard counts by it.
+    issue_id: Mapped[int | None] = mapped_column(
+        ForeignKey("issue.id", ondelete="SET NULL"), index=True
+    )
     recipient: Mapped[str] = mapped_column(String(320), default="")
     domain: Mapped[str] = mapped_column(String(255), default="", index=True)
     status: Mapped[str] = mapped_column(String(20), default="")
@@ -59,3 +65,21 @@ class BounceEvent(Base):
 
     def __repr__(self) -> str:
         return f"<BounceEvent {self.id} {self.kind} {self.recipient}>"
+
+
+class DomainPause(Base):
+    """Sending to one receiving domain paused after a burst of blocks (one row per domain, the
+    latest pause): its waiting rows were moved to ``until`` (``outbox.pause_domain``)."""
+
+    __tablename__ = "domain_pause"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    domain: Mapped[str] = mapped_column(String(255), unique=True)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    until: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    blocks: Mapped[int] = mapped_column(Integer, default=0)  # blocks that made (and kept) it
+    reason: Mapped[str] = mapped_column(Text, default="")  # the latest block's reply
+    rows_moved: Mapped[int] = mapped_column(Integer, default=0)
+
+    def __repr__(self) -> str:
+        return f"<DomainPause {self.domain} until {self.until:%Y-%m-%d %H:%M}>"

@@ -72,8 +72,12 @@ def _private_companions(dbapi_conn: Any, _record: Any) -> None:
                 continue
 
 
+READ_ONLY = "weekly_mailer_read_only"  # an execution option: a reader takes no write lock
+
+
 def _sqlite_begin(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    read_only = conn.get_execution_options().get(READ_ONLY)
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def make_engine(database_url: str, **kwargs: Any) -> Engine:

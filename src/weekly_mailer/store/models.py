@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -183,8 +184,16 @@ class Issue(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     enqueued_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Set by `issues archive`: the per-state counts of the delivery rows moved out, and when.
+    archived_counts: Mapped[dict[str, int] | None] = mapped_column(JSON)
+    archived_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     deliveries: Mapped[list[Delivery]] = relationship(back_populates="issue")
+
+
+_OPEN = text("status IN ('queued', 'deferred', 'sending')")
+_CONFIRM_DUE = text("kind = 'confirmation' AND status IN ('queued', 'deferred')")
+_LEASED = text("status = 'sending'")
 
 
 class Delivery(Base):
@@ -194,8 +203,26 @@ class Delivery(Base):
     __tablename__ = "delivery"
     __table_args__ = (
         UniqueConstraint("issue_id", "subscriber_id"),  # NULLs differ: confirmations are free
-        Index("ix_delivery_claim", "issue_id", "status", "next_attempt_at"),
-        Index("ix_delivery_kind_claim", "kind", "status", "next_attempt_at"),
+        # Sized for ten million rows (migration 0006; how claims use them: outbox/picking.py):
+        # the per-issue counts; the open rows (due or leased), the due confirmations and the
+        # leased rows, each a partial index, so rows already sent or failed are in none of them.
+        Index("ix_delivery_issue_status", "issue_id", "status"),
+        Index(
+            "ix_delivery_open",
+            "id",
+            postgresql_include=["kind", "status"],  # the outbox depth gauge reads only this
+            postgresql_where=_OPEN,
+            sqlite_where=_OPEN,
+        ),
+        Index(
+            "ix_delivery_confirm_due",
+            "id",
+            postgresql_where=_CONFIRM_DUE,
+            sqlite_where=_CONFIRM_DUE,
+        ),
+        Index(
+            "ix_delivery_leased", "lease_expires_at", postgresql_where=_LEASED, sqlite_where=_LEASED
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -9,8 +9,14 @@ from __future__ import annotations
 
 from weekly_mailer.compose.names import MAX_NAME
 from weekly_mailer.subscribers.export import EXPORT_FIELDS, export_row, write_export
-from weekly_mailer.subscribers.importer import ImportReport, import_file, import_rows
-from weekly_mailer.subscribers.parse import ParsedRow, RowError, parse_rows
+from weekly_mailer.subscribers.importer import (
+    Importer,
+    ImportReport,
+    import_file,
+    import_rows,
+    import_source,
+)
+from weekly_mailer.subscribers.parse import Chunk, ParsedRow, RowError, parse_rows, read_chunks
 from weekly_mailer.subscribers.rules import (
     add,
     clean_name,
@@ -31,7 +37,9 @@ from weekly_mailer.subscribers.rules import (
 __all__ = [
     "EXPORT_FIELDS",
     "MAX_NAME",
+    "Chunk",
     "ImportReport",
+    "Importer",
     "ParsedRow",
     "RowError",
     "add",
@@ -44,10 +52,12 @@ __all__ = [
     "get_by_email",
     "import_file",
     "import_rows",
+    "import_source",
     "iter_subscribers",
     "normalise_address",
     "note_bounce",
     "parse_rows",
+    "read_chunks",
     "record",
     "remove",
     "request_subscription",

@@ -14,7 +14,14 @@ Reading a message is :mod:`weekly_mailer.subscribers.report_reader`; classifying
   its sender. Auto-replies and anything else change nothing.
 
 A report whose Message-ID was already recorded is skipped, so reading a mailbox twice counts
-nothing twice.
+nothing twice. A report that quotes the Message-ID of one of our issue copies (checked against
+``secret_key``) is tied to that issue (``bounce_event.issue_id``), for the list-health rates.
+
+VERP: a report delivered to a VERP address of ours (``bounces+<delivery>-<mac>@domain``, see
+``tokens.VerpCodec``) is about that delivery: its findings are the delivery's subscriber's,
+whatever address the report names (a forwarded one, or none when the text is non-standard),
+and its ``bounce_event`` rows carry the delivery (and its issue). A VERP address whose mac does
+not verify, or that names no delivery, makes the report change nothing.
 """
 
 from __future__ import annotations
@@ -22,16 +29,31 @@ from __future__ import annotations
 import collections
 import dataclasses
 import datetime as dt
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from weekly_mailer.compose import envelope_sender
+from weekly_mailer.compose.links import read_message_id
 from weekly_mailer.store.bounce_models import BounceEvent, BounceKind
-from weekly_mailer.store.models import Subscriber
+from weekly_mailer.store.models import Delivery, Issue, Subscriber
 from weekly_mailer.subscribers import complain, note_bounce, unsubscribe
 from weekly_mailer.subscribers.report_reader import Finding, Report, parse_report
+from weekly_mailer.tokens import VerpCodec
 
-__all__ = ["Finding", "IngestSummary", "Report", "apply_report", "parse_report"]
+if TYPE_CHECKING:
+    from weekly_mailer.config import Settings
+
+__all__ = ["Finding", "IngestSummary", "Report", "apply_report", "parse_report", "verp_reader"]
+
+
+def verp_reader(settings: Settings) -> VerpCodec | None:
+    """The codec that reads our VERP addresses: with ``bounce_address`` and ``secret_key``
+    set (whatever ``verp`` says now: bounces of earlier sends still come back)."""
+    if not settings.bounce_address or not settings.secret_key:
+        return None
+    return VerpCodec(settings.secret_key, envelope_sender(settings))
 
 
 @dataclasses.dataclass
@@ -46,6 +68,9 @@ class IngestSummary:
     not_reports: int = 0
     auto_replies: int = 0
     already_seen: int = 0
+    verp_ignored: int = 0  # reports to a forged or unknown VERP address
+    verp_matched: int = 0  # reports tied to their delivery by its VERP address
+    issue_ids: set[int] = dataclasses.field(default_factory=set)  # issues the reports were about
     kinds: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
 
     def line(self) -> str:
@@ -66,6 +91,15 @@ class IngestSummary:
             f"{self.already_seen} already seen."
         )
 
+    def verp_line(self) -> str:
+        """What VERP did, or "" when no report came to a VERP address."""
+        if not self.verp_matched and not self.verp_ignored:
+            return ""
+        return (
+            f"VERP: {self.verp_matched} reports tied to their delivery, {self.verp_ignored} to "
+            "a forged or unknown VERP address ignored."
+        )
+
 
 def _seen(session: Session, message_id: str) -> bool:
     if not message_id:
@@ -81,15 +115,93 @@ def apply_report(
     bounce_limit: int,
     summary: IngestSummary,
     now: dt.datetime,
-) -> None:
-    """Apply one report to the subscribers it names, and record its findings."""
+    secret_key: str = "",
+    verp: VerpCodec | None = None,
+) -> str:
+    """Apply one report to the subscribers it names (or, sent to a VERP address, to that
+    delivery's subscriber), and record its findings (tied to the issue whose Message-ID it
+    quotes, when ``secret_key`` vouches for that id, or to the VERP delivery's issue). Returns
+    what VERP made of it ("" when it was not sent to a VERP address), for ``--dry-run``."""
     summary.messages += 1
+    delivery, note = _verp_delivery(session, report, verp)
+    if note and delivery is None:
+        summary.verp_ignored += 1
+        return note
+    if delivery is not None:
+        summary.verp_matched += 1
+        report = _for_delivery(session, report, delivery)
+        kinds = ", ".join(dict.fromkeys(f.kind.value for f in report.findings)) or "no finding"
+        who = ", ".join(report.recipients(*BounceKind)) or "its subscriber"
+        note = f"{note} ({who}): {kinds}"
+    _apply(
+        session,
+        report,
+        bounce_limit=bounce_limit,
+        summary=summary,
+        now=now,
+        secret_key=secret_key,
+        delivery=delivery,
+    )
+    return note
+
+
+def _verp_delivery(
+    session: Session, report: Report, verp: VerpCodec | None
+) -> tuple[Delivery | None, str]:
+    """The delivery a report's VERP address names, and a note; ``(None, "")`` without one."""
+    if verp is None:
+        return None, ""
+    read = [(a, r) for a in report.addressed_to if (r := verp.read(a)) is not None]
+    if not read:
+        return None, ""
+    genuine = [(a, delivery_id) for a, (delivery_id, ok) in read if ok]
+    if not genuine:
+        return None, f"forged VERP address {read[0][0]}: ignored, nothing changed"
+    address, delivery_id = genuine[0]
+    delivery = session.get(Delivery, delivery_id)
+    if delivery is None:
+        return None, f"VERP address {address} names no delivery: ignored, nothing changed"
+    return delivery, f"VERP delivery {delivery_id}"
+
+
+def _for_delivery(session: Session, report: Report, delivery: Delivery) -> Report:
+    """The report's findings as findings about the delivery's subscriber."""
+    sub = session.get(Subscriber, delivery.subscriber_id)
+    if sub is None:
+        return report
+    key = sub.email_key
+    findings = report.findings
+    if not findings and report.loose is not None and report.kind == "other":
+        findings = [report.loose]
+    moved = [
+        dataclasses.replace(
+            f,
+            recipient=key,
+            reason=f.reason if f.recipient in ("", key) else f"{f.reason} (for {f.recipient})",
+        )
+        for f in findings
+    ]
+    kind = "bounce" if report.kind == "other" and moved else report.kind
+    return dataclasses.replace(report, kind=kind, findings=moved)
+
+
+def _apply(
+    session: Session,
+    report: Report,
+    *,
+    bounce_limit: int,
+    summary: IngestSummary,
+    now: dt.datetime,
+    secret_key: str,
+    delivery: Delivery | None,
+) -> None:
     if report.kind in ("other", "auto-reply") or (
         report.kind != "unsubscribe" and not report.findings
     ):
         summary.not_reports += 1
         summary.auto_replies += report.kind == "auto-reply"
         return
+    delivery_id = delivery.id if delivery is not None else None
     if _seen(session, report.message_id):
         summary.already_seen += 1
         return
@@ -102,10 +214,17 @@ def apply_report(
     summary.unknown_recipients += sum(
         1 for k in report.recipients(*acting) + report.unsubscribed if k not in found
     )
+    if delivery is not None:  # the VERP delivery says which issue (None: a confirmation)
+        issue_id = delivery.issue_id
+    else:
+        issue_id = _issue_of(session, report, secret_key)
+    if issue_id is not None:
+        summary.issue_ids.add(issue_id)
     for finding in report.findings:
         summary.kinds[finding.kind.value] += 1
         summary.soft_bounces += finding.kind in (BounceKind.SOFT, BounceKind.EXPIRED)
-        _record(session, finding, found.get(finding.recipient), report.message_id, now)
+        sub = found.get(finding.recipient)
+        _record(session, finding, sub, report.message_id, now, issue_id, delivery_id=delivery_id)
     hard_ids = [found[k].id for k in report.hard if k in found]
     summary.hard_bounces += len(hard_ids)
     detail = next((f"{f.status} {f.reason}".strip() for f in report.findings), "bounce report")
@@ -133,14 +252,43 @@ def apply_report(
     session.flush()
 
 
+def _issue_of(session: Session, report: Report, secret_key: str) -> int | None:
+    """The issue whose copy the report is about: the first quoted Message-ID of ours that
+    ``secret_key`` vouches for, naming a send week (or an issue id) that has an issue."""
+    for message_id in report.original_ids:
+        parts = read_message_id(message_id, secret_key=secret_key)
+        if parts is None:
+            continue
+        key = parts[0]
+        try:
+            week = dt.date.fromisoformat(key)
+        except ValueError:
+            query = select(Issue.id).where(Issue.id == int(key)) if key.isdigit() else None
+        else:
+            query = select(Issue.id).where(Issue.send_week == week)
+        found = session.scalar(query) if query is not None else None
+        if found is not None:
+            return int(found)
+    return None
+
+
 def _record(
-    session: Session, f: Finding, sub: Subscriber | None, message_id: str, now: dt.datetime
+    session: Session,
+    f: Finding,
+    sub: Subscriber | None,
+    message_id: str,
+    now: dt.datetime,
+    issue_id: int | None = None,
+    *,
+    delivery_id: int | None = None,
 ) -> None:
     session.add(
         BounceEvent(
             at=now,
             kind=f.kind.value,
             subscriber_id=sub.id if sub is not None else None,
+            issue_id=issue_id,
+            delivery_id=delivery_id,
             recipient=f.recipient[:320],
             domain=f.domain[:255],
             status=f.status[:20],

@@ -1,21 +1,34 @@
 """Reading subscriber files: CSV (email, optional name, or a header naming the columns) or a
-JSON list, into valid rows and per-line errors.
+JSON list, into valid rows and per-line errors, a chunk at a time.
 
 Each bad row becomes a :class:`RowError` with its line number (or JSON item); good rows are kept.
+A UTF-8 CSV file is streamed: memory stays flat whatever its size. Address validation (the
+costly part) runs in a pool of worker processes over chunks of lines once a file is larger than
+one chunk; the chunks come back in file order. A UTF-16 (Excel) or JSON file is read whole.
 Nothing here touches the database: :mod:`.importer` applies the rows.
 """
 
 from __future__ import annotations
 
 import codecs
+import collections
+import concurrent.futures
 import csv
 import dataclasses
+import io
 import json
+import multiprocessing
+import os
 import re
-from typing import Any
+import signal
+from collections.abc import Generator, Iterable, Iterator
+from typing import IO, Any, NamedTuple
 
 from weekly_mailer.errors import SubscriberError
 from weekly_mailer.subscribers.rules import _STATUSES, clean_name, normalise_address
+
+CHUNK_ROWS = 5000  # lines per chunk: what a worker validates and the importer writes at once
+_BLOCK = 1 << 20  # bytes read from the file at a time
 
 
 @dataclasses.dataclass
@@ -33,8 +46,7 @@ class RowError:
         return f"{'item' if self.item else 'line'} {self.line}: {self.reason}"
 
 
-@dataclasses.dataclass
-class ParsedRow:
+class ParsedRow(NamedTuple):
     """One valid row of a subscriber file: a normalised address, a clean name, a status."""
 
     line: int
@@ -42,6 +54,14 @@ class ParsedRow:
     key: str
     name: str
     status: str | None
+
+
+@dataclasses.dataclass
+class Chunk:
+    """Consecutive rows of a file: the valid ones and the errors, each in file order."""
+
+    rows: list[ParsedRow]
+    errors: list[RowError]
 
 
 def _decode_lines(data: bytes, errors: list[RowError]) -> str:
@@ -66,12 +86,13 @@ def _decode_lines(data: bytes, errors: list[RowError]) -> str:
 
 
 def parse_rows(data: bytes, *, filename: str = "") -> tuple[list[ParsedRow], list[RowError]]:
-    """Parse a CSV or JSON subscriber file into valid rows and per-line errors."""
+    """Parse a CSV or JSON subscriber file into valid rows and per-line errors (in this process)."""
+    rows: list[ParsedRow] = []
     errors: list[RowError] = []
-    text = _decode_lines(data, errors)
-    if filename.lower().endswith(".json") or text.lstrip().startswith("["):
-        return _parse_json(text, errors, filename=filename)
-    return _parse_csv(text, errors)
+    for chunk in read_chunks(io.BytesIO(data), filename=filename, workers=0):
+        rows.extend(chunk.rows)
+        errors.extend(chunk.errors)
+    return rows, errors
 
 
 def _make_row(
@@ -119,6 +140,7 @@ _HEADER_ALIASES = {
 }
 _DELIMITERS = (",", ";", "\t")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_BAD_UTF8 = "not valid UTF-8 (save the file as UTF-8)"
 
 
 def _header_key(cell: str) -> str:
@@ -145,30 +167,45 @@ def _delimiter(first_line: str) -> str:
     return best if counts[best] > counts[","] else ","
 
 
-def _parse_csv(text: str, errors: list[RowError]) -> tuple[list[ParsedRow], list[RowError]]:
-    """One record per physical line: an address or a name never spans lines, so an unclosed
-    quote costs its own line only, and every error carries the line it is on."""
+# A physical line: its number and its text (bytes until decoded, in the worker).
+Line = tuple[int, bytes | str]
+
+
+def _decode(number: int, raw: bytes | str, errors: list[RowError]) -> str | None:
+    if isinstance(raw, str):
+        return raw
+    try:
+        return raw.decode("utf-8-sig" if number == 1 else "utf-8")
+    except UnicodeDecodeError:
+        errors.append(RowError(number, _BAD_UTF8))
+        return None
+
+
+def _split(number: int, line: str, delimiter: str, errors: list[RowError]) -> list[str] | None:
+    try:
+        return next(csv.reader([line], delimiter=delimiter, strict=True))
+    except csv.Error as exc:
+        reason = "unclosed quote" if "end of data" in str(exc) else f"malformed CSV: {exc}"
+        errors.append(RowError(number, reason))
+        return None
+
+
+def check_lines(
+    delimiter: str, columns: dict[str, int] | None, lines: list[Line]
+) -> tuple[list[ParsedRow], list[RowError]]:
+    """Validate CSV data lines (after the header): one record per physical line, so an
+    unclosed quote costs its own line only, and every error carries the line it is on.
+    Runs in a worker process: arguments and results are plain, picklable data."""
     rows: list[ParsedRow] = []
-    lines = _LINE_BREAK.split(text)
-    first_line = next((ln for ln in lines if ln.strip()), "")
-    delimiter = _delimiter(first_line)
-    columns: dict[str, int] | None = None
-    seen_first = False
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
+    errors: list[RowError] = []
+    layout = columns or {"email": 0, "name": 1}
+    first_last = columns is not None and ("first" in columns or "last" in columns)
+    for number, raw in lines:
+        line = _decode(number, raw, errors)
+        if line is None or not line.strip():
             continue
-        try:
-            cells = next(csv.reader([line], delimiter=delimiter, strict=True))
-        except csv.Error as exc:
-            reason = "unclosed quote" if "end of data" in str(exc) else f"malformed CSV: {exc}"
-            errors.append(RowError(number, reason))
-            continue
-        if not seen_first:
-            seen_first = True
-            columns = _read_header(cells)
-            if columns is not None:
-                continue
-        if cells[0].lstrip().startswith("#"):
+        cells = _split(number, line, delimiter, errors)
+        if cells is None or cells[0].lstrip().startswith("#"):
             continue
         if columns is None and len(cells) > 2:
             errors.append(
@@ -179,21 +216,145 @@ def _parse_csv(text: str, errors: list[RowError]) -> tuple[list[ParsedRow], list
                 )
             )
             continue
-        layout = columns or {"email": 0, "name": 1}
         name = _cell(cells, layout, "name")
-        if name is None and ("first" in layout or "last" in layout):
+        if name is None and first_last:
             parts = (_cell(cells, layout, "first"), _cell(cells, layout, "last"))
             name = " ".join(p.strip() for p in parts if p and p.strip())
         row = _make_row(
-            number,
-            _cell(cells, layout, "email"),
-            name,
-            _cell(cells, layout, "status"),
-            errors,
+            number, _cell(cells, layout, "email"), name, _cell(cells, layout, "status"), errors
         )
         if row is not None:
             rows.append(row)
     return rows, errors
+
+
+def _byte_lines(head: bytes, stream: IO[bytes]) -> Iterator[Line]:
+    """Physical lines of a byte stream, numbered as ``\\r\\n``, ``\\r`` and ``\\n`` end them."""
+    number = 0
+    pending = head
+    while True:
+        block = stream.read(_BLOCK)
+        parts = (pending + block).split(b"\n")
+        pending = parts.pop() if block else b""
+        for part in parts:
+            if part.endswith(b"\r"):
+                part = part[:-1]
+            for piece in part.split(b"\r") if b"\r" in part else (part,):
+                number += 1
+                yield number, piece
+        if not block:
+            return
+
+
+def _looks_like_json(head: bytes, filename: str) -> bool:
+    text = head[:4096].decode("utf-8", "ignore").lstrip("\ufeff \t\r\n")
+    return filename.lower().endswith(".json") or text.startswith("[")
+
+
+def read_chunks(
+    stream: IO[bytes],
+    *,
+    filename: str = "",
+    workers: int | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> Generator[Chunk, None, None]:
+    """The rows and errors of a subscriber file, a chunk at a time, in file order.
+
+    ``workers``: processes validating chunks (``None``: one per core; ``0``: this process). A
+    file that fits in one chunk is always read here. Close the iterator to stop the workers.
+    """
+    head = stream.read(_BLOCK)
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or _looks_like_json(
+        head, filename
+    ):
+        errors: list[RowError] = []
+        text = _decode_lines(head + stream.read(), errors)
+        if filename.lower().endswith(".json") or text.lstrip().startswith("["):
+            rows, errors = _parse_json(text, errors, filename=filename)
+            for start in range(0, max(len(rows), 1), chunk_rows):
+                yield Chunk(rows[start : start + chunk_rows], errors if start == 0 else [])
+            return
+        if errors:
+            yield Chunk([], errors)
+        lines: Iterator[Line] = enumerate(_LINE_BREAK.split(text), start=1)
+    else:
+        lines = _byte_lines(head, stream)
+    yield from _csv_chunks(lines, workers=workers, chunk_rows=chunk_rows)
+
+
+def _csv_chunks(lines: Iterator[Line], *, workers: int | None, chunk_rows: int) -> Iterator[Chunk]:
+    # The header decides the layout: read up to the first line that parses as CSV.
+    errors: list[RowError] = []
+    delimiter: str | None = None
+    columns: dict[str, int] | None = None
+    first: list[Line] = []
+    for number, raw in lines:
+        line = _decode(number, raw, errors)
+        if line is None or not line.strip():
+            continue
+        delimiter = delimiter or _delimiter(line)
+        cells = _split(number, line, delimiter, errors)
+        if cells is None:
+            continue
+        columns = _read_header(cells)
+        if columns is None:
+            first.append((number, raw))
+        break
+    batches = _batches(first, lines, chunk_rows)
+    todo = next(batches, [])
+    following = next(batches, None)
+    sep = delimiter or ","
+    if following is None or workers == 0:  # one chunk, or asked to stay in this process
+        for batch in _chain(todo, following, batches):
+            rows, found = check_lines(sep, columns, batch)
+            yield Chunk(rows, errors + found)
+            errors = []
+        return
+    count = workers or len(os.sched_getaffinity(0))
+    pool = concurrent.futures.ProcessPoolExecutor(
+        max_workers=count,
+        mp_context=multiprocessing.get_context("forkserver"),
+        initializer=_quiet_worker,
+    )
+    try:
+        running: collections.deque[concurrent.futures.Future[Any]] = collections.deque()
+        for batch in _chain(todo, following, batches):
+            running.append(pool.submit(check_lines, sep, columns, batch))
+            if len(running) > 2 * count:  # a bounded queue keeps memory flat
+                rows, found = running.popleft().result()
+                yield Chunk(rows, errors + found)
+                errors = []
+        while running:
+            rows, found = running.popleft().result()
+            yield Chunk(rows, errors + found)
+            errors = []
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _quiet_worker() -> None:
+    """A worker leaves Ctrl-C to the importing process, which stops the pool (no tracebacks)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _chain(
+    todo: list[Line], following: list[Line] | None, rest: Iterator[list[Line]]
+) -> Iterator[list[Line]]:
+    yield todo
+    if following is not None:
+        yield following
+        yield from rest
+
+
+def _batches(first: list[Line], lines: Iterable[Line], size: int) -> Iterator[list[Line]]:
+    batch = first
+    for line in lines:
+        batch.append(line)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _parse_json(

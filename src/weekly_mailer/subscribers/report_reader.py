@@ -9,6 +9,11 @@
   unsubscribes, anything else (``auth-failure``, ``not-spam``…) is only recorded.
 - Auto-replies (RFC 3834 ``Auto-Submitted``, ``X-Autoreply``, ``Precedence: auto_reply``,
   vacation subjects) and anything else: no finding.
+
+Every report also carries the addresses it was delivered to (``Delivered-To``,
+``X-Original-To``, ``Envelope-To``, ``To``…): a VERP address there ties it to one delivery
+(``subscribers.bounces``), and a bounce whose body names nobody we can read still gets a
+``loose`` finding (its text classified) for that delivery's subscriber.
 """
 
 from __future__ import annotations
@@ -68,6 +73,11 @@ class Report:
     unsubscribed: list[str] = dataclasses.field(default_factory=list)  # List-Unsubscribe mailto
     message_id: str = ""
     subject: str = ""
+    addressed_to: list[str] = dataclasses.field(default_factory=list)  # envelope recipients
+    loose: Finding | None = None  # a bounce naming no address: its text, for a VERP delivery
+    # Message-IDs shaped like ours (compose.links) that the report quotes: the original message's
+    # own, References… Checked against secret_key where they are used (subscribers.bounces).
+    original_ids: list[str] = dataclasses.field(default_factory=list)
 
     def recipients(self, *kinds: BounceKind) -> list[str]:
         return list(dict.fromkeys(f.recipient for f in self.findings if f.kind in kinds))
@@ -86,6 +96,15 @@ def _address(value: str | None) -> str | None:
         return None
     m = _ADDR.match(str(value))
     return m.group(1).lower() if m else None
+
+
+_OUR_ID = re.compile(rb"<wm\.[A-Za-z0-9_-]+\.\d{1,18}\.[0-9a-f]{16}@[^<>\s]+>")
+
+
+def _our_ids(data: bytes, *, own: str) -> list[str]:
+    """Every Message-ID shaped like ours anywhere in the message, but the report's own."""
+    found = (m.decode("ascii", "replace") for m in _OUR_ID.findall(data))
+    return [i for i in dict.fromkeys(found) if i != own][:10]
 
 
 def _fields(part: Message) -> list[Message]:
@@ -107,7 +126,9 @@ def parse_report(data: bytes, *, unsubscribe_address: str = "") -> Report:
         kind="other",
         message_id=one_line(str(msg.get("Message-ID") or "")),
         subject=one_line(str(msg.get("Subject") or "")),
+        addressed_to=_addressed_to(msg),
     )
+    report.original_ids = _our_ids(data, own=report.message_id)
     if unsubscribe_address and _is_unsubscribe_request(msg, unsubscribe_address):
         senders = [a.lower() for _, a in getaddresses(msg.get_all("From", [])) if "@" in a]
         report.kind = "unsubscribe"
@@ -127,9 +148,22 @@ def parse_report(data: bytes, *, unsubscribe_address: str = "") -> Report:
         report.findings = _legacy_findings(msg)
         if report.findings:
             report.kind = "bounce"
+        else:
+            c = classify(None, None, _body_text(msg))
+            report.loose = Finding("", BounceKind(c.kind.value), c.status, c.code, c.reason)
     elif _is_auto_reply(msg):
         report.kind = "auto-reply"
     return report
+
+
+_ENVELOPE_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "To")
+
+
+def _addressed_to(msg: Message) -> list[str]:
+    """Where the message was delivered: the envelope recipient headers a local delivery adds,
+    and To (a DSN is addressed to the envelope sender it answers)."""
+    values = [str(v) for h in _ENVELOPE_HEADERS for v in msg.get_all(h, [])]
+    return list(dict.fromkeys(a.lower() for _, a in getaddresses(values) if "@" in a))
 
 
 def _dsn_findings(part: Message) -> list[Finding]:

@@ -53,6 +53,7 @@ def create_app(
     from weekly_mailer.store.db import Database
     from weekly_mailer.web.archive import bp as archive_bp
     from weekly_mailer.web.links import bp as links_bp
+    from weekly_mailer.web.observe import install as observe
     from weekly_mailer.web.outbox import ConfirmationThread
     from weekly_mailer.web.security import install
     from weekly_mailer.web.signup import bp as signup_bp
@@ -96,6 +97,7 @@ def create_app(
         }
 
     install(app, settings)
+    observe(app)
     app.register_blueprint(signup_bp)
     app.register_blueprint(links_bp)
     app.register_blueprint(archive_bp)

@@ -10,9 +10,9 @@ Errors are translated here and nowhere else::
     421, 450-454          TemporaryFailure(throttle=True)   retry later; 421 and 4.7.x pause the
                                                             whole send, the others slow it down
     other 4xx, drops      TemporaryFailure                  retry later with backoff
-    5xx to RCPT TO        PermanentFailure                  never retried; a hard bounce when it
-                                                            is about the mailbox (5.1.x, 5.2.x or
-                                                            a bare 550-553), else NotABounce
+    5xx to RCPT TO        PermanentFailure                  never retried; whether it is a hard
+                                                            bounce is the classifier's call
+                                                            (``delivery.results.counts_as_bounce``)
     5xx after DATA        NotABounce                        never retried, not a bounce (policy)
     5xx to MAIL FROM      BackendUnavailableError           the sender is refused: stop the send
     4xx greeting          BackendBusyError                  hand the row back, pause, fewer
@@ -34,7 +34,6 @@ from weekly_mailer.delivery.backends.base import (
     Envelope,
     NotABounce,
     SendResult,
-    enhanced_status,
 )
 from weekly_mailer.delivery.backends.smtp_url import parse_smtp_url
 from weekly_mailer.errors import DeliveryError, PermanentFailure, TemporaryFailure
@@ -48,22 +47,16 @@ RESTORE_AFTER = 50  # messages accepted after a busy greeting before one more co
 
 def failure_for(code: int, reply: str | bytes, *, stage: str = "rcpt") -> DeliveryError:
     """Our failure for an SMTP reply code at ``stage`` (``rcpt`` or ``data``); see the module
-    docstring. Only a 5xx to RCPT TO about the mailbox itself is a hard bounce."""
+    docstring. A 5xx to RCPT TO is a ``PermanentFailure`` with the full reply: what it means
+    for the reader (hard, soft, block…) is decided above the backends, by the classifier."""
     text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
     text = " ".join(text.split())
     message = f"{code} {text}".strip()
     if 500 <= code <= 599:
-        if stage == "rcpt" and _mailbox_problem(code, message):
+        if stage == "rcpt":
             return PermanentFailure(message, code=code)
         return NotABounce(message, code=code)
     return TemporaryFailure(message, code=code, throttle=code in THROTTLE_CODES)
-
-
-def _mailbox_problem(code: int, message: str) -> bool:
-    status = enhanced_status(message)
-    if status is None:
-        return code in (550, 551, 552, 553)
-    return status[1] in (1, 2)  # 5.1.x addressing, 5.2.x mailbox
 
 
 class _Connection:

@@ -17,7 +17,6 @@ message. On PostgreSQL the claim uses ``FOR UPDATE SKIP LOCKED``; SQLite seriali
 
 from weekly_mailer.store.outbox.claims import (
     claim,
-    enqueue,
     enqueue_confirmation,
     extend_lease,
     open_confirmation,
@@ -26,6 +25,7 @@ from weekly_mailer.store.outbox.claims import (
 )
 from weekly_mailer.store.outbox.issue_rows import (
     counts,
+    enqueue,
     fail_stale,
     fail_stale_rows,
     finish_done,
@@ -34,6 +34,7 @@ from weekly_mailer.store.outbox.issue_rows import (
     refused,
     retry,
 )
+from weekly_mailer.store.outbox.pauses import pause_domain
 from weekly_mailer.store.outbox.rows import OPEN_STATES, ClaimedRow, Outcome, StaleRow
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "leased_rows",
     "next_due",
     "open_confirmation",
+    "pause_domain",
     "record",
     "refused",
     "release",

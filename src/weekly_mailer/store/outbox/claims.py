@@ -6,63 +6,27 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import and_, bindparam, func, insert, literal, select, update
+from sqlalchemy import and_, bindparam, func, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
+from weekly_mailer import metrics
+from weekly_mailer.store.committed import after_commit
 from weekly_mailer.store.models import (
     Delivery,
     DeliveryKind,
     DeliveryStatus,
-    Issue,
-    IssueStatus,
     Subscriber,
-    SubscriberStatus,
 )
+from weekly_mailer.store.outbox.picking import pick
 from weekly_mailer.store.outbox.rows import (
     OPEN_STATES,
     SENDABLE,
     ClaimedRow,
     Outcome,
     T,
-    issue_filter,
     released_status,
 )
-
-
-def enqueue(session: Session, issue: Issue, *, now: dt.datetime) -> int:
-    """Add one queued row per active subscriber (one INSERT…SELECT); returns rows added.
-
-    Idempotent: subscribers who already have a row for the issue are left alone. Moves the
-    issue to ``sending`` and stamps ``enqueued_at``.
-    """
-    already = select(literal(1)).where(
-        Delivery.issue_id == issue.id, Delivery.subscriber_id == Subscriber.id
-    )
-    rows = select(
-        literal(issue.id),
-        Subscriber.id,
-        literal(DeliveryStatus.QUEUED.value),
-        literal(0),
-        literal(now, type_=Delivery.created_at.type),
-        literal(now, type_=Delivery.next_attempt_at.type),
-        literal(""),
-    ).where(Subscriber.status == SubscriberStatus.ACTIVE.value, ~already.exists())
-    stmt = (
-        insert(T)
-        .from_select(
-            ["issue_id", "subscriber_id", "status", "attempts", "created_at", "next_attempt_at"]
-            + ["last_error"],
-            rows,
-        )
-        .execution_options(preserve_rowcount=True)
-    )
-    added = session.connection().execute(stmt).rowcount or 0
-    issue.status = IssueStatus.SENDING.value
-    issue.enqueued_at = issue.enqueued_at or now
-    issue.finished_at = None
-    session.flush()
-    return int(added)
 
 
 def enqueue_confirmation(session: Session, subscriber_id: int, *, now: dt.datetime) -> int:
@@ -115,17 +79,9 @@ def claim(
     longer get them (an issue copy: not active; a confirmation: confirmed already, or
     complained) are marked ``skipped`` here, at send time.
     """
-    scopes = [issue_filter(issue_id, kind)]
-    if issue_id is None and kind != DeliveryKind.CONFIRMATION.value:
-        # A person waits for a confirmation: those first; then each sending issue's own rows
-        # (one index range each, rather than one sort of every open row).
-        sending = session.scalars(
-            select(Issue.id).where(Issue.status == IssueStatus.SENDING.value).order_by(Issue.id)
-        )
-        scopes = [Delivery.issue_id == i for i in sending]
-        if kind is None:
-            scopes.insert(0, issue_filter(None, DeliveryKind.CONFIRMATION.value))
-    ids = _pick(session, scopes, now=now, limit=limit)
+    ids = pick(session, now=now, limit=limit, issue_id=issue_id, kind=kind)
+    if not ids:
+        return [], 0
     found = session.execute(
         select(
             Delivery.id,
@@ -171,6 +127,8 @@ def claim(
                     lease_expires_at=None,
                 )
             )
+    if inactive or unneeded:
+        after_commit(session, lambda: _count_skipped(len(inactive), len(unneeded)))
     if rows:
         session.execute(
             update(Delivery)
@@ -184,41 +142,11 @@ def claim(
     return rows, len(inactive) + len(unneeded)
 
 
-def _pick(session: Session, scopes: list[Any], *, now: dt.datetime, limit: int) -> list[int]:
-    """The ids to claim: in each scope (in order: the first's rows come first), the due rows
-    of each claimable state, each taken in the order of an index (``ix_delivery_claim`` or
-    ``ix_delivery_kind_claim``: due time, then id), so a claim reads about ``limit`` rows
-    whatever the size of the list (one query over every state sorted the whole remaining list
-    at every claim)."""
-    postgres = session.get_bind().dialect.name == "postgresql"
-    ids: list[int] = []
-    for scope in scopes:
-        queries = [
-            select(Delivery.id)
-            .where(scope, Delivery.status == status.value, Delivery.next_attempt_at <= now)
-            .order_by(Delivery.next_attempt_at, Delivery.id)
-            .limit(limit - len(ids))
-            for status in (DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED)
-        ]
-        queries.append(  # leases of dead workers: few, whatever the list's size
-            select(Delivery.id)
-            .where(
-                scope,
-                Delivery.status == DeliveryStatus.SENDING.value,
-                Delivery.lease_expires_at < now,
-            )
-            .order_by(Delivery.id)
-            .limit(limit - len(ids))
-        )
-        found: list[int] = []
-        for query in queries:
-            if postgres:
-                query = query.with_for_update(skip_locked=True)
-            found.extend(int(i) for i in session.scalars(query))
-        ids.extend(sorted(found)[: limit - len(ids)])
-        if len(ids) >= limit:
-            break
-    return ids
+def _count_skipped(issue_copies: int, confirmations: int) -> None:
+    metrics.count_messages(DeliveryKind.ISSUE.value, DeliveryStatus.SKIPPED.value, issue_copies)
+    metrics.count_messages(
+        DeliveryKind.CONFIRMATION.value, DeliveryStatus.SKIPPED.value, confirmations
+    )
 
 
 def record(
@@ -289,13 +217,21 @@ def record(
         )
 
 
-def extend_lease(session: Session, *, owner: str, now: dt.datetime, lease_seconds: float) -> None:
-    """Push back the expiry of every row ``owner`` still holds."""
-    session.execute(
-        update(Delivery)
-        .where(Delivery.lease_owner == owner, Delivery.status == DeliveryStatus.SENDING.value)
-        .values(lease_expires_at=now + dt.timedelta(seconds=lease_seconds))
+def extend_lease(session: Session, *, owner: str, now: dt.datetime, lease_seconds: float) -> int:
+    """Push back the expiry of every row ``owner`` still holds; returns how many.
+
+    On PostgreSQL the rows are locked ``FOR UPDATE SKIP LOCKED`` first: a row another
+    transaction is writing at this moment (the worker recording its result) is left to that
+    transaction, so a heartbeat never waits on, or deadlocks with, its own worker's writes.
+    """
+    mine = and_(T.c.lease_owner == owner, T.c.status == DeliveryStatus.SENDING.value)
+    if session.get_bind().dialect.name == "postgresql":
+        locked = select(T.c.id).where(mine).with_for_update(skip_locked=True)
+        mine = T.c.id.in_(locked.scalar_subquery())
+    result = session.execute(
+        update(T).where(mine).values(lease_expires_at=now + dt.timedelta(seconds=lease_seconds))
     )
+    return int(cast(CursorResult[Any], result).rowcount or 0)
 
 
 def release(session: Session, *, owner: str) -> int:

@@ -59,8 +59,11 @@ def process_count(
     """How many delivery processes to run: ``processes``, at most one per connection and one
     per claim (``batch_size``) of the ``rows`` to send, when known; one when the backend lives
     in this process only (``memory://``) or the clock cannot be handed to another process (a
-    test's)."""
+    test's), and while ``metrics_address`` is set: the delivery counters are this process's
+    (children do not report them to the parent's ``/metrics`` yet)."""
     n = min(settings.processes, settings.concurrency)
+    if settings.metrics_address:
+        return 1
     if rows is not None:  # a process starts in about a second: not for a handful of messages
         n = min(n, max(1, rows // settings.batch_size))
     if n <= 1 or getattr(backend, "in_process_only", False):

@@ -44,6 +44,7 @@ class Settings:
     article_source: str = ""
     send_rate: float = 0.0
     concurrency: int = 2
+    processes: int = dataclasses.field(default_factory=lambda: cores())
     dkim_domain: str = ""
     dkim_selector: str = ""
     dkim_key_file: str = ""
@@ -93,6 +94,15 @@ class Settings:
         return _validated(values, {k: "override" for k in changes})
 
 
+def cores() -> int:
+    """The number of cores this process may use (the default of ``processes``), at most 64."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    return max(1, min(64, n))
+
+
 FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(Settings)}
 
 DESCRIPTIONS: dict[str, str] = {
@@ -110,6 +120,8 @@ DESCRIPTIONS: dict[str, str] = {
     "article_source": "feed URL or path, a Markdown/text file, or a folder of weekly files",
     "send_rate": "messages per second across all connections (0 = unlimited)",
     "concurrency": "SMTP connections used at once",
+    "processes": "delivery processes `send` and `worker` run (default: the number of cores); "
+    "`concurrency` and `send_rate` are shared out among them",
     "dkim_domain": "DKIM signing domain (d=)",
     "dkim_selector": "DKIM selector (s=)",
     "dkim_key_file": "PEM private key for DKIM",

@@ -26,6 +26,7 @@ NON_NEGATIVE = {
 UPPER_BOUNDS: dict[str, float] = {
     "send_rate": 100_000,  # messages per second
     "concurrency": 100,
+    "processes": 64,
     "grace_hours": 168,  # a week
     "retry_initial_seconds": 86_400,  # a day
     "retry_max_seconds": 604_800,  # a week

@@ -20,6 +20,7 @@ from weekly_mailer.delivery.backends.base import Backend, BackendUnavailableErro
 from weekly_mailer.delivery.backends.console import ConsoleBackend
 from weekly_mailer.delivery.backends.file import FileBackend, folder_from_url
 from weekly_mailer.delivery.backends.memory import MemoryBackend
+from weekly_mailer.delivery.backends.pipelined import PipelinedSMTPBackend
 from weekly_mailer.delivery.backends.smtp import SMTPBackend
 from weekly_mailer.delivery.ratelimit import ThrottleGate, TokenBucket
 from weekly_mailer.errors import ConfigError, PermanentFailure, TemporaryFailure
@@ -39,12 +40,18 @@ def test_resolve_backend_by_scheme(tmp_path: Path) -> None:
     assert isinstance(resolve_backend(s), FileBackend)
     assert isinstance(resolve_backend(s.replace(backend_url="console://")), ConsoleBackend)
     assert isinstance(resolve_backend(s.replace(backend_url="memory://")), MemoryBackend)
-    smtp = resolve_backend(s.replace(backend_url="smtp://u:p%40ss@mail.example.org:2525"))
+    default = resolve_backend(s.replace(backend_url="smtp://u:p%40ss@mail.example.org:2525"))
+    assert isinstance(default, PipelinedSMTPBackend)  # the default engine
+    assert (default.target.host, default.target.port, default.target.password) == (
+        "mail.example.org", 2525, "p@ss",
+    )  # fmt: skip
+    url = "smtp://u:p%40ss@mail.example.org:2525?engine=smtplib"
+    smtp = resolve_backend(s.replace(backend_url=url))
     assert isinstance(smtp, SMTPBackend)
     assert (smtp.host, smtp.port, smtp.username, smtp.password) == (
         "mail.example.org", 2525, "u", "p@ss",
     )  # fmt: skip
-    for backend in (smtp,):
+    for backend in (smtp, default):
         assert isinstance(backend, Backend)
 
 
@@ -88,7 +95,8 @@ def test_console_backend_prints_the_message() -> None:
 
 
 def smtp_settings(server: SMTPServer, **kw: Any) -> Settings:
-    return Settings(backend_url=server.url, smtp_timeout=5, **kw)
+    """The smtplib engine (``?engine=smtplib``); the pipelined one has test_pipelined.py."""
+    return Settings(backend_url=f"{server.url}?engine=smtplib", smtp_timeout=5, **kw)
 
 
 def test_smtp_delivers_bytes_and_reuses_a_pool_of_connections() -> None:
@@ -174,7 +182,7 @@ def test_smtp_unreachable_server_is_an_outage() -> None:
     with socket.socket() as held:  # bound, never listening: refused, and nobody else can take it
         held.bind(("127.0.0.1", 0))
         port = held.getsockname()[1]
-        backend = resolve_backend(Settings(backend_url=f"smtp://127.0.0.1:{port}"))
+        backend = resolve_backend(Settings(backend_url=f"smtp://127.0.0.1:{port}?engine=smtplib"))
         with pytest.raises(BackendUnavailableError, match="cannot open an SMTP connection"):
             backend.send(envelope("a@example.org"))
 
@@ -209,7 +217,7 @@ def test_smtp_starttls_and_auth(tls_files: tuple[Path, Path]) -> None:
         auth_require_tls=True,
     )  # fmt: skip
     with server:
-        base = f"smtp://mailer:s3cret@127.0.0.1:{server.port}?starttls=true&cafile={cert}"
+        base = f"smtp://mailer:s3cret@127.0.0.1:{server.port}?starttls=true&cafile={cert}&engine=smtplib"
         with resolve_backend(Settings(backend_url=base)) as backend:
             backend.send(envelope("a@example.org"))
         assert len(server.received()) == 1
@@ -217,7 +225,7 @@ def test_smtp_starttls_and_auth(tls_files: tuple[Path, Path]) -> None:
         with resolve_backend(Settings(backend_url=wrong)) as backend:
             with pytest.raises(BackendUnavailableError, match="refused the login: 535"):
                 backend.send(envelope("a@example.org"))
-        untrusted = f"smtp://mailer:s3cret@127.0.0.1:{server.port}?starttls=true"
+        untrusted = f"smtp://mailer:s3cret@127.0.0.1:{server.port}?starttls=true&engine=smtplib"
         with resolve_backend(Settings(backend_url=untrusted)) as backend:
             with pytest.raises(BackendUnavailableError, match="CERTIFICATE_VERIFY_FAILED"):
                 backend.send(envelope("a@example.org"))

@@ -44,10 +44,12 @@ def backend(server: PipeliningServer, **settings: Any) -> PipelinedSMTPBackend:
 
 
 def test_the_engine_is_chosen_by_the_url_and_nothing_else() -> None:
-    plain = resolve_backend(Settings(backend_url="smtp://127.0.0.1:2525"))
+    plain = resolve_backend(Settings(backend_url="smtp://127.0.0.1:2525?engine=smtplib"))
     assert isinstance(plain, SMTPBackend)
     piped = resolve_backend(Settings(backend_url="smtps://h.example:465?engine=pipelined"))
     assert isinstance(piped, PipelinedSMTPBackend) and piped.target.implicit_tls
+    default = resolve_backend(Settings(backend_url="smtp://127.0.0.1:2525"))
+    assert isinstance(default, PipelinedSMTPBackend)  # the default since the worker uses it
     with pytest.raises(ConfigError, match="engine='fast' is not one of smtplib, pipelined"):
         resolve_backend(Settings(backend_url="smtp://127.0.0.1:2525?engine=fast"))
     settings = Settings(

@@ -15,6 +15,7 @@ from tests.support.smtpd import SMTPServer
 from tests.support.smtpd import _Handler as _BaseHandler
 from weekly_mailer.config import Settings
 from weekly_mailer.delivery import resolve_backend
+from weekly_mailer.delivery.pipeline import unrecorded_bound
 from weekly_mailer.delivery.refusals import PauseRule, classify_failure, outcome_class
 from weekly_mailer.delivery.results import counts_as_bounce
 from weekly_mailer.delivery.worker import Worker
@@ -288,7 +289,9 @@ def _burst_of_blocks(database: Database, settings: Settings) -> None:
     blocked = [r for r in rows if r.email.endswith("@blocked.example")]
     failed = [r for r in blocked if r.status == "failed"]
     waiting = [r for r in blocked if r.status == "queued"]
-    assert 5 <= len(failed) <= 8, len(failed)  # the threshold, plus what was claimed with it
+    # The threshold, plus what was on the wire or not yet recorded when the pause was written
+    # (the pipelined engine's chunks: pipeline.unrecorded_bound).
+    assert 5 <= len(failed) <= 5 + unrecorded_bound(worker.settings), len(failed)
     assert len(failed) + len(waiting) == 30
     assert pause.domain == "blocked.example" and pause.blocks == len(failed)
     assert pause.rows_moved == len(waiting) > 0

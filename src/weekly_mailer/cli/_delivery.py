@@ -118,9 +118,14 @@ def deliver_with_progress(
     max_wait: float = 60.0,
     clock: Callable[[], dt.datetime] = utcnow,
 ) -> Stats:
-    """:func:`weekly_mailer.delivery.run.deliver_issue` with a live progress bar on stderr."""
+    """:func:`weekly_mailer.delivery.run.deliver_issue` with a live progress bar on stderr,
+    in ``processes`` delivery processes (their figures added up)."""
+    from weekly_mailer.delivery.processes import process_count
     from weekly_mailer.delivery.run import deliver_issue
 
+    processes = process_count(settings, backend, clock, rows=total)
+    if processes > 1:
+        click.echo(f"Sending with {processes} delivery processes.")
     with SendProgress(total) as progress:
         return deliver_issue(
             db.sessions,
@@ -131,6 +136,7 @@ def deliver_with_progress(
             max_wait=max_wait,
             on_progress=progress.update,
             clock=clock,
+            processes=processes,
         )
 
 

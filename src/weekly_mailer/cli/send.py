@@ -134,34 +134,48 @@ def send(
 def worker(app: AppContext, once: bool) -> None:
     """Run the delivery worker only: claim, send and record for every sending issue.
 
-    Several workers (on several hosts, with PostgreSQL) can run at once. SIGTERM stops
-    claiming, finishes the messages in flight and hands the rest back.
+    It runs `processes` delivery processes (default: one per core), sharing `concurrency`
+    connections. Several workers (on several hosts, with PostgreSQL) can run at once. SIGTERM
+    or Ctrl-C stops claiming, finishes the messages in flight and hands the rest back.
     """
     from weekly_mailer.delivery import resolve_backend
     from weekly_mailer.delivery.backends.base import BackendUnavailableError
+    from weekly_mailer.delivery.processes import Job, deliver_in_processes, process_count
     from weekly_mailer.delivery.render import IssueRenderers
-    from weekly_mailer.delivery.worker import Worker
+    from weekly_mailer.delivery.worker import Stats, Worker
 
     settings = app.settings
     backend = resolve_backend(settings)
     expose_metrics(app)
     db = app.db
     stop = threading.Event()
-    w = Worker(db.sessions, settings, backend, IssueRenderers(db.sessions, settings), stop=stop)
-    click.echo(f"Worker {w.owner} started.", err=True)
-    with backend, stop_on_signals(stop):
-        while not stop.is_set():
-            try:
-                w.run(until_idle=once)
-            except BackendUnavailableError as exc:
+    n = process_count(settings, backend)
+    s: Stats
+    if n > 1:
+        backend.close()  # each delivery process opens its own
+
+        def started(owners: list[str]) -> None:
+            click.echo(f"Worker started: {n} delivery processes ({', '.join(owners)}).", err=True)
+
+        job = Job({}, until_idle=once, max_wait=60.0, forever=not once)
+        with stop_on_signals(stop):
+            s = deliver_in_processes(settings, n, job, stop=stop, on_start=started)
+    else:
+        w = Worker(db.sessions, settings, backend, IssueRenderers(db.sessions, settings), stop=stop)
+        click.echo(f"Worker {w.owner} started.", err=True)
+        with backend, stop_on_signals(stop):
+            while not stop.is_set():
+                try:
+                    w.run(until_idle=once)
+                except BackendUnavailableError as exc:
+                    if once:
+                        raise
+                    log.error("%s; trying again in %.0fs", exc, settings.throttle_pause_seconds)
+                    stop.wait(settings.throttle_pause_seconds)
+                    continue
                 if once:
-                    raise
-                log.error("%s; trying again in %.0fs", exc, settings.throttle_pause_seconds)
-                stop.wait(settings.throttle_pause_seconds)
-                continue
-            if once:
-                break
-    s = w.stats
+                    break
+        s = w.stats
     click.echo(
         f"Worker stopped: {s.sent} sent, {s.deferred} deferred, {s.failed} failed, "
         f"{s.skipped} skipped.",

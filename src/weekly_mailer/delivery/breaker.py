@@ -53,6 +53,13 @@ class Breaker:
                 return True
             return False
 
+    def trip(self, reason: str) -> None:
+        """Another delivery process's breaker tripped: this send stops too, and the bounces
+        of the streak held here are dropped as if this breaker had tripped."""
+        with self._lock:
+            if self.tripped is None:
+                self.tripped, self._held = reason, []
+
     def end_run(self) -> None:
         """The run is over: a streak the breaker did not stop was real bounces."""
         with self._lock:

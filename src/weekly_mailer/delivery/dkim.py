@@ -39,11 +39,10 @@ if TYPE_CHECKING:
 RSA = "rsa-sha256"
 ED25519 = "ed25519-sha256"
 _WSP_RUN = re.compile(rb"[ \t]+")
-_WSP_TO_SQUEEZE = re.compile(rb"\t[ \t]*| [ \t]+")  # not the single spaces already right
-_WSP_BEFORE_CRLF = re.compile(rb"[ \t]+\r\n")
 _FOLD = re.compile(rb"\r?\n")
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 _LINE = 76  # fold the signature header before this many characters
+_CACHE_LINES = 20_000  # canonical body lines a signer remembers (then it starts afresh)
 
 
 def relaxed_header(name: bytes, value: bytes) -> bytes:
@@ -52,17 +51,45 @@ def relaxed_header(name: bytes, value: bytes) -> bytes:
     return name.lower().rstrip(b" \t") + b":" + value + b"\r\n"
 
 
-def relaxed_body(body: bytes) -> bytes:
+def relaxed_body(body: bytes, cache: dict[bytes, bytes] | None = None) -> bytes:
     """RFC 6376 §3.4.4: no WSP at line ends, WSP runs as one space, no empty lines at the end,
-    one CRLF after the last line; an empty body is empty."""
-    if b" \r\n" in body or b"\t\r\n" in body:
-        body = _WSP_BEFORE_CRLF.sub(b"\r\n", body)
-    if b"\t" in body or b"  " in body:
-        body = _WSP_TO_SQUEEZE.sub(b" ", body)
+    one CRLF after the last line; an empty body is empty.
+
+    Line by line, with ``bytes.replace`` rather than a regular expression; ``cache`` maps lines
+    already seen to their canonical form (a signer sees the same skeleton lines in every copy
+    of an issue, so only the few personalised ones are worked out again)."""
+    if b"\t" in body or b"  " in body or b" \r\n" in body:
+        *lines, last = body.split(b"\r\n")  # ``last`` has no CRLF: its end WSP stays (dkimpy)
+        if cache is None:
+            out = [_relaxed_line(line) for line in lines]
+        else:
+            if len(cache) > _CACHE_LINES:
+                cache.clear()
+            out = []
+            for line in lines:
+                done = cache.get(line)
+                if done is None:
+                    done = cache[line] = _relaxed_line(line)
+                out.append(done)
+        out.append(_squeezed(last))
+        body = b"\r\n".join(out)
     end = len(body)
     while body.endswith(b"\r\n", 0, end):
         end -= 2
     return body[:end] + b"\r\n" if end else b""
+
+
+def _squeezed(line: bytes) -> bytes:
+    if b"\t" in line:
+        line = line.replace(b"\t", b" ")
+    while b"  " in line:
+        line = line.replace(b"  ", b" ")
+    return line
+
+
+def _relaxed_line(line: bytes) -> bytes:
+    line = _squeezed(line)
+    return line[:-1] if line.endswith(b" ") else line
 
 
 def split_message(message: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
@@ -179,6 +206,8 @@ class DkimSigner:
         self.timestamp = timestamp
         self.clock = clock
         self._keys: list[_Key] | None = None
+        self._lines: dict[bytes, bytes] = {}  # see relaxed_body
+        self._headers: dict[tuple[bytes, bytes], bytes] = {}  # see _header
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DkimSigner | None:
@@ -239,8 +268,8 @@ class DkimSigner:
         """The message with one ``DKIM-Signature`` header per key in front; ``ConfigError`` when
         a key cannot sign (the worker stops the send rather than fail every row)."""
         fields, body = split_message(message)
-        body_hash = base64.b64encode(hashlib.sha256(relaxed_body(body)).digest())
-        chosen = b"".join(relaxed_header(n, v) for n, v in signed_headers(fields, self.headers))
+        body_hash = base64.b64encode(hashlib.sha256(relaxed_body(body, self._lines)).digest())
+        chosen = b"".join(self._header(n, v) for n, v in signed_headers(fields, self.headers))
         stamp = str(int(self.clock().timestamp())).encode("ascii") if self.timestamp else b""
         out = []
         for key in self.keys():
@@ -265,6 +294,17 @@ class DkimSigner:
             chunks = [signature[i : i + 72] for i in range(0, len(signature), 72)]
             out.append(header + b"\r\n " + b"\r\n ".join(chunks) + b"\r\n")
         return b"".join(out) + message
+
+    def _header(self, name: bytes, value: bytes) -> bytes:
+        """``relaxed_header``, remembered: From, Subject and the List headers' post value are
+        the same in every copy of an issue."""
+        key = (name, value)
+        done = self._headers.get(key)
+        if done is None:
+            if len(self._headers) > _CACHE_LINES:
+                self._headers.clear()
+            done = self._headers[key] = relaxed_header(name, value)
+        return done
 
 
 def _read_key(setting: str, path: str) -> bytes:

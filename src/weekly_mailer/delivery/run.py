@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from weekly_mailer.clock import utcnow
+from weekly_mailer.delivery.processes import Job, deliver_in_processes
 from weekly_mailer.delivery.render import IssueRenderers
 from weekly_mailer.delivery.worker import Stats, Worker
 from weekly_mailer.store.models import DeliveryKind
@@ -53,11 +54,19 @@ def deliver_issue(
     max_wait: float = 60.0,
     on_progress: Callable[[Stats], None] | None = None,
     clock: Callable[[], dt.datetime] = utcnow,
+    processes: int = 1,
 ) -> Stats:
     """Deliver one issue's due rows until none is due within ``max_wait`` seconds or ``stop``.
 
     Deferred rows due later are left for a later run (``worker``, ``run``, ``issues retry``).
+    With ``processes`` above 1, that many delivery processes share the work
+    (``processes.deliver_in_processes``; see ``processes.process_count``).
     """
+    if processes > 1:
+        job = Job({"issue_id": issue_id}, until_idle=True, max_wait=max_wait)
+        return deliver_in_processes(
+            settings, processes, job, stop=stop, on_progress=on_progress, clock=clock
+        )
     return _run_until_idle(
         sessions, settings, backend, max_wait=max_wait, clock=clock,
         issue_id=issue_id, stop=stop, on_progress=on_progress,

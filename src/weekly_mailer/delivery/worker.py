@@ -17,8 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 from weekly_mailer.clock import utcnow
 from weekly_mailer.delivery.backends.base import (
@@ -26,12 +25,15 @@ from weekly_mailer.delivery.backends.base import (
     BackendUnavailableError,
     Envelope,
     SendHaltedError,
+    SendResult,
 )
 from weekly_mailer.delivery.breaker import Breaker
 from weekly_mailer.delivery.heartbeat import Heartbeat
+from weekly_mailer.delivery.pipeline import BatchBackend, deliver_batched
 from weekly_mailer.delivery.policy import Stats, backoff, hard_throttle, hurry_for, make_owner
 from weekly_mailer.delivery.ratelimit import SlowDown, ThrottleGate, TokenBucket
 from weekly_mailer.delivery.results import PauseRule, counts_as_bounce, note_stale, write_outcomes
+from weekly_mailer.delivery.threaded import deliver_threaded
 from weekly_mailer.errors import (
     ConfigError,
     DeliveryError,
@@ -54,6 +56,7 @@ log = logging.getLogger(__name__)
 __all__ = ["Renderers", "Stats", "Worker", "backoff", "hard_throttle", "hurry_for", "make_owner"]
 
 RenderFn = Callable[[ClaimedRow], Envelope]
+STALE_CHECK_SECONDS = 30.0  # stale rows are looked for at a run's first claim, then this often
 
 
 class Renderers(Protocol):
@@ -114,6 +117,7 @@ class Worker:
         self._confirm_render: RenderFn | None = None
         self._unavailable: WeeklyMailerError | None = None  # stops this run (outage, config)
         self._lease_at = 0.0  # when our leases were last set (monotonic)
+        self._stale_at = -STALE_CHECK_SECONDS  # when stale rows were last failed (monotonic)
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -141,6 +145,7 @@ class Worker:
         ``ConfigError`` after handing every claimed row back; the same worker can run again.
         """
         self._unavailable = None  # a past outage is over as far as this run knows
+        self._stale_at = -STALE_CHECK_SECONDS  # a run starts by failing the stale rows
         self._busy = 0
         self.breaker.reset()
         beat = Heartbeat(self.sessions, self.settings, owner=self.owner, clock=self.clock).start()
@@ -181,14 +186,17 @@ class Worker:
             by_rate = int(self.settings.send_rate * self.settings.lease_seconds / 2)
             limit = max(1, min(limit, by_rate))
         with self.sessions.begin() as session:
-            stale_rows = outbox.fail_stale_rows(
-                session,
-                now=self.clock(),
-                max_age=dt.timedelta(hours=self.settings.retry_give_up_hours),
-                issue_id=self.issue_id,
-                kind=self.kind,
-            )
-            note_stale(session, stale_rows, now=self.clock())
+            stale_rows = []
+            if time.monotonic() - self._stale_at >= STALE_CHECK_SECONDS:
+                stale_rows = outbox.fail_stale_rows(
+                    session,
+                    now=self.clock(),
+                    max_age=dt.timedelta(hours=self.settings.retry_give_up_hours),
+                    issue_id=self.issue_id,
+                    kind=self.kind,
+                )
+                note_stale(session, stale_rows, now=self.clock())
+                self._stale_at = time.monotonic()
             rows, skipped = outbox.claim(
                 session,
                 owner=self.owner,
@@ -209,7 +217,7 @@ class Worker:
             self._progress()
         return rows
 
-    def _deliver(self, rows: list[ClaimedRow]) -> None:
+    def _load(self, rows: list[ClaimedRow]) -> None:
         for issue_id in {r.issue_id for r in rows if r.issue_id is not None} - set(self._renders):
             try:  # load each issue once, here, rather than racing for it in the pool
                 self._renders[issue_id] = self.renderers.for_issue(issue_id)
@@ -222,84 +230,79 @@ class Worker:
                 self._confirm_render = self.renderers.for_confirmations()
             except ConfigError as exc:
                 self._unavailable = exc
-        pending = iter(rows)
-        outcomes: list[Outcome] = []
-        in_flight: set[Future[Outcome]] = set()
-        last_flush = time.monotonic()
-        pool = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="send")
-        try:
-            while True:
-                while len(in_flight) < self.settings.concurrency and self._may_start():
-                    row = next(pending, None)
-                    if row is None:
-                        break
-                    in_flight.add(pool.submit(self._attempt, row))
-                if not in_flight:
-                    break
-                if self.hurry.is_set():  # a second Ctrl-C: stop waiting for the slow ones
-                    abort = getattr(self.backend, "abort", None)
-                    if callable(abort):
-                        abort()
-                    break  # their rows stay leased to us; release() hands them back
-                done, in_flight = wait(in_flight, timeout=0.2, return_when=FIRST_COMPLETED)
-                outcomes.extend(f.result() for f in done)
-                now = time.monotonic()
-                if len(outcomes) >= self.flush_every or now - last_flush >= self.flush_seconds:
-                    self._record(outcomes)
-                    outcomes, last_flush = [], now
-        finally:
-            pool.shutdown(wait=not self.hurry.is_set(), cancel_futures=True)
-        outcomes.extend(Outcome(row, DeliveryStatus.QUEUED.value) for row in pending)
-        self._record(outcomes)
+
+    def _refill(self) -> list[ClaimedRow]:
+        """The next claim, made while the last chunks are on the wire (the batched path)."""
+        if self.stop.is_set() or self._unavailable is not None or self.breaker.tripped:
+            return []
+        rows = self._claim()
+        self._load(rows)
+        return rows
+
+    def _deliver(self, rows: list[ClaimedRow]) -> None:
+        self._load(rows)
+        if callable(getattr(self.backend, "submit_batch", None)):
+            batch_backend = cast(BatchBackend, self.backend)
+            deliver_batched(self, batch_backend, rows, refill=self._refill)
+            return
+        deliver_threaded(self, self.backend, rows)  # one message at a time per connection
 
     def _may_start(self) -> bool:
         return not self.stop.is_set() and self._unavailable is None
 
-    # -- one message (runs in a pool thread) -----------------------------------------------
+    # What the batched path (pipeline.py) calls.
+    may_start = _may_start
 
-    def _attempt(self, row: ClaimedRow) -> Outcome:
-        untried = Outcome(row, DeliveryStatus.QUEUED.value)
-        if not self._may_start() or not self.gate.wait(self.stop):
-            return untried
-        if not self.bucket.acquire(self.stop) or not self.slowdown.acquire(self.stop):
-            return untried
-        if not self.gate.wait(self.stop) or not self._may_start():
-            return untried
-        try:
-            envelope = self._render(row)
-        except ConfigError as exc:  # a bad setup (e.g. DKIM) is not this recipient's problem
-            self._unavailable = exc
-            return untried
-        except WeeklyMailerError as exc:
-            return Outcome(row, DeliveryStatus.FAILED.value, error=f"cannot compose: {exc}")
-        try:
-            result = self.backend.send(envelope)
-        except BackendBusyError as exc:
+    def render(self, row: ClaimedRow) -> Envelope:
+        return self._render(row)
+
+    def fail_setup(self, exc: ConfigError) -> None:
+        self._unavailable = exc
+
+    def record(self, outcomes: list[Outcome]) -> None:
+        self._record(outcomes)
+
+    def halt(self, reason: str) -> None:
+        """Stop as if this worker's breaker had tripped (another delivery process's did):
+        ``run`` raises ``SendHaltedError`` and no bounce of the held streak counts."""
+        self.breaker.trip(reason)
+        with self._lock:
+            if self._unavailable is None:
+                self._unavailable = SendHaltedError(reason)
+
+    # -- results of attempts, whichever path made them -----------------------------------------
+
+    def settle(self, row: ClaimedRow, result: SendResult | BaseException) -> Outcome:
+        """The outcome of one attempt from what the backend returned or raised, with what it
+        means for the whole send (pauses, the breaker, an outage). Both paths use it."""
+        if isinstance(result, SendResult):
+            self._note_refusal(row, None)
+            with self._lock:
+                self._busy = 0
+            return Outcome(row, DeliveryStatus.SENT.value, code=result.code, at=self.clock())
+        exc = result
+        if isinstance(exc, BackendBusyError):
             self._note_busy(exc)
-            return untried
-        except BackendUnavailableError as exc:
+            return Outcome(row, DeliveryStatus.QUEUED.value)
+        if isinstance(exc, BackendUnavailableError):
             self._unavailable = exc
-            return untried
-        except PermanentFailure as exc:  # its bounce is counted by the breaker, or dropped
+            return Outcome(row, DeliveryStatus.QUEUED.value)
+        if isinstance(exc, PermanentFailure):  # its bounce is counted by the breaker, or dropped
             self._note_refusal(row, exc, bounce=counts_as_bounce(exc))
             return Outcome(row, DeliveryStatus.FAILED.value, code=exc.code, error=str(exc))
-        except TemporaryFailure as exc:
+        if isinstance(exc, TemporaryFailure):
             self._note_refusal(row, None)
             if exc.throttle and hard_throttle(exc):
                 self.gate.pause(self.settings.throttle_pause_seconds)
             elif exc.throttle:
                 self.slowdown.note()
             return self._deferred(row, exc)
-        except DeliveryError as exc:
+        if isinstance(exc, DeliveryError):
             self._note_refusal(row, None)
             return self._deferred(row, exc)
-        except Exception as exc:  # noqa: BLE001 - a buggy backend must not lose what was sent
-            log.exception("the backend raised an unexpected error for %s", row.email)
-            return self._deferred(row, DeliveryError(f"backend error: {type(exc).__name__}: {exc}"))
-        self._note_refusal(row, None)
-        with self._lock:
-            self._busy = 0
-        return Outcome(row, DeliveryStatus.SENT.value, code=result.code, at=self.clock())
+        log.error("the backend raised an unexpected error for %s", row.email, exc_info=exc)
+        error = DeliveryError(f"backend error: {type(exc).__name__}: {exc}")
+        return self._deferred(row, error)
 
     def _note_refusal(
         self, row: ClaimedRow, exc: PermanentFailure | None, *, bounce: bool = False

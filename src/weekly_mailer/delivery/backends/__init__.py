@@ -1,6 +1,7 @@
 """Backends (resolved once from ``backend_url``): the contract in :mod:`.base`, one file each.
 
-Built-in schemes: ``smtp``, ``smtps`` (``?engine=pipelined`` for the asyncio PIPELINING client),
+Built-in schemes: ``smtp``, ``smtps`` (the asyncio PIPELINING client; ``?engine=smtplib`` for the
+older one),
 ``file``, ``console``, ``memory``. Third-party backends
 register a factory in the ``weekly_mailer.backends`` entry-point group; the entry point's name is
 the URL scheme and its object a callable ``factory(settings) -> Backend``.
@@ -32,7 +33,7 @@ BackendFactory = Callable[["Settings"], Backend]
 def _smtp(settings: Settings) -> Backend:
     from weekly_mailer.delivery.backends.smtp_url import parse_smtp_url
 
-    if parse_smtp_url(settings.backend_url).engine == "pipelined":
+    if parse_smtp_url(settings.backend_url).engine != "smtplib":
         from weekly_mailer.delivery.backends.pipelined import PipelinedSMTPBackend
 
         return PipelinedSMTPBackend.from_url(settings.backend_url, settings)

@@ -17,6 +17,8 @@ class MemoryBackend:
     return a ``SendResult`` to accept it with that reply.
     """
 
+    in_process_only = True  # its messages live in this process: one delivery process only
+
     def __init__(self, handler: Handler | None = None) -> None:
         self.handler = handler
         self.sent: list[Envelope] = []

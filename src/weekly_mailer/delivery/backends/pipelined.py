@@ -1,4 +1,4 @@
-"""The pipelined SMTP engine (``smtp://host?engine=pipelined``): asyncio, RFC 2920 PIPELINING.
+"""The pipelined SMTP engine, the default for ``smtp://`` and ``smtps://``: asyncio, RFC 2920.
 
 Hand-written on purpose: :mod:`smtplib` is blocking and lock-step (one round trip per command,
 four per message, one thread per connection), and aiosmtplib has no PIPELINING. Here one asyncio
@@ -115,7 +115,12 @@ class PipelinedSMTPBackend:
 
     # -- the loop thread ------------------------------------------------------------------------
 
-    def _run(self, batch: Sequence[Envelope]) -> list[Result]:
+    def submit_batch(
+        self, envelopes: Sequence[Envelope]
+    ) -> concurrent.futures.Future[list[Result]]:
+        """Start sending a batch and return at once: the future gives what :meth:`send_batch`
+        returns. Batches submitted together share the connections, so a second batch fills the
+        connections the first one's tail leaves idle."""
         with self._lock:
             if self._closed:
                 raise TemporaryFailure("not sent: the SMTP backend is closed")
@@ -130,19 +135,17 @@ class PipelinedSMTPBackend:
                 )
                 self._thread.start()
             loop = self._loop
-        future: concurrent.futures.Future[list[Result]]
-        future = asyncio.run_coroutine_threadsafe(self._send_batch(batch), loop)
-        return future.result()
+        return asyncio.run_coroutine_threadsafe(self._send_batch(envelopes), loop)
 
     def send_batch(self, envelopes: Sequence[Envelope]) -> list[Result]:
         """One result per envelope, in order: a ``SendResult`` or the ``DeliveryError`` that
         ``send`` would have raised. The batch is spread over the connections."""
         if not envelopes:
             return []
-        return self._run(envelopes)
+        return self.submit_batch(envelopes).result()
 
     def send(self, envelope: Envelope) -> SendResult:
-        result = self._run([envelope])[0]
+        result = self.submit_batch([envelope]).result()[0]
         if isinstance(result, DeliveryError):
             raise result
         return result
@@ -182,13 +185,18 @@ class PipelinedSMTPBackend:
             conn.abandon()
 
     async def _quit_all(self) -> None:
+        """QUIT every idle connection at once (after an abort, just drop them)."""
         idle, self._idle = self._idle, []
-        for conn in idle:
+
+        async def quit(conn: Connection) -> None:
             try:
-                await conn.command(b"QUIT\r\n", 5)
+                if not self._aborted:
+                    await conn.command(b"QUIT\r\n", 5)
             except Lost:
                 pass
             conn.abandon()
+
+        await asyncio.gather(*(quit(conn) for conn in idle))
 
     # -- batches --------------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """The SMTP backend: a pool of reusable connections, mapping replies to our own failures.
 
 ``smtp://user:pass@host:587?starttls=true`` or ``smtps://user:pass@host:465`` (options: see
-:mod:`.smtp_url`; ``?engine=pipelined`` picks :mod:`.pipelined` instead of this one).
+:mod:`.smtp_url`; ``?engine=smtplib`` picks this engine; the default is :mod:`.pipelined`).
 Timeouts, pool size and the per-connection message cap come from the settings
 (``smtp_timeout``, ``concurrency``, ``max_per_connection``).
 

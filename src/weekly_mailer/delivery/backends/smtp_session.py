@@ -32,7 +32,7 @@ class Lost(Exception):
 def wire_data(data: bytes) -> bytes:
     """The DATA payload: CRLF line ends (never a bare LF or CR), dot-stuffed, ``CRLF.CRLF``."""
     crlf = data.count(b"\r\n")
-    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
+    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:  # a bare LF or CR somewhere
         data = _LINE_END.sub(b"\r\n", data)
     if data.startswith(b".") or b"\n." in data:
         data = _LEADING_DOT.sub(b"..", data)
@@ -51,11 +51,18 @@ class Connection:
     broken: bool = False
 
     async def reply(self, timeout: float, *, in_doubt: bool = False) -> tuple[int, str, list[str]]:
-        """``(code, text, lines)`` of one (multi-line) reply; ``Lost`` on EOF or timeout."""
+        """``(code, text, lines)`` of one (multi-line) reply; ``Lost`` on EOF or timeout.
+
+        A reply already in the buffer is read without a timer (most are: the pipelined
+        replies arrive together); otherwise one ``asyncio.timeout`` covers the wait."""
         lines: list[str] = []
         while True:
             try:
-                line = await asyncio.wait_for(self.reader.readline(), timeout)
+                if b"\n" in getattr(self.reader, "_buffer", b""):  # a whole line waits
+                    line = await self.reader.readline()
+                else:
+                    async with asyncio.timeout(timeout):
+                        line = await self.reader.readline()
             except TimeoutError as exc:
                 raise Lost(f"no reply within {timeout:g} s", in_doubt=in_doubt) from exc
             except (OSError, ValueError) as exc:

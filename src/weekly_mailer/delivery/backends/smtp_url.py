@@ -2,8 +2,9 @@
 
 ``smtp://user:pass@host:587?starttls=true`` or ``smtps://user:pass@host:465``. Query options:
 ``starttls`` (true/false), ``verify`` (false accepts any certificate: test servers only),
-``cafile`` (extra CA bundle) and ``engine`` (``smtplib``, the default, or ``pipelined``: the
-asyncio client with RFC 2920 PIPELINING, :mod:`.pipelined`).
+``cafile`` (extra CA bundle) and ``engine``: ``pipelined``, the default, the asyncio client with
+RFC 2920 PIPELINING (:mod:`.pipelined`), or ``smtplib``, the older one message per thread
+engine (:mod:`.smtp`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class SmtpTarget:
     username: str = ""
     password: str = ""
     ssl_context: ssl.SSLContext | None = None
-    engine: str = "smtplib"
+    engine: str = "pipelined"
 
 
 def flag(key: str, value: str) -> bool:
@@ -52,7 +53,7 @@ def parse_smtp_url(url: str) -> SmtpTarget:
     unknown = set(options) - OPTIONS
     if unknown:
         raise ConfigError(f"backend_url: unknown option(s) {', '.join(sorted(unknown))}")
-    engine = options.get("engine", "smtplib")
+    engine = options.get("engine", "pipelined")
     if engine not in ENGINES:
         raise ConfigError(f"backend_url: engine={engine!r} is not one of {', '.join(ENGINES)}")
     implicit = parts.scheme == "smtps"

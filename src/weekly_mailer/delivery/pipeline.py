@@ -1,0 +1,198 @@
+"""The worker's batched path, for a backend with ``submit_batch`` (the pipelined SMTP engine).
+
+Claimed rows go out in chunks: while one chunk is on the wire, the next is personalised and
+signed, and up to ``WINDOW`` chunks are in flight at once, so the connections never wait for the
+renderer nor the renderer for the slowest connection. The results of a chunk are settled in
+order (``Worker.settle``: the same failure mapping, breaker and pauses as one message at a
+time) and written in batches (``Worker.record``). When the claimed rows run low a new claim is
+made while the last chunks are still on the wire.
+
+Results are written every ``RECORD_CHUNKS`` chunks or ``flush_seconds``, whichever comes first
+(one transaction each: fewer, larger writes keep several processes from queueing for SQLite's
+lock). So at most ``(RECORD_CHUNKS + WINDOW) × chunk`` messages are accepted by the server and
+not yet recorded at any moment: that is what a SIGKILL can make the next run send twice (with
+the same Message-ID).
+
+A stop (SIGTERM, Ctrl-C) starts no new chunk: the chunks in flight finish and are recorded, the
+rest goes back to the queue. A second Ctrl-C cuts the connections (``abort``): results already
+back are recorded, the rest of the rows in flight are handed back.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from weekly_mailer.delivery.backends.base import Envelope, SendResult
+from weekly_mailer.errors import ConfigError, DeliveryError, WeeklyMailerError
+from weekly_mailer.store.models import DeliveryStatus
+from weekly_mailer.store.outbox import ClaimedRow, Outcome
+
+if TYPE_CHECKING:
+    from weekly_mailer.config import Settings
+    from weekly_mailer.delivery.ratelimit import SlowDown, ThrottleGate, TokenBucket
+
+WINDOW = 2  # chunks on the wire at once
+RECORD_CHUNKS = 4  # results are written every this many chunks (or flush_seconds)
+BatchResult = SendResult | DeliveryError
+Flight = tuple[list[ClaimedRow], "concurrent.futures.Future[list[BatchResult]]"]
+
+
+class BatchBackend(Protocol):
+    def submit_batch(
+        self, envelopes: Sequence[Envelope]
+    ) -> concurrent.futures.Future[list[BatchResult]]: ...
+
+    def abort(self) -> None: ...
+
+
+class BatchWorker(Protocol):
+    """What the batched path needs of the worker (see ``worker.Worker``)."""
+
+    settings: Settings
+    stop: threading.Event
+    hurry: threading.Event
+    gate: ThrottleGate
+    bucket: TokenBucket
+    slowdown: SlowDown
+    flush_every: int
+    flush_seconds: float
+
+    def may_start(self) -> bool: ...
+
+    def render(self, row: ClaimedRow) -> Envelope: ...
+
+    def fail_setup(self, exc: ConfigError) -> None: ...
+
+    def settle(self, row: ClaimedRow, result: SendResult | BaseException) -> Outcome: ...
+
+    def record(self, outcomes: list[Outcome]) -> None: ...
+
+
+def unrecorded_bound(settings: Settings) -> int:
+    """The most messages one process can have had accepted and not yet recorded."""
+    return (RECORD_CHUNKS + WINDOW) * chunk_size(settings)
+
+
+def chunk_size(settings: Settings) -> int:
+    """Messages per chunk: two per connection; with ``send_rate``, what half a second allows."""
+    size = 2 * settings.concurrency
+    if settings.send_rate > 0:
+        size = min(size, max(1, int(settings.send_rate / 2)))
+    return size
+
+
+def deliver_batched(
+    worker: BatchWorker,
+    backend: BatchBackend,
+    rows: list[ClaimedRow],
+    *,
+    refill: Callable[[], list[ClaimedRow]] | None = None,
+) -> None:
+    """Deliver ``rows`` (and, through ``refill``, further claims) in overlapping chunks."""
+    size = chunk_size(worker.settings)
+    every = max(worker.flush_every, RECORD_CHUNKS * size)
+    pending = collections.deque(rows)
+    flights: collections.deque[Flight] = collections.deque()
+    outcomes: list[Outcome] = []
+    last_flush = time.monotonic()
+    while True:
+        while len(flights) < WINDOW and worker.may_start():
+            if not pending and refill is not None and flights:
+                pending.extend(refill())  # claim while the last chunks are on the wire
+            if not pending:
+                break
+            chunk, envelopes, early = _prepare(worker, pending, size, wait=not flights)
+            outcomes.extend(early)
+            if not envelopes:
+                if flights:
+                    break  # the gate is closed: collect what is in flight first
+                continue
+            try:
+                flights.append((chunk, backend.submit_batch(envelopes)))
+            except DeliveryError as exc:  # a closed backend
+                outcomes.extend(worker.settle(row, exc) for row in chunk)
+        if not flights:
+            break
+        chunk, future = flights[0]
+        results = _wait(worker, future, len(chunk))
+        if results is None:  # a second Ctrl-C
+            backend.abort()
+            outcomes.extend(_cut_short(flights))
+            break
+        flights.popleft()
+        outcomes.extend(worker.settle(row, r) for row, r in zip(chunk, results, strict=True))
+        now = time.monotonic()
+        if len(outcomes) >= every or now - last_flush >= worker.flush_seconds:
+            worker.record(outcomes)
+            outcomes, last_flush = [], now
+    outcomes.extend(Outcome(row, DeliveryStatus.QUEUED.value) for row in pending)
+    worker.record(outcomes)
+
+
+def _prepare(
+    worker: BatchWorker, pending: collections.deque[ClaimedRow], size: int, *, wait: bool
+) -> tuple[list[ClaimedRow], list[Envelope], list[Outcome]]:
+    """The next chunk, personalised and signed; ``early`` holds the rows that cannot be
+    composed. Without ``wait``, a closed throttle gate ends the chunk instead of waiting."""
+    chunk: list[ClaimedRow] = []
+    envelopes: list[Envelope] = []
+    early: list[Outcome] = []
+    stop, gate = worker.stop, worker.gate
+    while pending and len(chunk) < size:
+        if not wait and gate.remaining() > 0:
+            break
+        if not gate.wait(stop) or not worker.bucket.acquire(stop):
+            break
+        if not worker.slowdown.acquire(stop) or not worker.may_start():
+            break
+        row = pending.popleft()
+        try:
+            envelope = worker.render(row)
+        except ConfigError as exc:  # a bad setup (e.g. DKIM) is not this recipient's problem
+            worker.fail_setup(exc)
+            pending.appendleft(row)
+            break
+        except WeeklyMailerError as exc:
+            early.append(Outcome(row, DeliveryStatus.FAILED.value, error=f"cannot compose: {exc}"))
+            continue
+        chunk.append(row)
+        envelopes.append(envelope)
+    return chunk, envelopes, early
+
+
+def _wait(
+    worker: BatchWorker, future: concurrent.futures.Future[list[BatchResult]], n: int
+) -> Sequence[BatchResult | BaseException] | None:
+    """The chunk's ``n`` results (an unexpected error stands for each), or ``None`` on a
+    hurry (a second Ctrl-C)."""
+    while not worker.hurry.is_set():
+        try:
+            return future.result(timeout=0.1)
+        except concurrent.futures.TimeoutError:
+            continue
+        except Exception as exc:  # noqa: BLE001 - settle() defers each row with it
+            return [exc] * n
+    return None
+
+
+def _cut_short(flights: collections.deque[Flight]) -> list[Outcome]:
+    """After ``abort``: what came back as sent is recorded; every other row in flight goes back
+    to the queue (the rows of a chunk not back within a second stay leased: ``release``)."""
+    outcomes: list[Outcome] = []
+    deadline = time.monotonic() + 1.0
+    for chunk, future in flights:
+        try:
+            results = future.result(timeout=max(0.0, deadline - time.monotonic()))
+        except Exception:  # noqa: BLE001 - cut short: nothing is known of these
+            continue
+        for row, r in zip(chunk, results, strict=True):
+            if isinstance(r, SendResult):
+                outcomes.append(Outcome(row, DeliveryStatus.SENT.value, code=r.code))
+            else:
+                outcomes.append(Outcome(row, DeliveryStatus.QUEUED.value))
+    return outcomes

@@ -1,0 +1,318 @@
+"""Every core: ``processes`` delivery processes, each a ``Worker`` claiming from the outbox.
+
+The children are started with multiprocessing's ``spawn`` context (a fresh interpreter: no
+inherited threads, connections or locks) and each opens its own database engine and backend.
+They share the work through the outbox alone: claims are leases (``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so no row goes to two of them.
+
+``concurrency`` (connections) and ``send_rate`` are totals: each child gets its share. A child
+reports its ``Stats`` to the parent on a ``multiprocessing`` queue (a few times a second, and
+once when it ends, with the error that stopped it, if any); the parent adds them up for the
+progress bar and the summary.
+
+Stopping: the parent owns the signals. The children ignore SIGINT (a Ctrl-C in a terminal
+reaches the whole process group) and follow the parent's two events instead: ``stop`` (finish
+in flight, hand the rest back) and ``hurry`` (a second Ctrl-C: cut the connections). SIGTERM
+sent to a child stops that child the same way. A child whose parent dies (SIGKILL) is killed
+too (Linux ``PR_SET_PDEATHSIG``), so a killed ``send`` leaves no sender behind; its leases
+expire as after any crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import dataclasses
+import datetime as dt
+import logging
+import multiprocessing
+import os
+import pickle
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from weekly_mailer import errors
+from weekly_mailer.clock import utcnow
+from weekly_mailer.delivery.policy import Stats, hurry_for
+
+if TYPE_CHECKING:
+    from weekly_mailer.config import Settings
+    from weekly_mailer.delivery.backends.base import Backend
+
+log = logging.getLogger(__name__)
+
+COUNTED = ("sent", "deferred", "failed", "skipped", "released", "throttled", "slowed", "stale")
+PROGRESS_SECONDS = 0.2  # how often a child reports its figures
+
+
+def process_count(
+    settings: Settings,
+    backend: Backend,
+    clock: Callable[[], dt.datetime] = utcnow,
+    *,
+    rows: int | None = None,
+) -> int:
+    """How many delivery processes to run: ``processes``, at most one per connection and one
+    per claim (``batch_size``) of the ``rows`` to send, when known; one when the backend lives
+    in this process only (``memory://``) or the clock cannot be handed to another process (a
+    test's), and while ``metrics_address`` is set: the delivery counters are this process's
+    (children do not report them to the parent's ``/metrics`` yet)."""
+    n = min(settings.processes, settings.concurrency)
+    if settings.metrics_address:
+        return 1
+    if rows is not None:  # a process starts in about a second: not for a handful of messages
+        n = min(n, max(1, rows // settings.batch_size))
+    if n <= 1 or getattr(backend, "in_process_only", False):
+        return 1
+    try:
+        pickle.dumps(clock)
+    except (pickle.PicklingError, AttributeError, TypeError):
+        return 1
+    return n
+
+
+def share(settings: Settings, n: int, i: int) -> Settings:
+    """Child ``i`` of ``n``'s settings: its part of the connections and of the rate."""
+    connections = settings.concurrency // n + (1 if i < settings.concurrency % n else 0)
+    return settings.replace(
+        concurrency=max(1, connections), send_rate=settings.send_rate / n, processes=1
+    )
+
+
+STOP, HURRY, HALTED = 1, 2, 4
+
+
+@dataclasses.dataclass(frozen=True)
+class Events:
+    """The parent's word to its children, in shared memory the children poll (no locks, so a
+    child that dies cannot block the parent): ``flags`` holds STOP, HURRY (a second Ctrl-C)
+    and HALTED (another child's breaker tripped; ``reason`` holds its message)."""
+
+    flags: Any  # a RawValue("i")
+    reason: Any  # a RawArray("c")
+
+    def raise_flag(self, flag: int) -> None:
+        if not self.flags.value & flag:
+            self.flags.value |= flag  # only the parent writes
+
+    def wait_for(self, flag: int) -> None:
+        while not self.flags.value & flag:
+            time.sleep(0.05)
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """What each child runs: ``Worker(**scope).run(until_idle=…, max_wait=…)``; with
+    ``forever``, again after an outage (as ``worker`` does) until stopped."""
+
+    scope: dict[str, Any]
+    until_idle: bool = True
+    max_wait: float = 60.0
+    forever: bool = False
+
+
+def deliver_in_processes(
+    settings: Settings,
+    n: int,
+    job: Job,
+    *,
+    stop: threading.Event,
+    on_progress: Callable[[Stats], None] | None = None,
+    on_start: Callable[[list[str]], None] | None = None,
+    clock: Callable[[], dt.datetime] = utcnow,
+) -> Stats:
+    """Run ``job`` in ``n`` child processes until all end; their figures added up.
+
+    Raises the first error a child stopped with (the same class and one-line message), after
+    every child has ended; the others are stopped as soon as one fails.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    events = Events(ctx.RawValue("i", 0), ctx.RawArray("c", 1000))
+    reports: multiprocessing.Queue[tuple[Any, ...]] = ctx.Queue()
+    hurry = hurry_for(stop)
+    parent = os.getpid()
+    children = [
+        ctx.Process(
+            target=_child,
+            args=(i, share(settings, n, i), job, events, reports, clock, parent),
+            name=f"weekly-mailer-delivery-{i}",
+        )
+        for i in range(n)
+    ]
+    total = Stats()
+    figures: dict[int, dict[str, int]] = {}
+    ended: set[int] = set()
+    owners: dict[int, str] = {}
+    failure: errors.WeeklyMailerError | None = None
+    for child in children:
+        child.start()
+    try:
+        while len(ended) < n:
+            if stop.is_set():
+                events.raise_flag(STOP)
+            if hurry.is_set():
+                events.raise_flag(HURRY)
+            try:
+                kind, i, *rest = reports.get(timeout=0.1)
+            except queue.Empty:
+                for i, child in enumerate(children):
+                    if i not in ended and not child.is_alive() and child.exitcode is not None:
+                        ended.add(i)  # died without a word (killed): its leases expire
+                        failure = failure or errors.DeliveryError(
+                            f"delivery process {i} died (exit code {child.exitcode})"
+                        )
+                        events.raise_flag(STOP)
+                continue
+            if kind == "started":
+                owners[i] = rest[0]
+                if on_start is not None and len(owners) == n:
+                    on_start([owners[k] for k in sorted(owners)])
+                continue
+            figures[i] = rest[0]
+            if kind == "done":
+                ended.add(i)
+                if rest[1] is not None and failure is None:
+                    failure = _rebuilt(*rest[1])
+                    if isinstance(failure, errors.SendHaltedError):  # the others halt too
+                        events.reason.value = str(failure).encode()[:999]
+                        events.raise_flag(HALTED)
+                    events.raise_flag(STOP)  # one child's outage or halt stops the others
+            _add_up(total, figures)
+            if on_progress is not None:
+                on_progress(total)
+    finally:
+        if len(ended) < n:  # interrupted here (should not happen): stop the children
+            events.raise_flag(STOP)
+        for child in children:
+            child.join(timeout=None if len(ended) == n else 30)
+        reports.close()
+    if failure is not None:
+        raise failure
+    return total
+
+
+def _add_up(total: Stats, figures: dict[int, dict[str, int]]) -> None:
+    for name in COUNTED:
+        setattr(total, name, sum(f.get(name, 0) for f in figures.values()))
+
+
+def _rebuilt(name: str, message: str, code: int | None) -> errors.WeeklyMailerError:
+    """A child's error as the same class (so the same exit code), with its one line."""
+    cls = getattr(errors, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, errors.WeeklyMailerError)):
+        return errors.DeliveryError(message, code=code)
+    if issubclass(cls, errors.DeliveryError):
+        return cls(message, code=code)
+    return cls(message)
+
+
+# -- in the child ------------------------------------------------------------------------------
+
+
+def _die_with_parent(parent: int) -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the prctl took effect
+        os._exit(1)
+
+
+def _child(
+    index: int,
+    settings: Settings,
+    job: Job,
+    events: Events,
+    reports: multiprocessing.Queue[tuple[Any, ...]],
+    clock: Callable[[], dt.datetime],
+    parent: int,
+) -> None:
+    _die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what a Ctrl-C means
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+    last = [0.0]
+
+    def progress(stats: Stats) -> None:
+        now = time.monotonic()
+        if now - last[0] >= PROGRESS_SECONDS:
+            last[0] = now
+            reports.put(("progress", index, _figures(stats)))
+
+    stats = Stats()
+    error: tuple[str, str, int | None] | None = None
+    try:
+        stats, error = _work(index, settings, job, events, stop, progress, reports, clock)
+    except errors.WeeklyMailerError as exc:
+        error = (type(exc).__name__, str(exc), getattr(exc, "code", None))
+    except Exception as exc:  # noqa: BLE001 - reported as one line; the log keeps the cause
+        log.exception("delivery process %d failed", index)
+        error = ("DeliveryError", f"delivery process {index} failed: {exc}", None)
+    reports.put(("done", index, _figures(stats), error))
+    reports.close()
+    reports.join_thread()
+
+
+def _work(
+    index: int,
+    settings: Settings,
+    job: Job,
+    events: Events,
+    stop: threading.Event,
+    progress: Callable[[Stats], None],
+    reports: multiprocessing.Queue[tuple[Any, ...]],
+    clock: Callable[[], dt.datetime],
+) -> tuple[Stats, tuple[str, str, int | None] | None]:
+    from weekly_mailer.delivery.backends import resolve_backend
+    from weekly_mailer.delivery.render import IssueRenderers
+    from weekly_mailer.delivery.worker import Worker
+    from weekly_mailer.store.db import Database
+
+    # The parent checked the schema already (a child skips alembic's migration scripts).
+    with Database(settings, check=False) as db, resolve_backend(settings) as backend:
+        worker = Worker(
+            db.sessions,
+            settings,
+            backend,
+            IssueRenderers(db.sessions, settings, clock=clock),
+            stop=stop,
+            clock=clock,
+            on_progress=progress,
+            **job.scope,
+        )
+        hurry = hurry_for(stop)
+
+        def follow() -> None:  # the parent's events into this process's
+            events.wait_for(STOP)
+            if events.flags.value & HALTED:  # before the stop: the held bounces are dropped
+                worker.halt(events.reason.value.decode(errors="replace"))
+            stop.set()
+            events.wait_for(HURRY)
+            hurry.set()
+
+        threading.Thread(target=follow, name="follow-parent", daemon=True).start()
+        reports.put(("started", index, worker.owner))
+        while True:
+            try:
+                worker.run(until_idle=job.until_idle, max_wait=job.max_wait)
+            except errors.BackendUnavailableError as exc:
+                if not job.forever:
+                    return worker.stats, (type(exc).__name__, str(exc), exc.code)
+                log.error("%s; trying again in %.0fs", exc, settings.throttle_pause_seconds)
+                stop.wait(settings.throttle_pause_seconds)
+            except errors.WeeklyMailerError as exc:
+                return worker.stats, (type(exc).__name__, str(exc), getattr(exc, "code", None))
+            if not job.forever or stop.is_set():
+                return worker.stats, None
+
+
+def _figures(stats: Stats) -> dict[str, int]:
+    return {name: int(getattr(stats, name)) for name in COUNTED}

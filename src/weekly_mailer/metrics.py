@@ -10,11 +10,14 @@ The metrics live in :data:`REGISTRY`, not the library's global one. One process 
 with the directory first thing, the parent calls :func:`child_exited` as each one ends, and the
 parent's listener serves a ``MultiProcessCollector`` over that directory (its own values
 included, whether the listener started before or after); :func:`end_multiprocess` removes it at
-exit. Values counted in a process before it switched to the directory are not carried over.
+exit. What a process counted before it switched to the directory is carried over into it.
+``delivery/processes.py`` makes the directory with :func:`multiprocess_directory` (once per
+process; ``cli/_metrics.py`` removes it when the listener closes, or else at exit).
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -129,16 +132,38 @@ def note_job(outcome: str, *, at: float, next_fire: float | None, leader: bool |
 # -- several processes ------------------------------------------------------------------------
 
 
+_DIRECTORY: list[str] = []  # the directory multiprocess_directory made in this process
+
+
 def _use_files(directory: str) -> None:
-    """Make every metric of this process write to ``directory`` from now on."""
+    """Make every metric of this process write to ``directory`` from now on, carrying over
+    what it holds so far (a ``send``'s skipped copies, counted before its children start)."""
+    so_far = [(metric, _values(metric)) for metric in _OURS]
     os.environ[MULTIPROC_ENV] = directory
     # The library picks its value class once, at import: pick again, now that files are wanted.
     values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
-    for metric in _OURS:
+    for metric, held in so_far:
         if metric._labelnames:
             metric.clear()  # children made so far hold in-memory values
         else:
             metric._metric_init()
+        for labels, number in held.items():
+            child = metric.labels(*labels) if labels else metric
+            if isinstance(metric, Counter):
+                child.inc(number)
+            else:
+                child.set(number)
+
+
+def _values(metric: Any) -> dict[tuple[str, ...], float]:
+    """A metric's values in this process, by label values (``()``: no labels)."""
+    if not metric._labelnames:
+        number = float(metric._value.get())
+        return {(): number} if number else {}
+    with metric._lock:
+        children = dict(metric._metrics)
+    out = {labels: float(child._value.get()) for labels, child in children.items()}
+    return {labels: number for labels, number in out.items() if number}
 
 
 def enable_multiprocess() -> str:
@@ -163,10 +188,37 @@ def child_exited(pid: int) -> None:
 
 
 def end_multiprocess(directory: str) -> None:
-    """In the parent at exit: remove the directory."""
+    """In the parent at exit: remove the directory (what this process counts afterwards is
+    held in memory again, from zero)."""
     if os.environ.get(MULTIPROC_ENV) == directory:
         del os.environ[MULTIPROC_ENV]
+        values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+        for metric in _OURS:
+            if metric._labelnames:
+                metric.clear()
+            else:
+                metric._metric_init()
     shutil.rmtree(directory, ignore_errors=True)
+    if directory in _DIRECTORY:
+        _DIRECTORY.remove(directory)
+
+
+def multiprocess_directory() -> str:
+    """The directory of this process's children (and its own values): made, with
+    :func:`enable_multiprocess`, by the first call in this process; removed by
+    :func:`end_owned` or, failing that, at exit."""
+    if not _DIRECTORY:
+        directory = enable_multiprocess()
+        _DIRECTORY.append(directory)
+        atexit.register(end_multiprocess, directory)
+    return _DIRECTORY[0]
+
+
+def end_owned() -> None:
+    """Remove the directory :func:`multiprocess_directory` made, if any (the listener's close:
+    its children have ended, the last scrape is done)."""
+    for directory in list(_DIRECTORY):
+        end_multiprocess(directory)
 
 
 # -- the listener -----------------------------------------------------------------------------

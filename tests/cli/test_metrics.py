@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
+import signal
 import socket
 import subprocess
 import threading
@@ -17,11 +19,16 @@ from typing import Any
 
 import pytest
 
+from tests.support.delivery import make_issue
 from tests.support.metrics import Samples, listening_ports, scrape, total, value
 from tests.support.send import Workspace, wait_for
 from tests.support.smtpd import Faults, SMTPServer, _Handler, free_port
 from tests.support.web_server import Server, run_cli
+from weekly_mailer.articles import load_article
+from weekly_mailer.compose import compose_issue
 from weekly_mailer.scheduler.timing import WeeklySchedule
+from weekly_mailer.store import outbox
+from weekly_mailer.store.db import Database
 
 pytestmark = pytest.mark.slow
 
@@ -265,3 +272,215 @@ def test_run_exposes_the_scheduler_next_fire_time_and_leadership(tmp_path: Path)
     }
     assert outcomes == {"nothing": 1, "catch_up": 0, "missed": 0, "standby": 0, "error": 0}
     assert proc.returncode == 0, out.lines
+
+
+# -- several delivery processes -----------------------------------------------------------------
+
+
+def _delivery_children(pid: int) -> list[int]:
+    """The ``processes`` children of ``pid`` (multiprocessing's resource tracker aside)."""
+    try:
+        found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    out = []
+    for child in map(int, found):
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
+            out.append(child)
+    return out
+
+
+def _raw(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        return str(answer.read().decode())
+
+
+def _parsed(page: str) -> Samples:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (s.name, frozenset(s.labels.items())): float(s.value)
+        for family in text_string_to_metric_families(page)
+        for s in family.samples
+    }
+
+
+def _scrape_when(url: str, ready: Any, timeout: float = 60) -> Samples | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            s = scrape(url, timeout=2)
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.05)
+            continue
+        if ready(s):
+            return s
+        time.sleep(0.02)
+    return None
+
+
+def _two_process_send(tmp_path: Path, server: SMTPServer, port: int, **extra: Any) -> Workspace:
+    ws = Workspace(
+        tmp_path,
+        backend_url=server.url,
+        concurrency=2,
+        processes=2,
+        batch_size=10,
+        retry_initial_seconds=3600,  # deferred rows are due long after this send ends
+        metrics_address=f"127.0.0.1:{port}",
+        metrics_linger_seconds=30,
+        **extra,
+    )
+    ws.add_subscribers(120)
+    return ws
+
+
+def test_send_with_two_processes_sums_their_counters_and_agrees_with_the_ledger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tmp = tmp_path / "tmp"  # where the metrics directory is made (TMPDIR), to see it removed
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    refused = {f"reader{i:05d}@example.org" for i in (3, 17, 29, 41, 55, 90)}
+    deferred = {"reader00008@example.org", "reader00033@example.org", "reader00101@example.org"}
+    faults = Faults(
+        refuse=refused,
+        custom=lambda rcpt: "451 4.3.0 Try again later" if rcpt in deferred else None,
+    )
+    port = free_port()
+    with SlowSMTPServer(faults) as server:
+        ws = _two_process_send(tmp_path, server, port)
+        url = f"http://127.0.0.1:{port}/metrics"
+        proc = ws.start("send", "--yes")
+        out = Lines(proc)
+        try:
+            during = _scrape_when(
+                url,
+                lambda s: (
+                    value(s, MESSAGES, kind="issue", outcome="sent", bounce_class="none") > 0
+                    and value(s, "weekly_mailer_outbox_depth", kind="issue", state="queued") > 0
+                ),
+            )
+            assert during is not None, out.lines
+            children = _delivery_children(proc.pid)
+            files = sorted(p.name for d in tmp.iterdir() for p in d.iterdir())
+            assert wait_for(lambda: out.has("for a last metrics scrape"), timeout=60), out.lines
+            ledger = ledger_by_status(ws)  # the send is over: this is final
+            page = _raw(url)  # the one last scrape: it ends the linger
+            after = _parsed(page)
+            proc.wait(timeout=10)  # the last scrape ends the linger at once
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            out.close()
+    assert proc.returncode == 0, out.lines
+    assert len(children) == 2, children
+    # While it ran, each delivery process wrote its counters into the directory.
+    assert {f"counter_{pid}.db" for pid in children} <= set(files), files
+    # The counters are every process's, summed: exactly the ledger.
+    assert ledger == {"sent": 111, "failed": 6, "deferred": 3}
+    assert value(after, MESSAGES, kind="issue", outcome="sent", bounce_class="none") == 111
+    assert value(after, MESSAGES, kind="issue", outcome="failed", bounce_class="hard") == 6
+    assert value(after, MESSAGES, kind="issue", outcome="deferred", bounce_class="soft") == 3
+    assert total(after, MESSAGES) == 120
+    replies = {
+        code: value(after, "weekly_mailer_smtp_replies_total", code=code)
+        for code in ("250", "550", "451")
+    }
+    assert replies == {"250": 111, "550": 6, "451": 3}
+    assert len(server.received()) == 111
+    # The database gauges come once, from the parent (no pid label, no second copy).
+    up = [line for line in page.splitlines() if line.startswith("weekly_mailer_database_up")]
+    assert up == ["weekly_mailer_database_up 1.0"], up
+    assert value(after, "weekly_mailer_outbox_depth", kind="issue", state="deferred") == 3
+    assert value(after, "weekly_mailer_list_health_issue_sent") == 111
+    assert 'pid="' not in page
+    # At exit the directory is gone.
+    assert list(tmp.iterdir()) == []
+
+
+def test_a_killed_delivery_process_keeps_its_counts_and_none_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    faults = Faults(refuse={f"reader{i:05d}@example.org" for i in (1, 2, 40, 41, 80, 81)})
+    port = free_port()
+    with SlowSMTPServer(faults) as server:
+        ws = _two_process_send(tmp_path, server, port)
+        url = f"http://127.0.0.1:{port}/metrics"
+        proc = ws.start("send", "--yes")
+        out = Lines(proc)
+        try:
+            during = _scrape_when(
+                url,
+                lambda s: (
+                    value(s, MESSAGES, kind="issue", outcome="sent", bounce_class="none") >= 20
+                ),
+            )
+            assert during is not None, out.lines
+            children = _delivery_children(proc.pid)
+            assert len(children) == 2, children
+            os.kill(children[0], signal.SIGKILL)
+            assert wait_for(lambda: out.has("for a last metrics scrape"), timeout=60), out.lines
+            ledger = ledger_by_status(ws)  # both children have ended: this is final
+            after = scrape(url)
+            proc.wait(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            out.close()
+    assert proc.returncode == 1, out.lines
+    assert any("delivery process" in line and "died (exit code -9)" in line for line in out.lines)
+    # The killed one's counters were written as it counted (its file outlives it), and they
+    # are summed once: the counters are the ledger. Its claimed rows wait for their lease.
+    sent = value(after, MESSAGES, kind="issue", outcome="sent", bounce_class="none")
+    failed = total(after, MESSAGES, outcome="failed")
+    assert sent == ledger["sent"] >= 20
+    assert failed == ledger["failed"]
+    assert value(after, "weekly_mailer_smtp_replies_total", code="250") == sent
+    assert ledger["sending"] + ledger["queued"] > 0
+    assert list(tmp.iterdir()) == []
+
+
+def test_worker_with_two_processes_serves_their_summed_counters_while_it_runs(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    with SlowSMTPServer(Faults(refuse={"reader00007@example.org"})) as server:
+        ws = _two_process_send(tmp_path, server, port)
+        article = load_article(str(ws.root / "article.md"))
+        week = dt.date(2026, 11, 23)
+        with Database(ws.settings) as db, db.sessions.begin() as s:
+            issue = make_issue(s, week)
+            issue.skeleton = compose_issue(article, ws.settings, send_week=week).skeleton
+            outbox.enqueue(s, issue, now=dt.datetime.now(dt.UTC))
+        url = f"http://127.0.0.1:{port}/metrics"
+        proc = ws.start("worker")
+        out = Lines(proc)
+        try:
+            done = _scrape_when(url, lambda s: total(s, MESSAGES) >= 120)
+            assert done is not None, out.lines
+            children = _delivery_children(proc.pid)
+            ledger = ledger_by_status(ws)
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            out.close()
+    assert proc.returncode == 0, out.lines
+    assert out.has("Worker started: 2 delivery processes"), out.lines
+    assert len(children) == 2, children  # still running when scraped
+    assert ledger == {"sent": 119, "failed": 1}
+    assert value(done, MESSAGES, kind="issue", outcome="sent", bounce_class="none") == 119
+    assert value(done, MESSAGES, kind="issue", outcome="failed", bounce_class="hard") == 1
+    assert out.has("Worker stopped: 119 sent, 0 deferred, 1 failed, 0 skipped."), out.lines

@@ -31,5 +31,6 @@ def expose_metrics(app: AppContext, *, linger: bool = False) -> None:
             click.echo(f"Waiting up to {wait:g}s for a last metrics scrape.", err=True)
             listener.wait_for_scrape(wait)
         listener.close()
+        metrics.end_owned()  # the delivery processes' directory, if they ran
 
     click.get_current_context().call_on_close(close)

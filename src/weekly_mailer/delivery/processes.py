@@ -10,6 +10,15 @@ reports its ``Stats`` to the parent on a ``multiprocessing`` queue (a few times 
 once when it ends, with the error that stopped it, if any); the parent adds them up for the
 progress bar and the summary.
 
+What the children share beyond the outbox, in shared memory the parent made: the stop flags
+(below) and the circuit breaker's streak (``breaker.SharedStreak``: 20 identical refusals in a
+row across all of them stop the send, not 20 in each). With ``metrics_address`` set, every
+process writes its metrics into one directory (``metrics.multiprocess_directory``, made by the
+parent before the children start; each child calls ``metrics.child_init`` first thing) and the
+parent's listener serves their sum, with the database gauges once, from the parent. A killed
+child's counters stay in its file; the parent calls ``metrics.child_exited`` for each child
+that ended.
+
 Stopping: the parent owns the signals. The children ignore SIGINT (a Ctrl-C in a terminal
 reaches the whole process group) and follow the parent's two events instead: ``stop`` (finish
 in flight, hand the rest back) and ``hurry`` (a second Ctrl-C: cut the connections). SIGTERM
@@ -37,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from weekly_mailer import errors
 from weekly_mailer.clock import utcnow
+from weekly_mailer.delivery.breaker import SharedStreak
 from weekly_mailer.delivery.policy import Stats, hurry_for
 
 if TYPE_CHECKING:
@@ -59,11 +69,8 @@ def process_count(
     """How many delivery processes to run: ``processes``, at most one per connection and one
     per claim (``batch_size``) of the ``rows`` to send, when known; one when the backend lives
     in this process only (``memory://``) or the clock cannot be handed to another process (a
-    test's), and while ``metrics_address`` is set: the delivery counters are this process's
-    (children do not report them to the parent's ``/metrics`` yet)."""
+    test's)."""
     n = min(settings.processes, settings.concurrency)
-    if settings.metrics_address:
-        return 1
     if rows is not None:  # a process starts in about a second: not for a handful of messages
         n = min(n, max(1, rows // settings.batch_size))
     if n <= 1 or getattr(backend, "in_process_only", False):
@@ -90,10 +97,14 @@ STOP, HURRY, HALTED = 1, 2, 4
 class Events:
     """The parent's word to its children, in shared memory the children poll (no locks, so a
     child that dies cannot block the parent): ``flags`` holds STOP, HURRY (a second Ctrl-C)
-    and HALTED (another child's breaker tripped; ``reason`` holds its message)."""
+    and HALTED (another child's breaker tripped; ``reason`` holds its message). ``streak`` is
+    the circuit breaker's count of identical refusals in a row, the children's together (only
+    they touch its lock); ``metrics`` the directory their metrics go to (``None``: off)."""
 
     flags: Any  # a RawValue("i")
     reason: Any  # a RawArray("c")
+    streak: SharedStreak
+    metrics: str | None = None
 
     def raise_flag(self, flag: int) -> None:
         if not self.flags.value & flag:
@@ -131,7 +142,12 @@ def deliver_in_processes(
     every child has ended; the others are stopped as soon as one fails.
     """
     ctx = multiprocessing.get_context("spawn")
-    events = Events(ctx.RawValue("i", 0), ctx.RawArray("c", 1000))
+    events = Events(
+        ctx.RawValue("i", 0),
+        ctx.RawArray("c", 1000),
+        SharedStreak(ctx),
+        _metrics_directory(settings),
+    )
     reports: multiprocessing.Queue[tuple[Any, ...]] = ctx.Queue()
     hurry = hurry_for(stop)
     parent = os.getpid()
@@ -189,10 +205,33 @@ def deliver_in_processes(
             events.raise_flag(STOP)
         for child in children:
             child.join(timeout=None if len(ended) == n else 30)
+        _children_exited(events, children)
         reports.close()
     if failure is not None:
         raise failure
     return total
+
+
+def _metrics_directory(settings: Settings) -> str | None:
+    """Where every process's metrics go while ``metrics_address`` is set: the directory the
+    listener (``cli/_metrics.py``) made before it started, or a new one (removed at exit)."""
+    if not settings.metrics_address:
+        return None
+    from weekly_mailer import metrics
+
+    return metrics.multiprocess_directory()
+
+
+def _children_exited(events: Events, children: list[Any]) -> None:
+    """Their counters stay in the directory (a killed child's too: they are written as they
+    are counted); their live gauges go (``metrics.child_exited``)."""
+    if events.metrics is None:
+        return
+    from weekly_mailer import metrics
+
+    for child in children:
+        if child.pid is not None and child.exitcode is not None:
+            metrics.child_exited(child.pid)
 
 
 def _add_up(total: Stats, figures: dict[int, dict[str, int]]) -> None:
@@ -231,6 +270,10 @@ def _child(
     parent: int,
 ) -> None:
     _die_with_parent(parent)
+    if events.metrics is not None:  # before anything is counted
+        from weekly_mailer import metrics
+
+        metrics.child_init(events.metrics)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what a Ctrl-C means
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -288,6 +331,7 @@ def _work(
             on_progress=progress,
             **job.scope,
         )
+        worker.breaker.share(events.streak)  # 20 in a row across the children, not each
         hurry = hurry_for(stop)
 
         def follow() -> None:  # the parent's events into this process's

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.support.smtpd import Faults
 from tests.support.smtpd_pipelining import PipeliningServer
@@ -69,6 +71,20 @@ def test_wire_data_is_crlf_and_dot_stuffed() -> None:
     assert wire_data(b"a\nb\r\n.c\r.d\r\n") == b"a\r\nb\r\n..c\r\n..d\r\n.\r\n"
     assert wire_data(b".x") == b"..x\r\n.\r\n"
     assert wire_data(b"plain\r\n") == b"plain\r\n.\r\n"
+
+
+@given(st.lists(st.sampled_from([b"a", b".", b"\r", b"\n", b"\r\n", b" "]), max_size=40))
+def test_wire_data_matches_the_line_by_line_rule(pieces: list[bytes]) -> None:
+    """Its quick scans decide as the plain rule does: every line end CRLF, a leading dot
+    doubled, the payload ended by CRLF and the dot line."""
+    data = b"".join(pieces)
+    lines = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    expected = b"".join(
+        (b"." + line if line.startswith(b".") else line) + b"\r\n" for line in lines
+    )
+    assert wire_data(data) == expected + b".\r\n"
 
 
 def test_pipelining_sends_mail_rcpt_data_in_one_write() -> None:

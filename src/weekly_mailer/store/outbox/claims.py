@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -175,46 +176,52 @@ def record(
                 "b_at": o.at or now,
             }
         )
-    mine = and_(T.c.lease_owner == owner, T.c.status == DeliveryStatus.SENDING.value)
-    cleared = {"lease_owner": None, "lease_expires_at": None}
-    if params := by_status.get(DeliveryStatus.SENT.value):
-        session.execute(
-            update(T)
-            .where(T.c.id == bindparam("b_id"))
-            .values(
-                status=DeliveryStatus.SENT.value,
-                sent_at=bindparam("b_at"),
-                last_code=bindparam("b_code"),
-                last_error="",
-                attempts=T.c.attempts + 1,
-                **cleared,
-            ),
-            params,
-        )
-    for status in (DeliveryStatus.DEFERRED.value, DeliveryStatus.FAILED.value):
+    for status, statement in _record_statements().items():
         if params := by_status.get(status):
-            session.execute(
-                update(T)
-                .where(T.c.id == bindparam("b_id"), mine)
-                .values(
-                    status=status,
-                    last_code=bindparam("b_code"),
-                    last_error=bindparam("b_error"),
-                    next_attempt_at=bindparam("b_next"),
-                    first_failure_at=func.coalesce(T.c.first_failure_at, bindparam("b_at")),
-                    attempts=T.c.attempts + 1,
-                    **cleared,
-                ),
-                params,
-            )
-    if params := by_status.get(DeliveryStatus.QUEUED.value):
-        # Handed back untried: a row that failed before goes back to deferred.
-        session.execute(
+            if status != DeliveryStatus.SENT.value:
+                for p in params:
+                    p["b_owner"] = owner
+            session.execute(statement, params)
+
+
+@functools.lru_cache(maxsize=1)
+def _record_statements() -> dict[str, Any]:
+    """``record``'s four UPDATEs, built once (building them cost more than running them)."""
+    mine = and_(T.c.lease_owner == bindparam("b_owner"), T.c.status == DeliveryStatus.SENDING.value)
+    cleared = {"lease_owner": None, "lease_expires_at": None}
+    statements: dict[str, Any] = {
+        DeliveryStatus.SENT.value: update(T)
+        .where(T.c.id == bindparam("b_id"))
+        .values(
+            status=DeliveryStatus.SENT.value,
+            sent_at=bindparam("b_at"),
+            last_code=bindparam("b_code"),
+            last_error="",
+            attempts=T.c.attempts + 1,
+            **cleared,
+        )
+    }
+    for status in (DeliveryStatus.DEFERRED.value, DeliveryStatus.FAILED.value):
+        statements[status] = (
             update(T)
             .where(T.c.id == bindparam("b_id"), mine)
-            .values(status=released_status(), **cleared),
-            params,
+            .values(
+                status=status,
+                last_code=bindparam("b_code"),
+                last_error=bindparam("b_error"),
+                next_attempt_at=bindparam("b_next"),
+                first_failure_at=func.coalesce(T.c.first_failure_at, bindparam("b_at")),
+                attempts=T.c.attempts + 1,
+                **cleared,
+            )
         )
+    # Handed back untried: a row that failed before goes back to deferred.
+    statements[DeliveryStatus.QUEUED.value] = (
+        update(T)
+        .where(T.c.id == bindparam("b_id"), mine)
+        .values(status=released_status(), **cleared)
+    )
+    return statements
 
 
 def extend_lease(session: Session, *, owner: str, now: dt.datetime, lease_seconds: float) -> int:

@@ -74,7 +74,7 @@ class TokenSigner:
         compact JSON, zlib only when shorter, URL-safe base64 without padding, the big-endian
         timestamp, HMAC-SHA256 under the key derived once in ``__init__``), without its
         per-call layers: a send makes one per recipient. ``load`` checks these with
-        itsdangerous itself; tests/test_tokens.py holds the two to the same bytes."""
+        itsdangerous itself; tests/floor/test_tokens.py holds the two to the same bytes."""
         data = f'[{subscriber_id},"{digest}"]'.encode("ascii")  # digest: hex; compact JSON
         payload = _b64(data)
         if not _incompressible(data):  # itsdangerous keeps zlib's form when it is shorter

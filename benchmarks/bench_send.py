@@ -26,13 +26,10 @@ import argparse
 import contextlib
 import os
 import re
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +37,7 @@ SEED = ROOT.parent / "shared" / "seeds" / "000_495e8089be07fca3.txt"
 sys.path.insert(0, str(ROOT))
 
 import tomli_w  # noqa: E402
+from benchmarks._postfix import SOURCE, sink  # noqa: E402
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 
@@ -49,40 +47,6 @@ from weekly_mailer.delivery.backends.base import Envelope, SendResult  # noqa: E
 from weekly_mailer.delivery.backends.pipelined import PipelinedSMTPBackend  # noqa: E402
 from weekly_mailer.delivery.backends.smtp_url import parse_smtp_url  # noqa: E402
 from weekly_mailer.store.db import Database, make_engine, upgrade  # noqa: E402
-
-SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
-SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def sink() -> Iterator[str]:
-    """``smtp-sink`` on a free loopback port (PIPELINING on), or aiosmtpd without Postfix."""
-    if not Path(SINK).exists():
-        from tests.support.smtpd import SMTPServer
-
-        print("(smtp-sink not found: aiosmtpd instead; install postfix for real figures)")
-        with SMTPServer() as server:
-            yield f"127.0.0.1:{server.port}"
-        return
-    port = free_port()
-    user = ["-u", "postfix"] if os.geteuid() == 0 else []
-    proc = subprocess.Popen([SINK, *user, "-m", "512", f"127.0.0.1:{port}", "1024"])
-    try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-                break
-            time.sleep(0.05)
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def message_size() -> int:

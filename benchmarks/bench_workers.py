@@ -25,9 +25,7 @@ import argparse
 import contextlib
 import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,11 +39,10 @@ SEED = ROOT.parent / "shared" / "seeds" / "000_495e8089be07fca3.txt"
 sys.path.insert(0, str(ROOT))
 
 import tomli_w  # noqa: E402
+from benchmarks._postfix import SOURCE, sink  # noqa: E402
 
 from weekly_mailer.config import FIELDS  # noqa: E402
 
-SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
-SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 ARTICLE = """---
 title: A week in the garden
@@ -53,37 +50,6 @@ date: 2026-11-20
 ---
 Nothing much grows in November, which is the point: the soil rests.
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def sink() -> Iterator[str]:
-    """``smtp-sink`` on a free loopback port (PIPELINING on), or aiosmtpd without Postfix."""
-    if not Path(SINK).exists():
-        from tests.support.smtpd import SMTPServer
-
-        print("(smtp-sink not found: aiosmtpd instead; install postfix for real figures)")
-        with SMTPServer() as server:
-            yield f"127.0.0.1:{server.port}"
-        return
-    port = free_port()
-    user = ["-u", "postfix"] if os.geteuid() == 0 else []
-    proc = subprocess.Popen([SINK, *user, "-m", "512", f"127.0.0.1:{port}", "1024"])
-    try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-                break
-            time.sleep(0.05)
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def admin_dsn(url: str) -> str:

@@ -7,14 +7,13 @@ import datetime as dt
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select, update
 
-from tests.support.delivery import SimpleRenderers, add_subscribers, make_issue
+from tests.support.delivery import SimpleRenderers, add_subscribers, make_issue, worker_for
 from tests.support.smtpd import Faults, SMTPServer
 from tests.support.smtpd import _Handler as _BaseHandler
 from weekly_mailer.config import Settings
@@ -54,24 +53,6 @@ def bounce_state(db: Database) -> tuple[set[str], int]:
         bounced = set(s.scalars(select(Subscriber.email).where(Subscriber.status == "bounced")))
         total = sum(s.scalars(select(Subscriber.bounce_count)))
         return bounced, total
-
-
-_OPEN: list[Any] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_backends() -> Iterator[None]:
-    yield
-    while _OPEN:
-        _OPEN.pop().close()
-
-
-def worker_for(db: Database, settings: Settings, server: SMTPServer, **kw: Any) -> Worker:
-    """A worker with a real SMTP backend for ``server`` (closed at the end of the test)."""
-    settings = settings.replace(backend_url=server.url, smtp_timeout=5, **kw)
-    backend = resolve_backend(settings)
-    _OPEN.append(backend)
-    return Worker(db.sessions, settings, backend, SimpleRenderers())
 
 
 def in_flight(worker: Worker) -> int:

@@ -4,21 +4,18 @@ with its class; a burst of blocks from one domain pauses it. Real aiosmtpd, real
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from tests.support.delivery import SimpleRenderers, add_subscribers, make_issue
+from tests.support.delivery import add_subscribers, make_issue, worker_for
 from tests.support.smtpd import SMTPServer
 from tests.support.smtpd import _Handler as _BaseHandler
 from weekly_mailer.config import Settings
-from weekly_mailer.delivery import resolve_backend
 from weekly_mailer.delivery.pipeline import unrecorded_bound
 from weekly_mailer.delivery.refusals import PauseRule, classify_failure, outcome_class
 from weekly_mailer.delivery.results import counts_as_bounce
-from weekly_mailer.delivery.worker import Worker
 from weekly_mailer.errors import NotABounce, PermanentFailure
 from weekly_mailer.store import outbox
 from weekly_mailer.store.bounce_models import BounceEvent, DomainPause
@@ -159,23 +156,6 @@ class _ByDomain(_BaseHandler):
         return "250 OK"
 
 
-_OPEN: list[Any] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_backends() -> Iterator[None]:
-    yield
-    while _OPEN:
-        _OPEN.pop().close()
-
-
-def _worker(db: Database, settings: Settings, server: SMTPServer, **kw: Any) -> Worker:
-    settings = settings.replace(backend_url=server.url, smtp_timeout=5, **kw)
-    backend = resolve_backend(settings)
-    _OPEN.append(backend)
-    return Worker(db.sessions, settings, backend, SimpleRenderers())
-
-
 def _setup(db: Database, per_domain: dict[str, int]) -> int:
     with db.sessions.begin() as s:
         for domain, n in per_domain.items():
@@ -197,7 +177,7 @@ def test_a_policy_block_bounces_nobody_and_a_dead_mailbox_does(
     _setup(database, {"blocked.example": 12, "gone.example": 3, "fine.example": 5})
     with SMTPServer() as server:
         server.controller.handler = _ByDomain(server)
-        _worker(database, settings, server, bounce_limit=1, block_pause_threshold=100).run()
+        worker_for(database, settings, server, bounce_limit=1, block_pause_threshold=100).run()
         assert len(server.received()) == 5
     with database.sessions.begin() as s:
         status = {x.email: x.status for x in s.scalars(select(Subscriber))}
@@ -235,7 +215,7 @@ def test_a_server_refusing_every_recipient_with_a_policy_block_bounces_nobody(
     _setup(database, {"isp.example": 40})
     with SMTPServer() as server:
         server.controller.handler = _PolicyForEveryone(server)
-        _worker(database, settings, server, bounce_limit=1, concurrency=2).run()
+        worker_for(database, settings, server, bounce_limit=1, concurrency=2).run()
         assert len(server.refused) == 40 and server.received() == []
     with database.sessions.begin() as s:
         subs = list(s.scalars(select(Subscriber)))
@@ -267,7 +247,7 @@ def _burst_of_blocks(database: Database, settings: Settings) -> None:
     started = dt.datetime.now(dt.UTC)
     with SMTPServer() as server:
         server.controller.handler = _ByDomain(server)
-        worker = _worker(
+        worker = worker_for(
             database,
             settings,
             server,

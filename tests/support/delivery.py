@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import datetime as dt
 from email.utils import format_datetime
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from weekly_mailer import subscribers as subs
+from weekly_mailer.delivery import resolve_backend
 from weekly_mailer.delivery.backends.base import Envelope
+from weekly_mailer.delivery.worker import Worker
 from weekly_mailer.store.models import Issue, IssueStatus
 from weekly_mailer.store.outbox import ClaimedRow
+
+if TYPE_CHECKING:
+    from tests.support.smtpd import SMTPServer
+    from weekly_mailer.config import Settings
+    from weekly_mailer.store.db import Database
+
+_OPEN: list[Any] = []  # backends made by worker_for, closed after each test (conftest)
 
 
 def add_subscribers(session: Session, n: int, *, domain: str = "example.org") -> list[str]:
@@ -68,3 +78,17 @@ class SimpleRenderers:
 
 def sessions_of(db: object) -> sessionmaker[Session]:
     return db.sessions  # type: ignore[attr-defined, no-any-return]
+
+
+def worker_for(db: Database, settings: Settings, server: SMTPServer, **kw: Any) -> Worker:
+    """A worker with a real SMTP backend for ``server`` (closed at the end of the test)."""
+    settings = settings.replace(backend_url=server.url, smtp_timeout=5, **kw)
+    backend = resolve_backend(settings)
+    _OPEN.append(backend)
+    return Worker(db.sessions, settings, backend, SimpleRenderers())
+
+
+def close_backends() -> None:
+    """Close what :func:`worker_for` opened."""
+    while _OPEN:
+        _OPEN.pop().close()

@@ -45,3 +45,15 @@ def sink() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def smtp_source(address: str, *, messages: int, size: int, connections: int) -> float | None:
+    """Postfix's ``smtp-source`` pushing ``messages`` of ``size`` bytes into ``address`` over
+    ``connections``: msg/s, or None without Postfix."""
+    if not Path(SOURCE).exists():
+        return None
+    command = [SOURCE, "-d", "-s", str(connections), "-m", str(messages), "-l", str(size)]
+    command += ["-f", "news@example.org", "-t", "r@example.org", address]
+    started = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True, timeout=600)
+    return messages / (time.perf_counter() - started)

@@ -37,7 +37,7 @@ SEED = ROOT.parent / "shared" / "seeds" / "000_495e8089be07fca3.txt"
 sys.path.insert(0, str(ROOT))
 
 import tomli_w  # noqa: E402
-from benchmarks._postfix import SOURCE, sink  # noqa: E402
+from benchmarks._postfix import sink, smtp_source  # noqa: E402
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 
@@ -80,16 +80,6 @@ def floor(address: str, n: int, size: int, connections: int) -> float:
         elapsed = time.perf_counter() - started
     assert all(isinstance(r, SendResult) for r in results), results[:3]
     return n / elapsed
-
-
-def smtp_source(address: str, n: int, size: int, connections: int) -> float | None:
-    if not Path(SOURCE).exists():
-        return None
-    command = [SOURCE, "-d", "-s", str(connections), "-m", str(n), "-l", str(size)]
-    command += ["-f", "news@example.org", "-t", "r@example.org", address]
-    started = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True, timeout=600)
-    return n / (time.perf_counter() - started)
 
 
 def workspace(
@@ -220,7 +210,9 @@ def main() -> None:
     with sink() as address:
         base = floor(address, args.floor_messages, size, args.connections)
         print(f"floor (pipelined client):      {base:9,.0f} msg/s = 1.000 x floor")
-        source = smtp_source(address, args.floor_messages, size, args.connections)
+        source = smtp_source(
+            address, messages=args.floor_messages, size=size, connections=args.connections
+        )
         if source is not None:
             print(
                 f"smtp-source:                   {source:9,.0f} msg/s = {source / base:.3f} x floor"

@@ -39,7 +39,7 @@ SEED = ROOT.parent / "shared" / "seeds" / "000_495e8089be07fca3.txt"
 sys.path.insert(0, str(ROOT))
 
 import tomli_w  # noqa: E402
-from benchmarks._postfix import SOURCE, sink  # noqa: E402
+from benchmarks._postfix import sink, smtp_source  # noqa: E402
 
 from weekly_mailer.config import FIELDS  # noqa: E402
 
@@ -290,16 +290,6 @@ def message_size() -> int:
         return 17300
 
 
-def smtp_source(address: str, n: int, connections: int, size: int) -> float | None:
-    if not Path(SOURCE).exists():
-        return None
-    command = [SOURCE, "-d", "-s", str(connections), "-m", str(n), "-l", str(size)]
-    command += ["-f", "news@example.org", "-t", "r@example.org", address]
-    started = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True, timeout=600)
-    return n / (time.perf_counter() - started)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--subscribers", type=int, default=20000)
@@ -343,7 +333,12 @@ def main() -> None:
             results[k] = run_workers(config, url, k, n, timeout=max(120.0, n / 20))
             sent_row = sent_row or sizes(url)[0]
         size = message_size() if SEED.exists() else len(ARTICLE)
-        ceiling = smtp_source(address, min(n, 20000), args.concurrency * max(counts), size)
+        ceiling = smtp_source(
+            address,
+            messages=min(n, 20000),
+            size=size,
+            connections=args.concurrency * max(counts),
+        )
     floor = results[1 if 1 in results else counts[0]][0]
     label = "1 worker" if 1 in results else f"{counts[0]} workers"
     head = f"{'workers':>7} | {'msg/s':>9} | {'x ' + label:>12} | {'worker CPU ms/msg':>17}"

@@ -23,6 +23,7 @@ from weekly_mailer.clock import utcnow
 if TYPE_CHECKING:
     from weekly_mailer.config import Settings
     from weekly_mailer.delivery.backends.base import Backend
+    from weekly_mailer.delivery.processes import Crew
     from weekly_mailer.delivery.worker import Stats
     from weekly_mailer.store.db import Database
 
@@ -117,13 +118,15 @@ def deliver_with_progress(
     total: int,
     max_wait: float = 60.0,
     clock: Callable[[], dt.datetime] = utcnow,
+    crew: Crew | None = None,
 ) -> Stats:
     """:func:`weekly_mailer.delivery.run.deliver_issue` with a live progress bar on stderr,
-    in ``processes`` delivery processes (their figures added up)."""
+    in ``processes`` delivery processes (their figures added up); ``crew``: those processes,
+    started already (``processes.Crew``)."""
     from weekly_mailer.delivery.processes import process_count
     from weekly_mailer.delivery.run import deliver_issue
 
-    processes = process_count(settings, backend, clock, rows=total)
+    processes = crew.n if crew is not None else process_count(settings, backend, clock, rows=total)
     if processes > 1:
         click.echo(f"Sending with {processes} delivery processes.")
     with SendProgress(total) as progress:
@@ -137,6 +140,7 @@ def deliver_with_progress(
             on_progress=progress.update,
             clock=clock,
             processes=processes,
+            crew=crew,
         )
 
 
@@ -156,3 +160,21 @@ def summary_table(title: str, counts: dict[str, int], stats: Stats | None = None
             f"This run: {stats.sent} sent, {stats.deferred} deferred, {stats.failed} failed, "
             f"{stats.skipped} skipped in {elapsed:.1f}s ({stats.rate():.1f} msg/s)."
         )
+
+
+def early_crew(
+    settings: Settings,
+    backend: Backend,
+    *,
+    rows: int,
+    clock: Callable[[], dt.datetime] = utcnow,
+) -> contextlib.AbstractContextManager[Crew | None]:
+    """The delivery processes for about ``rows`` deliveries, started now so that they are ready
+    when the issue is enqueued (``None``: one process, this one, will do; see
+    ``processes.process_count``). Leaving the block dismisses them if they got no job."""
+    from weekly_mailer.delivery.processes import Crew, process_count
+
+    n = process_count(settings, backend, clock, rows=rows) if rows else 1
+    if n <= 1:
+        return contextlib.nullcontext()
+    return Crew(settings, n, clock=clock)

@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 import click
 
 from weekly_mailer import issues
 from weekly_mailer.cli._common import AppContext, pass_app
-from weekly_mailer.cli._delivery import deliver_with_progress, stop_on_signals, summary_table
+from weekly_mailer.cli._delivery import (
+    deliver_with_progress,
+    early_crew,
+    stop_on_signals,
+    summary_table,
+)
 from weekly_mailer.cli._metrics import expose_metrics
 from weekly_mailer.errors import SendError, WeekHeldError
 from weekly_mailer.store import outbox
+
+if TYPE_CHECKING:
+    from weekly_mailer.delivery.backends.base import Backend
+    from weekly_mailer.delivery.processes import Crew
 
 log = logging.getLogger("weekly_mailer.send")
 
@@ -68,6 +78,24 @@ def send(
         hold = None if continuing else issues.held(session, settings, now=now)
     if hold is not None:  # the list-health guard: exit 3, `issues release` lets it go
         raise WeekHeldError(issues.refusal(hold))
+    rows = 0 if dry_run else look.todo  # the delivery processes start while it composes
+    with early_crew(settings, backend, rows=rows, clock=app.clock) as crew:
+        _send(app, look, source, dry_run=dry_run, yes=yes, allow_empty=allow_empty,
+              backend=backend, crew=crew)  # fmt: skip
+
+
+def _send(
+    app: AppContext,
+    look: issues.WeekLook,
+    source: str | None,
+    *,
+    dry_run: bool,
+    yes: bool,
+    allow_empty: bool,
+    backend: Backend,
+    crew: Crew | None,
+) -> None:
+    settings, db, now = app.settings, app.db, look.now
     plan = issues.plan_week(look, settings, source=source)  # reads the article, composes once
     week, n = plan.week, plan.todo
     if plan.existing is not None and plan.enqueued:
@@ -105,7 +133,7 @@ def send(
     with backend, stop_on_signals(stop):
         stats = deliver_with_progress(
             db, settings, backend, issue_id, stop=stop, total=n,
-            max_wait=max(60.0, settings.lease_seconds + 1), clock=app.clock,
+            max_wait=max(60.0, settings.lease_seconds + 1), clock=app.clock, crew=crew,
         )  # fmt: skip
     with db.sessions.begin() as session:
         counts = issues.counts(session, issue_id)

@@ -36,8 +36,10 @@ if TYPE_CHECKING:
     from weekly_mailer.config import Settings
     from weekly_mailer.delivery.ratelimit import SlowDown, ThrottleGate, TokenBucket
 
-WINDOW = 2  # chunks on the wire at once
+WINDOW = 3  # chunks on the wire at once
 RECORD_CHUNKS = 4  # results are written every this many chunks (or flush_seconds)
+START_PER_CONNECTION = 2  # messages per connection in a first chunk, and after any failure
+MAX_PER_CONNECTION = 8  # ... and after a run of chunks the server took whole
 BatchResult = SendResult | DeliveryError
 Flight = tuple[list[ClaimedRow], "concurrent.futures.Future[list[BatchResult]]"]
 
@@ -78,12 +80,18 @@ def unrecorded_bound(settings: Settings) -> int:
     return (RECORD_CHUNKS + WINDOW) * chunk_size(settings)
 
 
-def chunk_size(settings: Settings) -> int:
-    """Messages per chunk: two per connection; with ``send_rate``, what half a second allows."""
-    size = 2 * settings.concurrency
+def chunk_size(settings: Settings, per_connection: int = MAX_PER_CONNECTION) -> int:
+    """Messages per chunk: ``per_connection`` per connection (at most: chunks start at
+    ``START_PER_CONNECTION``); with ``send_rate``, what half a second allows."""
+    size = per_connection * settings.concurrency
     if settings.send_rate > 0:
         size = min(size, max(1, int(settings.send_rate / 2)))
     return size
+
+
+def first_chunk_size(settings: Settings) -> int:
+    """The size of a first chunk, and of the chunk after any failure."""
+    return chunk_size(settings, START_PER_CONNECTION)
 
 
 def deliver_batched(
@@ -93,8 +101,14 @@ def deliver_batched(
     *,
     refill: Callable[[], list[ClaimedRow]] | None = None,
 ) -> None:
-    """Deliver ``rows`` (and, through ``refill``, further claims) in overlapping chunks."""
-    size = chunk_size(worker.settings)
+    """Deliver ``rows`` (and, through ``refill``, further claims) in overlapping chunks.
+
+    Chunks start small and double after each chunk the server took whole, up to
+    ``chunk_size``; any failure brings them back to ``first_chunk_size``, and with them how
+    often results are written, so a refusing server meets small chunks and its refusals reach
+    the breaker and the domain pause soon."""
+    small, most = first_chunk_size(worker.settings), chunk_size(worker.settings)
+    size = small
     every = max(worker.flush_every, RECORD_CHUNKS * size)
     pending = collections.deque(rows)
     flights: collections.deque[Flight] = collections.deque()
@@ -126,6 +140,12 @@ def deliver_batched(
             break
         flights.popleft()
         outcomes.extend(worker.settle(row, r) for row, r in zip(chunk, results, strict=True))
+        whole = all(isinstance(r, SendResult) for r in results)
+        if not whole:
+            size = small
+        elif len(chunk) >= size:
+            size = min(most, 2 * size)
+        every = max(worker.flush_every, RECORD_CHUNKS * size)
         now = time.monotonic()
         if len(outcomes) >= every or now - last_flush >= worker.flush_seconds:
             worker.record(outcomes)

@@ -33,16 +33,18 @@ import contextlib
 import ctypes
 import dataclasses
 import datetime as dt
+import gc
 import logging
 import multiprocessing
 import os
 import pickle
 import queue
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from weekly_mailer import errors
 from weekly_mailer.clock import utcnow
@@ -135,81 +137,141 @@ def deliver_in_processes(
     on_progress: Callable[[Stats], None] | None = None,
     on_start: Callable[[list[str]], None] | None = None,
     clock: Callable[[], dt.datetime] = utcnow,
+    crew: Crew | None = None,
 ) -> Stats:
     """Run ``job`` in ``n`` child processes until all end; their figures added up.
 
+    ``crew``: children started earlier (``Crew``, ``n`` of them), which take the job now.
     Raises the first error a child stopped with (the same class and one-line message), after
     every child has ended; the others are stopped as soon as one fails.
     """
-    ctx = multiprocessing.get_context("spawn")
-    events = Events(
-        ctx.RawValue("i", 0),
-        ctx.RawArray("c", 1000),
-        SharedStreak(ctx),
-        _metrics_directory(settings),
-    )
-    reports: multiprocessing.Queue[tuple[Any, ...]] = ctx.Queue()
-    hurry = hurry_for(stop)
-    parent = os.getpid()
-    children = [
-        ctx.Process(
-            target=_child,
-            args=(i, share(settings, n, i), job, events, reports, clock, parent),
-            name=f"weekly-mailer-delivery-{i}",
+    if crew is None:
+        with Crew(settings, n, clock=clock) as crew:
+            return crew.run(job, stop=stop, on_progress=on_progress, on_start=on_start)
+    return crew.run(job, stop=stop, on_progress=on_progress, on_start=on_start)
+
+
+class Crew:
+    """``n`` delivery processes, started before their job is known.
+
+    Starting a process costs about half a second (a fresh interpreter importing the delivery
+    modules); ``send`` starts its crew while it reads and composes the article, and hands it the
+    job once the issue is enqueued (``run``). A crew that gets no job (nothing to send, the
+    confirmation declined, an error) is dismissed when its ``with`` block ends: the children
+    leave without touching the database. They are the parent's own children (the ``spawn``
+    context), so a SIGKILLed parent takes them with it (``PR_SET_PDEATHSIG``) either way.
+    """
+
+    def __init__(
+        self, settings: Settings, n: int, *, clock: Callable[[], dt.datetime] = utcnow
+    ) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.n = n
+        self.events = Events(
+            ctx.RawValue("i", 0),
+            ctx.RawArray("c", 1000),
+            SharedStreak(ctx),
+            _metrics_directory(settings),
         )
-        for i in range(n)
-    ]
-    total = Stats()
-    figures: dict[int, dict[str, int]] = {}
-    ended: set[int] = set()
-    owners: dict[int, str] = {}
-    failure: errors.WeeklyMailerError | None = None
-    for child in children:
-        child.start()
-    try:
-        while len(ended) < n:
-            if stop.is_set():
+        self.reports: multiprocessing.Queue[tuple[Any, ...]] = ctx.Queue()
+        self.jobs: multiprocessing.Queue[Job | None] = ctx.Queue()
+        self.children = [
+            ctx.Process(
+                target=_child,
+                args=(i, share(settings, n, i), self.events, self.reports, self.jobs, clock,
+                      os.getpid()),
+                name=f"weekly-mailer-delivery-{i}",
+            )  # fmt: skip
+            for i in range(n)
+        ]
+        self._given = False
+        for child in self.children:
+            child.start()
+
+    def __enter__(self) -> Crew:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Dismiss the children if they never got a job; wait for them to leave."""
+        if not self._given:
+            self._given = True
+            for _ in self.children:
+                self.jobs.put(None)
+        for child in self.children:
+            child.join(timeout=30)
+            if child.exitcode is None:  # should not happen: it would keep the leases
+                child.kill()
+                child.join()
+        self.reports.close()
+        self.jobs.close()
+
+    def run(
+        self,
+        job: Job,
+        *,
+        stop: threading.Event,
+        on_progress: Callable[[Stats], None] | None = None,
+        on_start: Callable[[list[str]], None] | None = None,
+    ) -> Stats:
+        """Give every child ``job`` and wait until all have ended (see ``deliver_in_processes``)."""
+        if self._given:
+            raise RuntimeError("a crew takes one job")
+        self._given = True
+        n, children, events, reports = self.n, self.children, self.events, self.reports
+        for _ in children:
+            self.jobs.put(job)
+        hurry = hurry_for(stop)
+        total = Stats()
+        figures: dict[int, dict[str, int]] = {}
+        ended: set[int] = set()
+        owners: dict[int, str] = {}
+        failure: errors.WeeklyMailerError | None = None
+        try:
+            while len(ended) < n:
+                if stop.is_set():
+                    events.raise_flag(STOP)
+                if hurry.is_set():
+                    events.raise_flag(HURRY)
+                try:
+                    kind, i, *rest = reports.get(timeout=0.1)
+                except queue.Empty:
+                    for i, child in enumerate(children):
+                        if i not in ended and not child.is_alive() and child.exitcode is not None:
+                            ended.add(i)  # died without a word (killed): its leases expire
+                            failure = failure or errors.DeliveryError(
+                                f"delivery process {i} died (exit code {child.exitcode})"
+                            )
+                            events.raise_flag(STOP)
+                    continue
+                if kind == "started":
+                    owners[i] = rest[0]
+                    if on_start is not None and len(owners) == n:
+                        on_start([owners[k] for k in sorted(owners)])
+                    continue
+                figures[i] = rest[0]
+                if kind == "done":
+                    ended.add(i)
+                    if rest[1] is not None and failure is None:
+                        failure = _rebuilt(*rest[1])
+                        if isinstance(failure, errors.SendHaltedError):  # the others halt too
+                            events.reason.value = str(failure).encode()[:999]
+                            events.raise_flag(HALTED)
+                        events.raise_flag(STOP)  # one child's outage or halt stops the others
+                _add_up(total, figures)
+                if on_progress is not None:
+                    on_progress(total)
+        finally:
+            if len(ended) < n:  # interrupted here (should not happen): stop the children
                 events.raise_flag(STOP)
-            if hurry.is_set():
-                events.raise_flag(HURRY)
-            try:
-                kind, i, *rest = reports.get(timeout=0.1)
-            except queue.Empty:
-                for i, child in enumerate(children):
-                    if i not in ended and not child.is_alive() and child.exitcode is not None:
-                        ended.add(i)  # died without a word (killed): its leases expire
-                        failure = failure or errors.DeliveryError(
-                            f"delivery process {i} died (exit code {child.exitcode})"
-                        )
-                        events.raise_flag(STOP)
-                continue
-            if kind == "started":
-                owners[i] = rest[0]
-                if on_start is not None and len(owners) == n:
-                    on_start([owners[k] for k in sorted(owners)])
-                continue
-            figures[i] = rest[0]
-            if kind == "done":
-                ended.add(i)
-                if rest[1] is not None and failure is None:
-                    failure = _rebuilt(*rest[1])
-                    if isinstance(failure, errors.SendHaltedError):  # the others halt too
-                        events.reason.value = str(failure).encode()[:999]
-                        events.raise_flag(HALTED)
-                    events.raise_flag(STOP)  # one child's outage or halt stops the others
-            _add_up(total, figures)
-            if on_progress is not None:
-                on_progress(total)
-    finally:
-        if len(ended) < n:  # interrupted here (should not happen): stop the children
-            events.raise_flag(STOP)
-        for child in children:
-            child.join(timeout=None if len(ended) == n else 30)
-        _children_exited(events, children)
-        reports.close()
-    if failure is not None:
-        raise failure
-    return total
+            for child in children:
+                child.join(timeout=None if len(ended) == n else 30)
+            _children_exited(events, children)
+        if failure is not None:
+            raise failure
+        return total
 
 
 def _metrics_directory(settings: Settings) -> str | None:
@@ -263,9 +325,9 @@ def _die_with_parent(parent: int) -> None:
 def _child(
     index: int,
     settings: Settings,
-    job: Job,
     events: Events,
     reports: multiprocessing.Queue[tuple[Any, ...]],
+    jobs: multiprocessing.Queue[Job | None],
     clock: Callable[[], dt.datetime],
     parent: int,
 ) -> None:
@@ -290,6 +352,10 @@ def _child(
             last[0] = now
             reports.put(("progress", index, _figures(stats)))
 
+    _preload()  # while the parent composes
+    job = _job(jobs, events)
+    if job is None:  # dismissed: nothing to send
+        _leave(reports)
     stats = Stats()
     error: tuple[str, str, int | None] | None = None
     try:
@@ -300,8 +366,39 @@ def _child(
         log.exception("delivery process %d failed", index)
         error = ("DeliveryError", f"delivery process {index} failed: {exc}", None)
     reports.put(("done", index, _figures(stats), error))
+    _leave(reports)
+
+
+def _preload() -> None:
+    """Import what the job needs, before it comes."""
+    import weekly_mailer.delivery.backends  # noqa: F401
+    import weekly_mailer.delivery.render  # noqa: F401
+    import weekly_mailer.delivery.worker  # noqa: F401
+    import weekly_mailer.store.db  # noqa: F401
+
+    gc.freeze()  # modules live as long as the process: not the collector's business
+
+
+def _job(jobs: multiprocessing.Queue[Job | None], events: Events) -> Job | None:
+    """The parent's job, or ``None`` when it dismisses the crew (or stops before giving one)."""
+    while True:
+        try:
+            return jobs.get(timeout=0.1)
+        except queue.Empty:
+            if events.flags.value & STOP:
+                return None
+
+
+def _leave(reports: multiprocessing.Queue[tuple[Any, ...]]) -> NoReturn:
+    """Exit once the reports are out, skipping the interpreter's teardown (a tenth of a second
+    and more of freeing objects one by one, which the parent would wait for): the database and
+    the backend are closed already, and the logs flushed here."""
     reports.close()
     reports.join_thread()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _work(

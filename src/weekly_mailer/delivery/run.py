@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from weekly_mailer.clock import utcnow
-from weekly_mailer.delivery.processes import Job, deliver_in_processes
+from weekly_mailer.delivery.processes import Crew, Job, deliver_in_processes
 from weekly_mailer.delivery.render import IssueRenderers
 from weekly_mailer.delivery.worker import Stats, Worker
 from weekly_mailer.store.models import DeliveryKind
@@ -55,17 +55,21 @@ def deliver_issue(
     on_progress: Callable[[Stats], None] | None = None,
     clock: Callable[[], dt.datetime] = utcnow,
     processes: int = 1,
+    crew: Crew | None = None,
 ) -> Stats:
     """Deliver one issue's due rows until none is due within ``max_wait`` seconds or ``stop``.
 
     Deferred rows due later are left for a later run (``worker``, ``run``, ``issues retry``).
     With ``processes`` above 1, that many delivery processes share the work
-    (``processes.deliver_in_processes``; see ``processes.process_count``).
+    (``processes.deliver_in_processes``; see ``processes.process_count``); ``crew``: that many
+    started already (``processes.Crew``).
     """
+    if crew is not None:
+        processes = crew.n
     if processes > 1:
         job = Job({"issue_id": issue_id}, until_idle=True, max_wait=max_wait)
         return deliver_in_processes(
-            settings, processes, job, stop=stop, on_progress=on_progress, clock=clock
+            settings, processes, job, stop=stop, on_progress=on_progress, clock=clock, crew=crew
         )
     return _run_until_idle(
         sessions, settings, backend, max_wait=max_wait, clock=clock,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 
 WINDOW = 3  # chunks on the wire at once
 RECORD_CHUNKS = 4  # results are written every this many chunks (or flush_seconds)
+RECORD_QUEUE = 1  # batches of results waiting for the recording thread (besides the one it writes)
 START_PER_CONNECTION = 2  # messages per connection in a first chunk, and after any failure
 MAX_PER_CONNECTION = 8  # ... and after a run of chunks the server took whole
 BatchResult = SendResult | DeliveryError
@@ -76,8 +78,10 @@ class BatchWorker(Protocol):
 
 
 def unrecorded_bound(settings: Settings) -> int:
-    """The most messages one process can have had accepted and not yet recorded."""
-    return (RECORD_CHUNKS + WINDOW) * chunk_size(settings)
+    """The most messages one process can have had accepted and not yet recorded: the chunks on
+    the wire, the results gathering for the next write, those waiting for the recording thread
+    and those it is writing."""
+    return ((2 + RECORD_QUEUE) * RECORD_CHUNKS + WINDOW) * chunk_size(settings)
 
 
 def chunk_size(settings: Settings, per_connection: int = MAX_PER_CONNECTION) -> int:
@@ -106,7 +110,23 @@ def deliver_batched(
     Chunks start small and double after each chunk the server took whole, up to
     ``chunk_size``; any failure brings them back to ``first_chunk_size``, and with them how
     often results are written, so a refusing server meets small chunks and its refusals reach
-    the breaker and the domain pause soon."""
+    the breaker and the domain pause soon. Results are written by a thread of their own
+    (``_Recorder``), in order; this returns once every result is written, and raises what a
+    write raised."""
+    recorder = _Recorder(worker.record)
+    try:
+        _deliver(worker, backend, rows, refill, recorder)
+    finally:
+        recorder.close()
+
+
+def _deliver(
+    worker: BatchWorker,
+    backend: BatchBackend,
+    rows: list[ClaimedRow],
+    refill: Callable[[], list[ClaimedRow]] | None,
+    recorder: _Recorder,
+) -> None:
     small, most = first_chunk_size(worker.settings), chunk_size(worker.settings)
     size = small
     every = max(worker.flush_every, RECORD_CHUNKS * size)
@@ -140,18 +160,60 @@ def deliver_batched(
             break
         flights.popleft()
         outcomes.extend(worker.settle(row, r) for row, r in zip(chunk, results, strict=True))
-        whole = all(isinstance(r, SendResult) for r in results)
-        if not whole:
+        if not all(isinstance(r, SendResult) for r in results):
             size = small
         elif len(chunk) >= size:
             size = min(most, 2 * size)
         every = max(worker.flush_every, RECORD_CHUNKS * size)
         now = time.monotonic()
         if len(outcomes) >= every or now - last_flush >= worker.flush_seconds:
-            worker.record(outcomes)
+            recorder.put(outcomes)
             outcomes, last_flush = [], now
     outcomes.extend(Outcome(row, DeliveryStatus.QUEUED.value) for row in pending)
-    worker.record(outcomes)
+    recorder.put(outcomes)
+
+
+class _Recorder:
+    """Writes batches of results in a thread of its own, one at a time and in order, so that
+    the connections are fed while a write waits for SQLite's lock (another delivery process
+    holds it) or for a commit. ``put`` waits while ``RECORD_QUEUE`` batches wait already: what
+    is sent and not yet recorded stays bounded (``unrecorded_bound``). After a failed write
+    the later batches are not written (as if this process had stopped there: their rows keep
+    their leases) and ``put`` and ``close`` raise the error."""
+
+    def __init__(self, record: Callable[[list[Outcome]], None]) -> None:
+        self._record = record
+        self._queue: queue.Queue[list[Outcome] | None] = queue.Queue(maxsize=RECORD_QUEUE)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="record", daemon=True)
+        self._thread.start()
+
+    def put(self, outcomes: list[Outcome]) -> None:
+        self._raise()
+        if outcomes:
+            self._queue.put(outcomes)
+
+    def close(self) -> None:
+        """Wait until every batch given is written; raise what a write raised."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def _run(self) -> None:
+        failed = False
+        while (batch := self._queue.get()) is not None:
+            if failed:
+                continue
+            try:
+                self._record(batch)
+            except BaseException as exc:  # noqa: BLE001 - raised in the delivering thread
+                self._error, failed = exc, True
 
 
 def _prepare(

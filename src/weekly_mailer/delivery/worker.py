@@ -53,6 +53,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+IDLE_FIRST_PAUSE = 0.05  # until idle: the first look again after finding nothing to claim
+
 __all__ = ["Renderers", "Stats", "Worker", "backoff", "hard_throttle", "hurry_for", "make_owner"]
 
 RenderFn = Callable[[ClaimedRow], Envelope]
@@ -151,6 +153,7 @@ class Worker:
         self._busy = 0
         self.breaker.reset()
         beat = Heartbeat(self.sessions, self.settings, owner=self.owner, clock=self.clock).start()
+        idle = IDLE_FIRST_PAUSE
         try:
             while not self.stop.is_set() and not self.hurry.is_set():
                 self.woken.clear()  # whatever was committed before this claim, it will see
@@ -159,6 +162,7 @@ class Worker:
                     self._deliver(rows)
                     if self._unavailable is not None:
                         raise self._unavailable
+                    idle = IDLE_FIRST_PAUSE
                     continue
                 with self.sessions.begin() as session:
                     ids = [self.issue_id] if self.issue_id is not None else []
@@ -172,7 +176,10 @@ class Worker:
                 delay = (due - self.clock()).total_seconds()
                 if until_idle and delay > max_wait:
                     break
-                self.pause(min(max(delay, 0.02), poll))
+                # Until idle, what is due next is mostly the last rows another process is
+                # sending (their lease): look again soon, then less and less often.
+                self.pause(min(max(delay, 0.02), idle if until_idle else poll, poll))
+                idle = min(2 * idle, poll)
         finally:
             beat.close()  # renews nothing from here on: the rows are handed back below
             self.breaker.end_run()

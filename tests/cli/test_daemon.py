@@ -48,7 +48,8 @@ def test_every_option_of_run_and_schedule_has_help(runner: CliRunner) -> None:
     import click
 
     for name in ("run", "schedule"):
-        command = main.commands[name]
+        command = main.get_command(click.Context(main), name)
+        assert command is not None
         bare = [
             p.name
             for p in command.params

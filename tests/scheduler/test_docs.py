@@ -64,7 +64,7 @@ def test_every_option_the_doc_names_exists() -> None:
     assert named
     checked = 0
     for command_name, rest in named:
-        command = main.commands.get(command_name)
+        command = main.get_command(click.Context(main), command_name)
         assert command is not None, command_name
         if isinstance(command, click.Group):
             continue

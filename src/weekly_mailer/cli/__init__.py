@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import gc
+import importlib
 from typing import Any
 
 import click
@@ -17,9 +18,40 @@ from weekly_mailer import __version__
 from weekly_mailer.cli._common import AppContext
 from weekly_mailer.errors import WeeklyMailerError
 
+# Where each command lives: its module is imported when the command is looked up, so a command
+# loads only what it needs (`send` does not import the bounce parser, the web app or the
+# scheduler). Each module's ``register`` adds its commands to the root.
+COMMANDS = {
+    "init": "setup",
+    "db": "setup",
+    "subscribers": "subscribers",
+    "preview": "compose",
+    "doctor": "doctor",
+    "dkim": "dkim",
+    "bounces": "bounces",
+    "schedule": "daemon",
+    "run": "daemon",
+    "serve": "web",
+    "send": "send",
+    "worker": "send",
+    "issues": "issues",
+    "demo": "demo",
+}
+
 
 class _Root(click.Group):
-    """Turns :class:`WeeklyMailerError` into one line on stderr and its exit code."""
+    """Turns :class:`WeeklyMailerError` into one line on stderr and its exit code; loads each
+    command's module when the command is looked up (``COMMANDS``)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            module = importlib.import_module(f"weekly_mailer.cli.{COMMANDS[cmd_name]}")
+            module.register(self)
+        return self.commands.get(cmd_name)
+
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -84,29 +116,3 @@ def main(ctx: click.Context, config_path: str | None) -> None:
     atexit.register(gc.freeze)
 
 
-from weekly_mailer.cli import bounces as _bounces  # noqa: E402
-from weekly_mailer.cli import compose as _compose  # noqa: E402
-from weekly_mailer.cli import daemon as _daemon  # noqa: E402
-from weekly_mailer.cli import demo as _demo  # noqa: E402
-from weekly_mailer.cli import dkim as _dkim  # noqa: E402
-from weekly_mailer.cli import doctor as _doctor  # noqa: E402
-from weekly_mailer.cli import issues as _issues  # noqa: E402
-from weekly_mailer.cli import send as _send  # noqa: E402
-from weekly_mailer.cli import setup as _setup  # noqa: E402
-from weekly_mailer.cli import subscribers as _subscribers  # noqa: E402
-from weekly_mailer.cli import web as _web  # noqa: E402
-
-for _module in (
-    _setup,
-    _subscribers,
-    _compose,
-    _doctor,
-    _dkim,
-    _bounces,
-    _daemon,
-    _web,
-    _send,
-    _issues,
-    _demo,
-):
-    _module.register(main)

@@ -162,19 +162,51 @@ def summary_table(title: str, counts: dict[str, int], stats: Stats | None = None
         )
 
 
-def early_crew(
-    settings: Settings,
-    backend: Backend,
-    *,
-    rows: int,
-    clock: Callable[[], dt.datetime] = utcnow,
-) -> contextlib.AbstractContextManager[Crew | None]:
-    """The delivery processes for about ``rows`` deliveries, started now so that they are ready
-    when the issue is enqueued (``None``: one process, this one, will do; see
-    ``processes.process_count``). Leaving the block dismisses them if they got no job."""
-    from weekly_mailer.delivery.processes import Crew, process_count
+class EarlyCrew:
+    """``send``'s delivery processes, started as early as is safe (``processes.Crew``).
 
-    n = process_count(settings, backend, clock, rows=rows) if rows else 1
-    if n <= 1:
-        return contextlib.nullcontext()
-    return Crew(settings, n, clock=clock)
+    Made before the database is opened: the processes are forked at once when
+    ``processes.fork_is_safe`` (ready in milliseconds, sharing what this process imported),
+    as many as ``processes`` calls for. ``for_rows`` then gives the crew for that many rows
+    (``None``: too few for more than one process, and the crew is dismissed), spawning one
+    now if none was forked. Leaving the block dismisses a crew that got no job.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        backend: Backend,
+        *,
+        clock: Callable[[], dt.datetime] = utcnow,
+        start: bool = True,
+    ) -> None:
+        from weekly_mailer.delivery.processes import Crew, fork_is_safe, process_count
+
+        self.settings, self.backend, self.clock = settings, backend, clock
+        self.crew: Crew | None = None
+        if start and fork_is_safe(settings):
+            n = process_count(settings, backend, clock)
+            if n > 1:
+                self.crew = Crew(settings, n, clock=clock, method="fork")
+
+    def for_rows(self, rows: int) -> Crew | None:
+        from weekly_mailer.delivery.processes import Crew, process_count
+
+        n = process_count(self.settings, self.backend, self.clock, rows=rows) if rows else 1
+        if n <= 1:
+            self.close()
+            return None
+        if self.crew is None:
+            self.crew = Crew(self.settings, n, clock=self.clock)
+        return self.crew
+
+    def close(self) -> None:
+        if self.crew is not None:
+            crew, self.crew = self.crew, None
+            crew.close()
+
+    def __enter__(self) -> EarlyCrew:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -11,8 +11,8 @@ import click
 from weekly_mailer import issues
 from weekly_mailer.cli._common import AppContext, pass_app
 from weekly_mailer.cli._delivery import (
+    EarlyCrew,
     deliver_with_progress,
-    early_crew,
     stop_on_signals,
     summary_table,
 )
@@ -68,18 +68,20 @@ def send(
     settings = app.settings
     backend = resolve_backend(settings)  # an unknown scheme fails before anything is claimed
     Envelopes.from_settings(settings)  # so does a DKIM key that cannot sign (ConfigError)
-    if not dry_run:  # a dry run measures nothing (and leaves the port to a running send)
-        expose_metrics(app, linger=True)
-    db = app.db
-    now = app.clock()
-    with db.sessions.begin() as session:
-        look = issues.look_at_week(session, settings, now=now, force_week=force_week)
-        continuing = look.existing is not None and look.existing.enqueued
-        hold = None if continuing else issues.held(session, settings, now=now)
-    if hold is not None:  # the list-health guard: exit 3, `issues release` lets it go
-        raise WeekHeldError(issues.refusal(hold))
-    rows = 0 if dry_run else look.todo  # the delivery processes start while it composes
-    with early_crew(settings, backend, rows=rows, clock=app.clock) as crew:
+    # The delivery processes start before the database is opened (forked, when that is safe)
+    # or once the rows are counted, and get ready while the article is read and composed.
+    with EarlyCrew(settings, backend, clock=app.clock, start=not dry_run) as early:
+        if not dry_run:  # a dry run measures nothing (and leaves the port to a running send)
+            expose_metrics(app, linger=True)
+        db = app.db
+        now = app.clock()
+        with db.sessions.begin() as session:
+            look = issues.look_at_week(session, settings, now=now, force_week=force_week)
+            continuing = look.existing is not None and look.existing.enqueued
+            hold = None if continuing else issues.held(session, settings, now=now)
+        if hold is not None:  # the list-health guard: exit 3, `issues release` lets it go
+            raise WeekHeldError(issues.refusal(hold))
+        crew = early.for_rows(0 if dry_run else look.todo)
         _send(app, look, source, dry_run=dry_run, yes=yes, allow_empty=allow_empty,
               backend=backend, crew=crew)  # fmt: skip
 

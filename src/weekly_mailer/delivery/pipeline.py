@@ -160,15 +160,18 @@ def _deliver(
             break
         flights.popleft()
         outcomes.extend(worker.settle(row, r) for row, r in zip(chunk, results, strict=True))
-        if not all(isinstance(r, SendResult) for r in results):
+        whole = all(isinstance(r, SendResult) for r in results)
+        if not whole:
             size = small
         elif len(chunk) >= size:
             size = min(most, 2 * size)
         every = max(worker.flush_every, RECORD_CHUNKS * size)
         now = time.monotonic()
-        if len(outcomes) >= every or now - last_flush >= worker.flush_seconds:
+        if len(outcomes) >= every or now - last_flush >= worker.flush_seconds or not whole:
             recorder.put(outcomes)
             outcomes, last_flush = [], now
+            if not whole:  # a refusal's pause must be written before the next claim or chunk
+                recorder.wait()
     outcomes.extend(Outcome(row, DeliveryStatus.QUEUED.value) for row in pending)
     recorder.put(outcomes)
 
@@ -177,7 +180,9 @@ class _Recorder:
     """Writes batches of results in a thread of its own, one at a time and in order, so that
     the connections are fed while a write waits for SQLite's lock (another delivery process
     holds it) or for a commit. ``put`` waits while ``RECORD_QUEUE`` batches wait already: what
-    is sent and not yet recorded stays bounded (``unrecorded_bound``). After a failed write
+    is sent and not yet recorded stays bounded (``unrecorded_bound``). After a chunk with a
+    failure the delivering thread waits for the write (``wait``): what a refusal means (a
+    domain pause, a bounce) is in the database before the next claim. After a failed write
     the later batches are not written (as if this process had stopped there: their rows keep
     their leases) and ``put`` and ``close`` raise the error."""
 
@@ -192,6 +197,11 @@ class _Recorder:
         self._raise()
         if outcomes:
             self._queue.put(outcomes)
+
+    def wait(self) -> None:
+        """Wait until every batch given so far is written; raise what a write raised."""
+        self._queue.join()
+        self._raise()
 
     def close(self) -> None:
         """Wait until every batch given is written; raise what a write raised."""
@@ -208,12 +218,13 @@ class _Recorder:
     def _run(self) -> None:
         failed = False
         while (batch := self._queue.get()) is not None:
-            if failed:
-                continue
             try:
-                self._record(batch)
+                if not failed:
+                    self._record(batch)
             except BaseException as exc:  # noqa: BLE001 - raised in the delivering thread
                 self._error, failed = exc, True
+            finally:
+                self._queue.task_done()
 
 
 def _prepare(

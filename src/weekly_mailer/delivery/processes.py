@@ -44,7 +44,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from weekly_mailer import errors
 from weekly_mailer.clock import utcnow
@@ -52,6 +52,8 @@ from weekly_mailer.delivery.breaker import SharedStreak
 from weekly_mailer.delivery.policy import Stats, hurry_for
 
 if TYPE_CHECKING:
+    from multiprocessing.context import ForkContext, SpawnContext
+
     from weekly_mailer.config import Settings
     from weekly_mailer.delivery.backends.base import Backend
 
@@ -155,17 +157,35 @@ class Crew:
     """``n`` delivery processes, started before their job is known.
 
     Starting a process costs about half a second (a fresh interpreter importing the delivery
-    modules); ``send`` starts its crew while it reads and composes the article, and hands it the
-    job once the issue is enqueued (``run``). A crew that gets no job (nothing to send, the
+    modules); ``send`` starts its crew before it reads and composes the article, and hands it
+    the job once the issue is enqueued (``run``). A crew that gets no job (nothing to send, the
     confirmation declined, an error) is dismissed when its ``with`` block ends: the children
-    leave without touching the database. They are the parent's own children (the ``spawn``
-    context), so a SIGKILLed parent takes them with it (``PR_SET_PDEATHSIG``) either way.
+    leave without touching the database. They are the parent's own children, so a SIGKILLed
+    parent takes them with it (``PR_SET_PDEATHSIG``) either way.
+
+    ``method``: multiprocessing's start method. ``spawn`` (fresh interpreters) is always safe;
+    ``fork`` (ready at once, sharing the parent's imported modules) only while the parent has
+    one thread and no open database connection (``fork_is_safe``): a forked child that closed
+    an inherited SQLite connection would drop the parent's locks on the file.
     """
 
     def __init__(
-        self, settings: Settings, n: int, *, clock: Callable[[], dt.datetime] = utcnow
+        self,
+        settings: Settings,
+        n: int,
+        *,
+        clock: Callable[[], dt.datetime] = utcnow,
+        method: Literal["spawn", "fork"] = "spawn",
     ) -> None:
-        ctx = multiprocessing.get_context("spawn")
+        ctx: SpawnContext | ForkContext = (
+            multiprocessing.get_context("fork")
+            if method == "fork"
+            else multiprocessing.get_context("spawn")
+        )
+        if method == "fork":
+            _preload()  # once, here: the children share it
+            sys.stdout.flush()  # or a child's exit would write this process's output again
+            sys.stderr.flush()
         self.n = n
         self.events = Events(
             ctx.RawValue("i", 0),
@@ -272,6 +292,18 @@ class Crew:
         if failure is not None:
             raise failure
         return total
+
+
+def fork_is_safe(settings: Settings) -> bool:
+    """Whether this process may start its delivery processes with ``fork`` now: Linux, one
+    thread (a lock another thread holds would stay held in the child), no metrics listener
+    (its directory is made later) and, the caller's part, no database connection opened yet."""
+    return (
+        sys.platform.startswith("linux")
+        and "fork" in multiprocessing.get_all_start_methods()
+        and threading.active_count() == 1
+        and not settings.metrics_address
+    )
 
 
 def _metrics_directory(settings: Settings) -> str | None:

@@ -88,6 +88,8 @@ def test_wire_data_matches_the_line_by_line_rule(pieces: list[bytes]) -> None:
 
 
 def test_pipelining_sends_mail_rcpt_data_in_one_write() -> None:
+    """MAIL, RCPT and DATA go in one write; from the second message on they follow the previous
+    message's final dot in its write (RFC 2920 §3.1): one write a message."""
     with PipeliningServer(pipelining=True) as server:
         with backend(server, concurrency=1) as b:
             results = b.send_batch(envelopes(5))
@@ -95,6 +97,7 @@ def test_pipelining_sends_mail_rcpt_data_in_one_write() -> None:
         reads = server.command_reads()
         assert len(reads) == 5
         assert all(b"MAIL FROM" in r and b"RCPT TO" in r and b"DATA\r\n" in r for r in reads)
+        assert server.chained_reads() == 4
     got = server.received()
     assert sorted(m.rcpt_tos[0] for m in got) == [f"r{i}@example.org" for i in range(5)]
     assert got[0].data == BODY  # dot-stuffing undone by the server: the bytes arrive intact
@@ -184,6 +187,10 @@ def test_a_drop_after_the_dot_is_a_temporary_failure_and_the_rest_go_on() -> Non
         assert "connection lost after the message was sent" in str(results[1])
         assert "delivery in doubt" in str(results[1])
         assert [isinstance(r, SendResult) for r in results] == [True, False, True, True]
+        # r2's MAIL, RCPT and DATA went out with r1's final dot, unanswered: r2 was tried again
+        # on the new connection, and arrived once.
+        with server.lock:
+            assert any(b"\r\n.\r\nMAIL FROM:<news@example.org>" in d for _, d in server.reads)
     assert sorted(m.rcpt_tos[0] for m in server.received()) == [
         "r0@example.org", "r2@example.org", "r3@example.org"
     ]  # fmt: skip

@@ -91,10 +91,18 @@ class PipeliningServer(SMTPServer):
         )
 
     def command_reads(self) -> list[bytes]:
-        """The reads that carried commands (not message content), in order."""
+        """The commands of each read, in order: a read that is all commands, or the commands
+        that followed a message's final dot in the same read (RFC 2920 allows that)."""
         with self.lock:
             chunks = [data for _, data in self.reads]
-        return [c for c in chunks if c[:4].upper() in (b"MAIL", b"RCPT", b"DATA", b"RSET")]
+        commands = [c.rpartition(b"\r\n.\r\n")[2] if b"\r\n.\r\n" in c else c for c in chunks]
+        return [c for c in commands if c[:4].upper() in (b"MAIL", b"RCPT", b"DATA", b"RSET")]
+
+    def chained_reads(self) -> int:
+        """How many reads carried a message's final dot and the next commands together."""
+        with self.lock:
+            chunks = [data for _, data in self.reads]
+        return sum(1 for c in chunks if b"\r\n.\r\nMAIL FROM" in c)
 
     def connections(self) -> int:
         with self.lock:

@@ -5,9 +5,12 @@ four per message, one thread per connection), and aiosmtplib has no PIPELINING. 
 event loop in a dedicated thread (uvloop when installed) drives up to ``concurrency`` persistent
 connections. Per connection: EHLO, STARTTLS / implicit TLS and AUTH PLAIN or LOGIN as the URL
 asks (parsed by :mod:`.smtp_url`, shared with :mod:`.smtp`); when the server offers PIPELINING,
-MAIL FROM, RCPT TO and DATA go in one write and their replies are matched in order, otherwise
-one command at a time. Message bytes go out with CRLF line ends and dot-stuffed. After
-``max_per_connection`` messages a connection is replaced.
+MAIL FROM, RCPT TO and DATA go in one write and their replies are matched in order, and the
+next message's three follow a message's final dot in the same write (RFC 2920 §3.1 lets the
+message content open a group): one write and one wake-up a message instead of two, which is
+about a third of this loop's work. Without PIPELINING, one command at a time. Message bytes go
+out with CRLF line ends and dot-stuffed. After ``max_per_connection`` messages a connection is
+replaced.
 
 Timeouts follow RFC 5321 §4.5.3.2: ``smtp_timeout`` for connecting, the greeting, EHLO, TLS and
 AUTH; ``smtp_command_timeout`` (5 min) for MAIL and RCPT; ``smtp_data_init_timeout`` (2 min) for
@@ -16,7 +19,9 @@ DATA; ``smtp_data_timeout`` (10 min) for the reply to the final dot.
 Replies map to our failures through :func:`.smtp.failure_for` (one table for both engines). A
 connection lost or timed out before the final dot was sent costs nothing: the message is tried
 once more on a fresh connection. Lost after the dot, the delivery is in doubt: a
-``TemporaryFailure`` (retried later with the same Message-ID), never reported as sent.
+``TemporaryFailure`` (retried later with the same Message-ID), never reported as sent; the
+next message, whose commands went with that dot, got no 354 and so was not delivered: it is
+tried once more elsewhere, as is a next message after a 421 to the dot.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import dataclasses
 import importlib
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from weekly_mailer.delivery.backends.base import (
@@ -213,9 +218,14 @@ class PipelinedSMTPBackend:
         """One connection's share: take the next message until the batch is done."""
         async with slots:
             conn: Connection | None = None
+            ahead: int | None = None  # its MAIL, RCPT and DATA went out with the last message
             try:
-                while batch.queue and batch.halt is None and not self._aborted:
-                    if conn is None or conn.broken or conn.count >= self.max_per_connection:
+                while (batch.queue or ahead is not None) and batch.halt is None:
+                    if self._aborted:
+                        break
+                    if ahead is None and (
+                        conn is None or conn.broken or conn.count >= self.max_per_connection
+                    ):
                         if conn is not None:
                             await self._retire(conn)
                         conn = None
@@ -225,29 +235,53 @@ class PipelinedSMTPBackend:
                             batch.last_error = exc
                             return
                         continue
-                    await self._one(batch, conn, batch.queue.popleft())
+                    assert conn is not None
+                    i, sent = (ahead, True) if ahead is not None else (batch.queue.popleft(), False)
+                    ahead = await self._one(batch, conn, i, sent=sent)
             finally:
                 if conn is not None:
                     self._in_use.discard(conn)
+                    if ahead is not None:  # its replies are still due: nobody may reuse this
+                        conn.broken = True
                     if conn.broken or self._closed or self._aborted:
                         conn.abandon()
                     else:
                         self._idle.append(conn)
 
-    async def _one(self, batch: _Batch, conn: Connection, i: int) -> None:
+    async def _one(self, batch: _Batch, conn: Connection, i: int, *, sent: bool) -> int | None:
+        """Send message ``i`` (its commands already ``sent`` with the previous message's data);
+        returns the next message whose commands went out with this one's data, if any."""
+        ahead: list[int] = []
+
+        def take_next() -> bytes:
+            """With PIPELINING, the next message's MAIL, RCPT and DATA may follow this one's
+            final dot in the same write (RFC 2920 §3.1): one write and one read a message."""
+            if (
+                not conn.pipelining
+                or not batch.queue
+                or batch.halt is not None
+                or self._aborted
+                or conn.count + 1 >= self.max_per_connection
+            ):
+                return b""
+            j = batch.queue.popleft()
+            ahead.append(j)
+            return _commands(batch.envelopes[j])
+
         try:
-            result = await self._transact(conn, batch.envelopes[i])
+            result = await self._transact(conn, batch.envelopes[i], sent=sent, follow=take_next)
         except Lost as exc:
             conn.abandon()
+            for j in ahead:  # its DATA was never answered: nothing of it was delivered
+                self._again(batch, j, exc)
+            ahead.clear()
             if exc.in_doubt:
                 result = TemporaryFailure(
                     f"connection lost after the message was sent ({exc}): delivery in doubt, "
                     "retried later with the same Message-ID"
                 )
-            elif i not in batch.retried:  # nothing was delivered: try once more, elsewhere
-                batch.retried.add(i)
-                batch.queue.appendleft(i)
-                return
+            elif not self._again(batch, i, exc):
+                return None
             else:
                 result = TemporaryFailure(f"connection lost: {exc}")
         if isinstance(result, BackendUnavailableError):
@@ -257,23 +291,49 @@ class PipelinedSMTPBackend:
             if self._since_shrink >= RESTORE_AFTER:  # the server copes again: one more
                 self.cap, self._since_shrink = self.cap + 1, 0
         batch.results[i] = result
+        if ahead and conn.broken:  # a 421 after the dot: the server is closing
+            for j in ahead:
+                self._again(batch, j, Lost("the server closed the connection"))
+            return None
+        return ahead[0] if ahead else None
 
-    async def _transact(self, conn: Connection, envelope: Envelope) -> Result:
-        mail = address_line(b"MAIL FROM", envelope.sender)
-        rcpt = address_line(b"RCPT TO", envelope.recipient)
+    @staticmethod
+    def _again(batch: _Batch, i: int, exc: Lost) -> bool:
+        """Put message ``i``, which was not delivered, back in the queue to be tried once more
+        on another connection (``True``); a second time it fails (``False``, with its result)."""
+        if i not in batch.retried:
+            batch.retried.add(i)
+            batch.queue.appendleft(i)
+            return False
+        batch.results[i] = TemporaryFailure(f"connection lost: {exc}")
+        return True
+
+    async def _transact(
+        self,
+        conn: Connection,
+        envelope: Envelope,
+        *,
+        sent: bool = False,
+        follow: Callable[[], bytes] = bytes,
+    ) -> Result:
         data_reply: tuple[int, str] | None = None
         rcpt_reply: tuple[int, str] | None = None
         if conn.pipelining:
-            conn.writer.write(mail + rcpt + b"DATA\r\n")
+            if not sent:
+                conn.writer.write(_commands(envelope))
             mail_reply = (await conn.reply(self.command_timeout))[:2]
             if mail_reply[0] != 421:  # after 421 the server closes: no more replies come
                 rcpt_reply = (await conn.reply(self.command_timeout))[:2]
             if rcpt_reply is not None and rcpt_reply[0] != 421:
                 data_reply = (await conn.reply(self.data_init_timeout))[:2]
         else:
-            mail_reply = await conn.command(mail, self.command_timeout)
+            mail_reply = await conn.command(
+                address_line(b"MAIL FROM", envelope.sender), self.command_timeout
+            )
             if mail_reply[0] == 250:
-                rcpt_reply = await conn.command(rcpt, self.command_timeout)
+                rcpt_reply = await conn.command(
+                    address_line(b"RCPT TO", envelope.recipient), self.command_timeout
+                )
                 if rcpt_reply[0] in (250, 251):
                     data_reply = await conn.command(b"DATA\r\n", self.data_init_timeout)
         failure: DeliveryError | None = None
@@ -291,7 +351,7 @@ class PipelinedSMTPBackend:
         if failure is not None:
             await self._recover(conn, failure, data_reply)
             return failure
-        conn.writer.write(wire_data(envelope.data))
+        conn.writer.write(wire_data(envelope.data) + follow())
         code, text, _ = await conn.reply(self.data_timeout, in_doubt=True)
         conn.count += 1
         if code != 250:
@@ -345,3 +405,12 @@ class PipelinedSMTPBackend:
             except Lost:
                 pass
         conn.abandon()
+
+
+def _commands(envelope: Envelope) -> bytes:
+    """MAIL FROM, RCPT TO and DATA for one message, to go out in one write."""
+    return (
+        address_line(b"MAIL FROM", envelope.sender)
+        + address_line(b"RCPT TO", envelope.recipient)
+        + b"DATA\r\n"
+    )

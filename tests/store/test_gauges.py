@@ -129,3 +129,15 @@ def test_the_reading_is_cached_for_a_few_seconds(database: Database) -> None:
     assert depth(scrape(collector), "issue", "queued") == 0  # cached: no query
     clock[0] += 1.0
     assert depth(scrape(collector), "issue", "queued") == 4
+
+
+def test_expire_makes_the_next_scrape_read_the_database(database: Database) -> None:
+    clock = [100.0]
+    collector = DatabaseCollector(database.engine, cache_seconds=2, monotonic=lambda: clock[0])
+    assert depth(scrape(collector), "issue", "queued") == 0
+    with database.sessions.begin() as s:
+        add_subscribers(s, 3)
+        outbox.enqueue(s, make_issue(s), now=NOW)
+    assert depth(scrape(collector), "issue", "queued") == 0  # cached
+    collector.expire()  # the command's work ended
+    assert depth(scrape(collector), "issue", "queued") == 3

@@ -26,6 +26,7 @@ def expose_metrics(app: AppContext, *, linger: bool = False) -> None:
     click.echo(f"Metrics on http://{settings.metrics_address}/metrics", err=True)
 
     def close() -> None:
+        collector.expire()  # a last scrape reads the final state, not a cached one
         wait = settings.metrics_linger_seconds if linger else 0.0
         if wait > 0:
             click.echo(f"Waiting up to {wait:g}s for a last metrics scrape.", err=True)

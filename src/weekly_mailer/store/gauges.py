@@ -2,7 +2,8 @@
 state, the latest issue's list-health rates, and the bounce and complaint reports recorded.
 
 :class:`DatabaseCollector` caches what it read for a few seconds (scrapes from several
-Prometheus servers cost one set of queries), reads on SQLite without taking the write lock,
+Prometheus servers cost one set of queries; :meth:`DatabaseCollector.expire` drops it when a
+command's work ends), reads on SQLite without taking the write lock,
 and never raises: a database that is down or locked is ``weekly_mailer_database_up 0`` and a
 warning in the log, not a failed scrape.
 """
@@ -170,6 +171,12 @@ class DatabaseCollector(Collector):
 
     def describe(self) -> Iterable[Metric]:
         return iter(())  # read at scrape time only: registering must not query
+
+    def expire(self) -> None:
+        """Forget the cached reading: the next scrape reads the database (the work is over,
+        so a scrape after it must see the final state, not one from a few seconds ago)."""
+        with self._lock:
+            self._at = -1e18
 
     def _refresh(self) -> None:
         with self._lock:

@@ -168,3 +168,42 @@ def test_claim_record_and_counts_use_indexes_with_many_rows(pg_url: str) -> None
         assert kinds["claim"] == 5 and kinds["record"] >= 1 and kinds["counts"] == 2, kinds
     finally:
         engine.dispose()
+
+
+def test_sqlite_claims_range_over_indexes_never_the_whole_table(tmp_path: Any) -> None:
+    """SQLite's planner, given ``ORDER BY delivery.id``, would rather walk the whole table in id
+    order than sort the few rows an index finds: every claim of ``worker`` (every sending
+    issue and the confirmations) then read every row ever sent. Its plans (EXPLAIN QUERY
+    PLAN of the statements really sent) name an index for ``delivery``, for the claim of one
+    issue (``send``) and of everyone's rows (``worker``)."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'scale.db'}")
+    upgrade(engine)
+    sessions = make_sessionmaker(engine)
+    try:
+        with sessions.begin() as s:
+            add_subscribers(s, 40)
+            issue = make_issue(s)
+            outbox.enqueue(s, issue, now=NOW)
+            issue_id = issue.id
+        sent: list[tuple[str, Any]] = []
+
+        @event.listens_for(engine, "before_cursor_execute")
+        def grab(conn: Any, cursor: Any, sql: str, params: Any, ctx: Any, many: bool) -> None:
+            if sql.lstrip().startswith("SELECT delivery.id") and "LIMIT" in sql:
+                sent.append((sql, params))
+
+        with sessions.begin() as s:
+            one, _ = outbox.claim(
+                s, owner="w1", now=NOW, lease_seconds=30, limit=10, issue_id=issue_id
+            )
+            everyone, _ = outbox.claim(s, owner="w2", now=NOW, lease_seconds=30, limit=10)
+        assert len(one) == len(everyone) == 10
+        event.remove(engine, "before_cursor_execute", grab)
+        assert len(sent) == 5  # leases then copies; leases, confirmations, copies
+        with engine.connect() as conn:
+            for sql, params in sent:
+                plan = [row[3] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params)]
+                on_delivery = [d for d in plan if d.split()[1:2] == ["delivery"]]
+                assert on_delivery and all("INDEX" in d for d in on_delivery), (sql, plan)
+    finally:
+        engine.dispose()

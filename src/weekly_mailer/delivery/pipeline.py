@@ -37,11 +37,11 @@ if TYPE_CHECKING:
     from weekly_mailer.config import Settings
     from weekly_mailer.delivery.ratelimit import SlowDown, ThrottleGate, TokenBucket
 
-WINDOW = 3  # chunks on the wire at once
+WINDOW = 2  # chunks on the wire at once
 RECORD_CHUNKS = 4  # results are written every this many chunks (or flush_seconds)
 RECORD_QUEUE = 1  # batches of results waiting for the recording thread (besides the one it writes)
 START_PER_CONNECTION = 2  # messages per connection in a first chunk, and after any failure
-MAX_PER_CONNECTION = 8  # ... and after a run of chunks the server took whole
+MAX_PER_CONNECTION = 32  # ... and after a run of chunks the server took whole
 BatchResult = SendResult | DeliveryError
 Flight = tuple[list[ClaimedRow], "concurrent.futures.Future[list[BatchResult]]"]
 
@@ -93,6 +93,17 @@ def chunk_size(settings: Settings, per_connection: int = MAX_PER_CONNECTION) -> 
     return size
 
 
+def claim_size(settings: Settings, chunk: int | None = None) -> int:
+    """Rows a claim of the batched path takes: ``batch_size``, or enough to fill the window
+    with chunks of the current size (``chunk``, by default a first chunk's) when that is more.
+    A claim costs a few milliseconds whatever its size and chunks are cut from one claim, so a
+    small claim would cap them; claims grow with the chunks and shrink with them after a
+    failure, so a refusing server meets small claims too."""
+    if chunk is None:
+        chunk = first_chunk_size(settings)
+    return max(settings.batch_size, WINDOW * chunk)
+
+
 def first_chunk_size(settings: Settings) -> int:
     """The size of a first chunk, and of the chunk after any failure."""
     return chunk_size(settings, START_PER_CONNECTION)
@@ -103,9 +114,10 @@ def deliver_batched(
     backend: BatchBackend,
     rows: list[ClaimedRow],
     *,
-    refill: Callable[[], list[ClaimedRow]] | None = None,
+    refill: Callable[[int], list[ClaimedRow]] | None = None,
 ) -> None:
-    """Deliver ``rows`` (and, through ``refill``, further claims) in overlapping chunks.
+    """Deliver ``rows`` (and, through ``refill``, further claims of at most the rows it is
+    given) in overlapping chunks.
 
     Chunks start small and double after each chunk the server took whole, up to
     ``chunk_size``; any failure brings them back to ``first_chunk_size``, and with them how
@@ -124,7 +136,7 @@ def _deliver(
     worker: BatchWorker,
     backend: BatchBackend,
     rows: list[ClaimedRow],
-    refill: Callable[[], list[ClaimedRow]] | None,
+    refill: Callable[[int], list[ClaimedRow]] | None,
     recorder: _Recorder,
 ) -> None:
     small, most = first_chunk_size(worker.settings), chunk_size(worker.settings)
@@ -137,7 +149,8 @@ def _deliver(
     while True:
         while len(flights) < WINDOW and worker.may_start():
             if not pending and refill is not None and flights:
-                pending.extend(refill())  # claim while the last chunks are on the wire
+                # Claim while the last chunks are on the wire, enough for chunks of this size.
+                pending.extend(refill(claim_size(worker.settings, size)))
             if not pending:
                 break
             chunk, envelopes, early = _prepare(worker, pending, size, wait=not flights)

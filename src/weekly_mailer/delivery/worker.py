@@ -29,7 +29,7 @@ from weekly_mailer.delivery.backends.base import (
 )
 from weekly_mailer.delivery.breaker import Breaker
 from weekly_mailer.delivery.heartbeat import Heartbeat
-from weekly_mailer.delivery.pipeline import BatchBackend, deliver_batched
+from weekly_mailer.delivery.pipeline import BatchBackend, claim_size, deliver_batched
 from weekly_mailer.delivery.policy import Stats, backoff, hard_throttle, hurry_for, make_owner
 from weekly_mailer.delivery.ratelimit import SlowDown, ThrottleGate, TokenBucket
 from weekly_mailer.delivery.results import PauseRule, counts_as_bounce, note_stale, write_outcomes
@@ -189,8 +189,11 @@ class Worker:
                 self.stats.released += outbox.release(session, owner=self.owner)
         return self.stats
 
-    def _claim(self) -> list[ClaimedRow]:
-        limit = self.settings.batch_size
+    def _claim(self, limit: int | None = None) -> list[ClaimedRow]:
+        if limit is None:
+            limit = self.settings.batch_size
+            if callable(getattr(self.backend, "submit_batch", None)):
+                limit = claim_size(self.settings)  # enough to fill the pipeline's window
         if self.settings.send_rate > 0:  # a batch must be sent well within its lease
             by_rate = int(self.settings.send_rate * self.settings.lease_seconds / 2)
             limit = max(1, min(limit, by_rate))
@@ -240,11 +243,12 @@ class Worker:
             except ConfigError as exc:
                 self._unavailable = exc
 
-    def _refill(self) -> list[ClaimedRow]:
-        """The next claim, made while the last chunks are on the wire (the batched path)."""
+    def _refill(self, limit: int) -> list[ClaimedRow]:
+        """The next claim of at most ``limit`` rows, made while the last chunks are on the wire
+        (the batched path)."""
         if self.stop.is_set() or self._unavailable is not None or self.breaker.tripped:
             return []
-        rows = self._claim()
+        rows = self._claim(limit)
         self._load(rows)
         return rows
 

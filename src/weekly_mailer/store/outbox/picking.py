@@ -10,7 +10,11 @@ range in id order and each locking with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL
 3. due issue copies: ``ix_delivery_open`` (queued, deferred and sending rows, in id order).
 
 The status tests are written as literal SQL, the same text as the indexes' predicates, so the
-planner can match them in every plan, generic ones included.
+planner can match them in every plan, generic ones included. On SQLite the expired leases are
+ordered by ``+delivery.id`` (SQLite's way of saying "not by an index"): ordered by the primary
+key, its planner walks the whole table in id order rather than sort the few rows
+``ix_delivery_leased`` finds, a claim of every sending issue then costing a scan of every row
+ever sent (35 ms at 330,000 rows, 0.1 ms with the partial index).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Select, select, text
+from sqlalchemy import Integer, Select, literal_column, select, text
 from sqlalchemy.orm import Session
 
 from weekly_mailer.store.models import Delivery, DeliveryKind
@@ -26,6 +30,7 @@ from weekly_mailer.store.outbox.rows import issue_filter
 
 DUE = text("delivery.status IN ('queued', 'deferred')")
 LEASED = text("delivery.status = 'sending'")
+BY_ID_UNINDEXED = literal_column("+delivery.id", Integer)  # SQLite: see the module docstring
 
 
 def pick(
@@ -55,8 +60,9 @@ def pick(
         copies = issue_filter(issue_id, DeliveryKind.ISSUE.value if issue_id is None else None)
         steps.append(select(Delivery.id).where(DUE, Delivery.next_attempt_at <= now, copies))
     ids: list[int] = []
-    for step in steps:
-        wanted = step.order_by(Delivery.id).limit(limit - len(ids))
+    for i, step in enumerate(steps):
+        order = BY_ID_UNINDEXED if i == 0 and not locking else Delivery.id
+        wanted = step.order_by(order).limit(limit - len(ids))
         if locking:
             wanted = wanted.with_for_update(skip_locked=True)
         ids.extend(int(i) for i in session.scalars(wanted))

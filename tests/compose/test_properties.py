@@ -144,3 +144,51 @@ def test_confirmation_message_round_trips_or_refuses(name: str, address: str) ->
     (to,) = msg["To"].addresses
     assert to.display_name == "" and to.addr_spec == address  # the sign-up name is never mailed
     assert url in contents(msg)[0][2]
+
+
+@hsettings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(name=names, address=addresses, url=urls)
+def test_a_message_said_wire_safe_needs_no_smtp_transparency(
+    issue: ComposedIssue, name: str, address: str, url: str
+) -> None:
+    """What ``personalise_for_smtp`` calls wire-safe is what the engine's full scan
+    (``wire_data``: CRLF only, dot-stuffed) would send unchanged, but for the final dot."""
+    from weekly_mailer.compose import personalise_for_smtp
+    from weekly_mailer.delivery.backends.smtp_session import wire_data
+
+    who = Recipient(7, address, name, url)
+    try:
+        data, safe = personalise_for_smtp(
+            issue.skeleton, who, message_id="<wm.9.7.x@example.org>", date=WHEN
+        )
+    except ComposeError:
+        return
+    assert data == issue.message_for(who, message_id="<wm.9.7.x@example.org>", date=WHEN)
+    if safe:
+        assert wire_data(data) == data + b".\r\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "safe"),
+    [
+        ("Ana", True),
+        ("Zoë O’Brien", True),
+        (".Dot", False),
+        ("a" * 75 + ".b", False),  # quoted-printable's soft break puts the dot first
+        ("a" * 70 + ".b", True),
+    ],
+)
+def test_an_ordinary_copy_is_wire_safe_and_a_leading_dot_is_not(
+    issue: ComposedIssue, name: str, safe: bool
+) -> None:
+    from weekly_mailer.compose import personalise_for_smtp
+    from weekly_mailer.delivery.backends.smtp_session import wire_data
+
+    who = Recipient(7, "ana@example.org", name, "https://news.example.org/unsubscribe/a.b")
+    data, wire_safe = personalise_for_smtp(
+        issue.skeleton, who, message_id="<wm.9.7.x@example.org>", date=WHEN
+    )
+    assert wire_safe is safe
+    assert (wire_data(data) == data + b".\r\n") is safe  # a leading dot is stuffed

@@ -103,6 +103,28 @@ def test_pipelining_sends_mail_rcpt_data_in_one_write() -> None:
     assert got[0].data == BODY  # dot-stuffing undone by the server: the bytes arrive intact
 
 
+def test_a_wire_safe_message_goes_as_it_is_and_the_others_are_made_so() -> None:
+    """``Envelope.wire_safe`` (the composer checked it): the bytes go out as they are; without
+    it the engine converts line ends and stuffs dots. Both arrive as they were composed."""
+    safe = b"From: news@example.org\r\nSubject: Hi\r\n\r\nHello\r\nbye\r\n"
+    unsafe = b"From: news@example.org\nSubject: Hi\n\n.dot\nbye\n"
+    with PipeliningServer(pipelining=True) as server:
+        with backend(server, concurrency=1) as b:
+            results = b.send_batch(
+                [
+                    Envelope("news@example.org", "a@example.org", safe, wire_safe=True),
+                    Envelope("news@example.org", "b@example.org", unsafe),
+                ]
+            )
+        assert all(isinstance(r, SendResult) for r in results), results
+        with server.lock:
+            wire = b"".join(data for _, data in server.reads)
+    assert b"\r\n\r\n" + safe.partition(b"\r\n\r\n")[2] + b".\r\n" in wire
+    assert b"\r\n\r\n..dot\r\nbye\r\n.\r\n" in wire
+    got = {m.rcpt_tos[0]: m.data for m in server.received()}
+    assert got == {"a@example.org": safe, "b@example.org": unsafe.replace(b"\n", b"\r\n")}
+
+
 def test_without_pipelining_commands_go_one_at_a_time() -> None:
     with PipeliningServer(pipelining=False) as server:
         with backend(server, concurrency=1) as b:

@@ -38,7 +38,12 @@ from weekly_mailer.compose.message import (
     build_confirmation_message,
     build_reference_message,
 )
-from weekly_mailer.compose.personalise import build_skeleton, personalise
+from weekly_mailer.compose.personalise import (
+    build_skeleton,
+    personalise,
+    personalise_for_smtp,
+    wire_clean,
+)
 from weekly_mailer.compose.render import render_issue
 
 if TYPE_CHECKING:
@@ -62,8 +67,10 @@ __all__ = [
     "envelope_sender",
     "make_message_id",
     "personalise",
+    "personalise_for_smtp",
     "read_message_id",
     "unsubscribe_url",
+    "wire_clean",
 ]
 
 

@@ -7,6 +7,11 @@ In the bodies every marker sits between two QP soft line breaks (``=\\r\\n@@WMT_
 so a value encoded on its own (with its own soft breaks every 76 characters) splices in without
 touching the lines around it: every line stays under 998 octets and decodes to exactly the text
 the reference path (:func:`~weekly_mailer.compose.message.build_reference_message`) produces.
+
+:func:`personalise_for_smtp` also says whether the message is already in SMTP's wire form but
+for the final dot (CRLF line ends only, no line starting with a dot: RFC 5321 4.5.2's
+transparency has nothing to do), so the engine need not scan 17 kB per message for it: the
+skeleton's pieces are checked once, the recipient's few short values each time.
 """
 
 from __future__ import annotations
@@ -106,8 +111,21 @@ _SLOT_ORDER = (
 )  # fmt: skip
 
 
+def wire_clean(data: bytes) -> bool:
+    """Whether ``data`` holds only CRLF line ends (never a bare CR or LF) and no line of it
+    starts with a dot, even where it is joined to others: it starts with no dot either."""
+    n = data.count(b"\n")
+    return (
+        data.count(b"\r") == n == data.count(b"\r\n")
+        and b"\n." not in data
+        and not data.startswith(b".")
+    )
+
+
 @functools.lru_cache(maxsize=16)
-def _plan(skeleton: bytes) -> tuple[tuple[bytes, ...], tuple[tuple[int, int], ...]]:
+def _plan(skeleton: bytes) -> tuple[tuple[bytes, ...], tuple[tuple[int, int], ...], bool]:
+    """The skeleton's pieces, where each value goes, and whether its fixed pieces are all
+    ``wire_clean`` and it ends with CRLF."""
     pieces = tuple(_SKELETON_MARKER_RE.split(skeleton))
     slots = []
     for i in range(1, len(pieces), 2):
@@ -115,7 +133,8 @@ def _plan(skeleton: bytes) -> tuple[tuple[bytes, ...], tuple[tuple[int, int], ..
         if marker not in _SLOT_ORDER:
             raise ComposeError(f"the skeleton holds an unknown placeholder {marker!r}")
         slots.append((i, _SLOT_ORDER.index(marker)))
-    return pieces, tuple(slots)
+    clean = skeleton.endswith(CRLF) and all(wire_clean(p) for p in pieces[::2])
+    return pieces, tuple(slots), clean
 
 
 @functools.lru_cache(maxsize=64)
@@ -139,7 +158,19 @@ def personalise(
     :class:`~weekly_mailer.errors.ComposeError` (``HeaderInjectionError`` for CR/LF) when a value
     cannot be sent safely. The result is ready for DKIM signing and ``backend.send``.
     """
-    pieces, slots = _plan(skeleton)
+    return personalise_for_smtp(skeleton, recipient, message_id=message_id, date=date)[0]
+
+
+def personalise_for_smtp(
+    skeleton: bytes,
+    recipient: Recipient,
+    *,
+    message_id: str,
+    date: dt.datetime,
+) -> tuple[bytes, bool]:
+    """:func:`personalise`, and whether the message is in SMTP's wire form as it is (see the
+    module docstring; ``Envelope.wire_safe``)."""
+    pieces, slots, clean = _plan(skeleton)
     person = Personal.of(recipient)
     name = person.name or FALLBACK_NAME
     email = person.email
@@ -159,4 +190,4 @@ def personalise(
     out = list(pieces)
     for index, slot in slots:
         out[index] = values[slot]
-    return b"".join(out)
+    return b"".join(out), clean and all(wire_clean(v) for v in values)

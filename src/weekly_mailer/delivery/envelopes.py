@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from weekly_mailer.compose import envelope_sender
+from weekly_mailer.compose import envelope_sender, wire_clean
 from weekly_mailer.delivery.backends.base import Envelope
 from weekly_mailer.delivery.dkim import DkimSigner
 from weekly_mailer.tokens import VerpCodec
@@ -56,10 +56,19 @@ class Envelopes:
         return self.verp.address(delivery_id)
 
     def seal(
-        self, recipient: str, data: bytes, message_id: str, *, delivery_id: int | None = None
+        self,
+        recipient: str,
+        data: bytes,
+        message_id: str,
+        *,
+        delivery_id: int | None = None,
+        wire_safe: bool = False,
     ) -> Envelope:
         """The message signed (if DKIM is on) in an envelope from the bounce address (its VERP
-        form for ``delivery_id``)."""
+        form for ``delivery_id``). ``wire_safe``: ``data`` is in SMTP's wire form as it is
+        (``Envelope.wire_safe``); so is the signed message when its signature headers are."""
         if self.signer is not None:
-            data = self.signer.sign(data)
-        return Envelope(self.sender_for(delivery_id), recipient, data, message_id)
+            signed = self.signer.sign(data)
+            wire_safe = wire_safe and wire_clean(signed[: len(signed) - len(data)])
+            data = signed
+        return Envelope(self.sender_for(delivery_id), recipient, data, message_id, wire_safe)

@@ -14,7 +14,7 @@ from weekly_mailer.compose import (
     confirm_url,
     confirmation_message_id,
     make_message_id,
-    personalise,
+    personalise_for_smtp,
     unsubscribe_url,
 )
 from weekly_mailer.delivery.backends.base import Envelope
@@ -68,8 +68,12 @@ class IssueRenderers:
             )
             message_id = make_message_id(settings, week, row.subscriber_id)
             date = clock().replace(microsecond=0)
-            data = personalise(skeleton, recipient, message_id=message_id, date=date)
-            return envelopes.seal(row.email, data, message_id, delivery_id=row.delivery_id)
+            data, wire_safe = personalise_for_smtp(
+                skeleton, recipient, message_id=message_id, date=date
+            )
+            return envelopes.seal(
+                row.email, data, message_id, delivery_id=row.delivery_id, wire_safe=wire_safe
+            )
 
         return render
 

@@ -50,6 +50,10 @@ class Envelope:
     recipient: str
     data: bytes
     message_id: str = ""
+    # ``data`` is SMTP's DATA payload as it is, but for the final dot: CRLF line ends only, no
+    # line starting with a dot, ending in CRLF (``compose.personalise_for_smtp`` knows).
+    # Otherwise the backend makes it so.
+    wire_safe: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

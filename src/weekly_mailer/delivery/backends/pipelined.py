@@ -351,7 +351,8 @@ class PipelinedSMTPBackend:
         if failure is not None:
             await self._recover(conn, failure, data_reply)
             return failure
-        conn.writer.write(wire_data(envelope.data) + follow())
+        payload = envelope.data + b".\r\n" if envelope.wire_safe else wire_data(envelope.data)
+        conn.writer.write(payload + follow())
         code, text, _ = await conn.reply(self.data_timeout, in_doubt=True)
         conn.count += 1
         if code != 250:

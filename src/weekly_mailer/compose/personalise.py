@@ -190,4 +190,5 @@ def personalise_for_smtp(
     out = list(pieces)
     for index, slot in slots:
         out[index] = values[slot]
-    return b"".join(out), clean and all(wire_clean(v) for v in values)
+    # One scan of the values joined by CRLF: a value starting with a dot shows as "\n.".
+    return b"".join(out), clean and wire_clean(CRLF.join(values))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import datetime as dt
 import queue
 import threading
 import time
@@ -65,6 +66,7 @@ class BatchWorker(Protocol):
     slowdown: SlowDown
     flush_every: int
     flush_seconds: float
+    clock: Callable[[], dt.datetime]
 
     def may_start(self) -> bool: ...
 
@@ -72,7 +74,9 @@ class BatchWorker(Protocol):
 
     def fail_setup(self, exc: ConfigError) -> None: ...
 
-    def settle(self, row: ClaimedRow, result: SendResult | BaseException) -> Outcome: ...
+    def settle(
+        self, row: ClaimedRow, result: SendResult | BaseException, *, at: dt.datetime | None = None
+    ) -> Outcome: ...
 
     def record(self, outcomes: list[Outcome]) -> None: ...
 
@@ -172,7 +176,10 @@ def _deliver(
             outcomes.extend(_cut_short(flights))
             break
         flights.popleft()
-        outcomes.extend(worker.settle(row, r) for row, r in zip(chunk, results, strict=True))
+        at = worker.clock()  # one answer time a chunk: see Worker.settle
+        outcomes.extend(
+            worker.settle(row, r, at=at) for row, r in zip(chunk, results, strict=True)
+        )
         whole = all(isinstance(r, SendResult) for r in results)
         if not whole:
             size = small

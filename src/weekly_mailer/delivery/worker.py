@@ -285,14 +285,20 @@ class Worker:
 
     # -- results of attempts, whichever path made them -----------------------------------------
 
-    def settle(self, row: ClaimedRow, result: SendResult | BaseException) -> Outcome:
+    def settle(
+        self, row: ClaimedRow, result: SendResult | BaseException, *, at: dt.datetime | None = None
+    ) -> Outcome:
         """The outcome of one attempt from what the backend returned or raised, with what it
-        means for the whole send (pauses, the breaker, an outage). Both paths use it."""
+        means for the whole send (pauses, the breaker, an outage). Both paths use it. ``at``:
+        when the server answered (the batched path reads the clock once a chunk, so a chunk's
+        copies share their ``sent_at`` and are recorded by one statement); by default now."""
         if isinstance(result, SendResult):
             self._note_refusal(row, None)
             with self._lock:
                 self._busy = 0
-            return Outcome(row, DeliveryStatus.SENT.value, code=result.code, at=self.clock())
+            return Outcome(
+                row, DeliveryStatus.SENT.value, code=result.code, at=at or self.clock()
+            )
         exc = result
         if isinstance(exc, BackendBusyError):
             self._note_busy(exc)

@@ -7,7 +7,7 @@ import functools
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import and_, bindparam, func, select, update
+from sqlalchemy import Table, and_, bindparam, func, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
@@ -83,36 +83,18 @@ def claim(
     ids = pick(session, now=now, limit=limit, issue_id=issue_id, kind=kind)
     if not ids:
         return [], 0
-    found = session.execute(
-        select(
-            Delivery.id,
-            Delivery.kind,
-            Delivery.issue_id,
-            Delivery.subscriber_id,
-            Delivery.attempts,
-            Delivery.first_failure_at,
-            Subscriber.email,
-            Subscriber.email_key,
-            Subscriber.name,
-            Subscriber.status,
-        )
-        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-        .where(Delivery.id.in_(ids))
-        .order_by(Delivery.id)
-    ).all()
+    found = session.execute(_claim_statements()[0], {"ids": ids}).all()
     rows: list[ClaimedRow] = []
     inactive: list[int] = []
     unneeded: list[int] = []
-    for r in found:
-        if r.status not in SENDABLE.get(r.kind, ()):
-            (unneeded if r.kind == DeliveryKind.CONFIRMATION.value else inactive).append(r.id)
+    confirmation = DeliveryKind.CONFIRMATION.value
+    for id_, kind_, issue, subscriber, attempts, first, email, key, name, status in found:
+        if status not in SENDABLE.get(kind_, ()):
+            (unneeded if kind_ == confirmation else inactive).append(id_)
             continue
         rows.append(
-            ClaimedRow(
-                r.id, r.issue_id, r.subscriber_id, r.email, r.email_key, r.name or "",
-                r.attempts, r.first_failure_at, r.kind,
-            )
-        )  # fmt: skip
+            ClaimedRow(id_, issue, subscriber, email, key, name or "", attempts, first, kind_)
+        )
     for ids_, why in (
         (inactive, "subscriber is no longer active"),
         (unneeded, "subscriber needs no confirmation (confirmed, or complained)"),
@@ -131,18 +113,44 @@ def claim(
     if inactive or unneeded:
         after_commit(session, lambda: _count_skipped(len(inactive), len(unneeded)))
     if rows:
-        # A Core UPDATE of the table (no ORM objects to keep in step): the ORM's bulk-update
-        # path cost more than the statement, at every claim.
         session.execute(
-            update(T)
-            .where(T.c.id.in_([r.delivery_id for r in rows]))
-            .values(
-                status=DeliveryStatus.SENDING.value,
-                lease_owner=owner,
-                lease_expires_at=now + dt.timedelta(seconds=lease_seconds),
-            )
+            _claim_statements()[1],
+            {
+                "ids": [r.delivery_id for r in rows],
+                "b_owner": owner,
+                "b_expires": now + dt.timedelta(seconds=lease_seconds),
+            },
         )
     return rows, len(inactive) + len(unneeded)
+
+
+@functools.lru_cache(maxsize=1)
+def _claim_statements() -> tuple[Any, Any]:
+    """``claim``'s SELECT of the picked rows with their subscribers and its UPDATE of the
+    lease, built once with the ids as one expanding parameter: Core statements of the tables
+    (no ORM entities to load), so a claim's cost is the database's, not the building and
+    coercing of two IN lists of a few hundred literals at every claim."""
+    ids: Any = bindparam("ids", expanding=True)
+    S = cast(Table, Subscriber.__table__)
+    found = (
+        select(
+            T.c.id, T.c.kind, T.c.issue_id, T.c.subscriber_id, T.c.attempts,
+            T.c.first_failure_at, S.c.email, S.c.email_key, S.c.name, S.c.status,
+        )  # fmt: skip
+        .join(S, S.c.id == T.c.subscriber_id)
+        .where(T.c.id.in_(ids))
+        .order_by(T.c.id)
+    )
+    lease = (
+        update(T)
+        .where(T.c.id.in_(ids))
+        .values(
+            status=DeliveryStatus.SENDING.value,
+            lease_owner=bindparam("b_owner"),
+            lease_expires_at=bindparam("b_expires"),
+        )
+    )
+    return found, lease
 
 
 def _count_skipped(issue_copies: int, confirmations: int) -> None:
@@ -159,7 +167,8 @@ def record(
     owner: str,
     now: dt.datetime,
 ) -> None:
-    """Write a batch of results: one executemany per kind of outcome.
+    """Write a batch of results: the sent rows one statement per answer time (a chunk's), the
+    others one executemany per kind of outcome.
 
     What a result means for the subscriber (a hard bounce, a delivery that clears old bounces)
     is the subscriber rules' business: the worker calls them in the same transaction.
@@ -168,7 +177,11 @@ def record(
     while ``owner`` still holds it.
     """
     by_status: dict[str, list[dict[str, Any]]] = {}
+    sent: dict[tuple[int | None, dt.datetime], list[int]] = {}
     for o in outcomes:
+        if o.status == DeliveryStatus.SENT.value:  # by answer time: a chunk's share one
+            sent.setdefault((o.code, o.at or now), []).append(o.row.delivery_id)
+            continue
         by_status.setdefault(o.status, []).append(
             {
                 "b_id": o.row.delivery_id,
@@ -178,22 +191,33 @@ def record(
                 "b_at": o.at or now,
             }
         )
-    for status, statement in _record_statements().items():
-        if params := by_status.get(status):
-            if status != DeliveryStatus.SENT.value:
-                for p in params:
-                    p["b_owner"] = owner
+    statements = _record_statements()
+    for (code, at), ids in sent.items():
+        for i in range(0, len(ids), _IDS_PER_STATEMENT):
+            session.execute(
+                statements[DeliveryStatus.SENT.value],
+                {"ids": ids[i : i + _IDS_PER_STATEMENT], "b_code": code, "b_at": at},
+            )
+    for status, statement in statements.items():
+        if status != DeliveryStatus.SENT.value and (params := by_status.get(status)):
+            for p in params:
+                p["b_owner"] = owner
             session.execute(statement, params)
+
+
+_IDS_PER_STATEMENT = 500  # bound parameters a statement: well under any SQLite's limit
 
 
 @functools.lru_cache(maxsize=1)
 def _record_statements() -> dict[str, Any]:
-    """``record``'s four UPDATEs, built once (building them cost more than running them)."""
+    """``record``'s UPDATEs, built once (building them cost more than running them): the sent
+    rows of one answer time by their ids (one statement for a chunk: one execution a row cost
+    more in parameter handling than the database's work), the others one execution a row."""
     mine = and_(T.c.lease_owner == bindparam("b_owner"), T.c.status == DeliveryStatus.SENDING.value)
     cleared = {"lease_owner": None, "lease_expires_at": None}
     statements: dict[str, Any] = {
         DeliveryStatus.SENT.value: update(T)
-        .where(T.c.id == bindparam("b_id"))
+        .where(T.c.id.in_(bindparam("ids", expanding=True)))
         .values(
             status=DeliveryStatus.SENT.value,
             sent_at=bindparam("b_at"),

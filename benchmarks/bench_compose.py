@@ -126,7 +126,7 @@ def main() -> None:
         msg = issue.reference_message(settings, item[0], message_id=item[1], date=date)
         return msg.as_bytes(policy=POLICY)
 
-    pieces, slots = _plan(skeleton)
+    pieces, slots, _clean = _plan(skeleton)
     constant = [b"x" * 24 for _ in range(10)]
 
     def floor(item: tuple[Recipient, str]) -> bytes:

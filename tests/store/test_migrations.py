@@ -196,3 +196,33 @@ def test_sqlite_bounce_events_get_their_deliverys_issue(tmp_path: Path) -> None:
 @pytest.mark.postgres
 def test_postgres_bounce_events_get_their_deliverys_issue(pg_url: str) -> None:
     _bounce_events_get_their_deliverys_issue(pg_url)
+
+
+def test_the_head_commands_check_against_is_alembics(tmp_path: Path) -> None:
+    """Every command checks the schema against ``SCHEMA_HEAD`` and reads ``alembic_version``
+    itself (loading Alembic costs ~85 ms of every start): the constant is Alembic's head, and
+    the revision read is Alembic's own at each step up and down."""
+    from weekly_mailer.errors import DatabaseNotReadyError
+    from weekly_mailer.store.db import SCHEMA_HEAD, check_ready
+
+    assert SCHEMA_HEAD == head_revision(), "a new migration: update store/db.SCHEMA_HEAD"
+    engine = make_engine(f"sqlite:///{tmp_path / 'revisions.db'}")
+    try:
+        assert current_revision(engine) is None  # no alembic_version table yet
+        upgrade(engine)
+        for target in ("0003", "0001", "base"):
+            downgrade(engine, target)
+            with engine.connect() as conn:
+                theirs = MigrationContext.configure(conn).get_current_revision()
+            assert current_revision(engine) == theirs == (None if target == "base" else target)
+        upgrade(engine)
+        downgrade(engine, "0005")
+        with pytest.raises(
+            DatabaseNotReadyError, match=f"at migration 0005, this version needs {SCHEMA_HEAD}"
+        ):
+            check_ready(engine)
+        upgrade(engine)
+        check_ready(engine)
+        assert current_revision(engine) == SCHEMA_HEAD
+    finally:
+        engine.dispose()

@@ -92,6 +92,16 @@ class Worker:
         self.sessions = sessions
         self.settings = settings
         self.backend = backend
+        # The batched path (pipeline.py) for a backend that takes chunks; its first claim fills
+        # the window with first chunks when that is more than batch_size.
+        self._batch_backend = (
+            cast(BatchBackend, backend)
+            if callable(getattr(backend, "submit_batch", None))
+            else None
+        )
+        self._first_claim = (
+            settings.batch_size if self._batch_backend is None else claim_size(settings)
+        )
         self.renderers = renderers
         self.issue_id = issue_id
         self.kind = kind
@@ -190,10 +200,7 @@ class Worker:
         return self.stats
 
     def _claim(self, limit: int | None = None) -> list[ClaimedRow]:
-        if limit is None:
-            limit = self.settings.batch_size
-            if callable(getattr(self.backend, "submit_batch", None)):
-                limit = claim_size(self.settings)  # enough to fill the pipeline's window
+        limit = self._first_claim if limit is None else limit
         if self.settings.send_rate > 0:  # a batch must be sent well within its lease
             by_rate = int(self.settings.send_rate * self.settings.lease_seconds / 2)
             limit = max(1, min(limit, by_rate))
@@ -254,9 +261,8 @@ class Worker:
 
     def _deliver(self, rows: list[ClaimedRow]) -> None:
         self._load(rows)
-        if callable(getattr(self.backend, "submit_batch", None)):
-            batch_backend = cast(BatchBackend, self.backend)
-            deliver_batched(self, batch_backend, rows, refill=self._refill)
+        if self._batch_backend is not None:
+            deliver_batched(self, self._batch_backend, rows, refill=self._refill)
             return
         deliver_threaded(self, self.backend, rows)  # one message at a time per connection
 

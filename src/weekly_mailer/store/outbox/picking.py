@@ -45,24 +45,27 @@ def pick(
     confirmations (when the claim covers them), then due issue copies, each in id order."""
     locking = session.get_bind().dialect.name == "postgresql"
     steps: list[Select[Any]] = [
-        select(Delivery.id).where(
-            LEASED, Delivery.lease_expires_at < now, issue_filter(issue_id, kind)
-        )
+        select(Delivery.id)
+        .where(LEASED, Delivery.lease_expires_at < now, issue_filter(issue_id, kind))
+        .order_by(Delivery.id if locking else BY_ID_UNINDEXED)
     ]
     confirmation = DeliveryKind.CONFIRMATION.value
     if issue_id is None and kind in (None, confirmation):
         steps.append(
-            select(Delivery.id).where(
-                DUE, Delivery.kind == confirmation, Delivery.next_attempt_at <= now
-            )
+            select(Delivery.id)
+            .where(DUE, Delivery.kind == confirmation, Delivery.next_attempt_at <= now)
+            .order_by(Delivery.id)
         )
     if kind != confirmation:
         copies = issue_filter(issue_id, DeliveryKind.ISSUE.value if issue_id is None else None)
-        steps.append(select(Delivery.id).where(DUE, Delivery.next_attempt_at <= now, copies))
+        steps.append(
+            select(Delivery.id)
+            .where(DUE, Delivery.next_attempt_at <= now, copies)
+            .order_by(Delivery.id)
+        )
     ids: list[int] = []
-    for i, step in enumerate(steps):
-        order = BY_ID_UNINDEXED if i == 0 and not locking else Delivery.id
-        wanted = step.order_by(order).limit(limit - len(ids))
+    for step in steps:
+        wanted = step.limit(limit - len(ids))
         if locking:
             wanted = wanted.with_for_update(skip_locked=True)
         ids.extend(int(i) for i in session.scalars(wanted))

@@ -82,6 +82,8 @@ class Settings:
     log_level: str = "INFO"
     metrics_address: str = ""
     metrics_linger_seconds: float = 0.0
+    outage_limit_seconds: float = 300.0
+    journal_dir: str = ""
 
     @property
     def zone(self) -> zoneinfo.ZoneInfo:
@@ -167,6 +169,10 @@ DESCRIPTIONS: dict[str, str] = {
     "and run, e.g. 127.0.0.1:9108 (empty: off)",
     "metrics_linger_seconds": "how long `send` keeps its metrics listener open after the send, "
     "until one last scrape (0: it exits at once)",
+    "outage_limit_seconds": "how long the delivery runner waits out a database outage before "
+    "the command ends (exit 2)",
+    "journal_dir": "folder of the delivery processes' acceptance journals (default: beside a "
+    "SQLite database, else .weekly_mailer-journal in the working folder)",
 }
 
 

@@ -52,6 +52,7 @@ UPPER_BOUNDS: dict[str, float] = {
     "max_request_bytes": 104_857_600,  # 100 MiB
     "port": 65_535,
     "metrics_linger_seconds": 3_600,
+    "outage_limit_seconds": 604_800,  # a week
 }
 
 

@@ -240,6 +240,7 @@ class Delivery(Base):
     first_failure_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     lease_owner: Mapped[str | None] = mapped_column(String(100))
     lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    lease_token: Mapped[str | None] = mapped_column(String(40))  # the claim's fence
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     last_code: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str] = mapped_column(Text, default="")

@@ -22,6 +22,23 @@ if [ ! -x /usr/bin/chromium ]; then
     fi
 fi
 
+# The test servers and the benchmark sink: Postfix's smtp-sink/smtp-source (preseeded "No
+# configuration": nothing listens), Dovecot (IMAP, POP3) and nsd, each started by the tests
+# themselves with a config of their own on loopback ports.
+missing=""
+for pair in postfix:/usr/sbin/smtp-sink dovecot-imapd:/usr/sbin/dovecot dovecot-pop3d:/usr/lib/dovecot/pop3 nsd:/usr/sbin/nsd; do
+    [ -e "${pair#*:}" ] || missing="$missing ${pair%%:*}"
+done
+if [ -n "$missing" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "Installing the test servers:$missing"
+        echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+    else
+        echo "note: missing$missing; the tests that need them will be skipped" >&2
+    fi
+fi
+
 echo "== ruff"
 .venv/bin/ruff check src tests migrations benchmarks
 echo "== mypy (strict, src/)"

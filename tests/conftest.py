@@ -66,6 +66,13 @@ def pg_url(pg_server: str) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(autouse=True)
+def _journals_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The delivery journals of a PostgreSQL database go under $XDG_STATE_HOME: a test's own
+    (its subprocesses inherit it), not the home folder."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+
+
 @pytest.fixture
 def seed_path() -> Path:
     if not SEED.exists():

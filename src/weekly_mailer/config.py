@@ -172,7 +172,7 @@ DESCRIPTIONS: dict[str, str] = {
     "outage_limit_seconds": "how long the delivery runner waits out a database outage before "
     "the command ends (exit 2)",
     "journal_dir": "folder of the delivery processes' acceptance journals (default: beside a "
-    "SQLite database, else .weekly_mailer-journal in the working folder)",
+    "SQLite database, else under $XDG_STATE_HOME/weekly_mailer/journal)",
 }
 
 

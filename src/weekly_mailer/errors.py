@@ -5,6 +5,9 @@
     WeeklyMailerError
      ├── ConfigError              a setting is missing or malformed (CLI exit code 2)
      ├── DatabaseNotReadyError    the database has not been created or migrated (exit 2)
+     ├── DatabaseUnavailableError the database is unreachable, restarting or locked: an outage
+     │    │                       the delivery runner waits out (store.db.outage_guard)
+     │    └── OutageTooLongError  ... for longer than outage_limit_seconds (exit 2)
      ├── SubscriberError          an address or subscriber operation was refused
      │    └── InvalidAddressError
      ├── ArticleError             an article source could not be read or parsed
@@ -21,7 +24,8 @@
           ├── BackendUnavailableError  the backend takes nothing now (outage, refused login)
           ├── SendHaltedError     the worker stopped the whole send (circuit breaker)
           ├── TemporaryFailure    4xx replies, network errors: retry later
-          │    └── BackendBusyError    a 4xx greeting: nothing was attempted
+          │    ├── BackendBusyError    a 4xx greeting: nothing was attempted
+          │    └── LeaseLostError      not sent: the worker no longer holds the row's lease
           └── PermanentFailure    5xx replies: never retried, counted as a hard bounce
                └── NotABounce     a 5xx about the message or sender, not the mailbox
 
@@ -49,6 +53,17 @@ class DatabaseNotReadyError(WeeklyMailerError):
     """The database is missing or not migrated to the current schema."""
 
     exit_code = 2
+
+
+class DatabaseUnavailableError(WeeklyMailerError):
+    """The database cannot be reached now (a lost connection, a restart, a lock held past the
+    busy timeout, a full disk): an outage, waited out by the delivery runner."""
+
+    exit_code = 2
+
+
+class OutageTooLongError(DatabaseUnavailableError):
+    """An outage lasted longer than ``outage_limit_seconds``: the command ends."""
 
 
 class SubscriberError(WeeklyMailerError):
@@ -134,6 +149,11 @@ class BackendBusyError(TemporaryFailure):
 
     Nothing was attempted: the worker hands the row back untouched and pauses the whole send.
     """
+
+
+class LeaseLostError(TemporaryFailure):
+    """Not sent: the worker's lease on the row may be lost (it was paused past it, or another
+    worker claimed the row); the row is handed back under the fence, nothing of it went out."""
 
 
 class PermanentFailure(DeliveryError):

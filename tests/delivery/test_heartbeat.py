@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import select
@@ -20,10 +21,16 @@ from tests.support.smtpd_slow import SlowSMTPServer
 from weekly_mailer.config import Settings
 from weekly_mailer.delivery import resolve_backend
 from weekly_mailer.delivery.heartbeat import Heartbeat
+from weekly_mailer.delivery.leases import Leases
+from weekly_mailer.delivery.results import ResultEffects
 from weekly_mailer.delivery.worker import Worker
 from weekly_mailer.store import outbox
 from weekly_mailer.store.db import Database, make_engine, make_sessionmaker, upgrade
 from weekly_mailer.store.models import Delivery
+from weekly_mailer.store.outbox.port import SqlOutbox
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
 
 LEASE = 0.6  # seconds; the heartbeat beats every 0.2 s
 
@@ -41,6 +48,14 @@ def db(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Database]
     engine.dispose()
     with Database(settings.replace(lease_seconds=LEASE)) as database:
         yield database
+
+
+def heartbeat(sessions: sessionmaker[Session], settings: Settings, owner: str) -> Heartbeat:
+    """A heartbeat of ``owner``'s leases on the outbox of ``sessions``."""
+    port = SqlOutbox(
+        sessions, owner=owner, lease_seconds=LEASE, effects=ResultEffects(settings)
+    )
+    return Heartbeat(port, Leases(LEASE), clock=utc)
 
 
 def queue(db: Database, n: int) -> list[str]:
@@ -71,7 +86,7 @@ def test_a_heartbeat_keeps_its_rows_for_many_leases_and_renews_nothing_once_clos
 ) -> None:
     emails = queue(db, 5)
     assert claim(db, "alive") == emails
-    with Heartbeat(db.sessions, db.settings, owner="alive") as beat:
+    with heartbeat(db.sessions, db.settings, "alive") as beat:
         time.sleep(4 * LEASE)  # four leases: without renewal the rows would have expired
         assert claim(db, "thief") == []
         assert all(e is not None and e > utc() for e in expiries(db))
@@ -89,7 +104,7 @@ def test_a_heartbeat_renews_only_its_own_owners_rows(db: Database) -> None:
     with db.sessions.begin() as s:
         outbox.claim(s, owner="mine", now=utc(), lease_seconds=LEASE, limit=2)
         outbox.claim(s, owner="dead", now=utc(), lease_seconds=LEASE, limit=4)
-    with Heartbeat(db.sessions, db.settings, owner="mine"):
+    with heartbeat(db.sessions, db.settings, "mine"):
         assert wait_for(lambda: len(claim(db, "thief")) == 4, timeout=5 * LEASE, step=0.05)
         time.sleep(2 * LEASE)
         with db.sessions.begin() as s:
@@ -105,12 +120,15 @@ def test_a_failed_renewal_is_logged_and_the_heartbeat_goes_on(
     url = f"sqlite:///{tmp_path / 'later.db'}"
     engine = make_engine(url)
     sessions = make_sessionmaker(engine)
-    caplog.set_level(logging.WARNING, logger="weekly_mailer.delivery.heartbeat")
-    beat = Heartbeat(sessions, settings.replace(lease_seconds=LEASE), owner="w").start()
+    caplog.set_level(logging.DEBUG, logger="weekly_mailer.delivery.heartbeat")
+    beat = heartbeat(sessions, settings, "w").start()
     try:
         assert wait_for(lambda: beat.failures >= 2, timeout=5, step=0.05)
         assert beat._thread.is_alive()
-        assert "heartbeat of w: could not renew its leases (OperationalError" in caplog.text
+        assert (
+            "heartbeat: could not renew the leases (DatabaseUnavailableError: OperationalError"
+            in caplog.text
+        )
         upgrade(engine)  # the database is back: the next beats work
         failures = beat.failures
         assert wait_for(lambda: beat.beats >= 2, timeout=5, step=0.05)

@@ -1,4 +1,4 @@
-"""A worker waiting for work (``serve``'s thread, ``run``'s delivery service in a run) delivers a
+"""The runner waiting for work (``serve``'s confirmations, ``run``'s delivery) delivers a
 confirmation committed meanwhile at once when woken, not at its next poll."""
 
 from __future__ import annotations
@@ -6,24 +6,19 @@ from __future__ import annotations
 import threading
 import time
 
-from tests.support.delivery import SimpleRenderers
 from weekly_mailer import subscribers as subs
 from weekly_mailer.clock import utcnow
 from weekly_mailer.config import Settings
 from weekly_mailer.delivery.backends.memory import MemoryBackend
-from weekly_mailer.delivery.worker import Worker
-from weekly_mailer.scheduler.daemon import DeliveryService
+from weekly_mailer.delivery.runner import Runner
 from weekly_mailer.store import outbox
 from weekly_mailer.store.db import Database
 
 
-def test_waking_the_delivery_service_wakes_a_waiting_worker(
-    database: Database, settings: Settings
-) -> None:
+def test_waking_the_runner_wakes_a_waiting_worker(database: Database, settings: Settings) -> None:
     backend = MemoryBackend()
-    worker = Worker(database.sessions, settings, backend, SimpleRenderers())
-    service = DeliveryService(worker)
-    thread = threading.Thread(target=worker.run, kwargs={"until_idle": False, "poll": 60.0})
+    service = Runner(settings, database.sessions, backend)
+    thread = threading.Thread(target=service.run, kwargs={"until_idle": False, "poll": 60.0})
     thread.start()
     try:
         time.sleep(0.3)  # idle, waiting up to a minute
@@ -37,6 +32,6 @@ def test_waking_the_delivery_service_wakes_a_waiting_worker(
         assert [e.recipient for e in backend.sent] == ["ann@example.org"]
         assert time.monotonic() - started < 2
     finally:
-        worker.stop.set()
+        service.stop.set()
         thread.join(10)
     assert not thread.is_alive()

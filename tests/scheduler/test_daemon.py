@@ -14,14 +14,14 @@ import pytest
 from sqlalchemy import select
 
 from weekly_mailer import subscribers as subs
+from weekly_mailer.clock import utcnow as utc_clock
 from weekly_mailer.config import DAYS, Settings
 from weekly_mailer.delivery.backends.base import Envelope, SendResult
 from weekly_mailer.delivery.backends.memory import MemoryBackend
-from weekly_mailer.delivery.render import IssueRenderers
-from weekly_mailer.delivery.worker import Worker
+from weekly_mailer.delivery.runner import Runner
 from weekly_mailer.errors import TemporaryFailure
 from weekly_mailer.issues.ledger import record_week
-from weekly_mailer.scheduler.daemon import Daemon, DeliveryService, WebServer, utc_clock
+from weekly_mailer.scheduler.daemon import Daemon, WebServer
 from weekly_mailer.scheduler.job import WeeklyJob
 from weekly_mailer.store.db import Database
 from weekly_mailer.store.models import Delivery, Issue, IssueStatus
@@ -68,14 +68,7 @@ def test_catch_up_retry_job_web_and_clean_stop(
         return None
 
     backend = MemoryBackend(first_try_fails_for_ada)
-    worker = Worker(
-        database.sessions,
-        settings,
-        backend,
-        IssueRenderers(database.sessions, settings),
-        stop=threading.Event(),
-    )
-    delivery = DeliveryService(worker, max_wait=0.0)  # deferred rows wait for the retry job
+    delivery = Runner(settings, database.sessions, backend)  # polls for the deferred row
     job = WeeklyJob(
         settings,
         database.sessions,
@@ -97,7 +90,7 @@ def test_catch_up_retry_job_web_and_clean_stop(
         close_app(web_app)
 
     assert sorted(e.recipient for e in backend.sent) == ["ada@example.org", "bo@example.net"]
-    assert backend.attempts == 3  # ada's first try was deferred, the retry job sent it
+    assert backend.attempts == 3  # ada's first try was deferred, the runner's poll sent it
     with database.sessions.begin() as session:
         issue = session.scalars(select(Issue).where(Issue.status != "skipped")).one()
         assert (issue.send_week, issue.title) == (fire.date(), "Hedges in winter")

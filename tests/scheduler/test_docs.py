@@ -10,7 +10,8 @@ from pathlib import Path
 import click
 
 from weekly_mailer.cli import main
-from weekly_mailer.scheduler.daemon import DeliveryService, WebServer
+from weekly_mailer.delivery.runner import Runner
+from weekly_mailer.scheduler.daemon import WebServer
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 OPERATIONS = (DOCS / "operations.md").read_text()
@@ -53,7 +54,7 @@ def test_the_unit_is_sane() -> None:
     assert service["KillSignal"] == "SIGTERM"
     assert "/srv/weekly-mailer" in service["ReadWritePaths"]
     # Long enough for the stop: the worker finishes the messages in flight, then the web server.
-    worker = inspect.signature(DeliveryService.stop).parameters["timeout"].default
+    worker = inspect.signature(Runner.close).parameters["timeout"].default
     web = inspect.signature(WebServer.stop).parameters["timeout"].default
     assert int(service["TimeoutStopSec"]) >= worker + web + 5
     assert parser["Install"]["WantedBy"] == "multi-user.target"

@@ -83,9 +83,9 @@ def test_postgres_record_writes_each_kind_of_result(pg_url: str, settings: Setti
         _record_a_mixed_batch(db)
 
 
-def test_a_result_of_a_row_another_worker_holds_now_is_written_only_if_sent(
-    database: Database,
-) -> None:
+def test_a_result_recorded_under_a_lost_lease_changes_nothing(database: Database) -> None:
+    """The fence: once another claim holds the rows (a new ``lease_token``), the old claim's
+    results, sent ones included, change no row; the new claim's own results are written."""
     with database.sessions.begin() as s:
         add_subscribers(s, 2)
         outbox.enqueue(s, make_issue(s), now=NOW)
@@ -106,4 +106,13 @@ def test_a_result_of_a_row_another_worker_holds_now_is_written_only_if_sent(
         )
     with database.sessions.begin() as s:
         status = {i: st for i, st in s.execute(select(Delivery.id, Delivery.status))}
-    assert status == {rows[0].delivery_id: "sent", rows[1].delivery_id: "sending"}
+    assert status == {rows[0].delivery_id: "sending", rows[1].delivery_id: "sending"}
+    with database.sessions.begin() as s:
+        written = outbox.record(
+            s, [outbox.Outcome(r, "sent", code=250, at=later) for r in again], owner="x", now=later
+        )
+    assert len(written) == 2
+    with database.sessions.begin() as s:
+        tokens = set(s.scalars(select(Delivery.lease_token)))
+        status = {i: st for i, st in s.execute(select(Delivery.id, Delivery.status))}
+    assert set(status.values()) == {"sent"} and tokens == {None}

@@ -1,5 +1,5 @@
 """What ``send``, ``worker``, ``demo`` and ``issues retry`` share: signals, the progress bar
-(around ``delivery.run.deliver_issue``), the summary table."""
+(around ``delivery.run.deliver_issue``, the delivery runner), the outage line, the summary table."""
 
 from __future__ import annotations
 
@@ -138,10 +138,16 @@ def deliver_with_progress(
             stop=stop,
             max_wait=max_wait,
             on_progress=progress.update,
+            on_outage=say_outage,
             clock=clock,
             processes=processes,
             crew=crew,
         )
+
+
+def say_outage(line: str) -> None:
+    """The runner's one line per outage, on stderr."""
+    click.echo(line, err=True)
 
 
 def summary_table(title: str, counts: dict[str, int], stats: Stats | None = None) -> None:

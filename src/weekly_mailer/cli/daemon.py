@@ -71,7 +71,10 @@ def run(
     no_web: bool,
     check_interval: float,
 ) -> None:
-    """Run the daemon: the weekly send, the web app and a delivery worker in one process.
+    """Run the daemon: the weekly send, the web app and the delivery runner in one process.
+
+    It delivers with `processes` delivery processes (default: one per core), exactly like
+    `send`, and waits out a database outage (one line in the log) as every command does.
 
     At the scheduled time (settings.schedule in settings.timezone) it sends that week's issue;
     after downtime it catches up within grace_hours, else records the week (and any earlier
@@ -82,16 +85,11 @@ def run(
     """
     import threading
 
+    from weekly_mailer.clock import utcnow
     from weekly_mailer.delivery import resolve_backend
-    from weekly_mailer.delivery.render import IssueRenderers
-    from weekly_mailer.delivery.worker import Worker
-    from weekly_mailer.scheduler.daemon import (
-        Daemon,
-        DeliveryService,
-        ProgressLog,
-        WebServer,
-        utc_clock,
-    )
+    from weekly_mailer.delivery.processes import process_count
+    from weekly_mailer.delivery.runner import Runner
+    from weekly_mailer.scheduler.daemon import Daemon, ProgressLog, WebServer
     from weekly_mailer.scheduler.job import WeeklyJob
     from weekly_mailer.scheduler.leader import leadership_for
 
@@ -101,22 +99,19 @@ def run(
     db = app.db
     backend = resolve_backend(settings)  # an unknown scheme fails before anything starts
     expose_metrics(app)
-    worker = Worker(
-        db.sessions,
-        settings,
-        backend,
-        IssueRenderers(db.sessions, settings, clock=utc_clock),
-        stop=threading.Event(),
-        clock=utc_clock,
-        on_progress=ProgressLog(),
-    )
+    # The delivery runner, with `processes` delivery processes exactly like `send`.
+    delivery = Runner(
+        settings, db.sessions, backend, processes=process_count(settings, backend),
+        stop=threading.Event(), on_progress=ProgressLog(),
+        on_start=lambda owners: logging.getLogger("weekly_mailer.daemon").info(
+            "delivery started: %s", ", ".join(owners)),
+    )  # fmt: skip
     job = WeeklyJob(
         settings,
         db.sessions,
-        clock=utc_clock,
+        clock=utcnow,
         leadership=leadership_for(db.engine),
     )
-    delivery = DeliveryService(worker)
     job.on_enqueued = delivery.wake
     web = None
     web_app = None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from typing import TYPE_CHECKING
 
@@ -13,6 +12,7 @@ from weekly_mailer.cli._common import AppContext, pass_app
 from weekly_mailer.cli._delivery import (
     EarlyCrew,
     deliver_with_progress,
+    say_outage,
     stop_on_signals,
     summary_table,
 )
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from weekly_mailer.delivery.backends.base import Backend
     from weekly_mailer.delivery.processes import Crew
 
-log = logging.getLogger("weekly_mailer.send")
 
 
 @click.command()
@@ -169,10 +168,8 @@ def worker(app: AppContext, once: bool) -> None:
     or Ctrl-C stops claiming, finishes the messages in flight and hands the rest back.
     """
     from weekly_mailer.delivery import resolve_backend
-    from weekly_mailer.delivery.backends.base import BackendUnavailableError
-    from weekly_mailer.delivery.processes import Job, deliver_in_processes, process_count
-    from weekly_mailer.delivery.render import IssueRenderers
-    from weekly_mailer.delivery.worker import Stats, Worker
+    from weekly_mailer.delivery.processes import process_count
+    from weekly_mailer.delivery.runner import Runner
 
     settings = app.settings
     backend = resolve_backend(settings)
@@ -180,32 +177,21 @@ def worker(app: AppContext, once: bool) -> None:
     db = app.db
     stop = threading.Event()
     n = process_count(settings, backend)
-    s: Stats
     if n > 1:
         backend.close()  # each delivery process opens its own
 
-        def started(owners: list[str]) -> None:
+    def started(owners: list[str]) -> None:
+        if n > 1:
             click.echo(f"Worker started: {n} delivery processes ({', '.join(owners)}).", err=True)
+        else:
+            click.echo(f"Worker {owners[0]} started.", err=True)
 
-        job = Job({}, until_idle=once, max_wait=60.0, forever=not once)
-        with stop_on_signals(stop):
-            s = deliver_in_processes(settings, n, job, stop=stop, on_start=started)
-    else:
-        w = Worker(db.sessions, settings, backend, IssueRenderers(db.sessions, settings), stop=stop)
-        click.echo(f"Worker {w.owner} started.", err=True)
-        with backend, stop_on_signals(stop):
-            while not stop.is_set():
-                try:
-                    w.run(until_idle=once)
-                except BackendUnavailableError as exc:
-                    if once:
-                        raise
-                    log.error("%s; trying again in %.0fs", exc, settings.throttle_pause_seconds)
-                    stop.wait(settings.throttle_pause_seconds)
-                    continue
-                if once:
-                    break
-        s = w.stats
+    runner = Runner(
+        settings, db.sessions, backend, processes=n, stop=stop, on_start=started,
+        on_outage=say_outage,
+    )  # fmt: skip
+    with backend, stop_on_signals(stop):
+        s = runner.run(until_idle=once, forever=not once)
     click.echo(
         f"Worker stopped: {s.sent} sent, {s.deferred} deferred, {s.failed} failed, "
         f"{s.skipped} skipped.",

@@ -63,12 +63,15 @@ class Envelopes:
         *,
         delivery_id: int | None = None,
         wire_safe: bool = False,
+        ref: object = None,
     ) -> Envelope:
         """The message signed (if DKIM is on) in an envelope from the bounce address (its VERP
         form for ``delivery_id``). ``wire_safe``: ``data`` is in SMTP's wire form as it is
-        (``Envelope.wire_safe``); so is the signed message when its signature headers are."""
+        (``Envelope.wire_safe``); so is the signed message when its signature headers are.
+        ``ref``: the caller's handle (``Envelope.ref``)."""
         if self.signer is not None:
             signed = self.signer.sign(data)
             wire_safe = wire_safe and wire_clean(signed[: len(signed) - len(data)])
             data = signed
-        return Envelope(self.sender_for(delivery_id), recipient, data, message_id, wire_safe)
+        sender = self.sender_for(delivery_id)
+        return Envelope(sender, recipient, data, message_id, wire_safe, ref)

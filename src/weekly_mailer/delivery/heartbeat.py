@@ -6,31 +6,33 @@ lives, the heartbeat keeps every row it holds ahead of the lease, however long a
 batch takes on the wire, so ``lease_seconds`` can be short (default 30 s) without a slow send
 being taken over and sent twice.
 
-The heartbeat knows only the lease owner's name, a sessionmaker, the settings and its own stop
-event: it renews every ``sending`` row of ``owner`` (``store.outbox.extend_lease``) and nothing
-else. :meth:`Heartbeat.close` sets the event and waits for a renewal in progress to end, so
-nothing is renewed after it returns (call it before handing the rows back). A failed renewal
-(the database restarting, a lock timeout) is logged and tried again at the next beat; it never
-stops the worker. A process that dies takes the thread with it.
+Leases are renewed here and nowhere else. A renewal (``Outbox.extend``) returns the rows the
+database still shows under this worker, with their claim's token; the fence (``leases.Leases``)
+moves on the moment until which each of those may be sent, and only those: a row another
+worker took while this one was paused is not among them, so it is never sent from here. The
+worker asks for a renewal itself (``beat``) before a chunk whose leases are about to run out.
+
+:meth:`Heartbeat.close` sets the event and waits for a renewal in progress to end, so nothing
+is renewed after it returns (call it before handing the rows back). A failed renewal (the
+database restarting, a lock timeout) is logged at DEBUG and tried again at the next beat; the
+fence stops the sending meanwhile if it lasts, and the runner reports the outage. A process
+that dies takes the thread with it.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import threading
-from collections.abc import Callable
+import time
 from typing import TYPE_CHECKING
 
-from weekly_mailer.clock import utcnow
-from weekly_mailer.store import outbox
-
 if TYPE_CHECKING:
+    import datetime as dt
+    from collections.abc import Callable
     from types import TracebackType
 
-    from sqlalchemy.orm import Session, sessionmaker
-
-    from weekly_mailer.config import Settings
+    from weekly_mailer.delivery.leases import Leases
+    from weekly_mailer.delivery.ports import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -38,27 +40,25 @@ __all__ = ["Heartbeat"]
 
 
 class Heartbeat:
-    """Renews ``owner``'s leases every ``lease_seconds / 3`` until :meth:`close` (or ``stop``)."""
+    """Renews the outbox's leases every ``lease_seconds / 3`` until :meth:`close`."""
 
     def __init__(
         self,
-        sessions: sessionmaker[Session],
-        settings: Settings,
+        outbox: Outbox,
+        leases: Leases,
         *,
-        owner: str,
+        clock: Callable[[], dt.datetime],
         stop: threading.Event | None = None,
-        clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:
-        self.sessions = sessions
-        self.lease_seconds = settings.lease_seconds
-        self.interval = settings.lease_seconds / 3
-        self.owner = owner
+        self.outbox = outbox
+        self.leases = leases
+        self.interval = leases.lease_seconds / 3
         self.stop = stop or threading.Event()
         self.clock = clock
         self.beats = 0  # renewals that committed
         self.failures = 0  # renewals that raised (logged)
         self._lock = threading.Lock()  # held while a renewal runs; close() waits for it
-        self._thread = threading.Thread(target=self._loop, name=f"heartbeat {owner}", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
 
     def start(self) -> Heartbeat:
         self._thread.start()
@@ -84,19 +84,15 @@ class Heartbeat:
         self.close()
 
     def beat(self) -> int:
-        """Renew now: push back every lease ``owner`` holds; returns the rows renewed.
-
-        Does nothing once stopped. Raises what the database raises (the loop logs it).
-        """
+        """Renew now: push back every lease this worker holds; returns the rows of the fence
+        renewed. Does nothing once stopped. Raises what the outbox raises (the loop logs it)."""
         with self._lock:
             if self.stop.is_set():
                 return 0
-            with self.sessions.begin() as session:
-                renewed = outbox.extend_lease(
-                    session, owner=self.owner, now=self.clock(), lease_seconds=self.lease_seconds
-                )
+            at = time.monotonic()  # before the statement: the lease runs from no later
+            held = self.outbox.extend(now=self.clock())
             self.beats += 1
-            return renewed
+            return self.leases.renewed(held, at=at)
 
     def _loop(self) -> None:
         while not self.stop.wait(self.interval):
@@ -104,9 +100,8 @@ class Heartbeat:
                 self.beat()
             except Exception as exc:  # noqa: BLE001 - a missed beat is retried, never fatal
                 self.failures += 1
-                log.warning(
-                    "heartbeat of %s: could not renew its leases (%s: %s); trying again in %.1fs",
-                    self.owner,
+                log.debug(
+                    "heartbeat: could not renew the leases (%s: %s); trying again in %.1fs",
                     type(exc).__name__,
                     str(exc).splitlines()[0] if str(exc) else "",
                     self.interval,

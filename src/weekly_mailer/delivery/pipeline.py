@@ -7,11 +7,18 @@ order (``Worker.settle``: the same failure mapping, breaker and pauses as one me
 time) and written in batches (``Worker.record``). When the claimed rows run low a new claim is
 made while the last chunks are still on the wire.
 
+Before a chunk goes on the wire the worker's fence is asked (``Worker.fenced``: the leases,
+renewed first when they are about to run out); the rows it no longer holds go back under the
+fence, unsent, and the engine asks again before each message (``base.Fence``). Each acceptance
+goes to the worker's journal as its reply arrives (``base.Receipts``, ``journal.py``).
+
 Results are written every ``RECORD_CHUNKS`` chunks or ``flush_seconds``, whichever comes first
 (one transaction each: fewer, larger writes keep several processes from queueing for SQLite's
-lock). So at most ``(RECORD_CHUNKS + WINDOW) × chunk`` messages are accepted by the server and
-not yet recorded at any moment: that is what a SIGKILL can make the next run send twice (with
-the same Message-ID).
+lock). So at most ``unrecorded_bound`` messages are accepted by the server and not yet
+recorded at any moment; the journal holds them, so a SIGKILL resends only what was accepted
+and not yet journaled (a message per connection at most). When a write fails (the database
+is gone) no new chunk starts, the chunks in flight are waited for (their acceptances are in
+the journal) and the error is raised.
 
 A stop (SIGTERM, Ctrl-C) starts no new chunk: the chunks in flight finish and are recorded, the
 rest goes back to the queue. A second Ctrl-C cuts the connections (``abort``): results already
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import datetime as dt
 import queue
 import threading
@@ -29,13 +37,15 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from weekly_mailer.delivery.backends.base import Envelope, SendResult
+from weekly_mailer.delivery.backends.base import BatchBackend, BatchResult, Envelope, SendResult
 from weekly_mailer.errors import ConfigError, DeliveryError, WeeklyMailerError
 from weekly_mailer.store.models import DeliveryStatus
 from weekly_mailer.store.outbox import ClaimedRow, Outcome
 
 if TYPE_CHECKING:
     from weekly_mailer.config import Settings
+    from weekly_mailer.delivery.journal import Journal
+    from weekly_mailer.delivery.leases import Leases
     from weekly_mailer.delivery.ratelimit import SlowDown, ThrottleGate, TokenBucket
 
 WINDOW = 2  # chunks on the wire at once
@@ -43,16 +53,7 @@ RECORD_CHUNKS = 4  # results are written every this many chunks (or flush_second
 RECORD_QUEUE = 1  # batches of results waiting for the recording thread (besides the one it writes)
 START_PER_CONNECTION = 2  # messages per connection in a first chunk, and after any failure
 MAX_PER_CONNECTION = 32  # ... and after a run of chunks the server took whole
-BatchResult = SendResult | DeliveryError
 Flight = tuple[list[ClaimedRow], "concurrent.futures.Future[list[BatchResult]]"]
-
-
-class BatchBackend(Protocol):
-    def submit_batch(
-        self, envelopes: Sequence[Envelope]
-    ) -> concurrent.futures.Future[list[BatchResult]]: ...
-
-    def abort(self) -> None: ...
 
 
 class BatchWorker(Protocol):
@@ -67,8 +68,14 @@ class BatchWorker(Protocol):
     flush_every: int
     flush_seconds: float
     clock: Callable[[], dt.datetime]
+    leases: Leases
+    journal: Journal | None
 
     def may_start(self) -> bool: ...
+
+    def fenced(self, rows: list[ClaimedRow]) -> list[ClaimedRow]: ...
+
+    def accepted(self, envelope: Envelope, result: SendResult) -> None: ...
 
     def render(self, row: ClaimedRow) -> Envelope: ...
 
@@ -136,6 +143,14 @@ def deliver_batched(
         recorder.close()
 
 
+def _drain(flights: collections.deque[Flight]) -> None:
+    """After a failed write or claim: wait for the chunks on the wire, so nothing of theirs is
+    still going out when the rows are folded from the journal or handed back."""
+    for _chunk, future in flights:
+        with contextlib.suppress(Exception):
+            future.result()
+
+
 def _deliver(
     worker: BatchWorker,
     backend: BatchBackend,
@@ -143,13 +158,29 @@ def _deliver(
     refill: Callable[[int], list[ClaimedRow]] | None,
     recorder: _Recorder,
 ) -> None:
-    small, most = first_chunk_size(worker.settings), chunk_size(worker.settings)
-    size = small
-    every = max(worker.flush_every, RECORD_CHUNKS * size)
     pending = collections.deque(rows)
     flights: collections.deque[Flight] = collections.deque()
+    try:
+        _loop(worker, backend, refill, recorder, pending, flights)
+    except BaseException:
+        _drain(flights)
+        raise
+
+
+def _loop(
+    worker: BatchWorker,
+    backend: BatchBackend,
+    refill: Callable[[int], list[ClaimedRow]] | None,
+    recorder: _Recorder,
+    pending: collections.deque[ClaimedRow],
+    flights: collections.deque[Flight],
+) -> None:
+    small, most = first_chunk_size(worker.settings), chunk_size(worker.settings)
+    size = small
     outcomes: list[Outcome] = []
     last_flush = time.monotonic()
+    every = max(worker.flush_every, RECORD_CHUNKS * size)
+    fence, receipts = worker.leases, worker.journal
     while True:
         while len(flights) < WINDOW and worker.may_start():
             if not pending and refill is not None and flights:
@@ -159,12 +190,14 @@ def _deliver(
                 break
             chunk, envelopes, early = _prepare(worker, pending, size, wait=not flights)
             outcomes.extend(early)
+            chunk, envelopes = _fence(worker, chunk, envelopes, outcomes)
             if not envelopes:
                 if flights:
                     break  # the gate is closed: collect what is in flight first
                 continue
             try:
-                flights.append((chunk, backend.submit_batch(envelopes)))
+                flights.append((chunk, backend.submit_batch(envelopes, fence=fence,
+                                                           receipts=receipts)))  # fmt: skip
             except DeliveryError as exc:  # a closed backend
                 outcomes.extend(worker.settle(row, exc) for row in chunk)
         if not flights:
@@ -245,6 +278,25 @@ class _Recorder:
                 self._error, failed = exc, True
             finally:
                 self._queue.task_done()
+
+
+def _fence(
+    worker: BatchWorker,
+    chunk: list[ClaimedRow],
+    envelopes: list[Envelope],
+    outcomes: list[Outcome],
+) -> tuple[list[ClaimedRow], list[Envelope]]:
+    """The chunk less the rows the worker no longer holds (``Worker.fenced``), which go back
+    under the fence unsent."""
+    if not chunk:
+        return chunk, envelopes
+    held = {r.delivery_id for r in worker.fenced(chunk)}
+    if len(held) == len(chunk):
+        return chunk, envelopes
+    kept = [(r, e) for r, e in zip(chunk, envelopes, strict=True) if r.delivery_id in held]
+    lost = (r for r in chunk if r.delivery_id not in held)
+    outcomes.extend(Outcome(r, DeliveryStatus.QUEUED.value) for r in lost)
+    return [r for r, _ in kept], [e for _, e in kept]
 
 
 def _prepare(

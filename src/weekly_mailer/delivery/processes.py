@@ -23,33 +23,34 @@ Stopping: the parent owns the signals. The children ignore SIGINT (a Ctrl-C in a
 reaches the whole process group) and follow the parent's two events instead: ``stop`` (finish
 in flight, hand the rest back) and ``hurry`` (a second Ctrl-C: cut the connections). SIGTERM
 sent to a child stops that child the same way. A child whose parent dies (SIGKILL) is killed
-too (Linux ``PR_SET_PDEATHSIG``), so a killed ``send`` leaves no sender behind; its leases
-expire as after any crash.
+too (Linux ``PR_SET_PDEATHSIG``), so a killed ``send`` leaves no sender behind; what it had
+accepted is in its journal, folded at the next start, and its leases expire as after any crash.
+
+Outages: each child waits a database outage out itself (``outages.ride_out``) and reports it;
+the parent says it once (``on_outage``) for all of them, not once a child. The child side is
+``process_child.py``; what both sides share, ``crew_shared.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import dataclasses
 import datetime as dt
-import gc
 import logging
 import multiprocessing
 import os
 import pickle
 import queue
-import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal
 
 from weekly_mailer import errors
 from weekly_mailer.clock import utcnow
 from weekly_mailer.delivery.breaker import SharedStreak
+from weekly_mailer.delivery.crew_shared import COUNTED, HALTED, HURRY, STOP, Events, Job
 from weekly_mailer.delivery.policy import Stats, hurry_for
+from weekly_mailer.delivery.process_child import child_main, preload
 
 if TYPE_CHECKING:
     from multiprocessing.context import ForkContext, SpawnContext
@@ -59,8 +60,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-COUNTED = ("sent", "deferred", "failed", "skipped", "released", "throttled", "slowed", "stale")
-PROGRESS_SECONDS = 0.2  # how often a child reports its figures
+OUTAGE_QUIET = 60.0  # seconds: children's outage reports within this of the last are one outage
+
+__all__ = ["Crew", "Events", "Job", "deliver_in_processes", "fork_is_safe", "process_count"]
 
 
 def process_count(
@@ -94,42 +96,6 @@ def share(settings: Settings, n: int, i: int) -> Settings:
     )
 
 
-STOP, HURRY, HALTED = 1, 2, 4
-
-
-@dataclasses.dataclass(frozen=True)
-class Events:
-    """The parent's word to its children, in shared memory the children poll (no locks, so a
-    child that dies cannot block the parent): ``flags`` holds STOP, HURRY (a second Ctrl-C)
-    and HALTED (another child's breaker tripped; ``reason`` holds its message). ``streak`` is
-    the circuit breaker's count of identical refusals in a row, the children's together (only
-    they touch its lock); ``metrics`` the directory their metrics go to (``None``: off)."""
-
-    flags: Any  # a RawValue("i")
-    reason: Any  # a RawArray("c")
-    streak: SharedStreak
-    metrics: str | None = None
-
-    def raise_flag(self, flag: int) -> None:
-        if not self.flags.value & flag:
-            self.flags.value |= flag  # only the parent writes
-
-    def wait_for(self, flag: int) -> None:
-        while not self.flags.value & flag:
-            time.sleep(0.05)
-
-
-@dataclasses.dataclass(frozen=True)
-class Job:
-    """What each child runs: ``Worker(**scope).run(until_idle=…, max_wait=…)``; with
-    ``forever``, again after an outage (as ``worker`` does) until stopped."""
-
-    scope: dict[str, Any]
-    until_idle: bool = True
-    max_wait: float = 60.0
-    forever: bool = False
-
-
 def deliver_in_processes(
     settings: Settings,
     n: int,
@@ -138,6 +104,7 @@ def deliver_in_processes(
     stop: threading.Event,
     on_progress: Callable[[Stats], None] | None = None,
     on_start: Callable[[list[str]], None] | None = None,
+    on_outage: Callable[[str], None] | None = None,
     clock: Callable[[], dt.datetime] = utcnow,
     crew: Crew | None = None,
 ) -> Stats:
@@ -145,12 +112,16 @@ def deliver_in_processes(
 
     ``crew``: children started earlier (``Crew``, ``n`` of them), which take the job now.
     Raises the first error a child stopped with (the same class and one-line message), after
-    every child has ended; the others are stopped as soon as one fails.
+    every child has ended; the others are stopped as soon as one fails. ``on_outage``: told
+    once per outage the children wait out.
     """
     if crew is None:
         with Crew(settings, n, clock=clock) as crew:
-            return crew.run(job, stop=stop, on_progress=on_progress, on_start=on_start)
-    return crew.run(job, stop=stop, on_progress=on_progress, on_start=on_start)
+            return crew.run(job, stop=stop, on_progress=on_progress, on_start=on_start,
+                            on_outage=on_outage)  # fmt: skip
+    return crew.run(
+        job, stop=stop, on_progress=on_progress, on_start=on_start, on_outage=on_outage
+    )
 
 
 class Crew:
@@ -183,7 +154,7 @@ class Crew:
             else multiprocessing.get_context("spawn")
         )
         if method == "fork":
-            _preload()  # once, here: the children share it
+            preload()  # once, here: the children share it
             sys.stdout.flush()  # or a child's exit would write this process's output again
             sys.stderr.flush()
         self.n = n
@@ -191,13 +162,14 @@ class Crew:
             ctx.RawValue("i", 0),
             ctx.RawArray("c", 1000),
             SharedStreak(ctx),
+            ctx.RawValue("i", 0),
             _metrics_directory(settings),
         )
         self.reports: multiprocessing.Queue[tuple[Any, ...]] = ctx.Queue()
         self.jobs: multiprocessing.Queue[Job | None] = ctx.Queue()
         self.children = [
             ctx.Process(
-                target=_child,
+                target=child_main,
                 args=(i, share(settings, n, i), self.events, self.reports, self.jobs, clock,
                       os.getpid()),
                 name=f"weekly-mailer-delivery-{i}",
@@ -210,6 +182,10 @@ class Crew:
 
     def __enter__(self) -> Crew:
         return self
+
+    def wake(self) -> None:
+        """A row was committed: every child looks for due rows now."""
+        self.events.wake()
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -235,6 +211,7 @@ class Crew:
         stop: threading.Event,
         on_progress: Callable[[Stats], None] | None = None,
         on_start: Callable[[list[str]], None] | None = None,
+        on_outage: Callable[[str], None] | None = None,
     ) -> Stats:
         """Give every child ``job`` and wait until all have ended (see ``deliver_in_processes``)."""
         if self._given:
@@ -249,6 +226,7 @@ class Crew:
         ended: set[int] = set()
         owners: dict[int, str] = {}
         failure: errors.WeeklyMailerError | None = None
+        said = -OUTAGE_QUIET  # when the last outage report came (monotonic)
         try:
             while len(ended) < n:
                 if stop.is_set():
@@ -265,6 +243,12 @@ class Crew:
                                 f"delivery process {i} died (exit code {child.exitcode})"
                             )
                             events.raise_flag(STOP)
+                    continue
+                if kind == "outage":  # one line for the children's outage, not one each
+                    now = time.monotonic()
+                    if now - said >= OUTAGE_QUIET:
+                        (on_outage or log.warning)(rest[0])
+                    said = now
                     continue
                 if kind == "started":
                     owners[i] = rest[0]
@@ -343,149 +327,3 @@ def _rebuilt(name: str, message: str, code: int | None) -> errors.WeeklyMailerEr
     return cls(message)
 
 
-# -- in the child ------------------------------------------------------------------------------
-
-
-def _die_with_parent(parent: int) -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the parent died before the prctl took effect
-        os._exit(1)
-
-
-def _child(
-    index: int,
-    settings: Settings,
-    events: Events,
-    reports: multiprocessing.Queue[tuple[Any, ...]],
-    jobs: multiprocessing.Queue[Job | None],
-    clock: Callable[[], dt.datetime],
-    parent: int,
-) -> None:
-    _die_with_parent(parent)
-    if events.metrics is not None:  # before anything is counted
-        from weekly_mailer import metrics
-
-        metrics.child_init(events.metrics)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what a Ctrl-C means
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-
-    last = [0.0]
-
-    def progress(stats: Stats) -> None:
-        now = time.monotonic()
-        if now - last[0] >= PROGRESS_SECONDS:
-            last[0] = now
-            reports.put(("progress", index, _figures(stats)))
-
-    _preload()  # while the parent composes
-    job = _job(jobs, events)
-    if job is None:  # dismissed: nothing to send
-        _leave(reports)
-    stats = Stats()
-    error: tuple[str, str, int | None] | None = None
-    try:
-        stats, error = _work(index, settings, job, events, stop, progress, reports, clock)
-    except errors.WeeklyMailerError as exc:
-        error = (type(exc).__name__, str(exc), getattr(exc, "code", None))
-    except Exception as exc:  # noqa: BLE001 - reported as one line; the log keeps the cause
-        log.exception("delivery process %d failed", index)
-        error = ("DeliveryError", f"delivery process {index} failed: {exc}", None)
-    reports.put(("done", index, _figures(stats), error))
-    _leave(reports)
-
-
-def _preload() -> None:
-    """Import what the job needs, before it comes."""
-    import weekly_mailer.delivery.backends  # noqa: F401
-    import weekly_mailer.delivery.render  # noqa: F401
-    import weekly_mailer.delivery.worker  # noqa: F401
-    import weekly_mailer.store.db  # noqa: F401
-
-    gc.freeze()  # modules live as long as the process: not the collector's business
-
-
-def _job(jobs: multiprocessing.Queue[Job | None], events: Events) -> Job | None:
-    """The parent's job, or ``None`` when it dismisses the crew (or stops before giving one)."""
-    while True:
-        try:
-            return jobs.get(timeout=0.1)
-        except queue.Empty:
-            if events.flags.value & STOP:
-                return None
-
-
-def _leave(reports: multiprocessing.Queue[tuple[Any, ...]]) -> NoReturn:
-    """Exit once the reports are out, skipping the interpreter's teardown (a tenth of a second
-    and more of freeing objects one by one, which the parent would wait for): the database and
-    the backend are closed already, and the logs flushed here."""
-    reports.close()
-    reports.join_thread()
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
-
-
-def _work(
-    index: int,
-    settings: Settings,
-    job: Job,
-    events: Events,
-    stop: threading.Event,
-    progress: Callable[[Stats], None],
-    reports: multiprocessing.Queue[tuple[Any, ...]],
-    clock: Callable[[], dt.datetime],
-) -> tuple[Stats, tuple[str, str, int | None] | None]:
-    from weekly_mailer.delivery.backends import resolve_backend
-    from weekly_mailer.delivery.render import IssueRenderers
-    from weekly_mailer.delivery.worker import Worker
-    from weekly_mailer.store.db import Database
-
-    # The parent checked the schema already (a child skips alembic's migration scripts).
-    with Database(settings, check=False) as db, resolve_backend(settings) as backend:
-        worker = Worker(
-            db.sessions,
-            settings,
-            backend,
-            IssueRenderers(db.sessions, settings, clock=clock),
-            stop=stop,
-            clock=clock,
-            on_progress=progress,
-            **job.scope,
-        )
-        worker.breaker.share(events.streak)  # 20 in a row across the children, not each
-        hurry = hurry_for(stop)
-
-        def follow() -> None:  # the parent's events into this process's
-            events.wait_for(STOP)
-            if events.flags.value & HALTED:  # before the stop: the held bounces are dropped
-                worker.halt(events.reason.value.decode(errors="replace"))
-            stop.set()
-            events.wait_for(HURRY)
-            hurry.set()
-
-        threading.Thread(target=follow, name="follow-parent", daemon=True).start()
-        reports.put(("started", index, worker.owner))
-        while True:
-            try:
-                worker.run(until_idle=job.until_idle, max_wait=job.max_wait)
-            except errors.BackendUnavailableError as exc:
-                if not job.forever:
-                    return worker.stats, (type(exc).__name__, str(exc), exc.code)
-                log.error("%s; trying again in %.0fs", exc, settings.throttle_pause_seconds)
-                stop.wait(settings.throttle_pause_seconds)
-            except errors.WeeklyMailerError as exc:
-                return worker.stats, (type(exc).__name__, str(exc), getattr(exc, "code", None))
-            if not job.forever or stop.is_set():
-                return worker.stats, None
-
-
-def _figures(stats: Stats) -> dict[str, int]:
-    return {name: int(getattr(stats, name)) for name in COUNTED}

@@ -22,7 +22,6 @@ from weekly_mailer.delivery.envelopes import Envelopes
 from weekly_mailer.errors import ComposeError
 from weekly_mailer.store.models import Issue
 from weekly_mailer.store.outbox import ClaimedRow
-from weekly_mailer.subscribers.optin import signup_binding
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -72,21 +71,19 @@ class IssueRenderers:
                 skeleton, recipient, message_id=message_id, date=date
             )
             return envelopes.seal(
-                row.email, data, message_id, delivery_id=row.delivery_id, wire_safe=wire_safe
-            )
+                row.email, data, message_id, delivery_id=row.delivery_id, wire_safe=wire_safe,
+                ref=row,
+            )  # fmt: skip
 
         return render
 
     def for_confirmations(self) -> Callable[[ClaimedRow], Envelope]:
         settings, envelopes, clock = self.settings, self.envelopes, self.clock
 
-        sessions = self.sessions
-
         def render(row: ClaimedRow) -> Envelope:
             message_id = confirmation_message_id(settings, row.delivery_id, row.subscriber_id)
-            with sessions() as session:  # the link is bound to the sign-up it is sent for
-                signup = signup_binding(session, row.subscriber_id)
-            url = confirm_url(settings, row.subscriber_id, row.email_key, signup=signup)
+            # The link is bound to the sign-up it is sent for, read with the claim.
+            url = confirm_url(settings, row.subscriber_id, row.email_key, signup=row.signup)
             data = build_confirmation_message(
                 settings,
                 email=row.email,
@@ -95,6 +92,8 @@ class IssueRenderers:
                 date=clock().replace(microsecond=0),
                 message_id=message_id,
             )
-            return envelopes.seal(row.email, data, message_id, delivery_id=row.delivery_id)
+            return envelopes.seal(
+                row.email, data, message_id, delivery_id=row.delivery_id, ref=row
+            )
 
         return render

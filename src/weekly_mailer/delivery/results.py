@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
@@ -23,6 +24,9 @@ from weekly_mailer.store.outbox import Outcome, StaleRow
 from weekly_mailer.subscribers import confirmations
 from weekly_mailer.subscribers import rules as subs
 from weekly_mailer.subscribers.classify import Kind
+
+if TYPE_CHECKING:
+    from weekly_mailer.config import Settings
 
 
 def counts_as_bounce(failure: PermanentFailure) -> bool:
@@ -58,7 +62,21 @@ def write_outcomes(
     is the block-pause rule (``PauseRule.of(settings)``; its defaults when not given)."""
     if not outcomes and not bounces:
         return
-    outbox.record(session, outcomes, owner=owner, now=now)
+    outcomes = outbox.record(session, outcomes, owner=owner, now=now)
+    apply_effects(session, outcomes, bounces=bounces, now=now, bounce_limit=bounce_limit,
+                  pause=pause)  # fmt: skip
+
+
+def apply_effects(
+    session: Session,
+    outcomes: Sequence[Outcome],
+    *,
+    bounces: Sequence[int],
+    now: dt.datetime,
+    bounce_limit: int,
+    pause: PauseRule | None = None,
+) -> None:
+    """What written results mean beyond their rows (see ``write_outcomes``)."""
     record_refusals(session, outcomes, now=now, rule=pause or PauseRule())
     count_outcomes(session, outcomes)
     sent = [o.row.subscriber_id for o in outcomes if o.status == DeliveryStatus.SENT.value]
@@ -72,6 +90,25 @@ def write_outcomes(
     for o in outcomes:
         if not_a_refusal(o):
             confirmations.note_not_sent(session, [o.row.delivery_id], reason=o.error, now=now)
+
+
+class ResultEffects:
+    """The ``Effects`` the worker hands its outbox (``store.outbox.SqlOutbox``): the subscriber
+    rules, refusals and metrics of written results, and what stale rows mean."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.bounce_limit = settings.bounce_limit
+        self.pause = PauseRule.of(settings)
+
+    def recorded(
+        self, session: Session, outcomes: Sequence[Outcome], *, bounces: Sequence[int],
+        now: dt.datetime,
+    ) -> None:  # fmt: skip
+        apply_effects(session, outcomes, bounces=bounces, now=now,
+                      bounce_limit=self.bounce_limit, pause=self.pause)  # fmt: skip
+
+    def stale(self, session: Session, rows: Sequence[StaleRow], *, now: dt.datetime) -> None:
+        note_stale(session, rows, now=now)
 
 
 def note_stale(session: Session, rows: Sequence[StaleRow], *, now: dt.datetime) -> None:

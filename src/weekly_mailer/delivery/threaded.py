@@ -3,7 +3,9 @@ engine, ``file://``, ``console://``, ``memory://``, third-party ones): a pool of
 ``concurrency`` threads, each attempting one message (pace, render, ``backend.send``, settle),
 the results written every ``flush_every`` messages or ``flush_seconds``. A stop starts no new
 message; a second Ctrl-C stops waiting for the slow ones (``abort`` when the backend has it)
-and leaves their rows leased for ``release``."""
+and leaves their rows leased for ``release``. The fence (``Worker.fenced``) is asked before each
+message, and each acceptance goes to the journal as ``send`` returns (``Worker.accepted``).
+A failed write waits for the messages in flight before it is raised."""
 
 from __future__ import annotations
 
@@ -46,7 +48,11 @@ def deliver_threaded(worker: BatchWorker, backend: Backend, rows: list[ClaimedRo
             outcomes.extend(f.result() for f in done)
             now = time.monotonic()
             if len(outcomes) >= worker.flush_every or now - last_flush >= worker.flush_seconds:
-                worker.record(outcomes)
+                try:
+                    worker.record(outcomes)
+                except BaseException:
+                    wait(in_flight)  # their acceptances are in the journal: let them end
+                    raise
                 outcomes, last_flush = [], now
     finally:
         pool.shutdown(wait=not worker.hurry.is_set(), cancel_futures=True)
@@ -71,8 +77,11 @@ def _attempt(worker: BatchWorker, backend: Backend, row: ClaimedRow) -> Outcome:
         return untried
     except WeeklyMailerError as exc:
         return Outcome(row, DeliveryStatus.FAILED.value, error=f"cannot compose: {exc}")
+    if not worker.fenced([row]) or not worker.leases.holds(envelope):
+        return untried  # no longer ours: back under the fence, unsent
     try:
         result = backend.send(envelope)
     except Exception as exc:  # noqa: BLE001 - settle() maps it (a buggy backend too)
         return worker.settle(row, exc)
+    worker.accepted(envelope, result)  # into the journal before anything else
     return worker.settle(row, result)

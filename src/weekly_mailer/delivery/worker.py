@@ -3,11 +3,15 @@
 One loop for every message: issue copies and confirmation e-mails are rows of the same outbox,
 with the same retries, failure mapping, bounce accounting and ledger (``results.py``).
 
-The worker sees narrow interfaces: a sessionmaker (for the outbox functions), a ``Backend``, and a
-``Renderers`` that turns a claimed row into an ``Envelope``. Results are written back in small
-batches (every few messages or a fraction of a second), so a crash resends at most the messages
-sent since the last write; a stop (SIGTERM) finishes the messages in flight, writes them, and
-hands every other claimed row back to the queue.
+The worker sees narrow interfaces: an ``Outbox`` (``ports.py``; ``store.outbox.SqlOutbox`` on a
+sessionmaker), a ``Backend`` (a ``BatchBackend`` or not, decided once, here), and a
+``Renderers`` that turns a claimed row into an ``Envelope``. Its leases are a fence
+(``leases.py``, renewed by the heartbeat alone): a row goes on the wire only while it is held.
+Every acceptance goes to the journal the moment it arrives (``journal.py``) and results are
+written back in batches, so a SIGKILL resends at most the message per connection whose reply
+was being read; a stop (SIGTERM) finishes the messages in flight, writes them, and hands every
+other claimed row back to the queue. Outages are the runner's (``runner.py``): the worker
+raises ``DatabaseUnavailableError`` and can run again.
 """
 
 from __future__ import annotations
@@ -17,39 +21,37 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol, cast
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from weekly_mailer.clock import utcnow
+from weekly_mailer.delivery.attempts import Settling
 from weekly_mailer.delivery.backends.base import (
-    BackendBusyError,
-    BackendUnavailableError,
+    BatchBackend,
     Envelope,
     SendHaltedError,
     SendResult,
 )
 from weekly_mailer.delivery.breaker import Breaker
 from weekly_mailer.delivery.heartbeat import Heartbeat
-from weekly_mailer.delivery.pipeline import BatchBackend, claim_size, deliver_batched
+from weekly_mailer.delivery.journal import CLEAR_AT, Journal, fold, journal_dir
+from weekly_mailer.delivery.leases import Leases
+from weekly_mailer.delivery.pipeline import claim_size, deliver_batched
 from weekly_mailer.delivery.policy import Stats, backoff, hard_throttle, hurry_for, make_owner
 from weekly_mailer.delivery.ratelimit import SlowDown, ThrottleGate, TokenBucket
-from weekly_mailer.delivery.results import PauseRule, counts_as_bounce, note_stale, write_outcomes
+from weekly_mailer.delivery.results import ResultEffects
 from weekly_mailer.delivery.threaded import deliver_threaded
-from weekly_mailer.errors import (
-    ConfigError,
-    DeliveryError,
-    PermanentFailure,
-    TemporaryFailure,
-    WeeklyMailerError,
-)
-from weekly_mailer.store import outbox
+from weekly_mailer.errors import ConfigError, DatabaseUnavailableError, WeeklyMailerError
 from weekly_mailer.store.models import DeliveryStatus
 from weekly_mailer.store.outbox import ClaimedRow, Outcome
+from weekly_mailer.store.outbox.port import SqlOutbox
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
     from weekly_mailer.config import Settings
     from weekly_mailer.delivery.backends.base import Backend
+    from weekly_mailer.delivery.ports import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -70,14 +72,15 @@ class Renderers(Protocol):
     def for_confirmations(self) -> RenderFn: ...
 
 
-class Worker:
+class Worker(Settling):
     """Runs the delivery loop for one issue (``issue_id``), or for every sending issue and every
     confirmation e-mail, or (``kind``) for one kind of rows only. ``wake()`` cuts a wait short:
-    a new row was committed."""
+    a new row was committed. ``outbox``: the outbox port (by default ``SqlOutbox`` on
+    ``sessions``)."""
 
     def __init__(
         self,
-        sessions: sessionmaker[Session],
+        sessions: sessionmaker[Session] | None,
         settings: Settings,
         backend: Backend,
         renderers: Renderers,
@@ -88,17 +91,14 @@ class Worker:
         stop: threading.Event | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
         on_progress: Callable[[Stats], None] | None = None,
+        outbox: Outbox | None = None,
+        journal: bool = True,
     ) -> None:
-        self.sessions = sessions
         self.settings = settings
         self.backend = backend
-        # The batched path (pipeline.py) for a backend that takes chunks; its first claim fills
-        # the window with first chunks when that is more than batch_size.
-        self._batch_backend = (
-            cast(BatchBackend, backend)
-            if callable(getattr(backend, "submit_batch", None))
-            else None
-        )
+        # Decided once: the batched path (pipeline.py) for a backend that takes chunks; its
+        # first claim fills the window with first chunks when that is more than batch_size.
+        self._batch_backend = backend if isinstance(backend, BatchBackend) else None
         self._first_claim = (
             settings.batch_size if self._batch_backend is None else claim_size(settings)
         )
@@ -107,6 +107,17 @@ class Worker:
         self.kind = kind
         self.woken = threading.Event()
         self.owner = owner or make_owner()
+        if outbox is None:
+            assert sessions is not None, "a Worker needs sessions or an outbox"
+            outbox = SqlOutbox(
+                sessions, owner=self.owner, lease_seconds=settings.lease_seconds,
+                effects=ResultEffects(settings), issue_id=issue_id, kind=kind,
+            )  # fmt: skip
+        self.outbox = outbox
+        self.leases = Leases(settings.lease_seconds)
+        self.fence_ahead = min(5.0, settings.lease_seconds / 4)  # renew first if less is left
+        self.journal_dir = journal_dir(settings) if journal else None
+        self.journal: Journal | None = None
         self.stop = stop or threading.Event()
         self.clock = clock
         self.on_progress = on_progress
@@ -128,8 +139,8 @@ class Worker:
         self._renders: dict[int, RenderFn] = {}
         self._confirm_render: RenderFn | None = None
         self._unavailable: WeeklyMailerError | None = None  # stops this run (outage, config)
-        self._lease_at = 0.0  # when our leases were last set (monotonic)
         self._stale_at = -STALE_CHECK_SECONDS  # when stale rows were last failed (monotonic)
+        self._beat: Heartbeat | None = None
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -155,29 +166,33 @@ class Worker:
         """Deliver until stopped; with ``until_idle``, also until nothing is due within
         ``max_wait`` seconds (deferred rows due later are left for a later run).
 
-        Raises ``BackendUnavailableError`` (outage, refused sender), ``SendHaltedError`` or
-        ``ConfigError`` after handing every claimed row back; the same worker can run again.
+        Raises ``BackendUnavailableError`` (outage, refused sender), ``SendHaltedError``,
+        ``ConfigError`` or ``DatabaseUnavailableError`` after handing every claimed row back
+        (when the database lets it); the same worker can run again.
         """
         self._unavailable = None  # a past outage is over as far as this run knows
         self._stale_at = -STALE_CHECK_SECONDS  # a run starts by failing the stale rows
         self._busy = 0
         self.breaker.reset()
-        beat = Heartbeat(self.sessions, self.settings, owner=self.owner, clock=self.clock).start()
+        self.leases.clear()
+        self._open_journal()
+        self._beat = beat = Heartbeat(self.outbox, self.leases, clock=self.clock).start()
         idle = IDLE_FIRST_PAUSE
+        clean = False
         try:
             while not self.stop.is_set() and not self.hurry.is_set():
                 self.woken.clear()  # whatever was committed before this claim, it will see
                 rows = self._claim()
                 if rows:
                     self._deliver(rows)
+                    if self.journal is not None:  # every line of it is recorded now
+                        self.journal.clear(at_least=CLEAR_AT)
                     if self._unavailable is not None:
                         raise self._unavailable
                     idle = IDLE_FIRST_PAUSE
                     continue
-                with self.sessions.begin() as session:
-                    ids = [self.issue_id] if self.issue_id is not None else []
-                    outbox.finish_done(session, now=self.clock(), issue_ids=ids)
-                    due = outbox.next_due(session, issue_id=self.issue_id, kind=self.kind)
+                self.outbox.finish(now=self.clock())
+                due = self.outbox.next_due()
                 if due is None:
                     if until_idle:
                         break
@@ -190,51 +205,69 @@ class Worker:
                 # sending (their lease): look again soon, then less and less often.
                 self.pause(min(max(delay, 0.02), idle if until_idle else poll, poll))
                 idle = min(2 * idle, poll)
+            clean = True
         finally:
             beat.close()  # renews nothing from here on: the rows are handed back below
             self.breaker.end_run()
+            self._hand_back(clean=clean)
+        return self.stats
+
+    def _open_journal(self) -> None:
+        """This run's journal, after folding those no live worker holds (see ``journal.py``)."""
+        if self.journal_dir is None or self.journal is not None:
+            return
+        fold(self.journal_dir, self.outbox.accept)
+        self.journal = Journal(self.journal_dir, self.owner)
+
+    def _hand_back(self, *, clean: bool) -> None:
+        """At a run's end: the held bounces written, what the journal holds recorded, every
+        row still held handed back. During an outage what fails is left: the journal for the
+        next fold, the rows to their leases."""
+        journal, self.journal = self.journal, None
+        recorded = clean
+        try:
             if self.breaker.has_bounces():
                 self._record([])  # the bounces of a streak the breaker did not stop
-            with self.sessions.begin() as session:
-                self.stats.released += outbox.release(session, owner=self.owner)
-        return self.stats
+            if journal is not None and not clean:
+                journal.fold_own(self.outbox.accept)
+            recorded = True
+            self.stats.released += self.outbox.release()
+        except DatabaseUnavailableError as exc:
+            log.debug("could not hand the rows back (%s): they return when their leases end", exc)
+            if clean:
+                raise
+        finally:
+            self.leases.clear()
+            if journal is not None:
+                journal.close(remove=recorded)
 
     def _claim(self, limit: int | None = None) -> list[ClaimedRow]:
         limit = self._first_claim if limit is None else limit
         if self.settings.send_rate > 0:  # a batch must be sent well within its lease
             by_rate = int(self.settings.send_rate * self.settings.lease_seconds / 2)
             limit = max(1, min(limit, by_rate))
-        with self.sessions.begin() as session:
-            stale_rows = []
-            if time.monotonic() - self._stale_at >= STALE_CHECK_SECONDS:
-                stale_rows = outbox.fail_stale_rows(
-                    session,
-                    now=self.clock(),
-                    max_age=dt.timedelta(hours=self.settings.retry_give_up_hours),
-                    issue_id=self.issue_id,
-                    kind=self.kind,
-                )
-                note_stale(session, stale_rows, now=self.clock())
-                self._stale_at = time.monotonic()
-            rows, skipped = outbox.claim(
-                session,
-                owner=self.owner,
-                now=self.clock(),
-                lease_seconds=self.settings.lease_seconds,
-                limit=limit,
-                issue_id=self.issue_id,
-                kind=self.kind,
-            )
-        self._lease_at = time.monotonic()
-        stale = len(stale_rows)
+        stale_after = None
+        if time.monotonic() - self._stale_at >= STALE_CHECK_SECONDS:
+            stale_after = dt.timedelta(hours=self.settings.retry_give_up_hours)
+        if self.journal_dir is not None:  # rows of a process that died: sent, not claimed
+            fold(self.journal_dir, self.outbox.accept, skip=self._journal_path())
+        at = time.monotonic()
+        claim = self.outbox.claim(limit, now=self.clock(), stale_after=stale_after)
+        if stale_after is not None:
+            self._stale_at = time.monotonic()
+        self.leases.claimed(claim.rows, at=at)
+        stale = len(claim.stale)
         if stale:
             log.warning("%d deliveries older than retry_give_up_hours failed as stale", stale)
             self.stats.stale += stale
             self.stats.failed += stale
-        if skipped or stale:
-            self.stats.skipped += skipped
+        if claim.skipped or stale:
+            self.stats.skipped += claim.skipped
             self._progress()
-        return rows
+        return claim.rows
+
+    def _journal_path(self) -> Path | None:
+        return None if self.journal is None else self.journal.path
 
     def _load(self, rows: list[ClaimedRow]) -> None:
         for issue_id in {r.issue_id for r in rows if r.issue_id is not None} - set(self._renders):
@@ -242,6 +275,8 @@ class Worker:
                 self._renders[issue_id] = self.renderers.for_issue(issue_id)
             except ConfigError as exc:
                 self._unavailable = exc
+            except DatabaseUnavailableError:
+                raise
             except WeeklyMailerError:
                 pass  # each row records the error as it is attempted
         if self._confirm_render is None and any(r.issue_id is None for r in rows):
@@ -266,11 +301,10 @@ class Worker:
             return
         deliver_threaded(self, self.backend, rows)  # one message at a time per connection
 
-    def _may_start(self) -> bool:
-        return not self.stop.is_set() and self._unavailable is None
+    # What the delivery paths (pipeline.py, threaded.py) call.
 
-    # What the batched path (pipeline.py) calls.
-    may_start = _may_start
+    def may_start(self) -> bool:
+        return not self.stop.is_set() and self._unavailable is None
 
     def render(self, row: ClaimedRow) -> Envelope:
         return self._render(row)
@@ -281,6 +315,24 @@ class Worker:
     def record(self, outcomes: list[Outcome]) -> None:
         self._record(outcomes)
 
+    def fenced(self, rows: list[ClaimedRow]) -> list[ClaimedRow]:
+        """Of ``rows`` about to go on the wire, those this worker still holds for
+        ``fence_ahead`` seconds at least; when one is short of that, the leases are renewed
+        first (``Heartbeat.beat``), so a worker that was paused past its lease learns which
+        rows are still its own before it sends any. Rows not held are left out: they go back
+        under the fence (the caller records them as handed back)."""
+        if self.leases.soonest(rows) < self.fence_ahead and self._beat is not None:
+            try:
+                self._beat.beat()
+            except DatabaseUnavailableError as exc:
+                log.debug("could not renew the leases before a chunk: %s", exc)
+        return [r for r in rows if self.leases.holds_row(r, ahead=self.fence_ahead / 2)]
+
+    def accepted(self, envelope: Envelope, result: SendResult) -> None:
+        """An acceptance, into the journal at once (the one-message-at-a-time path's receipt)."""
+        if self.journal is not None:
+            self.journal.accepted(envelope, result)
+
     def halt(self, reason: str) -> None:
         """Stop as if this worker's breaker had tripped (another delivery process's did):
         ``run`` raises ``SendHaltedError`` and no bounce of the held streak counts."""
@@ -288,87 +340,6 @@ class Worker:
         with self._lock:
             if self._unavailable is None:
                 self._unavailable = SendHaltedError(reason)
-
-    # -- results of attempts, whichever path made them -----------------------------------------
-
-    def settle(
-        self, row: ClaimedRow, result: SendResult | BaseException, *, at: dt.datetime | None = None
-    ) -> Outcome:
-        """The outcome of one attempt from what the backend returned or raised, with what it
-        means for the whole send (pauses, the breaker, an outage). Both paths use it. ``at``:
-        when the server answered (the batched path reads the clock once a chunk, so a chunk's
-        copies share their ``sent_at`` and are recorded by one statement); by default now."""
-        if isinstance(result, SendResult):
-            self._note_refusal(row, None)
-            with self._lock:
-                self._busy = 0
-            return Outcome(
-                row, DeliveryStatus.SENT.value, code=result.code, at=at or self.clock()
-            )
-        exc = result
-        if isinstance(exc, BackendBusyError):
-            self._note_busy(exc)
-            return Outcome(row, DeliveryStatus.QUEUED.value)
-        if isinstance(exc, BackendUnavailableError):
-            self._unavailable = exc
-            return Outcome(row, DeliveryStatus.QUEUED.value)
-        if isinstance(exc, PermanentFailure):  # its bounce is counted by the breaker, or dropped
-            self._note_refusal(row, exc, bounce=counts_as_bounce(exc))
-            return Outcome(row, DeliveryStatus.FAILED.value, code=exc.code, error=str(exc))
-        if isinstance(exc, TemporaryFailure):
-            self._note_refusal(row, None)
-            if exc.throttle and hard_throttle(exc):
-                self.gate.pause(self.settings.throttle_pause_seconds)
-            elif exc.throttle:
-                self.slowdown.note()
-            return self._deferred(row, exc)
-        if isinstance(exc, DeliveryError):
-            self._note_refusal(row, None)
-            return self._deferred(row, exc)
-        log.error("the backend raised an unexpected error for %s", row.email, exc_info=exc)
-        error = DeliveryError(f"backend error: {type(exc).__name__}: {exc}")
-        return self._deferred(row, error)
-
-    def _note_refusal(
-        self, row: ClaimedRow, exc: PermanentFailure | None, *, bounce: bool = False
-    ) -> None:
-        """The circuit breaker (``breaker.py``): the same 5xx for its limit of recipients in a
-        row stops the send, and the bounces of that streak are not counted."""
-        reply = None if exc is None else str(exc).replace(row.email, "<recipient>")
-        if self.breaker.note(reply, subscriber_id=row.subscriber_id, bounce=bounce):
-            with self._lock:
-                if self._unavailable is None:
-                    self._unavailable = SendHaltedError(self.breaker.tripped or "")
-
-    def _note_busy(self, exc: BackendBusyError) -> None:
-        self.gate.pause(self.settings.throttle_pause_seconds)
-        with self._lock:
-            self._busy += 1
-            if self._busy >= self.busy_limit and self._unavailable is None:
-                self._unavailable = BackendUnavailableError(
-                    f"{exc} ({self._busy} times in a row, nothing accepted meanwhile)"
-                )
-
-    def _deferred(self, row: ClaimedRow, exc: DeliveryError) -> Outcome:
-        now = self.clock()
-        first = row.first_failure_at or now
-        give_up = dt.timedelta(hours=self.settings.retry_give_up_hours)
-        if now - first >= give_up:
-            return Outcome(
-                row,
-                DeliveryStatus.FAILED.value,
-                code=exc.code,
-                error=f"gave up after {row.attempts + 1} attempts: {exc}",
-            )
-        delay = backoff(self.settings, row.attempts + 1)
-        return Outcome(
-            row,
-            DeliveryStatus.DEFERRED.value,
-            code=exc.code,
-            error=str(exc),
-            next_attempt_at=now + dt.timedelta(seconds=delay),
-            at=now,
-        )
 
     def _render(self, row: ClaimedRow) -> Envelope:
         if row.issue_id is None:  # a confirmation e-mail
@@ -383,19 +354,9 @@ class Worker:
     # -- results -------------------------------------------------------------------------------
 
     def _record(self, outcomes: list[Outcome]) -> None:
-        now = self.clock()
         bounces = self.breaker.take_bounces()
-        with self.sessions.begin() as session:
-            limit = self.settings.bounce_limit
-            write_outcomes(
-                session, outcomes, owner=self.owner, bounce_limit=limit, now=now, bounces=bounces,
-                pause=PauseRule.of(self.settings),
-            )
-            if time.monotonic() - self._lease_at > self.settings.lease_seconds / 4:
-                outbox.extend_lease(
-                    session, owner=self.owner, now=now, lease_seconds=self.settings.lease_seconds
-                )
-                self._lease_at = time.monotonic()
+        self.outbox.record(outcomes, now=self.clock(), bounces=bounces)
+        self.leases.done(o.row for o in outcomes)
         for o in outcomes:
             if o.status == DeliveryStatus.SENT.value:
                 self.stats.sent += 1

@@ -2,9 +2,11 @@
 
 Threads: APScheduler 3.x ``BackgroundScheduler`` (in-memory job store: APScheduler does not
 support two schedulers on one job store, and the database already guarantees one issue per
-week), waitress serving the web app, and the delivery service, which runs the worker whenever
-it is woken: by the weekly job after enqueueing, by the retry job every minute (due deferred
-rows), and once at start-up (to finish a send a previous process left).
+week), waitress serving the web app, and the delivery runner (``delivery.runner.Runner``, the
+one every command delivers with: ``processes`` delivery processes, like ``send``), which
+delivers for ever: woken by the weekly job after enqueueing, by a sign-up's confirmation, by
+the retry job every minute, and polling every second meanwhile (deferred rows that came due,
+what a previous process left); it rides out database outages itself.
 
 Jobs:
 
@@ -14,13 +16,12 @@ Jobs:
 - ``retry-deferred``: wakes the delivery worker every minute.
 
 SIGTERM and SIGINT stop cleanly: the scheduler first (no new job starts; a running one ends its
-transaction), then the worker (stops claiming, finishes the messages in flight, writes their
+transaction), then the runner (stops claiming, finishes the messages in flight, writes their
 results and hands the rest of its batch back to the queue), then the web server.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import signal
 import threading
@@ -43,69 +44,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("weekly_mailer.daemon")
 
 
-class WorkerLike(Protocol):
-    """What the delivery service needs of :class:`weekly_mailer.delivery.worker.Worker`."""
+class Delivery(Protocol):
+    """What the daemon needs of its delivery (``delivery.runner.Runner``)."""
 
-    stop: threading.Event
+    def start(self, *, poll: float = 1.0, retry_pause: float | None = None) -> Any: ...
 
-    def run(self, *, until_idle: bool = True, max_wait: float = 60.0, poll: float = 1.0) -> Any: ...
+    def wake(self) -> None: ...
 
-
-class DeliveryService:
-    """Runs the delivery worker in a thread each time it is woken, until stopped."""
-
-    def __init__(self, worker: WorkerLike, *, max_wait: float = 60.0) -> None:
-        self.worker = worker
-        self.max_wait = max_wait
-        self._wake = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="delivery", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def wake(self) -> None:
-        """Deliver what is due now (queued rows, deferred rows whose time has come); a worker
-        waiting inside a run (for a deferred row due soon) looks at once too, so a confirmation
-        a web sign-up just committed is not held up behind that wait."""
-        self._wake.set()
-        poke = getattr(self.worker, "wake", None)
-        if callable(poke):
-            poke()
-
-    def stop(self, timeout: float = 60.0) -> bool:
-        """Stop claiming; finish and record the messages in flight; release the rest.
-
-        Returns whether the worker stopped within ``timeout`` seconds.
-        """
-        self.worker.stop.set()
-        self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    def _loop(self) -> None:
-        while not self.worker.stop.is_set():
-            self._wake.wait()
-            self._wake.clear()
-            if self.worker.stop.is_set():
-                break
-            before = _counts(self.worker)
-            try:
-                self.worker.run(until_idle=True, max_wait=self.max_wait)
-            except WeeklyMailerError as exc:
-                log.error("delivery stopped: %s; retrying at the next wake-up", exc)
-            except Exception:  # noqa: BLE001 - keep the daemon alive, say what happened
-                log.exception("delivery crashed; retrying at the next wake-up")
-            after = _counts(self.worker)
-            done = {k: after[k] - before.get(k, 0) for k in after}
-            if any(done.values()):
-                log.info(
-                    "delivery: %d sent, %d deferred, %d failed, %d skipped",
-                    done.get("sent", 0),
-                    done.get("deferred", 0),
-                    done.get("failed", 0),
-                    done.get("skipped", 0),
-                )
+    def close(self, timeout: float = 60.0) -> bool: ...
 
 
 class ProgressLog:
@@ -125,11 +71,6 @@ class ProgressLog:
                 stats.deferred,
                 stats.failed,
             )
-
-
-def _counts(worker: WorkerLike) -> dict[str, int]:
-    stats = getattr(worker, "stats", None)
-    return {k: int(getattr(stats, k, 0)) for k in ("sent", "deferred", "failed", "skipped")}
 
 
 class WebServer:
@@ -198,7 +139,7 @@ class Daemon:
         self,
         job: WeeklyJob,
         *,
-        delivery: DeliveryService | None = None,
+        delivery: Delivery | None = None,
         web: WebServer | None = None,
         reconcile_seconds: float = 60.0,
         retry_seconds: float = 60.0,
@@ -242,8 +183,7 @@ class Daemon:
     def start(self) -> None:
         """Check the most recent send time, then start every thread."""
         if self.delivery is not None:
-            self.delivery.start()
-            self.delivery.wake()  # finish what a previous process left
+            self.delivery.start()  # it finishes what a previous process left first
         self._reconcile()
         self.scheduler.start()
         if self.web is not None:
@@ -278,8 +218,8 @@ class Daemon:
         log.info("stopping: no new jobs; finishing the messages in flight")
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)  # a running job finishes its transaction
-        if self.delivery is not None and not self.delivery.stop():
-            log.warning("the delivery worker did not stop in time; its lease will expire")
+        if self.delivery is not None and not self.delivery.close():
+            log.warning("the delivery did not stop in time; its leases will expire")
         if self.web is not None:
             self.web.stop()
         self.job.leadership.release()
@@ -304,8 +244,3 @@ class Daemon:
             self.stop()
             for s, h in previous.items():
                 signal.signal(s, h)
-
-
-def utc_clock() -> dt.datetime:
-    """The real time, aware UTC (the daemon's default clock)."""
-    return dt.datetime.now(dt.UTC)

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import DatabaseError, NoSuchModuleError
+from sqlalchemy.exc import (
+    DatabaseError,
+    DBAPIError,
+    InterfaceError,
+    NoSuchModuleError,
+    OperationalError,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
-from weekly_mailer.errors import ConfigError, DatabaseNotReadyError
+from weekly_mailer.errors import ConfigError, DatabaseNotReadyError, DatabaseUnavailableError
 from weekly_mailer.paths import data_dir
 
 if TYPE_CHECKING:
@@ -78,6 +86,29 @@ READ_ONLY = "weekly_mailer_read_only"  # an execution option: a reader takes no 
 def _sqlite_begin(conn: Any) -> None:
     read_only = conn.get_execution_options().get(READ_ONLY)
     conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+@contextlib.contextmanager
+def outage_guard() -> Iterator[None]:
+    """Turn the database errors that mean "not now" into ``DatabaseUnavailableError`` (one
+    line; the cause chained): a lost or refused connection, a server restarting, SQLite's lock
+    held past the busy timeout, a full disk. Other errors (constraints, bugs) pass unchanged."""
+    try:
+        yield
+    except (OperationalError, InterfaceError) as exc:
+        raise DatabaseUnavailableError(outage_reason(exc)) from exc
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        raise DatabaseUnavailableError(outage_reason(exc)) from exc
+
+
+def outage_reason(exc: BaseException) -> str:
+    """The first line of the driver's own message, with its class: ``OperationalError:
+    database is locked``."""
+    orig = getattr(exc, "orig", None) or exc
+    first = (str(orig).strip().splitlines() or [""])[0]
+    return f"{type(orig).__name__}: {first}"[:300]
 
 
 def make_engine(database_url: str, **kwargs: Any) -> Engine:

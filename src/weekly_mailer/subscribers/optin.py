@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from weekly_mailer import subscribers as subs
 from weekly_mailer.store.models import EventKind, Subscriber, SubscriberEvent, SubscriberStatus
+from weekly_mailer.store.signups import signup_bindings
 from weekly_mailer.tokens import Purpose, TokenSigner
 
 DAY = dt.timedelta(days=1)
@@ -221,28 +222,12 @@ def subscriber_for_token(
     return sub
 
 
-LEFT = (EventKind.UNSUBSCRIBED.value, EventKind.BOUNCED.value, EventKind.COMPLAINED.value)
 
 
 def signup_binding(session: Session, subscriber_id: int) -> str:
-    """The sign-up a confirm link is sent for: ``"<created_at>/<id of the last departure>"``.
-
-    A confirm token is bound to this value (``TokenSigner.make(bound_to=...)``). Every time the
-    subscriber leaves (an ``unsubscribed``, ``bounced`` or ``complained`` event) the value
-    changes, so every confirm link mailed before can never activate them again, whatever happens
-    later (a new sign-up, ``subscribers add --resubscribe``); a link mailed after is bound to the
-    new value. The creation time tells an erased and re-created subscriber (same id, same
-    address) from the old one. ``""`` when the subscriber is gone.
-    """
-    created = session.scalar(select(Subscriber.created_at).where(Subscriber.id == subscriber_id))
-    if created is None:
-        return ""
-    left = session.scalar(
-        select(func.max(SubscriberEvent.id)).where(
-            SubscriberEvent.subscriber_id == subscriber_id, SubscriberEvent.kind.in_(LEFT)
-        )
-    )
-    return f"{created.astimezone(dt.UTC).isoformat()}/{left or 0}"
+    """The sign-up a confirm link is sent for (``store.signups``: the one definition); a
+    confirm token is bound to it (``TokenSigner.make(bound_to=...)``)."""
+    return signup_bindings(session, [subscriber_id]).get(subscriber_id, "")
 
 
 def confirm_from_link(

@@ -5,20 +5,30 @@ Backends translate their own errors into :class:`~weekly_mailer.errors.Temporary
 :class:`~weekly_mailer.errors.PermanentFailure` (5xx about the mailbox: never retried, a hard
 bounce), :class:`NotABounce` (other 5xx: never retried, no bounce), :class:`BackendBusyError`
 (not now: nothing attempted) or :class:`BackendUnavailableError` (not at all: outage, refused
-sender), here at the boundary and nowhere else. A backend may also offer ``abort()``: cut the
-messages in flight (a second Ctrl-C).
+sender), here at the boundary and nowhere else.
+
+A backend that takes chunks of messages at once and answers them later (the pipelined SMTP
+engine) is a ``BatchBackend``: ``submit_batch`` plus ``abort()`` (cut the messages in flight, a
+second Ctrl-C). Whether a backend is one is decided once, when it is resolved
+(``backends.resolve_backend`` and ``batch_backend``), never at send time. Given a ``Fence``, a
+batch backend asks it right before each message goes on the wire, and sends nothing it does
+not hold (``LeaseLostError``); given ``Receipts``, it reports each acceptance the moment the
+server's reply to the final dot arrives.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import re
-from typing import Protocol, runtime_checkable
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from weekly_mailer.errors import (
     BackendBusyError,
     BackendUnavailableError,
     DeliveryError,
+    LeaseLostError,
     NotABounce,
     PermanentFailure,
     SendHaltedError,
@@ -29,10 +39,15 @@ __all__ = [
     "Backend",
     "BackendBusyError",
     "BackendUnavailableError",
+    "BatchBackend",
+    "BatchResult",
     "DeliveryError",
     "Envelope",
+    "Fence",
+    "LeaseLostError",
     "NotABounce",
     "PermanentFailure",
+    "Receipts",
     "SendHaltedError",
     "SendResult",
     "TemporaryFailure",
@@ -54,6 +69,9 @@ class Envelope:
     # line starting with a dot, ending in CRLF (``compose.personalise_for_smtp`` knows).
     # Otherwise the backend makes it so.
     wire_safe: bool = False
+    # The caller's handle on this message (the worker's: its claimed outbox row), for its
+    # ``Fence`` and ``Receipts``; backends pass it along and never look inside.
+    ref: Any = dataclasses.field(default=None, compare=False, repr=False)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -63,13 +81,7 @@ class SendResult:
     code: int = 250
     reply: str = "OK"
 
-
-
-
-
-
-
-
+BatchResult = SendResult | DeliveryError
 
 
 def enhanced_status(reply: str) -> tuple[int, int, int] | None:
@@ -93,3 +105,36 @@ class Backend(Protocol):
     def __enter__(self) -> Backend: ...
 
     def __exit__(self, *exc: object) -> None: ...
+
+
+class Fence(Protocol):
+    """Whether a message may still go on the wire (the worker: its lease on the row is held)."""
+
+    def holds(self, envelope: Envelope) -> bool: ...
+
+
+class Receipts(Protocol):
+    """Told of each acceptance the moment the server's reply arrives (the worker's journal)."""
+
+    def accepted(self, envelope: Envelope, result: SendResult) -> None: ...
+
+
+@runtime_checkable
+class BatchBackend(Backend, Protocol):
+    """A backend that takes a chunk of messages at once and answers each later."""
+
+    def submit_batch(
+        self,
+        envelopes: Sequence[Envelope],
+        *,
+        fence: Fence | None = None,
+        receipts: Receipts | None = None,
+    ) -> concurrent.futures.Future[list[BatchResult]]:
+        """Start sending and return at once; the future gives one result per envelope, in
+        order: a ``SendResult`` or the ``DeliveryError`` ``send`` would have raised (a message
+        the ``fence`` does not hold: ``LeaseLostError``, nothing of it sent)."""
+        ...
+
+    def abort(self) -> None:
+        """Cut the messages in flight now (a second Ctrl-C)."""
+        ...

@@ -33,25 +33,27 @@ import dataclasses
 import importlib
 import socket
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from weekly_mailer.delivery.backends.base import (
     BackendBusyError,
     BackendUnavailableError,
     Envelope,
+    Fence,
+    Receipts,
     SendResult,
 )
-from weekly_mailer.delivery.backends.smtp import RESTORE_AFTER, failure_for
-from weekly_mailer.delivery.backends.smtp_session import (
-    Connection,
-    Lost,
-    address_line,
-    open_session,
-    wire_data,
+from weekly_mailer.delivery.backends.smtp import RESTORE_AFTER
+from weekly_mailer.delivery.backends.smtp_session import Connection, Lost, open_session
+from weekly_mailer.delivery.backends.smtp_transaction import (
+    LEASE_LOST,
+    Timeouts,
+    commands,
+    transact,
 )
 from weekly_mailer.delivery.backends.smtp_url import SmtpTarget, parse_smtp_url
-from weekly_mailer.errors import DeliveryError, TemporaryFailure
+from weekly_mailer.errors import DeliveryError, LeaseLostError, TemporaryFailure
 
 if TYPE_CHECKING:
     from weekly_mailer.config import Settings
@@ -67,6 +69,15 @@ class _Batch:
     retried: set[int] = dataclasses.field(default_factory=set)
     halt: DeliveryError | None = None  # the sender is refused: nothing more goes
     last_error: DeliveryError | None = None  # why a connection could not be opened
+    fence: Fence | None = None  # asked before each message goes on the wire
+    receipts: Receipts | None = None  # told of each acceptance as it arrives
+
+    def held(self, i: int) -> bool:
+        """Whether message ``i`` may go on the wire (else its result is ``LeaseLostError``)."""
+        if self.fence is None or self.fence.holds(self.envelopes[i]):
+            return True
+        self.results[i] = LeaseLostError(LEASE_LOST)
+        return False
 
 
 class PipelinedSMTPBackend:
@@ -93,6 +104,7 @@ class PipelinedSMTPBackend:
         self.command_timeout = command_timeout
         self.data_init_timeout = data_init_timeout
         self.data_timeout = data_timeout
+        self.timeouts = Timeouts(command_timeout, data_init_timeout, data_timeout)
         self.connections_opened = 0
         self._since_shrink = 0
         self._idle: list[Connection] = []
@@ -121,11 +133,16 @@ class PipelinedSMTPBackend:
     # -- the loop thread ------------------------------------------------------------------------
 
     def submit_batch(
-        self, envelopes: Sequence[Envelope]
+        self,
+        envelopes: Sequence[Envelope],
+        *,
+        fence: Fence | None = None,
+        receipts: Receipts | None = None,
     ) -> concurrent.futures.Future[list[Result]]:
         """Start sending a batch and return at once: the future gives what :meth:`send_batch`
         returns. Batches submitted together share the connections, so a second batch fills the
-        connections the first one's tail leaves idle."""
+        connections the first one's tail leaves idle. ``fence`` and ``receipts``: see
+        ``base.BatchBackend``."""
         with self._lock:
             if self._closed:
                 raise TemporaryFailure("not sent: the SMTP backend is closed")
@@ -140,7 +157,8 @@ class PipelinedSMTPBackend:
                 )
                 self._thread.start()
             loop = self._loop
-        return asyncio.run_coroutine_threadsafe(self._send_batch(envelopes), loop)
+        coroutine = self._send_batch(envelopes, fence, receipts)
+        return asyncio.run_coroutine_threadsafe(coroutine, loop)
 
     def send_batch(self, envelopes: Sequence[Envelope]) -> list[Result]:
         """One result per envelope, in order: a ``SendResult`` or the ``DeliveryError`` that
@@ -205,10 +223,13 @@ class PipelinedSMTPBackend:
 
     # -- batches --------------------------------------------------------------------------------
 
-    async def _send_batch(self, envelopes: Sequence[Envelope]) -> list[Result]:
+    async def _send_batch(
+        self, envelopes: Sequence[Envelope], fence: Fence | None, receipts: Receipts | None
+    ) -> list[Result]:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.concurrency)
-        batch = _Batch(envelopes, [None] * len(envelopes), collections.deque(range(len(envelopes))))
+        order = collections.deque(range(len(envelopes)))
+        batch = _Batch(envelopes, [None] * len(envelopes), order, fence=fence, receipts=receipts)
         lanes = min(self.cap, len(envelopes))
         await asyncio.gather(*(self._lane(batch, self._slots) for _ in range(lanes)))
         leftover = batch.halt or batch.last_error or TemporaryFailure("not sent: cut short")
@@ -237,6 +258,8 @@ class PipelinedSMTPBackend:
                         continue
                     assert conn is not None
                     i, sent = (ahead, True) if ahead is not None else (batch.queue.popleft(), False)
+                    if not sent and not batch.held(i):
+                        continue  # nothing of it went out
                     ahead = await self._one(batch, conn, i, sent=sent)
             finally:
                 if conn is not None:
@@ -264,12 +287,18 @@ class PipelinedSMTPBackend:
                 or conn.count + 1 >= self.max_per_connection
             ):
                 return b""
-            j = batch.queue.popleft()
+            j = batch.queue[0]
+            if not batch.held(j):
+                return b""  # the lane takes it next and finds it lost
+            batch.queue.popleft()
             ahead.append(j)
-            return _commands(batch.envelopes[j])
+            return commands(batch.envelopes[j])
 
         try:
-            result = await self._transact(conn, batch.envelopes[i], sent=sent, follow=take_next)
+            result = await transact(
+                conn, batch.envelopes[i], self.timeouts, where=self.where, sent=sent,
+                follow=take_next, fence=batch.fence, receipts=batch.receipts,
+            )  # fmt: skip
         except Lost as exc:
             conn.abandon()
             for j in ahead:  # its DATA was never answered: nothing of it was delivered
@@ -308,76 +337,6 @@ class PipelinedSMTPBackend:
         batch.results[i] = TemporaryFailure(f"connection lost: {exc}")
         return True
 
-    async def _transact(
-        self,
-        conn: Connection,
-        envelope: Envelope,
-        *,
-        sent: bool = False,
-        follow: Callable[[], bytes] = bytes,
-    ) -> Result:
-        data_reply: tuple[int, str] | None = None
-        rcpt_reply: tuple[int, str] | None = None
-        if conn.pipelining:
-            if not sent:
-                conn.writer.write(_commands(envelope))
-            mail_reply = (await conn.reply(self.command_timeout))[:2]
-            if mail_reply[0] != 421:  # after 421 the server closes: no more replies come
-                rcpt_reply = (await conn.reply(self.command_timeout))[:2]
-            if rcpt_reply is not None and rcpt_reply[0] != 421:
-                data_reply = (await conn.reply(self.data_init_timeout))[:2]
-        else:
-            mail_reply = await conn.command(
-                address_line(b"MAIL FROM", envelope.sender), self.command_timeout
-            )
-            if mail_reply[0] == 250:
-                rcpt_reply = await conn.command(
-                    address_line(b"RCPT TO", envelope.recipient), self.command_timeout
-                )
-                if rcpt_reply[0] in (250, 251):
-                    data_reply = await conn.command(b"DATA\r\n", self.data_init_timeout)
-        failure: DeliveryError | None = None
-        if mail_reply[0] != 250:
-            code, text = mail_reply
-            failure = failure_for(code, text)
-            if 500 <= code <= 599:  # the sender is refused: the same for every recipient
-                failure = BackendUnavailableError(
-                    f"the SMTP server {self.where} refused the sender {envelope.sender}: {failure}"
-                )
-        elif rcpt_reply is not None and rcpt_reply[0] not in (250, 251):
-            failure = failure_for(*rcpt_reply)
-        elif data_reply is not None and data_reply[0] != 354:
-            failure = failure_for(*data_reply, stage="data")
-        if failure is not None:
-            await self._recover(conn, failure, data_reply)
-            return failure
-        payload = envelope.data + b".\r\n" if envelope.wire_safe else wire_data(envelope.data)
-        conn.writer.write(payload + follow())
-        code, text, _ = await conn.reply(self.data_timeout, in_doubt=True)
-        conn.count += 1
-        if code != 250:
-            failure = failure_for(code, text, stage="data")
-            conn.broken = conn.broken or code == 421
-            return failure
-        return SendResult(code, text)
-
-    async def _recover(
-        self, conn: Connection, failure: DeliveryError, data_reply: tuple[int, str] | None
-    ) -> None:
-        """After a refused command: finish a DATA the server accepted anyway, then RSET; the
-        connection goes on unless the server said 421 or does not answer."""
-        if failure.code == 421 or (data_reply is not None and data_reply[0] == 421):
-            conn.broken = True
-            return
-        try:
-            if data_reply is not None and data_reply[0] == 354:  # RFC 2920 §3.1: empty message
-                await conn.command(b".\r\n", self.data_timeout)
-            code, _ = await conn.command(b"RSET\r\n", self.command_timeout)
-        except Lost:
-            code = 0  # the failure stands; this connection does not
-        if code != 250:
-            conn.broken = True
-
     # -- connections ----------------------------------------------------------------------------
 
     async def _checkout(self) -> Connection:
@@ -406,12 +365,3 @@ class PipelinedSMTPBackend:
             except Lost:
                 pass
         conn.abandon()
-
-
-def _commands(envelope: Envelope) -> bytes:
-    """MAIL FROM, RCPT TO and DATA for one message, to go out in one write."""
-    return (
-        address_line(b"MAIL FROM", envelope.sender)
-        + address_line(b"RCPT TO", envelope.recipient)
-        + b"DATA\r\n"
-    )

@@ -19,9 +19,12 @@ from weekly_mailer.store.outbox.claims import (
     claim,
     enqueue_confirmation,
     extend_lease,
+    mark_accepted,
     open_confirmation,
     record,
     release,
+    renew,
+    still_held,
 )
 from weekly_mailer.store.outbox.issue_rows import (
     counts,
@@ -47,6 +50,7 @@ __all__ = [
     "enqueue",
     "enqueue_confirmation",
     "extend_lease",
+    "mark_accepted",
     "fail_stale",
     "fail_stale_rows",
     "finish_done",
@@ -57,5 +61,7 @@ __all__ = [
     "record",
     "refused",
     "release",
+    "renew",
     "retry",
+    "still_held",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import secrets
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -28,6 +29,7 @@ from weekly_mailer.store.outbox.rows import (
     T,
     released_status,
 )
+from weekly_mailer.store.signups import signup_bindings
 
 
 def enqueue_confirmation(session: Session, subscriber_id: int, *, now: dt.datetime) -> int:
@@ -88,12 +90,17 @@ def claim(
     inactive: list[int] = []
     unneeded: list[int] = []
     confirmation = DeliveryKind.CONFIRMATION.value
+    token = secrets.token_hex(8)
+    bindings = signup_bindings(session, (f[3] for f in found if f[1] == confirmation))
     for id_, kind_, issue, subscriber, attempts, first, email, key, name, status in found:
         if status not in SENDABLE.get(kind_, ()):
             (unneeded if kind_ == confirmation else inactive).append(id_)
             continue
         rows.append(
-            ClaimedRow(id_, issue, subscriber, email, key, name or "", attempts, first, kind_)
+            ClaimedRow(
+                id_, issue, subscriber, email, key, name or "", attempts, first, kind_, token,
+                bindings.get(subscriber, ""),
+            )  # fmt: skip
         )
     for ids_, why in (
         (inactive, "subscriber is no longer active"),
@@ -108,6 +115,7 @@ def claim(
                     last_error=why,
                     lease_owner=None,
                     lease_expires_at=None,
+                    lease_token=None,
                 )
             )
     if inactive or unneeded:
@@ -119,6 +127,7 @@ def claim(
                 "ids": [r.delivery_id for r in rows],
                 "b_owner": owner,
                 "b_expires": now + dt.timedelta(seconds=lease_seconds),
+                "b_token": token,
             },
         )
     return rows, len(inactive) + len(unneeded)
@@ -148,6 +157,7 @@ def _claim_statements() -> tuple[Any, Any]:
             status=DeliveryStatus.SENDING.value,
             lease_owner=bindparam("b_owner"),
             lease_expires_at=bindparam("b_expires"),
+            lease_token=bindparam("b_token"),
         )
     )
     return found, lease
@@ -166,16 +176,20 @@ def record(
     *,
     owner: str,
     now: dt.datetime,
-) -> None:
+) -> list[Outcome]:
     """Write a batch of results: the sent rows one statement per answer time (a chunk's), the
-    others one executemany per kind of outcome.
+    others one executemany per kind of outcome. Returns the outcomes written.
 
     What a result means for the subscriber (a hard bounce, a delivery that clears old bounces)
-    is the subscriber rules' business: the worker calls them in the same transaction.
+    is the subscriber rules' business: the worker calls them in the same transaction, for the
+    outcomes returned only.
 
-    A ``sent`` result is written whoever holds the lease now (it is the truth); the others only
-    while ``owner`` still holds it.
+    The fence: a result is written only while its row is still ``sending`` under the claim
+    that made it (the row's ``lease_token`` is the ``ClaimedRow``'s; on PostgreSQL the rows are
+    locked first, on SQLite the transaction holds the write lock). A result recorded under a
+    lost lease (another worker claimed the row meanwhile) changes nothing.
     """
+    outcomes = still_held(session, outcomes)
     by_status: dict[str, list[dict[str, Any]]] = {}
     sent: dict[tuple[int | None, dt.datetime], list[int]] = {}
     for o in outcomes:
@@ -203,6 +217,29 @@ def record(
             for p in params:
                 p["b_owner"] = owner
             session.execute(statement, params)
+    return outcomes
+
+
+def still_held(session: Session, outcomes: Sequence[Outcome]) -> list[Outcome]:
+    """The outcomes whose rows are still ``sending`` under their own claim's token."""
+    if not outcomes:
+        return []
+    ids = [o.row.delivery_id for o in outcomes]
+    tokens: dict[int, str | None] = {}
+    statement = _held_statement(session.get_bind().dialect.name == "postgresql")
+    for i in range(0, len(ids), _IDS_PER_STATEMENT):
+        for id_, token in session.execute(statement, {"ids": ids[i : i + _IDS_PER_STATEMENT]}):
+            tokens[int(id_)] = token
+    return [o for o in outcomes if tokens.get(o.row.delivery_id, 0) == (o.row.lease_token or None)]
+
+
+@functools.lru_cache(maxsize=2)
+def _held_statement(lock: bool) -> Any:
+    statement = select(T.c.id, T.c.lease_token).where(
+        T.c.id.in_(bindparam("ids", expanding=True)),
+        T.c.status == DeliveryStatus.SENDING.value,
+    )
+    return statement.with_for_update() if lock else statement
 
 
 _IDS_PER_STATEMENT = 500  # bound parameters a statement: well under any SQLite's limit
@@ -214,7 +251,7 @@ def _record_statements() -> dict[str, Any]:
     rows of one answer time by their ids (one statement for a chunk: one execution a row cost
     more in parameter handling than the database's work), the others one execution a row."""
     mine = and_(T.c.lease_owner == bindparam("b_owner"), T.c.status == DeliveryStatus.SENDING.value)
-    cleared = {"lease_owner": None, "lease_expires_at": None}
+    cleared = {"lease_owner": None, "lease_expires_at": None, "lease_token": None}
     statements: dict[str, Any] = {
         DeliveryStatus.SENT.value: update(T)
         .where(T.c.id.in_(bindparam("ids", expanding=True)))
@@ -267,11 +304,71 @@ def extend_lease(session: Session, *, owner: str, now: dt.datetime, lease_second
     return int(cast(CursorResult[Any], result).rowcount or 0)
 
 
-def release(session: Session, *, owner: str) -> int:
-    """Hand every row ``owner`` holds back to the queue (queued, or deferred if tried before)."""
+def renew(
+    session: Session, *, owner: str, now: dt.datetime, lease_seconds: float
+) -> list[tuple[int, str]]:
+    """:func:`extend_lease`, returning the ``(id, lease_token)`` of every row renewed: what
+    ``owner`` still holds (a row another worker took carries that worker's owner and token;
+    on PostgreSQL a row locked by another transaction at this moment is not renewed, nor
+    returned)."""
+    mine = and_(T.c.lease_owner == owner, T.c.status == DeliveryStatus.SENDING.value)
+    if session.get_bind().dialect.name == "postgresql":
+        locked = select(T.c.id).where(mine).with_for_update(skip_locked=True)
+        mine = T.c.id.in_(locked.scalar_subquery())
     result = session.execute(
         update(T)
-        .where(T.c.lease_owner == owner, T.c.status == DeliveryStatus.SENDING.value)
-        .values(status=released_status(), lease_owner=None, lease_expires_at=None)
+        .where(mine)
+        .values(lease_expires_at=now + dt.timedelta(seconds=lease_seconds))
+        .returning(T.c.id, T.c.lease_token)
+    )
+    return [(int(i), str(t or "")) for i, t in result]
+
+
+def release(session: Session, *, owner: str, rows: Sequence[ClaimedRow] | None = None) -> int:
+    """Hand every row ``owner`` holds back to the queue (queued, or deferred if tried before);
+    with ``rows``, only those of them still held under their own claim's token."""
+    where = and_(T.c.lease_owner == owner, T.c.status == DeliveryStatus.SENDING.value)
+    if rows is not None:
+        held = {o.row.delivery_id for o in still_held(session, [Outcome(r, "") for r in rows])}
+        if not held:
+            return 0
+        where = and_(where, T.c.id.in_(sorted(held)))
+    result = session.execute(
+        update(T)
+        .where(where)
+        .values(
+            status=released_status(), lease_owner=None, lease_expires_at=None, lease_token=None
+        )
+    )
+    return int(cast(CursorResult[Any], result).rowcount or 0)
+
+
+def mark_accepted(session: Session, entries: Sequence[tuple[int, str, int, dt.datetime]]) -> int:
+    """Rows a delivery process's journal says the server accepted, ``(id, lease_token, code,
+    when)`` each, recorded ``sent`` where the row is still ``sending`` under that claim (a row
+    claimed again since, or recorded already, is left alone); returns how many."""
+    if not entries:
+        return 0
+    statement = (
+        update(T)
+        .where(
+            T.c.id == bindparam("b_id"),
+            T.c.lease_token == bindparam("b_token"),
+            T.c.status == DeliveryStatus.SENDING.value,
+        )
+        .values(
+            status=DeliveryStatus.SENT.value,
+            sent_at=bindparam("b_at"),
+            last_code=bindparam("b_code"),
+            last_error="",
+            attempts=T.c.attempts + 1,
+            lease_owner=None,
+            lease_expires_at=None,
+            lease_token=None,
+        )
+    )
+    result = session.execute(
+        statement,
+        [{"b_id": i, "b_token": t, "b_code": c, "b_at": at} for i, t, c, at in entries],
     )
     return int(cast(CursorResult[Any], result).rowcount or 0)

@@ -37,6 +37,8 @@ class ClaimedRow:
     attempts: int
     first_failure_at: dt.datetime | None
     kind: str = DeliveryKind.ISSUE.value
+    lease_token: str = ""  # the claim's fence: see ``claims.claim``
+    signup: str = ""  # a confirmation's sign-up binding (``store.signups``), read at the claim
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -1,0 +1,145 @@
+"""``SqlOutbox``: the outbox as the delivery engine sees it (``delivery.ports.Outbox``), on a
+sessionmaker.
+
+The engine knows six verbs and none of SQL: claim a batch, record results, release what it
+holds, extend (renew) its leases, ask when the next row is due, finish the issues with nothing
+left. Each verb is one transaction of its own, opened here, and each turns the database errors
+that mean "not now" into ``DatabaseUnavailableError`` (``store.db.outage_guard``), the outage
+the delivery runner waits out. What a result means beyond the outbox row (a subscriber's
+bounce, a refusal's pause, the metrics) is the engine's business: it hands its ``Effects`` in,
+and they run in the same transaction, for the outcomes the fence let through only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from weekly_mailer.store.db import outage_guard
+from weekly_mailer.store.outbox import claims, issue_rows
+from weekly_mailer.store.outbox.rows import ClaimedRow, Outcome, StaleRow
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+
+class Effects(Protocol):
+    """What results mean beyond their outbox rows, written in the same transaction."""
+
+    def recorded(
+        self, session: Session, outcomes: Sequence[Outcome], *, bounces: Sequence[int],
+        now: dt.datetime,
+    ) -> None: ...  # fmt: skip
+
+    def stale(self, session: Session, rows: Sequence[StaleRow], *, now: dt.datetime) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Claim:
+    """A claim's rows, how many it skipped (their reader left) and the stale rows it failed."""
+
+    rows: list[ClaimedRow]
+    skipped: int = 0
+    stale: list[StaleRow] = dataclasses.field(default_factory=list)
+
+
+class SqlOutbox:
+    """The outbox of one worker (``owner``), for one issue (``issue_id``), one ``kind`` of rows,
+    or every sending issue and every confirmation. ``last_ok``: when a verb last reached the
+    database (monotonic), so the runner can tell one outage from the next."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        owner: str,
+        lease_seconds: float,
+        effects: Effects,
+        issue_id: int | None = None,
+        kind: str | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.owner = owner
+        self.lease_seconds = lease_seconds
+        self.effects = effects
+        self.issue_id = issue_id
+        self.kind = kind
+        self.last_ok = time.monotonic()
+
+    def claim(
+        self, limit: int, *, now: dt.datetime, stale_after: dt.timedelta | None = None
+    ) -> Claim:
+        """Lease up to ``limit`` due rows (``claims.claim``); with ``stale_after``, first fail
+        the open rows older than that (``fail_stale_rows``)."""
+        with outage_guard(), self.sessions.begin() as session:
+            stale: list[StaleRow] = []
+            if stale_after is not None:
+                stale = issue_rows.fail_stale_rows(
+                    session, now=now, max_age=stale_after, issue_id=self.issue_id, kind=self.kind
+                )
+                self.effects.stale(session, stale, now=now)
+            rows, skipped = claims.claim(
+                session,
+                owner=self.owner,
+                now=now,
+                lease_seconds=self.lease_seconds,
+                limit=limit,
+                issue_id=self.issue_id,
+                kind=self.kind,
+            )
+        self.last_ok = time.monotonic()
+        return Claim(rows, skipped, stale)
+
+    def record(
+        self, outcomes: Sequence[Outcome], *, now: dt.datetime, bounces: Sequence[int] = ()
+    ) -> list[Outcome]:
+        """Write results under the fence (``claims.record``) and their effects; returns the
+        outcomes written."""
+        if not outcomes and not bounces:
+            return []
+        with outage_guard(), self.sessions.begin() as session:
+            written = claims.record(session, outcomes, owner=self.owner, now=now)
+            self.effects.recorded(session, written, bounces=bounces, now=now)
+        self.last_ok = time.monotonic()
+        return written
+
+    def release(self, rows: Sequence[ClaimedRow] | None = None) -> int:
+        """Hand back every row this worker holds, or those of ``rows`` it still holds."""
+        with outage_guard(), self.sessions.begin() as session:
+            n = claims.release(session, owner=self.owner, rows=rows)
+        self.last_ok = time.monotonic()
+        return n
+
+    def extend(self, *, now: dt.datetime) -> list[tuple[int, str]]:
+        """Renew every lease this worker holds; the ``(id, lease_token)`` of the rows renewed."""
+        with outage_guard(), self.sessions.begin() as session:
+            held = claims.renew(
+                session, owner=self.owner, now=now, lease_seconds=self.lease_seconds
+            )
+        self.last_ok = time.monotonic()
+        return held
+
+    def next_due(self) -> dt.datetime | None:
+        """When the next open row of this worker's scope becomes claimable."""
+        with outage_guard(), self.sessions.begin() as session:
+            due = issue_rows.next_due(session, issue_id=self.issue_id, kind=self.kind)
+        self.last_ok = time.monotonic()
+        return due
+
+    def finish(self, *, now: dt.datetime) -> list[int]:
+        """Mark the sending issues of this scope with no open rows left as sent."""
+        ids = [self.issue_id] if self.issue_id is not None else []
+        with outage_guard(), self.sessions.begin() as session:
+            done = issue_rows.finish_done(session, now=now, issue_ids=ids)
+        self.last_ok = time.monotonic()
+        return done
+
+    def accept(self, entries: Sequence[tuple[int, str, int, dt.datetime]]) -> int:
+        """Record as sent what a journal says the server accepted (``claims.mark_accepted``)."""
+        with outage_guard(), self.sessions.begin() as session:
+            n = claims.mark_accepted(session, entries)
+        self.last_ok = time.monotonic()
+        return n

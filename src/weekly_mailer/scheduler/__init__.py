@@ -2,11 +2,15 @@
 
 - :mod:`.timing`: the weekly ``CronTrigger`` and the fire-time math (DST-safe wall-clock time).
 - :mod:`.catchup`: what to do on start about the most recent send time (pure, clock passed in).
-- the week ledger (:mod:`weekly_mailer.issues.ledger`): one issue row per send week.
-- :mod:`.sources`: which article a week takes from ``article_source`` (feed, folder, file).
 - :mod:`.leader`: ``pg_try_advisory_lock`` leadership on PostgreSQL.
-- :mod:`.job`: the weekly job (resolve the article, compose, store, enqueue, deliver).
-- :mod:`.daemon`: one process with the scheduler, the web app and a delivery worker.
+- :mod:`.job`: the weekly job (``issues.prepare``'s look, plan and prepare: pick the article,
+  compose, store, enqueue), then a wake-up of the delivery runner.
+- :mod:`.daemon`: one process with the scheduler, the web app and the delivery runner
+  (``delivery.runner.Runner``).
+- :mod:`.observe`: the scheduler's metrics.
+
+The week ledger is :mod:`weekly_mailer.issues.ledger` (one issue row per send week) and the
+week's article is chosen by :mod:`weekly_mailer.issues.sources`.
 """
 
 from __future__ import annotations

@@ -367,7 +367,14 @@ def test_send_with_two_processes_sums_their_counters_and_agrees_with_the_ledger(
             )
             assert during is not None, out.lines
             children = _delivery_children(proc.pid)
-            files = sorted(p.name for d in tmp.iterdir() for p in d.iterdir())
+
+            def written() -> list[str]:
+                return sorted(p.name for d in tmp.iterdir() for p in d.iterdir())
+
+            # While the send runs, each delivery process writes its counters there as it
+            # counts (the second may not have recorded anything at the first scrape).
+            wait_for(lambda: {f"counter_{pid}.db" for pid in children} <= set(written()), 30)
+            files = written()
             assert wait_for(lambda: out.has("for a last metrics scrape"), timeout=60), out.lines
             ledger = ledger_by_status(ws)  # the send is over: this is final
             page = _raw(url)  # the one last scrape: it ends the linger

@@ -1,6 +1,7 @@
 """Measured end-to-end sends: a real ``weekly-mailer send`` subprocess and a real SMTP server.
 
-- crash safety: SIGKILL at 20 random moments during a 2,000-recipient send, restarting each time;
+- crash safety: SIGKILL at 20 random moments during a 2,000-recipient send over 8 connections,
+  restarting each time: nobody lost, at most one duplicate per connection a kill (the journal);
 - faults: 451 to 10% at random, 1% dropped connections, 550 for a known set, 5,000 recipients;
 - SIGTERM: stop claiming, finish in flight, leave no row in ``sending``, exit cleanly.
 
@@ -33,7 +34,7 @@ from weekly_mailer.delivery.processes import share
 pytestmark = pytest.mark.slow
 
 
-def test_sigkill_at_20_random_moments_loses_nothing_and_doubles_only_in_flight(
+def test_sigkill_at_20_random_moments_loses_nothing_and_doubles_one_per_connection_at_most(
     tmp_path: Path,
 ) -> None:
     rng = random.Random(20261125)
@@ -41,16 +42,20 @@ def test_sigkill_at_20_random_moments_loses_nothing_and_doubles_only_in_flight(
         ws = Workspace(
             tmp_path,
             backend_url=server.url,
-            concurrency=4,
+            concurrency=8,
             batch_size=50,
-            lease_seconds=0.5,
+            # A killed run's rows come back when its journal is folded, not when its leases end:
+            # the lease can be long, as it should be (a live process's is never taken over).
+            lease_seconds=10,
             smtp_timeout=10,
         )
         emails = ws.add_subscribers(2000)
         kills: list[dict[str, int]] = []
         started = time.monotonic()
         last_server = last_ledger = 0
+        run_starts: list[int] = []  # the server's message count when each run started
         for _ in range(20):
+            run_starts.append(len(server.received()))
             proc = ws.start("send", "--yes")
             target = last_server + rng.randint(1, 90)
             wait_for(lambda t=target: len(server.received()) >= t, timeout=30)  # type: ignore[misc]
@@ -70,6 +75,7 @@ def test_sigkill_at_20_random_moments_loses_nothing_and_doubles_only_in_flight(
                 }
             )
             last_server, last_ledger = server_n, ledger_n
+        run_starts.append(len(server.received()))
         final = ws.run("send", "--yes", timeout=120)
         assert final.returncode == 0, final.stderr
         elapsed = time.monotonic() - started
@@ -80,6 +86,15 @@ def test_sigkill_at_20_random_moments_loses_nothing_and_doubles_only_in_flight(
     ledger = ws.ledger()
     duplicates = len(messages) - len(per_rcpt)
     in_flight_total = sum(k["in_flight"] for k in kills)
+    # A second copy arriving in run j+1 was sent again because of kill j.
+    seen: set[str] = set()
+    per_kill = [0] * len(kills)
+    for index, m in enumerate(messages):
+        key = m.rcpt_tos[0].lower()
+        if key in seen:
+            run = max(j for j, start in enumerate(run_starts) if start <= index)
+            per_kill[max(0, run - 1)] += 1
+        seen.add(key)
     figures = {
         "recipients": len(emails),
         "kills": len(kills),
@@ -88,6 +103,7 @@ def test_sigkill_at_20_random_moments_loses_nothing_and_doubles_only_in_flight(
         "distinct_recipients_at_server": len(per_rcpt),
         "distinct_message_ids": len(ids),
         "duplicates": duplicates,
+        "duplicates_per_kill": per_kill,
         "in_flight_at_kills_total": in_flight_total,
         "in_flight_at_kills_max": max(k["in_flight"] for k in kills),
         "ledger": {k: len(v) for k, v in ledger.items()},
@@ -105,10 +121,11 @@ def test_sigkill_at_20_random_moments_loses_nothing_and_doubles_only_in_flight(
     assert {e for e, _, _ in ledger["sent"]} == set(per_rcpt)
     assert set(ledger) == {"sent"} and len(ledger["sent"]) == 2000
     assert len(ids) == len(per_rcpt)  # one Message-ID per recipient, retries included
-    # Duplicates are exactly the messages in flight (accepted, not yet recorded) at the kills,
-    # and the delivery processes never have more of those than their bounds added up.
-    assert duplicates == in_flight_total
+    # What was accepted and not yet recorded at a kill is in the journal, folded by the next
+    # run: only the message per connection whose reply was being read can go out twice.
     assert all(k["in_flight"] <= bound for k in kills), (bound, kills)
+    assert duplicates <= in_flight_total
+    assert max(per_kill) <= ws.settings.concurrency, per_kill
     assert all(k["server_messages"] < 2000 for k in kills[:-1])  # the kills hit a live send
 
 

@@ -123,6 +123,11 @@ def _send(
         issue_id, subject = prepared.issue.id, prepared.issue.subject
     if prepared.queued is not None:
         click.echo(f"Issue #{issue_id} {subject!r}: queued for {prepared.queued} subscribers.")
+    from weekly_mailer.delivery.run import fold_journals
+
+    folded = fold_journals(db.sessions, settings)  # what a killed send had delivered: sent
+    if folded:
+        click.echo(f"{folded} messages a stopped process had delivered are recorded as sent.")
     with db.sessions.begin() as session:
         leased, until = outbox.leased_rows(session, issue_id, now=app.clock())
     if leased and until is not None:

@@ -13,7 +13,9 @@ connection whose reply was being read.
 The file is locked (``flock``) while its worker lives. Any worker that starts, and every
 claim after, folds the journals nobody holds (their processes died): each line becomes a
 ``sent`` row where the row is still ``sending`` under that claim (``outbox.mark_accepted``;
-a row recorded already, or claimed again since, is left alone); then the file goes. After a
+a row recorded already, or claimed again since, is left alone), the other rows its dead owner
+(named on the file's first line) still held are handed back at once instead of when their
+leases end; then the file goes. After a
 database outage a worker folds its own journal the same way. A clean end removes it.
 
 What is not covered: a power loss or a kernel crash (no ``fsync``: the page cache goes with
@@ -31,6 +33,7 @@ import hashlib
 import logging
 import os
 import re
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -48,6 +51,7 @@ SUFFIX = ".journal"
 CLEAR_AT = 256 * 1024  # bytes: an idle worker empties its journal past this size
 Entry = tuple[int, str, int, dt.datetime]  # delivery id, lease token, reply code, when
 Accept = Callable[[Sequence[Entry]], int]
+Release = Callable[[str], int]
 
 
 def journal_dir(settings: Settings) -> Path:
@@ -74,10 +78,18 @@ class Journal:
     def __init__(self, directory: Path, owner: str) -> None:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.directory = directory
-        self.path = directory / (re.sub(r"[^A-Za-z0-9_.-]", "_", owner) + SUFFIX)
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", owner) + "-" + secrets.token_hex(4)
+        self.path = directory / (name + SUFFIX)  # a file of its own for each run
+        self.owner = owner
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self.lines = 0
+        self._head()
+
+    def _head(self) -> None:
+        """The first line names the lease owner: a fold hands back what a dead owner held."""
+        if os.fstat(self._fd).st_size == 0:
+            os.write(self._fd, f"# owner {self.owner}\n".encode())
 
     def accepted(self, envelope: Envelope, result: SendResult) -> None:
         """Append the acceptance of ``envelope`` (its ``ref``: the claimed row)."""
@@ -102,6 +114,7 @@ class Journal:
         if self._fd >= 0 and os.fstat(self._fd).st_size >= at_least:
             os.ftruncate(self._fd, 0)
             self.lines = 0
+            self._head()
 
     def close(self, *, remove: bool = True) -> None:
         """Let go of the file; ``remove`` it (every line is recorded) or leave it for a fold."""
@@ -133,9 +146,23 @@ def read(path: Path) -> list[Entry]:
     return entries
 
 
-def fold(directory: Path, accept: Accept, *, skip: Path | None = None) -> int:
+def owner_of(path: Path) -> str | None:
+    """The lease owner a journal file names on its first line."""
+    try:
+        with path.open("rb") as f:
+            first = f.readline(400).decode("ascii", errors="replace").split()
+    except OSError:
+        return None
+    return first[2] if len(first) == 3 and first[:2] == ["#", "owner"] else None
+
+
+def fold(
+    directory: Path, accept: Accept, *, release: Release | None = None, skip: Path | None = None
+) -> int:
     """Fold every journal in ``directory`` that no live worker holds (see the module); returns
-    how many rows became ``sent``. ``skip``: this worker's own file."""
+    how many rows became ``sent``. ``release``: hand back the other rows the dead owner held,
+    at once (it is dead: its lock is free), rather than when their leases end. ``skip``: this
+    worker's own file."""
     try:
         paths = sorted(directory.glob("*" + SUFFIX))
     except OSError:
@@ -158,8 +185,11 @@ def fold(directory: Path, accept: Accept, *, skip: Path | None = None) -> int:
             entries = read(path)
             n = accept(entries) if entries else 0
             total += n
-            if entries:
-                log.info("journal %s: %d acceptances, %d now sent", path, len(entries), n)
+            owner = owner_of(path)
+            back = release(owner) if release is not None and owner else 0
+            if entries or back:
+                log.info("journal %s: %d acceptances, %d now sent, %d rows handed back",
+                         path, len(entries), n, back)  # fmt: skip
             path.unlink()
         finally:
             os.close(fd)

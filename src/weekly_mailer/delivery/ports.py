@@ -43,6 +43,10 @@ class Outbox(Protocol):
         """Hand back every row held (or those of ``rows`` still held)."""
         ...
 
+    def hand_back(self, owner: str) -> int:
+        """Hand back every row a dead ``owner`` held."""
+        ...
+
     def extend(self, *, now: dt.datetime) -> list[tuple[int, str]]:
         """Renew every lease held; returns the ``(id, lease_token)`` of the rows renewed."""
         ...
@@ -53,6 +57,10 @@ class Outbox(Protocol):
 
     def finish(self, *, now: dt.datetime) -> list[int]:
         """Mark the scope's sending issues with nothing open left as sent."""
+        ...
+
+    def counts(self, issue_id: int) -> dict[str, int]:
+        """Rows per delivery state of one issue."""
         ...
 
     def accept(self, entries: Sequence[tuple[int, str, int, dt.datetime]]) -> int:

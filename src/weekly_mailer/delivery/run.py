@@ -51,6 +51,19 @@ def deliver_issue(
     return runner.run(until_idle=True, max_wait=max_wait)
 
 
+def fold_journals(sessions: sessionmaker[Session], settings: Settings) -> int:
+    """Record as sent what the journals of dead delivery processes say the server accepted
+    (``journal.fold``; every worker does it too when it starts), and hand back at once what
+    else they held; returns how many rows became sent."""
+    from weekly_mailer.delivery.journal import fold, journal_dir
+    from weekly_mailer.delivery.results import ResultEffects
+    from weekly_mailer.store.outbox.port import SqlOutbox
+
+    port = SqlOutbox(sessions, owner="", lease_seconds=settings.lease_seconds,
+                     effects=ResultEffects(settings))  # fmt: skip
+    return fold(journal_dir(settings), port.accept, release=port.hand_back)
+
+
 def deliver_confirmations(
     sessions: sessionmaker[Session],
     settings: Settings,

@@ -191,7 +191,8 @@ class Worker(Settling):
                         raise self._unavailable
                     idle = IDLE_FIRST_PAUSE
                     continue
-                self.outbox.finish(now=self.clock())
+                for issue_id in self.outbox.finish(now=self.clock()):
+                    self._finished(issue_id)
                 due = self.outbox.next_due()
                 if due is None:
                     if until_idle:
@@ -212,11 +213,19 @@ class Worker(Settling):
             self._hand_back(clean=clean)
         return self.stats
 
+    def _finished(self, issue_id: int) -> None:
+        """An issue with nothing left to send: one line in the log (the daemon's record)."""
+        n = self.outbox.counts(issue_id)
+        log.info(
+            "delivery of issue #%d finished: %d sent, %d failed, %d skipped", issue_id,
+            n.get("sent", 0), n.get("failed", 0), n.get("skipped", 0),
+        )  # fmt: skip
+
     def _open_journal(self) -> None:
         """This run's journal, after folding those no live worker holds (see ``journal.py``)."""
         if self.journal_dir is None or self.journal is not None:
             return
-        fold(self.journal_dir, self.outbox.accept)
+        fold(self.journal_dir, self.outbox.accept, release=self.outbox.hand_back)
         self.journal = Journal(self.journal_dir, self.owner)
 
     def _hand_back(self, *, clean: bool) -> None:
@@ -250,7 +259,8 @@ class Worker(Settling):
         if time.monotonic() - self._stale_at >= STALE_CHECK_SECONDS:
             stale_after = dt.timedelta(hours=self.settings.retry_give_up_hours)
         if self.journal_dir is not None:  # rows of a process that died: sent, not claimed
-            fold(self.journal_dir, self.outbox.accept, skip=self._journal_path())
+            fold(self.journal_dir, self.outbox.accept, release=self.outbox.hand_back,
+                 skip=self._journal_path())  # fmt: skip
         at = time.monotonic()
         claim = self.outbox.claim(limit, now=self.clock(), stale_after=stale_after)
         if stale_after is not None:

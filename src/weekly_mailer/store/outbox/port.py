@@ -113,6 +113,13 @@ class SqlOutbox:
         self.last_ok = time.monotonic()
         return n
 
+    def hand_back(self, owner: str) -> int:
+        """Hand back every row another, dead, owner held (its journal's lock is free)."""
+        with outage_guard(), self.sessions.begin() as session:
+            n = claims.release(session, owner=owner)
+        self.last_ok = time.monotonic()
+        return n
+
     def extend(self, *, now: dt.datetime) -> list[tuple[int, str]]:
         """Renew every lease this worker holds; the ``(id, lease_token)`` of the rows renewed."""
         with outage_guard(), self.sessions.begin() as session:
@@ -136,6 +143,13 @@ class SqlOutbox:
             done = issue_rows.finish_done(session, now=now, issue_ids=ids)
         self.last_ok = time.monotonic()
         return done
+
+    def counts(self, issue_id: int) -> dict[str, int]:
+        """Rows per delivery state of one issue (``issue_rows.counts``)."""
+        with outage_guard(), self.sessions.begin() as session:
+            found = issue_rows.counts(session, issue_id)
+        self.last_ok = time.monotonic()
+        return found
 
     def accept(self, entries: Sequence[tuple[int, str, int, dt.datetime]]) -> int:
         """Record as sent what a journal says the server accepted (``claims.mark_accepted``)."""

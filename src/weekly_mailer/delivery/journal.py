@@ -18,6 +18,10 @@ a row recorded already, or claimed again since, is left alone), the other rows i
 leases end; then the file goes. After a
 database outage a worker folds its own journal the same way. A clean end removes it.
 
+A claim that takes over rows whose lease ran out while their worker lived (it was paused, its
+renewals were late) reads the other journals first (``accepted_elsewhere``): a row found there
+under the old claim's token was accepted already and is recorded ``sent``, not sent again.
+
 What is not covered: a power loss or a kernel crash (no ``fsync``: the page cache goes with
 the machine), so after one the next run resends what the ledger had not recorded, at most
 ``pipeline.unrecorded_bound`` messages a process, with the same Message-IDs; and a journal on
@@ -39,13 +43,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from weekly_mailer.store.models import DeliveryStatus
+from weekly_mailer.store.outbox import ClaimedRow, Outcome
+
 if TYPE_CHECKING:
     from weekly_mailer.config import Settings
     from weekly_mailer.delivery.backends.base import Envelope, SendResult
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Entry", "Journal", "fold", "journal_dir"]
+__all__ = ["Entry", "Journal", "accepted_elsewhere", "fold", "journal_dir"]
 
 SUFFIX = ".journal"
 CLEAR_AT = 256 * 1024  # bytes: an idle worker empties its journal past this size
@@ -154,6 +161,33 @@ def owner_of(path: Path) -> str | None:
     except OSError:
         return None
     return first[2] if len(first) == 3 and first[:2] == ["#", "owner"] else None
+
+
+def accepted_elsewhere(
+    directory: Path, rows: list[ClaimedRow], *, skip: Path | None = None
+) -> tuple[list[ClaimedRow], list[Outcome]]:
+    """Of ``rows`` just claimed, those another journal in ``directory`` (a live worker's too)
+    shows accepted under the lease they were taken over from, as ``sent`` outcomes to record;
+    and the rest, to send."""
+    taken = [r for r in rows if r.taken_from]
+    if not taken:
+        return rows, []
+    found: dict[int, Entry] = {}
+    try:
+        paths = sorted(directory.glob("*" + SUFFIX))
+    except OSError:
+        return rows, []
+    for path in paths:
+        if path != skip:
+            for entry in read(path):
+                found[entry[0]] = entry
+    done: list[Outcome] = []
+    for r in taken:
+        hit = found.get(r.delivery_id)
+        if hit is not None and hit[1] == r.taken_from:
+            done.append(Outcome(r, DeliveryStatus.SENT.value, code=hit[2], at=hit[3]))
+    ids = {o.row.delivery_id for o in done}
+    return [r for r in rows if r.delivery_id not in ids], done
 
 
 def fold(

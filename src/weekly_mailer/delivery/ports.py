@@ -9,14 +9,26 @@ implementation on a database, and a test may hand in its own. Every verb raises
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from weekly_mailer.delivery.backends.base import Envelope
     from weekly_mailer.store.outbox import ClaimedRow, Outcome
     from weekly_mailer.store.outbox.port import Claim
 
-__all__ = ["Outbox"]
+__all__ = ["Outbox", "RenderFn", "Renderers"]
+
+RenderFn = Callable[["ClaimedRow"], "Envelope"]
+
+
+class Renderers(Protocol):
+    """Gives the personalising function of an issue (loaded once per issue), and the function
+    that builds a confirmation e-mail (loaded once)."""
+
+    def for_issue(self, issue_id: int) -> RenderFn: ...
+
+    def for_confirmations(self) -> RenderFn: ...
 
 
 class Outbox(Protocol):

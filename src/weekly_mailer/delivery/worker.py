@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from weekly_mailer.clock import utcnow
 from weekly_mailer.delivery.attempts import Settling
@@ -34,7 +34,13 @@ from weekly_mailer.delivery.backends.base import (
 )
 from weekly_mailer.delivery.breaker import Breaker
 from weekly_mailer.delivery.heartbeat import Heartbeat
-from weekly_mailer.delivery.journal import CLEAR_AT, Journal, fold, journal_dir
+from weekly_mailer.delivery.journal import (
+    CLEAR_AT,
+    Journal,
+    accepted_elsewhere,
+    fold,
+    journal_dir,
+)
 from weekly_mailer.delivery.leases import Leases
 from weekly_mailer.delivery.pipeline import claim_size, deliver_batched
 from weekly_mailer.delivery.policy import Stats, backoff, hard_throttle, hurry_for, make_owner
@@ -51,25 +57,15 @@ if TYPE_CHECKING:
 
     from weekly_mailer.config import Settings
     from weekly_mailer.delivery.backends.base import Backend
-    from weekly_mailer.delivery.ports import Outbox
+    from weekly_mailer.delivery.ports import Outbox, Renderers, RenderFn
 
 log = logging.getLogger(__name__)
 
 IDLE_FIRST_PAUSE = 0.05  # until idle: the first look again after finding nothing to claim
 
-__all__ = ["Renderers", "Stats", "Worker", "backoff", "hard_throttle", "hurry_for", "make_owner"]
+__all__ = ["Stats", "Worker", "backoff", "hard_throttle", "hurry_for", "make_owner"]
 
-RenderFn = Callable[[ClaimedRow], Envelope]
 STALE_CHECK_SECONDS = 30.0  # stale rows are looked for at a run's first claim, then this often
-
-
-class Renderers(Protocol):
-    """Gives the personalising function of an issue (loaded once per issue), and the function
-    that builds a confirmation e-mail (loaded once)."""
-
-    def for_issue(self, issue_id: int) -> RenderFn: ...
-
-    def for_confirmations(self) -> RenderFn: ...
 
 
 class Worker(Settling):
@@ -266,6 +262,7 @@ class Worker(Settling):
         if stale_after is not None:
             self._stale_at = time.monotonic()
         self.leases.claimed(claim.rows, at=at)
+        rows = self._not_accepted_elsewhere(claim.rows)
         stale = len(claim.stale)
         if stale:
             log.warning("%d deliveries older than retry_give_up_hours failed as stale", stale)
@@ -274,7 +271,17 @@ class Worker(Settling):
         if claim.skipped or stale:
             self.stats.skipped += claim.skipped
             self._progress()
-        return claim.rows
+        return rows
+
+    def _not_accepted_elsewhere(self, rows: list[ClaimedRow]) -> list[ClaimedRow]:
+        """Rows taken over that another worker's journal shows accepted: recorded, not sent."""
+        if self.journal_dir is None:
+            return rows
+        rows, done = accepted_elsewhere(self.journal_dir, rows, skip=self._journal_path())
+        if done:
+            log.info("%d rows taken over were accepted under their old lease", len(done))
+            self._record(done)
+        return rows
 
     def _journal_path(self) -> Path | None:
         return None if self.journal is None else self.journal.path

@@ -92,14 +92,14 @@ def claim(
     confirmation = DeliveryKind.CONFIRMATION.value
     token = secrets.token_hex(8)
     bindings = signup_bindings(session, (f[3] for f in found if f[1] == confirmation))
-    for id_, kind_, issue, subscriber, attempts, first, email, key, name, status in found:
+    for id_, kind_, issue, subscriber, attempts, first, email, key, name, status, was in found:
         if status not in SENDABLE.get(kind_, ()):
             (unneeded if kind_ == confirmation else inactive).append(id_)
             continue
         rows.append(
             ClaimedRow(
                 id_, issue, subscriber, email, key, name or "", attempts, first, kind_, token,
-                bindings.get(subscriber, ""),
+                bindings.get(subscriber, ""), was or "",
             )  # fmt: skip
         )
     for ids_, why in (
@@ -145,6 +145,7 @@ def _claim_statements() -> tuple[Any, Any]:
         select(
             T.c.id, T.c.kind, T.c.issue_id, T.c.subscriber_id, T.c.attempts,
             T.c.first_failure_at, S.c.email, S.c.email_key, S.c.name, S.c.status,
+            T.c.lease_token,
         )  # fmt: skip
         .join(S, S.c.id == T.c.subscriber_id)
         .where(T.c.id.in_(ids))

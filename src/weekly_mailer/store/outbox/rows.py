@@ -39,6 +39,7 @@ class ClaimedRow:
     kind: str = DeliveryKind.ISSUE.value
     lease_token: str = ""  # the claim's fence: see ``claims.claim``
     signup: str = ""  # a confirmation's sign-up binding (``store.signups``), read at the claim
+    taken_from: str = ""  # the token of the claim whose lease had expired, if it had one
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -122,8 +122,8 @@ DESCRIPTIONS: dict[str, str] = {
     "article_source": "feed URL or path, a Markdown/text file, or a folder of weekly files",
     "send_rate": "messages per second across all connections (0 = unlimited)",
     "concurrency": "SMTP connections used at once",
-    "processes": "delivery processes `send` and `worker` run (default: the number of cores); "
-    "`concurrency` and `send_rate` are shared out among them",
+    "processes": "delivery processes `send`, `worker` and `run` run (default: the number of "
+    "cores); `concurrency` and `send_rate` are shared out among them",
     "dkim_domain": "DKIM signing domain (d=)",
     "dkim_selector": "DKIM selector (s=)",
     "dkim_key_file": "PEM private key for DKIM",

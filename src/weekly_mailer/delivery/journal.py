@@ -91,12 +91,14 @@ class Journal:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self.lines = 0
+        self.failing = False
         self._head()
 
     def _head(self) -> None:
         """The first line names the lease owner: a fold hands back what a dead owner held."""
-        if os.fstat(self._fd).st_size == 0:
-            os.write(self._fd, f"# owner {self.owner}\n".encode())
+        with contextlib.suppress(OSError):  # a full disk: the lines after it still count
+            if os.fstat(self._fd).st_size == 0:
+                os.write(self._fd, f"# owner {self.owner}\n".encode())
 
     def accepted(self, envelope: Envelope, result: SendResult) -> None:
         """Append the acceptance of ``envelope`` (its ``ref``: the claimed row)."""
@@ -104,7 +106,14 @@ class Journal:
         if row is None or self._fd < 0:
             return
         line = f"{row.delivery_id} {row.lease_token or '-'} {result.code} {time.time():.3f}\n"
-        os.write(self._fd, line.encode())
+        try:
+            os.write(self._fd, line.encode())
+        except OSError as exc:  # a full disk: the ledger still records it, a kill may resend it
+            if not self.failing:
+                log.warning("journal %s: cannot append (%s); going on without it", self.path, exc)
+            self.failing = True
+            return
+        self.failing = False
         self.lines += 1
 
     def fold_own(self, accept: Accept) -> int:

@@ -222,7 +222,10 @@ class Worker(Settling):
         if self.journal_dir is None or self.journal is not None:
             return
         fold(self.journal_dir, self.outbox.accept, release=self.outbox.hand_back)
-        self.journal = Journal(self.journal_dir, self.owner)
+        try:
+            self.journal = Journal(self.journal_dir, self.owner)
+        except OSError as exc:  # a full disk, a folder we may not write: deliver without it
+            log.warning("no journal in %s (%s): a kill may resend more", self.journal_dir, exc)
 
     def _hand_back(self, *, clean: bool) -> None:
         """At a run's end: the held bounces written, what the journal holds recorded, every

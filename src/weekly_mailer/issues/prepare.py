@@ -46,7 +46,7 @@ from weekly_mailer.issues.ledger import (
     sent_source_keys,
     store_issue,
 )
-from weekly_mailer.issues.reports import active_count, active_sample, counts, open_sample
+from weekly_mailer.issues.reports import active_count, active_sample, open_count, open_sample
 from weekly_mailer.issues.service import compose, enqueue, week_window
 from weekly_mailer.issues.sources import WeekArticle, resolve_week_article
 from weekly_mailer.issues.weeks import send_week_for
@@ -180,11 +180,7 @@ def look_at_week(
         )
         sent_keys = frozenset()
         if existing.enqueued:
-            c = counts(session, issue.id)
-            todo, sample = (
-                c["queued"] + c["deferred"] + c["sending"],
-                open_sample(session, issue.id),
-            )
+            todo, sample = open_count(session, issue.id), open_sample(session, issue.id)
         else:
             todo, sample = active_count(session), active_sample(session)
     return WeekLook(

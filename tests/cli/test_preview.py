@@ -156,11 +156,13 @@ def test_preview_send_test_is_dkim_signed(workdir: Path, runner: CliRunner) -> N
             dkim_domain="example.org",
             dkim_selector="wm",
             dkim_key_file=str(workdir / "dkim.pem"),
+            bounce_address="bounces@example.org",
         )
         result = runner.invoke(main, ["preview", "--send-test", "editor@example.net"])
         assert result.exit_code == 0, result.output
         (received,) = server.received()
     assert received.data.startswith(b"DKIM-Signature:")
+    assert received.mail_from == "bounces@example.org"  # the envelope sender, as every message
 
     def dns(name: bytes, timeout: int = 5) -> bytes:
         assert name == b"wm._domainkey.example.org."

@@ -65,27 +65,22 @@ def _filled(issue: ComposedIssue, recipient: Recipient) -> tuple[str, str]:
     return fill(issue.html_template, values, escape=html_escape), fill(issue.text_template, values)
 
 
-def _sign(settings: Settings, data: bytes) -> bytes:
-    """DKIM-sign like the delivery worker does, when DKIM is configured."""
-    from weekly_mailer.delivery.dkim import DkimSigner
-
-    signer = DkimSigner.from_settings(settings)
-    return data if signer is None else bytes(signer.sign(data))
-
-
 def _send_test(settings: Settings, article: Article, week: dt.date, address: str) -> str:
-    from weekly_mailer.compose import compose_issue, envelope_sender, make_message_id
+    """Send one [TEST] copy through the envelopes every message takes (delivery.envelopes:
+    the envelope sender and DKIM), on the configured backend."""
+    from weekly_mailer.compose import compose_issue, make_message_id
     from weekly_mailer.delivery import resolve_backend
-    from weekly_mailer.delivery.backends.base import Envelope
+    from weekly_mailer.delivery.envelopes import Envelopes
 
+    envelopes = Envelopes.from_settings(settings)  # a DKIM key that cannot sign: ConfigError
     backend = resolve_backend(settings)
     issue = compose_issue(article, settings, send_week=week, subject_prefix=TEST_PREFIX)
     recipient = _recipient(settings, address, "")
     message_id = make_message_id(settings, f"test-{week}-{time.time_ns()}", 0)
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    data = _sign(settings, issue.message_for(recipient, message_id=message_id, date=now))
+    data = issue.message_for(recipient, message_id=message_id, date=now)
     with backend:
-        backend.send(Envelope(envelope_sender(settings), address, data, message_id))
+        backend.send(envelopes.seal(address, data, message_id))
     return message_id
 
 

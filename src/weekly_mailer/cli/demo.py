@@ -142,11 +142,7 @@ def demo(app: AppContext, folder: str, count: int) -> None:
             if prepared.queued is not None:
                 click.echo(f"Issue #{issue.id} {issue.subject!r}: queued for {prepared.queued}.")
             issue_id, preview_html, week = issue.id, issue.archive_html, issue.send_week
-            todo = sum(
-                n
-                for state, n in issues.counts(session, issue_id).items()
-                if state in ("queued", "deferred", "sending")
-            )
+            todo = issues.open_count(session, issue_id)
         backend = resolve_backend(settings)
         stop = threading.Event()
         with backend, stop_on_signals(stop):

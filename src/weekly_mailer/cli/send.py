@@ -17,7 +17,7 @@ from weekly_mailer.cli._delivery import (
     summary_table,
 )
 from weekly_mailer.cli._metrics import expose_metrics
-from weekly_mailer.errors import SendError, WeekHeldError
+from weekly_mailer.errors import SendError
 from weekly_mailer.store import outbox
 
 if TYPE_CHECKING:
@@ -75,11 +75,8 @@ def send(
         db = app.db
         now = app.clock()
         with db.sessions.begin() as session:
+            # The look runs the list-health guard; a held week is refused by plan_week (exit 3).
             look = issues.look_at_week(session, settings, now=now, force_week=force_week)
-            continuing = look.existing is not None and look.existing.enqueued
-            hold = None if continuing else issues.held(session, settings, now=now)
-        if hold is not None:  # the list-health guard: exit 3, `issues release` lets it go
-            raise WeekHeldError(issues.refusal(hold))
         crew = early.for_rows(0 if dry_run else look.todo)
         _send(app, look, source, dry_run=dry_run, yes=yes, allow_empty=allow_empty,
               backend=backend, crew=crew)  # fmt: skip

@@ -41,40 +41,52 @@ def add(
     Without --confirmed the subscriber is pending and is e-mailed the confirmation link (double
     opt-in); they get issues once they confirm. Use --confirmed only when you hold their consent.
     """
+    from weekly_mailer.subscribers.signup import Door, sign_up
+
+    # One service call, one transaction: the subscriber and their confirmation e-mail's row.
     with app.db.sessions.begin() as session:
-        sub = subs.add(
-            session, email, name=name, confirmed=confirmed, resubscribe=resubscribe, source="cli"
+        done = sign_up(
+            session,
+            email,
+            door=Door.OPERATOR,
+            name=name,
+            confirmed=confirmed,
+            resubscribe=resubscribe,
+            send_link=not no_email,
+            per_day=app.settings.confirmations_per_address_per_day,
+            now=app.clock(),
         )
-        click.echo(f"Added {sub.email} ({sub.status}).")
-    if sub.status == SubscriberStatus.PENDING and not no_email:
-        try:
-            failed = _send_confirmations(app, [sub.email])
-        except WeeklyMailerError as exc:
-            click.echo(f"Could not send the confirmation e-mail: {exc}", err=True)
-            failed = 1
-        if failed:
-            click.echo(
-                "The subscriber stays pending; send the link later with "
-                "`weekly-mailer subscribers send-confirmations`.",
-                err=True,
-            )
-            sys.exit(1)
+        assert done.subscriber is not None  # the operator's door always has one
+        address, status = done.subscriber.email, done.subscriber.status
+    click.echo(f"Added {address} ({status}).")
+    if done.confirmation is None:
+        return
+    asked = done.confirmation
+    rows = [] if asked.delivery_id is None else [asked.delivery_id]
+    try:
+        failed = _deliver_confirmations(app, rows, limited=int(not rows), emails=[address])
+    except WeeklyMailerError as exc:
+        click.echo(f"Could not send the confirmation e-mail: {exc}", err=True)
+        failed = 1
+    if failed:
+        click.echo(
+            "The subscriber stays pending; send the link later with "
+            "`weekly-mailer subscribers send-confirmations`.",
+            err=True,
+        )
+        sys.exit(1)
 
 
 def _send_confirmations(app: AppContext, emails: list[str] | None) -> int:
     """Queue confirmation e-mails (within the daily limit), deliver them now; returns how many
     failed. The rows stay in the outbox, so one not delivered now is retried by ``worker``,
     ``run`` or ``serve``."""
-    from weekly_mailer.clock import utcnow
-    from weekly_mailer.delivery import resolve_backend
-    from weekly_mailer.delivery.run import deliver_confirmations
-    from weekly_mailer.store.models import DeliveryStatus
     from weekly_mailer.subscribers import confirmations
 
     limited = 0
     rows: list[int] = []
     with app.db.sessions.begin() as session:
-        now = utcnow()
+        now = app.clock()
         for sub in confirmations.pending_subscribers(session, emails):
             asked = confirmations.request_confirmation(
                 session,
@@ -87,6 +99,18 @@ def _send_confirmations(app: AppContext, emails: list[str] | None) -> int:
                 limited += 1
             else:
                 rows.append(asked.delivery_id)
+    return _deliver_confirmations(app, rows, limited=limited, emails=emails)
+
+
+def _deliver_confirmations(
+    app: AppContext, rows: list[int], *, limited: int, emails: list[str] | None
+) -> int:
+    """Deliver the queued confirmation rows now and say how it went; returns how many failed."""
+    from weekly_mailer.delivery import resolve_backend
+    from weekly_mailer.delivery.run import deliver_confirmations
+    from weekly_mailer.store.models import DeliveryStatus
+    from weekly_mailer.subscribers import confirmations
+
     if rows:
         with resolve_backend(app.settings) as backend:
             deliver_confirmations(app.db.sessions, app.settings, backend)

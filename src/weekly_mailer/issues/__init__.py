@@ -55,6 +55,7 @@ from weekly_mailer.issues.reports import (
     counts,
     failures,
     list_issues,
+    open_count,
     open_sample,
 )
 from weekly_mailer.issues.service import Retried, compose, enqueue, retry, week_window
@@ -92,6 +93,7 @@ __all__ = [
     "last_recorded_week",
     "list_issues",
     "look_at_week",
+    "open_count",
     "open_sample",
     "plan_week",
     "prepare_week",

@@ -5,10 +5,14 @@ every transaction holds the write lock):
 
 1. :func:`look_at_week` (a session): which send week the moment belongs to (the one week rule,
    :func:`~weekly_mailer.issues.weeks.send_week_for`) and what the ledger holds for it. A week
-   recorded ``skipped`` or ``missed`` is refused unless ``force_week``.
-2. :func:`plan_week` (no session): the week's article (``issues.sources``; a SOURCE given
-   explicitly, or a folder) composed ONCE, or the week's existing issue to continue. A SOURCE
-   that is not what the week's issue was made from is refused.
+   recorded ``skipped`` or ``missed`` is refused unless ``force_week``. It also runs the
+   list-health guard (:func:`~weekly_mailer.issues.health.held`; a hold it places is committed
+   with the caller's transaction) and notes whether the guard holds a new issue.
+2. :func:`plan_week` (no session): refuses a held week (``WeekHeldError``, exit 3), so
+   ``send``, ``demo`` and the daemon's job all obey the guard; then the week's article
+   (``issues.sources``; a SOURCE given explicitly, or a folder) composed ONCE, or the week's
+   existing issue to continue. A SOURCE that is not what the week's issue was made from is
+   refused.
 3. :func:`prepare_week` (a session): stores the issue (a new row, or the skipped/missed row
    filled) and enqueues its deliveries in the caller's transaction. Losing the insert race to
    another process continues (or refuses) what that process stored; a new issue with no one
@@ -31,7 +35,8 @@ from sqlalchemy.exc import IntegrityError
 from weekly_mailer.articles import load_article
 from weekly_mailer.articles.feed import is_url
 from weekly_mailer.compose import Recipient, make_message_id, unsubscribe_url
-from weekly_mailer.errors import ComposeError, NoArticleError, SendError
+from weekly_mailer.errors import ComposeError, NoArticleError, SendError, WeekHeldError
+from weekly_mailer.issues.health import held, refusal
 from weekly_mailer.issues.keys import source_key
 from weekly_mailer.issues.ledger import (
     RECORDED_EMPTY,
@@ -41,7 +46,7 @@ from weekly_mailer.issues.ledger import (
     sent_source_keys,
     store_issue,
 )
-from weekly_mailer.issues.reports import active_count, active_sample, counts, open_sample
+from weekly_mailer.issues.reports import active_count, active_sample, open_count, open_sample
 from weekly_mailer.issues.service import compose, enqueue, week_window
 from weekly_mailer.issues.sources import WeekArticle, resolve_week_article
 from weekly_mailer.issues.weeks import send_week_for
@@ -78,6 +83,7 @@ class WeekLook:
     sent_keys: frozenset[str]
     todo: int  # active subscribers, or the deliveries still open of an enqueued issue
     sample: tuple[str, ...]
+    held: str = ""  # the list-health guard's refusal of a new issue (plan_week raises it)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -147,7 +153,10 @@ def look_at_week(
 ) -> WeekLook:
     """The send week of ``at`` (default ``now``) and what the ledger holds for it.
 
-    ``SendError`` when the week is recorded as skipped or missed and not ``force_week``.
+    ``SendError`` when the week is recorded as skipped or missed and not ``force_week``. While
+    the list-health guard holds the weekly send, ``held`` says why and :func:`plan_week` refuses
+    (not here: a hold the guard just placed must commit); a week whose issue was enqueued
+    already is continued, never held: it is no new send.
     """
     week = send_week_for(at or now, settings)
     issue = issue_for_week(session, week)
@@ -160,6 +169,7 @@ def look_at_week(
                 + "; nothing was sent (send it anyway with --force-week)"
             )
         recorded_id, issue = issue.id, None
+    hold = held(session, settings, now=now) if issue is None or not issue.enqueued_at else None
     if issue is None:
         existing = None
         todo, sample = active_count(session), active_sample(session)
@@ -170,14 +180,19 @@ def look_at_week(
         )
         sent_keys = frozenset()
         if existing.enqueued:
-            c = counts(session, issue.id)
-            todo, sample = (
-                c["queued"] + c["deferred"] + c["sending"],
-                open_sample(session, issue.id),
-            )
+            todo, sample = open_count(session, issue.id), open_sample(session, issue.id)
         else:
             todo, sample = active_count(session), active_sample(session)
-    return WeekLook(week, now, existing, recorded_id, sent_keys, todo, tuple(sample))
+    return WeekLook(
+        week,
+        now,
+        existing,
+        recorded_id,
+        sent_keys,
+        todo,
+        tuple(sample),
+        held=refusal(hold) if hold is not None else "",
+    )
 
 
 def plan_week(
@@ -188,8 +203,11 @@ def plan_week(
     ``source`` is a SOURCE given explicitly (a file, a feed, or a folder to choose from);
     ``None`` takes ``settings.article_source`` exactly as the daemon does. With ``scheduled``
     (the daemon's job) no article source at all is a ``NoArticleError`` (the week is skipped);
-    for a person it is a ``SendError`` saying what to pass.
+    for a person it is a ``SendError`` saying what to pass. A week the list-health guard holds
+    is a ``WeekHeldError`` (exit 3; ``issues release`` lets it go).
     """
+    if look.held:
+        raise WeekHeldError(look.held)
     existing = look.existing
     if existing is not None:
         if source and not _same_source(source, existing.source):

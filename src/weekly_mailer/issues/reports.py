@@ -67,6 +67,12 @@ def counts(session: Session, issue_id: int) -> dict[str, int]:
     return outbox.counts(session, issue_id)
 
 
+def open_count(session: Session, issue_id: int) -> int:
+    """Rows still to deliver: those in the outbox's open states (``outbox.OPEN_STATES``)."""
+    c = outbox.counts(session, issue_id)
+    return sum(c[state.value] for state in outbox.OPEN_STATES)
+
+
 @dataclasses.dataclass(frozen=True)
 class FailureRow:
     email: str

@@ -36,7 +36,13 @@ from typing import TYPE_CHECKING
 from sqlalchemy.exc import IntegrityError
 
 from weekly_mailer import issues
-from weekly_mailer.errors import ArticleError, ComposeError, NoArticleError, SendError
+from weekly_mailer.errors import (
+    ArticleError,
+    ComposeError,
+    NoArticleError,
+    SendError,
+    WeekHeldError,
+)
 from weekly_mailer.scheduler.catchup import StartAction, decide_on_start, gap_weeks
 from weekly_mailer.scheduler.leader import AlwaysLeader, Leadership
 from weekly_mailer.scheduler.timing import WeeklySchedule
@@ -137,30 +143,22 @@ class WeeklyJob:
                 note = f"; held by the list-health guard: {holds[0].reason}" if holds else ""
             self._record(week, IssueStatus.MISSED, decision.reason + note, now=now)
             return decision.action
-        if self._held(week, now=now):
-            return StartAction.NOTHING
-        if decision.late_by > dt.timedelta(minutes=1):
-            self._once(week, logging.WARNING, f"week of {week}: catching up, {decision.reason}")
-        self._send_week(fire, now=now)
+        catching_up = decision.reason if decision.late_by > dt.timedelta(minutes=1) else ""
+        if not self._send_week(fire, now=now, catching_up=catching_up):
+            return StartAction.NOTHING  # held by the list-health guard
         return decision.action
 
-    def _held(self, week: dt.date, *, now: dt.datetime) -> bool:
-        """Whether the list-health guard holds the week (said loudly once, then quietly)."""
-        with self.sessions.begin() as session:
-            hold = issues.held(session, self.settings, now=now)
-            refusal = issues.refusal(hold) if hold is not None else ""
-        if refusal:
-            self._once(week, logging.WARNING, f"week of {week} HELD, not sent: {refusal}")
-        return bool(refusal)
-
-    def _send_week(self, fire: dt.datetime, *, now: dt.datetime) -> None:
-        """Prepare the week of ``fire`` through the issue service (as ``send`` and ``demo`` do)."""
+    def _send_week(self, fire: dt.datetime, *, now: dt.datetime, catching_up: str = "") -> bool:
+        """Prepare the week of ``fire`` through the issue service (as ``send`` and ``demo`` do).
+        ``False`` when the list-health guard holds it (said loudly once, then quietly)."""
         week = self.schedule.send_week(fire)
         retrying = f"retrying until {fire + self.grace:%Y-%m-%d %H:%M} UTC"
         try:
             with self.sessions.begin() as session:
                 look = issues.look_at_week(session, self.settings, now=now, at=fire)
-            plan = issues.plan_week(look, self.settings, scheduled=True)
+            plan = issues.plan_week(look, self.settings, scheduled=True)  # obeys the guard
+            if catching_up:
+                self._once(week, logging.WARNING, f"week of {week}: catching up, {catching_up}")
             with self.sessions.begin() as session:
                 prepared = issues.prepare_week(session, plan, now=now, allow_empty=True)
                 issue_id, title, source = (
@@ -168,14 +166,17 @@ class WeeklyJob:
                     prepared.issue.title,
                     prepared.issue.source,
                 )
+        except WeekHeldError as exc:
+            self._once(week, logging.WARNING, f"week of {week} HELD, not sent: {exc}")
+            return False
         except NoArticleError as exc:
             self._record(week, IssueStatus.SKIPPED, str(exc), now=now)
-            return
+            return True
         except ArticleError as exc:
             self._once(
                 week, logging.ERROR, f"week of {week}: cannot read the article ({exc}); {retrying}"
             )
-            return
+            return True
         except ComposeError as exc:
             self._once(
                 week,
@@ -183,13 +184,13 @@ class WeeklyJob:
                 f"week of {week}: cannot compose {self.settings.article_source} ({exc}); "
                 + retrying,
             )
-            return
+            return True
         except (SendError, IntegrityError):
             log.info("week of %s: another daemon claimed it first; nothing to do", week)
-            return
+            return True
         if plan.existing is not None or prepared.raced:
             log.info("week of %s: another daemon claimed it first; nothing to do", week)
-            return
+            return True
         log.info(
             "week of %s: issue #%d %r from %s enqueued for %d subscribers at %s",
             week,
@@ -201,6 +202,7 @@ class WeeklyJob:
         )
         if self.on_enqueued is not None:
             self.on_enqueued()
+        return True
 
     def _record(self, week: dt.date, status: IssueStatus, reason: str, *, now: dt.datetime) -> None:
         try:

@@ -1,5 +1,7 @@
-"""Subscribers: the rules (``rules.py``) and subscriber files (``parse.py`` reads them,
-``importer.py`` applies the rows, ``export.py`` writes them).
+"""Subscribers: the rules (``rules.py``), sign-up (``signup.py``: the one service call behind
+the web form and ``subscribers add``, the subscriber and their confirmation e-mail in one
+transaction) and subscriber files (``parse.py`` reads them, ``importer.py`` applies the rows,
+``export.py`` writes them).
 
 Functions here take an open session and never commit: the caller (a CLI command, a web request,
 a scheduler job) owns the transaction. Every status change writes a ``SubscriberEvent``.

@@ -18,9 +18,11 @@ import dataclasses
 import io
 import json
 import multiprocessing
+import multiprocessing.connection
 import os
 import re
 import signal
+import threading
 from collections.abc import Generator, Iterable, Iterator
 from typing import IO, Any, NamedTuple
 
@@ -333,8 +335,31 @@ def _csv_chunks(lines: Iterator[Line], *, workers: int | None, chunk_rows: int) 
 
 
 def _quiet_worker() -> None:
-    """A worker leaves Ctrl-C to the importing process, which stops the pool (no tracebacks)."""
+    """A worker leaves Ctrl-C to the importing process, which stops the pool (no tracebacks),
+    and ends the moment that process ends, however it ends (see :func:`_end_with_importer`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _end_with_importer()
+
+
+def _end_with_importer() -> None:
+    """Exit when the importing process is gone, even killed with SIGKILL.
+
+    The forkserver, not the importer, is a worker's parent, so ``PR_SET_PDEATHSIG`` would wait
+    for the forkserver, and the forkserver waits for its ``alive`` pipe, whose write end every
+    worker holds too: killed importers used to leave all of them running. The one thing only
+    the importer holds is the write end of each worker's data pipe, ``parent_process()``'s
+    sentinel: it turns readable when the importer ends. A daemon thread waits on it.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None or parent.sentinel is None:
+        return
+    sentinel = parent.sentinel
+
+    def watch() -> None:
+        multiprocessing.connection.wait([sentinel])
+        os._exit(1)  # the importer is gone: nobody wants this chunk any more
+
+    threading.Thread(target=watch, name="end-with-importer", daemon=True).start()
 
 
 def _chain(

@@ -20,8 +20,9 @@ from flask import Blueprint, Response, render_template, request
 from sqlalchemy.exc import IntegrityError
 
 from weekly_mailer.errors import SubscriberError
-from weekly_mailer.subscribers import clean_name, normalise_address, request_subscription
+from weekly_mailer.subscribers import clean_name, normalise_address
 from weekly_mailer.subscribers.confirmations import Request
+from weekly_mailer.subscribers.signup import Door, sign_up
 from weekly_mailer.web.security import CSRF_FIELD, client_ip, error_page, network_key
 from weekly_mailer.web.state import state
 
@@ -102,11 +103,16 @@ def _subscribe() -> Response:
     try:
         with web.db.sessions.begin() as session:
             web.expire_pending_if_due(session, now)
-            sub = request_subscription(session, address, name=clean, source="web", now=now)
-            if sub is not None:  # one transaction: the pending subscriber and its e-mail
-                queued = web.request_confirmation(
-                    session, sub, source="web:signup", detail=f"ip={ip}", now=now
-                )
+            # One service call, one transaction: the pending subscriber and its e-mail.
+            queued = sign_up(
+                session,
+                address,
+                door=Door.FORM,
+                name=clean,
+                per_day=web.settings.confirmations_per_address_per_day,
+                detail=f"ip={ip}",
+                now=now,
+            ).confirmation
     except IntegrityError:
         # A simultaneous sign-up for the same new address won the race; it queued the e-mail.
         queued = None

@@ -3,13 +3,10 @@ release a weekly send the list-health guard holds, and archive old delivery rows
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import getpass
-import gzip
-import io
-import os
 import threading
-from typing import BinaryIO
 
 import click
 from rich.console import Console
@@ -20,6 +17,7 @@ from weekly_mailer import issues as svc
 from weekly_mailer.cli._common import AppContext, pass_app
 from weekly_mailer.cli._delivery import deliver_with_progress, stop_on_signals, summary_table
 from weekly_mailer.errors import IssueError
+from weekly_mailer.issues.archive_file import ArchiveFile
 from weekly_mailer.subscribers.bounce_report import IssueRefusals, issue_refusals
 
 STATES = ("queued", "sending", "sent", "deferred", "failed", "skipped")
@@ -182,10 +180,13 @@ def archive(app: AppContext, before: dt.datetime, to: str | None, dry_run: bool)
     """Move the delivery rows of old, finished issues out of the outbox table into a file.
 
     Each issue's per-state counts stay on the issue (`issues list` and `issues show` still show
-    them); its rows are appended to --to as one JSON object a line (with the reader's address)
-    and deleted, one issue per transaction. Issues still sending are never archived. If the
-    command is stopped, run it again: an issue not committed keeps its rows (the file may then
-    hold them twice; the row id tells them apart).
+    them); its rows are appended to --to as one JSON object a line (with the reader's address),
+    one complete gzip member per issue written to disk before the transaction that deletes them
+    commits. Issues still sending are never archived. The file is created readable by its owner
+    only (0600). If the command is stopped, run it again: an issue not committed keeps its rows,
+    an unfinished member at the end of the file is cut off, and the file reads whole (it may hold
+    an issue's rows twice if the stop came between the write and the commit; the row id tells
+    them apart).
     """
     from weekly_mailer.issues import retention
 
@@ -196,38 +197,22 @@ def archive(app: AppContext, before: dt.datetime, to: str | None, dry_run: bool)
     if not todo:
         click.echo(f"No finished issue before {before:%Y-%m-%d} has delivery rows left.")
         return
-    raw: BinaryIO | None = None
-    if to is not None and not dry_run:
-        try:
-            raw = open(to, "ab")  # closed below, after the last fsync
-        except OSError as exc:
-            raise IssueError(f"{to}: cannot write it ({exc.strerror})") from exc
     total = 0
-    try:
-        packed = gzip.GzipFile(fileobj=raw, mode="ab") if raw else None
-        out = io.TextIOWrapper(packed, encoding="utf-8") if packed else None
+    with contextlib.ExitStack() as stack:
+        # one complete gzip member per issue, on disk before its rows leave the table
+        kept = None if to is None or dry_run else stack.enter_context(ArchiveFile(to))
         for issue_id in todo:
             with app.db.sessions.begin() as session:
                 issue = svc.get_issue(session, issue_id)
-                done = retention.archive_issue(
-                    session, issue, out, now=app.clock(), dry_run=dry_run
-                )
-                if out and packed and raw:  # on disk before the rows leave the table
-                    out.flush()
-                    packed.flush()
-                    raw.flush()
-                    os.fsync(raw.fileno())
+                with kept.member() if kept else contextlib.nullcontext() as out:
+                    done = retention.archive_issue(
+                        session, issue, out, now=app.clock(), dry_run=dry_run
+                    )
             total += done.rows
             verb = "would archive" if dry_run else "archived"
             click.echo(f"Issue #{issue_id} (week {done.send_week}): {verb} {done.rows:,} rows.")
-        if out and raw:
-            out.close()  # the gzip trailer
-            os.fsync(raw.fileno())
-    finally:
-        if raw:
-            raw.close()
     what = "Would archive" if dry_run else "Archived"
-    where = f" to {to}" if raw else ""
+    where = f" to {to}" if to and not dry_run else ""
     click.echo(f"{what} {total:,} rows of {len(todo)} issues{where}.")
 
 

@@ -9,6 +9,8 @@
 - :mod:`.reports`: per-state counts, failures, samples.
 - :mod:`.health`: each issue's hard-bounce and complaint rates; the guard that holds the next
   weekly send when one passes its limit (the holds are ledger rows, released by an operator).
+- :mod:`.retention` and :mod:`.archive_file`: ``issues archive`` (old delivery rows to a file of
+  one complete gzip member per issue, their counts kept on the issue).
 
 Functions take a session and never commit: the edge (CLI, scheduler job, demo) owns it.
 """

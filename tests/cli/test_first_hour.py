@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.conftest import run_cli
+from tests.support.send import Workspace
 from tests.support.smtpd import SMTPServer
 
 
@@ -22,3 +25,22 @@ def test_the_confirmation_email_keeps_quoted_printable_lines_within_76(workdir: 
     assert max(len(line) for line in lines) <= 76, max(lines, key=len)  # RFC 2045 6.7
     text = got.message.get_body(("plain",))
     assert text is not None and "/confirm/" in text.get_content()  # the link survives wrapping
+
+
+def test_issues_list_fits_80_columns_and_pipes_plain_text(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path, backend_url=f"file://{tmp_path / 'outbox'}")
+    ws.add_subscribers(3)
+    assert ws.run("send", "--yes").returncode == 0
+    env = {k: v for k, v in ws.env().items() if k not in ("COLUMNS", "LINES")}
+    listed = subprocess.run(
+        [sys.executable, "-m", "weekly_mailer", "issues", "list"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0].split() == ["id", "week", "status", "subject", "queued", "sending", "sent",
+                                "deferred", "failed", "skipped"]  # fmt: skip
+    assert lines[1].split()[:3] == ["1", lines[1].split()[1], "sent"]
+    assert lines[1].split()[-6:] == ["0", "0", "3", "0", "0", "0"]
+    assert max(len(line) for line in lines) <= 80
+    assert not any("\u2500" <= ch <= "\u257f" for ch in listed.stdout)  # no box drawing

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import getpass
+import shutil
 import threading
 
 import click
@@ -40,23 +41,38 @@ def list_(app: AppContext) -> None:
     if not rows:
         click.echo("No issues yet: `weekly-mailer send` composes and sends this week's.")
         return
-    table = Table()
-    for col in ("id", "week", "status", "subject", *STATES):
-        table.add_column(col, justify="right" if col in STATES or col == "id" else "left")
-    for issue, counts in rows:
-        table.add_row(
-            str(issue.id),
-            issue.send_week.isoformat(),
-            issue.status,
-            Text(issue.subject or issue.reason or ""),  # data, never markup
-            *(str(counts[s]) for s in STATES),
-        )
-    Console(width=160).print(table)
+    cells = [
+        [str(issue.id), issue.send_week.isoformat(), issue.status,
+         issue.subject or issue.reason or "", *(str(counts[s]) for s in STATES)]
+        for issue, counts in rows
+    ]  # fmt: skip
+    for line in _columns(["id", "week", "status", "subject", *STATES], cells, subject=3):
+        click.echo(line)
     for week, reason in holds:
         click.echo(
             f"HELD: the weekly send is held from the week of {week} on: {reason}. "
             f"Release it with `weekly-mailer issues release {week}`."
         )
+
+
+def _columns(header: list[str], rows: list[list[str]], *, subject: int) -> list[str]:
+    """Plain aligned columns, one space apart, that fit the terminal (80 columns in a pipe, or
+    $COLUMNS): column ``subject`` is cut (with an ellipsis) to what the others leave. Text
+    only: no box drawing, nothing a pipe or a script has to strip."""
+    width = shutil.get_terminal_size((80, 24)).columns
+    sizes = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    others = sum(sizes) - sizes[subject] + len(header) - 1
+    sizes[subject] = max(len(header[subject]), min(sizes[subject], width - others))
+    lines = []
+    for row in [header, *rows]:
+        out = []
+        for i, (cell, size) in enumerate(zip(row, sizes, strict=True)):
+            if len(cell) > size:
+                cell = cell[: size - 1] + "…"
+            numeric = i == 0 or i > subject
+            out.append(cell.rjust(size) if numeric else cell.ljust(size))
+        lines.append(" ".join(out).rstrip())
+    return lines
 
 
 @issues.command()

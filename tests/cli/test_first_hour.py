@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,3 +45,55 @@ def test_issues_list_fits_80_columns_and_pipes_plain_text(tmp_path: Path) -> Non
     assert lines[1].split()[-6:] == ["0", "0", "3", "0", "0", "0"]
     assert max(len(line) for line in lines) <= 80
     assert not any("\u2500" <= ch <= "\u257f" for ch in listed.stdout)  # no box drawing
+
+
+ARTICLE = """---
+title: Notes from the allotment
+date: 2026-11-20
+---
+{heading} Notes from the allotment
+
+The beans are up.
+
+| crop | rows | state |
+|---|---|---|
+| beans | 4 | up |
+| runner beans | 12 | sown |
+"""
+
+
+def test_a_front_matter_title_and_the_same_heading_print_it_once(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path, backend_url=f"file://{tmp_path / 'outbox'}")
+    (tmp_path / "article.md").write_text(ARTICLE.format(heading="#"))
+    shown = ws.run("preview")
+    assert shown.returncode == 0, shown.stderr
+    html = (tmp_path / "preview.html").read_text(encoding="utf-8")
+    text = (tmp_path / "preview.txt").read_text(encoding="utf-8")
+    assert html.count("Notes from the allotment</h") == 1
+    assert text.upper().count("NOTES FROM THE ALLOTMENT") == 1
+    assert "printed twice" not in shown.stdout
+    # A heading that still repeats it (a level-2 one, kept in the body) is a lint warning.
+    (tmp_path / "article.md").write_text(ARTICLE.format(heading="##"))
+    warned = ws.run("preview")
+    assert (
+        "warning: the title 'Notes from the allotment' is printed twice: the article's body "
+        "repeats it as a heading"
+    ) in warned.stdout
+
+
+def test_a_markdown_table_is_aligned_rows_in_text_and_styled_cells_in_html(
+    tmp_path: Path,
+) -> None:
+    ws = Workspace(tmp_path, backend_url=f"file://{tmp_path / 'outbox'}")
+    (tmp_path / "article.md").write_text(ARTICLE.format(heading="#"))
+    assert ws.run("preview").returncode == 0
+    text = (tmp_path / "preview.txt").read_text(encoding="utf-8")
+    assert (
+        "crop          rows  state\n"
+        "------------  ----  -----\n"
+        "beans         4     up\n"
+        "runner beans  12    sown\n"
+    ) in text
+    html = (tmp_path / "preview.html").read_text(encoding="utf-8")
+    cells = re.findall(r"(<t[dh][^>]*>)(?:crop|rows|state|beans|4|up|runner beans|12|sown)<", html)
+    assert len(cells) == 9 and all("padding" in c and "border-bottom" in c for c in cells)

@@ -143,7 +143,10 @@ def compose_issue(
         boundary=boundary,
     )
     report = lint_issue(
-        rendered.html_template, rendered.text_template, postal_address=settings.postal_address
+        rendered.html_template,
+        rendered.text_template,
+        postal_address=settings.postal_address,
+        title=article.title,
     )
     return ComposedIssue(
         subject=subject,

@@ -97,3 +97,16 @@ def test_a_markdown_table_is_aligned_rows_in_text_and_styled_cells_in_html(
     html = (tmp_path / "preview.html").read_text(encoding="utf-8")
     cells = re.findall(r"(<t[dh][^>]*>)(?:crop|rows|state|beans|4|up|runner beans|12|sown)<", html)
     assert len(cells) == 9 and all("padding" in c and "border-bottom" in c for c in cells)
+
+
+def test_counts_agree_with_their_nouns_and_dates_read_yyyy_mm_dd(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path, backend_url=f"file://{tmp_path / 'outbox'}")
+    ws.add_subscribers(1)
+    assert ws.run("send", "--yes").returncode == 0
+    dry = ws.run("issues", "archive", "--before", "2099-01-01", "--dry-run")
+    assert "Would archive 1 row of 1 issue." in dry.stdout, dry.stdout
+    helped = ws.run("issues", "archive", "--help")
+    assert "--before YYYY-MM-DD" in helped.stdout and "%Y" not in helped.stdout
+    bad = ws.run("issues", "archive", "--before", "2026-13-01", "--dry-run")
+    assert bad.returncode == 2 and "%Y" not in bad.stderr
+    assert "'2026-13-01' is not a date as YYYY-MM-DD" in bad.stderr

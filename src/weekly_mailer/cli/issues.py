@@ -20,7 +20,30 @@ from weekly_mailer.cli._delivery import deliver_with_progress, stop_on_signals, 
 from weekly_mailer.errors import IssueError
 from weekly_mailer.issues.archive_file import ArchiveFile
 from weekly_mailer.subscribers.bounce_report import IssueRefusals, issue_refusals
+from weekly_mailer.words import plural
 
+
+class _Date(click.DateTime):
+    """A ``YYYY-MM-DD`` date, shown and refused in those words (not strftime's ``%Y-%m-%d``)."""
+
+    name = "date"
+
+    def __init__(self) -> None:
+        super().__init__(formats=["%Y-%m-%d"])
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "YYYY-MM-DD"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> dt.datetime:
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            self.fail(f"{value!r} is not a date as YYYY-MM-DD (e.g. 2026-06-01)", param, ctx)
+
+
+_DATE = _Date()
 STATES = ("queued", "sending", "sent", "deferred", "failed", "skipped")
 
 
@@ -180,7 +203,8 @@ def retry(app: AppContext, issue_id: int, no_send: bool, include_bounced: bool) 
 @click.option(
     "--before",
     required=True,
-    type=click.DateTime(formats=["%Y-%m-%d"]),
+    type=_DATE,
+    metavar="YYYY-MM-DD",
     help="Archive finished issues of send weeks before this date (YYYY-MM-DD).",
 )
 @click.option(
@@ -226,15 +250,17 @@ def archive(app: AppContext, before: dt.datetime, to: str | None, dry_run: bool)
                     )
             total += done.rows
             verb = "would archive" if dry_run else "archived"
-            click.echo(f"Issue #{issue_id} (week {done.send_week}): {verb} {done.rows:,} rows.")
+            rows = plural(done.rows, "row", commas=True)
+            click.echo(f"Issue #{issue_id} (week {done.send_week}): {verb} {rows}.")
     what = "Would archive" if dry_run else "Archived"
     where = f" to {to}" if to and not dry_run else ""
-    click.echo(f"{what} {total:,} rows of {len(todo)} issues{where}.")
+    rows = plural(total, "row", commas=True)
+    click.echo(f"{what} {rows} of {plural(len(todo), 'issue')}{where}.")
 
 
 @issues.command()
 @click.argument(
-    "week", required=False, metavar="[WEEK]", type=click.DateTime(formats=["%Y-%m-%d"])
+    "week", required=False, metavar="[WEEK]", type=_DATE
 )
 @click.option(
     "--by",

@@ -7,9 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import run_cli
-from tests.support.send import Workspace
+from tests.support.send import Workspace, wait_for
 from tests.support.smtpd import SMTPServer
+from tests.support.web_server import Server, serve_env
+from tests.support.web_server import run_cli as web_cli
 
 
 def test_the_confirmation_email_keeps_quoted_printable_lines_within_76(workdir: Path) -> None:
@@ -110,3 +114,21 @@ def test_counts_agree_with_their_nouns_and_dates_read_yyyy_mm_dd(tmp_path: Path)
     bad = ws.run("issues", "archive", "--before", "2026-13-01", "--dry-run")
     assert bad.returncode == 2 and "%Y" not in bad.stderr
     assert "'2026-13-01' is not a date as YYYY-MM-DD" in bad.stderr
+
+
+@pytest.mark.slow
+def test_the_advice_after_a_failed_confirmation_holds_once_serve_has_sent_it(
+    tmp_path: Path,
+) -> None:
+    server = SMTPServer()  # not started yet: the mail server is down
+    env = serve_env(tmp_path, backend_url=server.url)
+    assert web_cli(tmp_path, env, "db", "upgrade").returncode == 0
+    added = web_cli(tmp_path, env, "subscribers", "add", "late@example.org")
+    assert added.returncode == 1
+    advice = added.stderr.strip().splitlines()[-1]
+    assert "a running `weekly-mailer serve` (or `run`) sends it" in advice
+    with server, Server(tmp_path, env):
+        assert wait_for(lambda: len(server.received()) == 1, timeout=30)  # as advised
+        again = web_cli(tmp_path, env, "subscribers", "send-confirmations", "late@example.org")
+        assert "sent to this address today already" in again.stdout
+        assert len(server.received()) == 1  # once, not twice

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import subprocess
 import sys
@@ -132,3 +133,29 @@ def test_the_advice_after_a_failed_confirmation_holds_once_serve_has_sent_it(
         again = web_cli(tmp_path, env, "subscribers", "send-confirmations", "late@example.org")
         assert "sent to this address today already" in again.stdout
         assert len(server.received()) == 1  # once, not twice
+
+
+def test_send_on_a_sunday_says_whose_week_and_when_the_daemon_sends(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from weekly_mailer.cli._common import AppContext
+    from weekly_mailer.cli.send import send
+
+    ws = Workspace(tmp_path, backend_url=f"file://{tmp_path / 'outbox'}")
+    ws.add_subscribers(2)
+    sunday = dt.datetime(2026, 12, 6, 20, 0, tzinfo=dt.UTC)  # Sunday noon in Los Angeles
+    app = AppContext(str(ws.config), clock=lambda: sunday)
+    try:
+        result = CliRunner().invoke(send, ["--yes"], obj=app)
+    finally:
+        app.close()
+    assert result.exit_code == 0, result.output
+    assert (
+        "This is the issue of the week of Wed 2026-12-02 (its scheduled send has passed); the "
+        "daemon's next weekly send (`weekly-mailer run`) is Wed 2026-12-09 18:00 PST, for the "
+        "week of 2026-12-09."
+    ) in result.output
+    from weekly_mailer.scheduler import WeeklySchedule, format_fire_time
+
+    (fire,) = WeeklySchedule.from_settings(ws.settings).fire_times(sunday, 1)
+    assert format_fire_time(fire, ws.settings.zone).startswith("Wed 2026-12-09 18:00 PST")

@@ -60,7 +60,7 @@ from weekly_mailer.issues.reports import (
     open_sample,
 )
 from weekly_mailer.issues.service import Retried, compose, enqueue, retry, week_window
-from weekly_mailer.issues.weeks import send_week_for
+from weekly_mailer.issues.weeks import next_scheduled_send, send_week_for, week_note
 
 __all__ = [
     "NO_SUBSCRIBERS",
@@ -103,6 +103,8 @@ __all__ = [
     "release_holds",
     "retry",
     "send_week_for",
+    "next_scheduled_send",
+    "week_note",
     "sent_source_keys",
     "source_key",
     "store_issue",

@@ -100,3 +100,15 @@ def test_archive_stopped_after_a_commit_then_rerun_reads_whole(
         assert shown.stdout.count(b"\n") == len(rows)
     print(f"{sig.name}: {before} rows before, {stopped_with} left after the stop, "
           f"{len(rows)} lines read back ({len(read_ids)} distinct)")  # fmt: skip
+
+
+def test_a_file_that_is_not_gzip_is_refused_not_cut(tmp_path: Path) -> None:
+    env, ids = _prepare(tmp_path)
+    out = tmp_path / "notes.jsonl.gz"
+    out.write_bytes(b'{"mine": "a plain JSON line, not gzip"}\n')
+    refused = run_cli("issues", "archive", "--before", "2026-11-18", "--to", str(out),
+                      cwd=tmp_path, env=env)  # fmt: skip
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert f"{out}: not a gzip file from byte 0 on" in refused.stderr
+    assert out.read_bytes() == b'{"mine": "a plain JSON line, not gzip"}\n'
+    assert _left(tmp_path, env) == len(ids)  # nothing archived, nothing deleted

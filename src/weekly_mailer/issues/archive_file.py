@@ -5,7 +5,8 @@ one stream. Each issue's rows become one member whose trailer is written, flushe
 before the transaction that deletes those rows commits, so an interruption (SIGKILL, Ctrl-C, a
 crash) at any moment leaves at most one incomplete member at the end of the file: one whose
 rows never left the database. Opening the file again cuts that tail off before appending, so
-a rerun leaves a file read whole. The file is created 0600: it holds every reader's address.
+a rerun leaves a file read whole (a file whose tail is not gzip at all is refused, never cut).
+The file is created 0600: it holds every reader's address.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import TextIO
 from weekly_mailer.errors import IssueError
 
 _CHUNK = 1 << 20
+_MAGIC = b"\x1f\x8b"  # how every gzip member starts
 
 
 def complete_length(path: str) -> int:
@@ -58,6 +60,11 @@ class ArchiveFile:
         try:
             end = complete_length(path)
             if end != os.fstat(fd).st_size:  # an interrupted member whose rows stayed behind
+                self._raw.seek(end)
+                if self._raw.read(2) != _MAGIC:  # not ours to cut: someone else's bytes
+                    raise IssueError(
+                        f"{path}: not a gzip file from byte {end} on: give another --to file"
+                    )
                 self._raw.truncate(end)
                 os.fsync(fd)
             self._raw.seek(end)

@@ -64,3 +64,32 @@ def test_send_onto_a_full_disk_loses_nobody_and_resumes(tmp_path: Path, small_di
     assert len(written) == READERS and not any(p.name.startswith(".tmp-") for p in written)
     print(f"full disk: {sent} written, {waiting} kept waiting: {lines[0]!r}; "
           f"after room was made: {len(written)} written")  # fmt: skip
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the lead's delivery runner (an outage line `database unavailable`) is not on main "
+    "yet; remove this mark when it lands",
+)
+def test_send_with_the_database_on_a_full_disk_loses_nobody(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    subprocess.run(["mount", "-o", "remount,size=8m", str(small_disk)], check=True, timeout=30)
+    ws = Workspace(
+        tmp_path, backend_url=f"file://{tmp_path / 'box'}",
+        database_url=f"sqlite:///{small_disk / 'mail.db'}", lease_seconds=2,
+    )  # fmt: skip
+    ws.db_path = small_disk / "mail.db"
+    readers = 3000
+    ws.add_subscribers(readers)
+    used = sum(p.stat().st_size for p in small_disk.iterdir()) // 1024
+    subprocess.run(["mount", "-o", f"remount,size={used + 700}k", str(small_disk)], check=True)
+    full = ws.run("send", "--yes")
+    assert full.returncode != 0
+    assert "database unavailable" in full.stdout + full.stderr
+    assert "Traceback" not in full.stderr
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+    again = ws.run("send", "--yes")
+    assert again.returncode == 0, again.stderr
+    assert len(ws.sent_emails()) == readers
+    assert len(list((tmp_path / "box").glob("*.eml"))) == readers  # named by Message-ID

@@ -26,7 +26,8 @@
           ├── TemporaryFailure    4xx replies, network errors: retry later
           │    ├── BackendBusyError    a 4xx greeting: nothing was attempted
           │    └── LeaseLostError      not sent: the worker no longer holds the row's lease
-          └── PermanentFailure    5xx replies: never retried, counted as a hard bounce
+          └── PermanentFailure    5xx replies: never retried; whether one is a hard bounce
+               │                  is the classifier's call (delivery.results.counts_as_bounce)
                └── NotABounce     a 5xx about the message or sender, not the mailbox
 
 Every error message is one line meant for a person: the CLI prints it without a traceback and
@@ -157,7 +158,8 @@ class LeaseLostError(TemporaryFailure):
 
 
 class PermanentFailure(DeliveryError):
-    """The message will never be accepted for this recipient (5xx)."""
+    """The message will never be accepted for this recipient (5xx). Not every one is a hard
+    bounce: a block or a policy refusal is not (``delivery.results.counts_as_bounce``)."""
 
 
 class NotABounce(PermanentFailure):

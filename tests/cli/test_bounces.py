@@ -68,8 +68,8 @@ def test_dry_run_on_an_mbox_prints_each_message_and_changes_nothing(workdir: Pat
         f"3 {_message_id(FILES[2])}: auto-reply",
         f"4 {_message_id(FILES[3])}: complaint sue@isp.example -: feedback report: abuse "
         "fbl.isp.example-FBL/1.0",
-        "Dry run, nothing changed. 4 messages: 1 hard bounces (0 subscribers now bounced), "
-        "0 temporary failures ignored, 1 complaints, 0 unsubscribe requests, "
+        "Dry run, nothing changed. 4 messages: 1 hard bounce (0 subscribers now bounced), "
+        "0 temporary failures ignored, 1 complaint, 0 unsubscribe requests, "
         "0 unknown recipients, 1 not reports.",
         "By kind: 1 hard, 0 soft, 1 block, 0 expired, 0 unknown, 1 complaint, 0 opt-out, "
         "0 feedback; 1 auto-replies, 0 already seen.",
@@ -84,7 +84,7 @@ def test_ingest_an_mbox_applies_once(workdir: Path) -> None:
     before = (workdir / "bounces.mbox").read_bytes()
     r = run_cli("bounces", "ingest", "bounces.mbox", cwd=workdir, env=ENV)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("4 messages: 1 hard bounces (0 subscribers now bounced)")
+    assert r.stdout.startswith("4 messages: 1 hard bounce (0 subscribers now bounced)")
     subs, rows = _state(workdir)
     assert subs == {
         "ann.lee@mail.example.net": ("active", 1),

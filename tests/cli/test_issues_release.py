@@ -37,7 +37,7 @@ def test_release_a_held_week(workdir: Path) -> None:
         "Error: nothing is held for the week of 2026-01-07 (held: 2026-12-02)\n",
     )
     r = run_cli("issues", "release", "2026-02-30", cwd=workdir)
-    assert r.returncode == 2 and "does not match the format" in r.stderr
+    assert r.returncode == 2 and "is not a date as YYYY-MM-DD" in r.stderr
     assert "Traceback" not in r.stderr
     assert holds(workdir) == [(dt.date(2026, 12, 2), "", False)]
 

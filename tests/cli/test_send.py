@@ -61,7 +61,7 @@ def test_send_then_again_sends_nothing_new(ws: Workspace) -> None:
     assert "was already sent: nothing new" in second.output
     assert {f: f.stat().st_mtime_ns for f in outbox_files(ws)} == stamps
     listed = invoke(ws, "issues", "list")
-    assert re.search(r"│\s+1 │ \d{4}-\d\d-\d\d │ sent\s+│ Notes from the allotment", listed.output)
+    assert re.search(r"(?m)^ 1 \d{4}-\d\d-\d\d sent\s+Notes from the", listed.output)
 
 
 def test_send_asks_first_and_a_no_sends_nothing(ws: Workspace) -> None:

@@ -49,6 +49,15 @@ def test_commands_on_unmigrated_database_say_what_to_run(workdir: Path) -> None:
     result = run_cli("subscribers", "count", cwd=workdir)
     assert result.returncode == 2
     assert result.stderr.strip() == (
+        "Error: the database is empty: run `weekly-mailer init` or `weekly-mailer db upgrade`; "
+        f"no weekly_mailer.toml was found in {workdir} (and WEEKLY_MAILER_CONFIG is not set): "
+        "run the command in the folder that has it, or `weekly-mailer init` here to make one"
+    )
+    assert sorted(p.name for p in workdir.iterdir()) == []  # no weekly_mailer.db, -wal, -shm
+    (workdir / "mail.db").touch()  # a database of its own: nothing to say about a config file
+    named = run_cli("subscribers", "count", cwd=workdir,
+                    env={"WEEKLY_MAILER_DATABASE_URL": "sqlite:///mail.db"})  # fmt: skip
+    assert named.stderr.strip() == (
         "Error: the database is empty: run `weekly-mailer init` or `weekly-mailer db upgrade`"
     )
 

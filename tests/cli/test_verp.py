@@ -188,11 +188,11 @@ def test_a_dsn_to_the_verp_address_of_a_real_send_marks_that_delivery_and_subscr
     out = _ingest(ws, dsn, "--dry-run")
     assert f"[VERP delivery {_delivery_of(ws, ann)} ({ann}): hard]" in out
     out = _ingest(ws, dsn)
-    assert "1 hard bounces (1 subscribers now bounced)" in out
+    assert "1 hard bounce (1 subscriber now bounced)" in out
     assert "VERP: 1 reports tied to their delivery" in out
     # A bounce whose text names nobody: still cat's, through the VERP address alone.
     out = _ingest(ws, _text_bounce(got[cat], n=4))
-    assert "1 hard bounces (1 subscribers now bounced)" in out
+    assert "1 hard bounce (1 subscriber now bounced)" in out
     status = _status(ws)
     assert status[ann] == ("bounced", 1) and status[cat] == ("bounced", 1)
     assert status[bob] == status[dan] == ("active", 0)

@@ -64,6 +64,7 @@ def _template_words() -> set[str]:
     words: set[str] = set()
     for path in builtin_templates_dir().iterdir():
         words |= {w.lower() for w in re.findall(r"[^\W\d_]+", path.read_text(encoding="utf-8"))}
+    words -= {"th", "td"}  # CSS selectors, and also an ordinal's ending ("25th") in articles
     return words | {"in", "brief", "example", "street", "springfield", "news", "org", "zoë"}
 
 

@@ -105,3 +105,14 @@ def test_wheel_in_fresh_venv(tmp_path: Path) -> None:
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert len(list((work / "demo" / "outbox").glob("*.eml"))) >= 100
     assert (work / "demo" / "preview.html").read_text(encoding="utf-8").startswith("<!DOCTYPE")
+    # The README's bare commands, after its install line and the `source` it then gives.
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "source .venv/bin/activate" in readme
+    bare = subprocess.run(
+        ["bash", "-c", f"source {env_dir}/bin/activate && weekly-mailer subscribers count"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env={**clean_env, "PATH": "/usr/bin:/bin"},
+    )
+    assert bare.stdout == "2\n", bare.stderr

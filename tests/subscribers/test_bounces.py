@@ -56,7 +56,7 @@ def test_ingest_from_stdin_and_maildir(workdir: Path) -> None:
 
     r = run_cli("bounces", "ingest", cwd=workdir, env=env, input=dsn("hard@example.org").decode())
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("1 messages: 1 hard bounces (0 subscribers now bounced)")
+    assert r.stdout.startswith("1 message: 1 hard bounce (0 subscribers now bounced)")
     assert statuses(workdir)["hard@example.org"] == ("active", 1)
 
     box = mailbox.Maildir(str(workdir / "reports"), create=True)
@@ -68,8 +68,8 @@ def test_ingest_from_stdin_and_maildir(workdir: Path) -> None:
     r = run_cli("bounces", "ingest", "reports", cwd=workdir, env=env)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == [
-        "5 messages: 1 hard bounces (1 subscribers now bounced), 1 temporary failures ignored, "
-        "1 complaints, 0 unsubscribe requests, 1 unknown recipients, 1 not reports.",
+        "5 messages: 1 hard bounce (1 subscriber now bounced), 1 temporary failure ignored, "
+        "1 complaint, 0 unsubscribe requests, 1 unknown recipient, 1 not reports.",
         "By kind: 2 hard, 1 soft, 0 block, 0 expired, 0 unknown, 1 complaint, 0 opt-out, "
         "0 feedback; 0 auto-replies, 0 already seen.",
     ]
@@ -121,5 +121,5 @@ def test_mailto_unsubscribe_requests(workdir: Path) -> None:
     assert statuses(workdir)["Reader@example.org"][0] == "active"
     r = run_cli("bounces", "ingest", cwd=workdir, env=env, input=request)
     assert r.returncode == 0, r.stderr
-    assert "1 unsubscribe requests" in r.stdout
+    assert "1 unsubscribe request," in r.stdout
     assert statuses(workdir)["Reader@example.org"][0] == "unsubscribed"

@@ -108,7 +108,7 @@ def test_feed_is_rss_2_of_the_archive(
     assert [i.findtext("title") for i in items] == ["Second <Issue>", "Rivers & Roads"]
     assert items[1].findtext("link") == "https://news.example.org/archive/2026-11-04"
     assert items[1].findtext("guid") == items[1].findtext("link")
-    assert items[1].findtext("pubDate") == "Wed, 04 Nov 2026 18:00:00 +0000"
+    assert items[1].findtext("pubDate") == "Wed, 04 Nov 2026 10:00:00 -0800"
     assert items[1].findtext("description") == "About Rivers & Roads."
 
 
@@ -122,8 +122,9 @@ def test_feed_and_archive_dates_are_when_the_issue_was_sent(
     channel = ET.fromstring(client.get("/feed.xml").data).find("channel")
     assert channel is not None
     dates = [i.findtext("pubDate") for i in channel.findall("item")]
-    assert dates == ["Thu, 12 Nov 2026 02:00:00 +0000", "Wed, 04 Nov 2026 18:00:00 +0000"]
-    assert channel.findtext("lastBuildDate") == "Thu, 12 Nov 2026 02:00:00 +0000"
+    # The list's zone, as on the page: the same day (not Thursday in UTC).
+    assert dates == ["Wed, 11 Nov 2026 18:00:00 -0800", "Wed, 04 Nov 2026 10:00:00 -0800"]
+    assert channel.findtext("lastBuildDate") == "Wed, 11 Nov 2026 18:00:00 -0800"
 
 
 def test_feed_and_archive_when_nothing_was_sent(client: FlaskClient) -> None:

@@ -2,7 +2,8 @@
 
 Front matter keys: ``title``, ``date``, ``author``, ``summary``, ``author_bio``, ``tags`` (a
 mapping of label → list, or a plain list stored under ``"Tags"``), ``canonical_url``. Without a
-``title`` key the first ``# Heading`` is the title (and leaves the body).
+``title`` key the first ``# Heading`` is the title (and leaves the body); a first heading that
+repeats the ``title`` leaves the body too.
 """
 
 from __future__ import annotations
@@ -108,11 +109,11 @@ def parse_markdown(text: str, *, source: str = "") -> Article:
         raise ArticleError(f"{where}: unknown front matter key(s): {', '.join(sorted(unknown))}")
 
     title = _text(meta, "title", where)
-    if not title:
-        h1 = _H1_RE.match(text)
-        if h1:
-            title = one_line(html_to_plain(_md().renderInline(h1.group(1))))
-            text = text[h1.end() :]
+    h1 = _H1_RE.match(text)
+    heading = one_line(html_to_plain(_md().renderInline(h1.group(1)))) if h1 else ""
+    if h1 and (not title or heading.casefold() == title.casefold()):
+        title = title or heading  # the title comes once (a same first heading leaves the body)
+        text = text[h1.end() :]
     if not title:
         raise ArticleError(f"{where}: no title (add 'title:' to the front matter or a '# Heading')")
 

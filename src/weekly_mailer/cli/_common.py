@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import click
 
 from weekly_mailer.clock import utcnow
-from weekly_mailer.config import Settings, load_settings
-from weekly_mailer.errors import ConfigError
+from weekly_mailer.config import (
+    DEFAULT_CONFIG_NAME,
+    ENV_PREFIX,
+    Settings,
+    config_path,
+    load_settings,
+)
+from weekly_mailer.errors import ConfigError, DatabaseNotReadyError
 
 if TYPE_CHECKING:
     from weekly_mailer.store.db import Database
@@ -50,8 +57,23 @@ class AppContext:
         if self._db is None:
             from weekly_mailer.store.db import Database
 
-            self._db = Database(self.settings)
+            try:
+                self._db = Database(self.settings)
+            except DatabaseNotReadyError as exc:
+                raise self._lost(exc) from exc
         return self._db
+
+    def _lost(self, exc: DatabaseNotReadyError) -> DatabaseNotReadyError:
+        """Say so when no config file was found (the user is in the wrong folder, most often)
+        and the database is the default one."""
+        env = os.environ
+        if config_path(self.config_path, env) is not None or ENV_PREFIX + "DATABASE_URL" in env:
+            return exc
+        return DatabaseNotReadyError(
+            f"{exc}; no {DEFAULT_CONFIG_NAME} was found in {os.getcwd()} (and "
+            f"{ENV_PREFIX}CONFIG is not set): run the command in the folder that has it, or "
+            f"`weekly-mailer init` here to make one"
+        )
 
     def close(self) -> None:
         if self._db is not None:

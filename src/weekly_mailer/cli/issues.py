@@ -3,13 +3,11 @@ release a weekly send the list-health guard holds, and archive old delivery rows
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import getpass
-import gzip
-import io
-import os
+import shutil
 import threading
-from typing import BinaryIO
 
 import click
 from rich.console import Console
@@ -20,8 +18,32 @@ from weekly_mailer import issues as svc
 from weekly_mailer.cli._common import AppContext, pass_app
 from weekly_mailer.cli._delivery import deliver_with_progress, stop_on_signals, summary_table
 from weekly_mailer.errors import IssueError
+from weekly_mailer.issues.archive_file import ArchiveFile
 from weekly_mailer.subscribers.bounce_report import IssueRefusals, issue_refusals
+from weekly_mailer.words import plural
 
+
+class _Date(click.DateTime):
+    """A ``YYYY-MM-DD`` date, shown and refused in those words (not strftime's ``%Y-%m-%d``)."""
+
+    name = "date"
+
+    def __init__(self) -> None:
+        super().__init__(formats=["%Y-%m-%d"])
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "YYYY-MM-DD"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> dt.datetime:
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            self.fail(f"{value!r} is not a date as YYYY-MM-DD (e.g. 2026-06-01)", param, ctx)
+
+
+_DATE = _Date()
 STATES = ("queued", "sending", "sent", "deferred", "failed", "skipped")
 
 
@@ -42,23 +64,38 @@ def list_(app: AppContext) -> None:
     if not rows:
         click.echo("No issues yet: `weekly-mailer send` composes and sends this week's.")
         return
-    table = Table()
-    for col in ("id", "week", "status", "subject", *STATES):
-        table.add_column(col, justify="right" if col in STATES or col == "id" else "left")
-    for issue, counts in rows:
-        table.add_row(
-            str(issue.id),
-            issue.send_week.isoformat(),
-            issue.status,
-            Text(issue.subject or issue.reason or ""),  # data, never markup
-            *(str(counts[s]) for s in STATES),
-        )
-    Console(width=160).print(table)
+    cells = [
+        [str(issue.id), issue.send_week.isoformat(), issue.status,
+         issue.subject or issue.reason or "", *(str(counts[s]) for s in STATES)]
+        for issue, counts in rows
+    ]  # fmt: skip
+    for line in _columns(["id", "week", "status", "subject", *STATES], cells, subject=3):
+        click.echo(line)
     for week, reason in holds:
         click.echo(
             f"HELD: the weekly send is held from the week of {week} on: {reason}. "
             f"Release it with `weekly-mailer issues release {week}`."
         )
+
+
+def _columns(header: list[str], rows: list[list[str]], *, subject: int) -> list[str]:
+    """Plain aligned columns, one space apart, that fit the terminal (80 columns in a pipe, or
+    $COLUMNS): column ``subject`` is cut (with an ellipsis) to what the others leave. Text
+    only: no box drawing, nothing a pipe or a script has to strip."""
+    width = shutil.get_terminal_size((80, 24)).columns
+    sizes = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    others = sum(sizes) - sizes[subject] + len(header) - 1
+    sizes[subject] = max(len(header[subject]), min(sizes[subject], width - others))
+    lines = []
+    for row in [header, *rows]:
+        out = []
+        for i, (cell, size) in enumerate(zip(row, sizes, strict=True)):
+            if len(cell) > size:
+                cell = cell[: size - 1] + "…"
+            numeric = i == 0 or i > subject
+            out.append(cell.rjust(size) if numeric else cell.ljust(size))
+        lines.append(" ".join(out).rstrip())
+    return lines
 
 
 @issues.command()
@@ -166,7 +203,8 @@ def retry(app: AppContext, issue_id: int, no_send: bool, include_bounced: bool) 
 @click.option(
     "--before",
     required=True,
-    type=click.DateTime(formats=["%Y-%m-%d"]),
+    type=_DATE,
+    metavar="YYYY-MM-DD",
     help="Archive finished issues of send weeks before this date (YYYY-MM-DD).",
 )
 @click.option(
@@ -182,10 +220,13 @@ def archive(app: AppContext, before: dt.datetime, to: str | None, dry_run: bool)
     """Move the delivery rows of old, finished issues out of the outbox table into a file.
 
     Each issue's per-state counts stay on the issue (`issues list` and `issues show` still show
-    them); its rows are appended to --to as one JSON object a line (with the reader's address)
-    and deleted, one issue per transaction. Issues still sending are never archived. If the
-    command is stopped, run it again: an issue not committed keeps its rows (the file may then
-    hold them twice; the row id tells them apart).
+    them); its rows are appended to --to as one JSON object a line (with the reader's address),
+    one complete gzip member per issue written to disk before the transaction that deletes them
+    commits. Issues still sending are never archived. The file is created readable by its owner
+    only (0600). If the command is stopped, run it again: an issue not committed keeps its rows,
+    an unfinished member at the end of the file is cut off, and the file reads whole (it may hold
+    an issue's rows twice if the stop came between the write and the commit; the row id tells
+    them apart).
     """
     from weekly_mailer.issues import retention
 
@@ -196,44 +237,30 @@ def archive(app: AppContext, before: dt.datetime, to: str | None, dry_run: bool)
     if not todo:
         click.echo(f"No finished issue before {before:%Y-%m-%d} has delivery rows left.")
         return
-    raw: BinaryIO | None = None
-    if to is not None and not dry_run:
-        try:
-            raw = open(to, "ab")  # closed below, after the last fsync
-        except OSError as exc:
-            raise IssueError(f"{to}: cannot write it ({exc.strerror})") from exc
     total = 0
-    try:
-        packed = gzip.GzipFile(fileobj=raw, mode="ab") if raw else None
-        out = io.TextIOWrapper(packed, encoding="utf-8") if packed else None
+    with contextlib.ExitStack() as stack:
+        # one complete gzip member per issue, on disk before its rows leave the table
+        kept = None if to is None or dry_run else stack.enter_context(ArchiveFile(to))
         for issue_id in todo:
             with app.db.sessions.begin() as session:
                 issue = svc.get_issue(session, issue_id)
-                done = retention.archive_issue(
-                    session, issue, out, now=app.clock(), dry_run=dry_run
-                )
-                if out and packed and raw:  # on disk before the rows leave the table
-                    out.flush()
-                    packed.flush()
-                    raw.flush()
-                    os.fsync(raw.fileno())
+                with kept.member() if kept else contextlib.nullcontext() as out:
+                    done = retention.archive_issue(
+                        session, issue, out, now=app.clock(), dry_run=dry_run
+                    )
             total += done.rows
             verb = "would archive" if dry_run else "archived"
-            click.echo(f"Issue #{issue_id} (week {done.send_week}): {verb} {done.rows:,} rows.")
-        if out and raw:
-            out.close()  # the gzip trailer
-            os.fsync(raw.fileno())
-    finally:
-        if raw:
-            raw.close()
+            rows = plural(done.rows, "row", commas=True)
+            click.echo(f"Issue #{issue_id} (week {done.send_week}): {verb} {rows}.")
     what = "Would archive" if dry_run else "Archived"
-    where = f" to {to}" if raw else ""
-    click.echo(f"{what} {total:,} rows of {len(todo)} issues{where}.")
+    where = f" to {to}" if to and not dry_run else ""
+    rows = plural(total, "row", commas=True)
+    click.echo(f"{what} {rows} of {plural(len(todo), 'issue')}{where}.")
 
 
 @issues.command()
 @click.argument(
-    "week", required=False, metavar="[WEEK]", type=click.DateTime(formats=["%Y-%m-%d"])
+    "week", required=False, metavar="[WEEK]", type=_DATE
 )
 @click.option(
     "--by",

@@ -103,6 +103,8 @@ def _send(
             )
             return
         click.echo(f"Issue #{plan.existing.id} for the week of {week}: {n} deliveries still to do.")
+    elif n or allow_empty:  # an issue is about to be made: which week's, and what comes next
+        click.echo(issues.week_note(week, now, settings))
     if dry_run:
         click.echo(f"Dry run: {plan.subject!r} (week of {week}) would go to {n} subscribers.")
         for email in plan.sample:

@@ -70,8 +70,9 @@ def add(
         failed = 1
     if failed:
         click.echo(
-            "The subscriber stays pending; send the link later with "
-            "`weekly-mailer subscribers send-confirmations`.",
+            "The subscriber stays pending and the e-mail queued: a running `weekly-mailer "
+            "serve` (or `run`) sends it once the mail server answers; if neither runs, send "
+            "it then with `weekly-mailer subscribers send-confirmations`.",
             err=True,
         )
         sys.exit(1)

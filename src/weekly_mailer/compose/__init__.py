@@ -2,16 +2,18 @@
 and a cheap per-recipient fill.
 
 Modules: :mod:`.render` (Jinja2 + premailer, once per issue), :mod:`.personalise` (the fast
-per-recipient byte fill), :mod:`.message` (headers, the slow ``EmailMessage`` reference path,
-the confirmation email), :mod:`.headers` (header safety), :mod:`.links` (Message-ID,
-unsubscribe and archive URLs), :mod:`.lint`, :mod:`.text` (HTML → plain text).
+per-recipient byte fill, and its SMTP wire form), :mod:`.message` (headers, the slow
+``EmailMessage`` reference path, the confirmation email), :mod:`.headers` (header safety),
+:mod:`.names` (the one display-name rule), :mod:`.placeholders` (the markers the fill replaces),
+:mod:`.links` (Message-IDs, unsubscribe, confirm and archive URLs), :mod:`.lint`, :mod:`.text`
+(HTML → plain text, tables as aligned rows).
 
-Typical use (the delivery worker)::
+Typical use (as :mod:`weekly_mailer.delivery.render` does for each claimed row)::
 
-    issue = compose_issue(article, settings, send_week=week, issue_id=row.id)  # once
+    issue = compose_issue(article, settings, send_week=week, issue_id=issue_id)  # once
     data = personalise(issue.skeleton, Recipient(sub.id, sub.email, sub.name,
                                                  unsubscribe_url(settings, sub.id, sub.email_key)),
-                       message_id=make_message_id(settings, row.id, sub.id), date=now)
+                       message_id=make_message_id(settings, week, sub.id), date=now)
 """
 
 from __future__ import annotations
@@ -143,7 +145,10 @@ def compose_issue(
         boundary=boundary,
     )
     report = lint_issue(
-        rendered.html_template, rendered.text_template, postal_address=settings.postal_address
+        rendered.html_template,
+        rendered.text_template,
+        postal_address=settings.postal_address,
+        title=article.title,
     )
     return ComposedIssue(
         subject=subject,

@@ -43,19 +43,40 @@ class _Scanner(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.links: list[str | None] = []
         self.images: list[dict[str, str | None]] = []
+        self.headings: list[str] = []
+        self._in_heading = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "a":
+        if tag in _HEADINGS:
+            self.headings.append("")
+            self._in_heading = True
+        elif tag == "a":
             self.links.append(dict(attrs).get("href"))
         elif tag == "img":
             self.images.append(dict(attrs))
+
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _HEADINGS:
+            self._in_heading = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_heading:
+            self.headings[-1] += data
+
+
+_HEADINGS = ("h1", "h2", "h3")
+
+
+def _same(text: str) -> str:
+    return " ".join(text.split()).casefold()
 
 
 def _short(url: str) -> str:
     return url if len(url) <= 60 else url[:57] + "…"
 
 
-def lint_issue(html: str, text: str, *, postal_address: str = "") -> LintReport:
+def lint_issue(html: str, text: str, *, postal_address: str = "", title: str = "") -> LintReport:
     """Check the composed HTML and text (with their placeholder markers)."""
     errors: list[str] = []
     warnings: list[str] = []
@@ -86,6 +107,10 @@ def lint_issue(html: str, text: str, *, postal_address: str = "") -> LintReport:
             warnings.append(f"an image has no alt text: {_short(src)!r}")
         if not src or urlsplit(src).scheme.lower() not in ("http", "https"):
             errors.append(f"an image's address is missing or relative: {_short(src)!r}")
+    if title and sum(_same(h) == _same(title) for h in scanner.headings) > 1:
+        warnings.append(
+            f"the title {title!r} is printed twice: the article's body repeats it as a heading"
+        )
     if ph.UNSUBSCRIBE_URL not in scanner.links:
         errors.append("the HTML has no unsubscribe link")
     if ph.UNSUBSCRIBE_URL not in text:

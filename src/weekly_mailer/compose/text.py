@@ -10,6 +10,21 @@ WIDTH = 72
 _BLOCKS = {"p", "div", "h1", "h2", "h3", "h4", "h5", "h6", "li", "blockquote", "pre", "tr",
            "figure", "figcaption", "table", "ul", "ol", "dl", "dt", "dd", "hr"}  # fmt: skip
 _SPACE_RE = re.compile(r"[ \t\r\n\f\v]+")
+_TABLE = {"table", "tr", "td", "th"}  # thead, tbody and tfoot change nothing here
+
+
+def _table_block(rows: list[tuple[list[str], bool]]) -> str:
+    """Rows as lines of cells padded to their column's width, two spaces apart; a rule of
+    dashes under a header row."""
+    columns = max(len(cells) for cells, _ in rows)
+    widths = [max((len(c[i]) for c, _ in rows if i < len(c)), default=0) for i in range(columns)]
+    lines = []
+    for cells, head in rows:
+        padded = [cell.ljust(widths[i]) for i, cell in enumerate(cells)]
+        lines.append("  ".join(padded).rstrip())
+        if head and len(lines) == 1:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
 
 
 class _TextBuilder(HTMLParser):
@@ -23,8 +38,13 @@ class _TextBuilder(HTMLParser):
         self._href: list[str | None] = []
         self._link_text_start: list[int] = []
         self._heading = ""
+        self._table: list[tuple[list[str], bool]] | None = None  # rows: (cells, all headers)
+        self._row: list[str] = []
+        self._row_head = True
 
     def _flush(self) -> None:
+        if self._table is not None:  # inside a table: text goes into its cells
+            return
         text = "".join(self._buf)
         self._buf = []
         if self._pre:
@@ -40,6 +60,8 @@ class _TextBuilder(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)
+        if tag in _TABLE and self._table_tag(tag, start=True):
+            return
         if tag in _BLOCKS or tag == "br":
             if tag == "br":
                 self._buf.append("\n" if self._pre else "\0BR\0")
@@ -70,9 +92,6 @@ class _TextBuilder(HTMLParser):
             alt = (a.get("alt") or "").strip()
             if alt:
                 self._buf.append(f"[{alt}]")
-        elif tag in ("td", "th"):
-            if self._buf and "".join(self._buf).strip():
-                self._buf.append(" | ")
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "a" and self._href:
@@ -83,6 +102,8 @@ class _TextBuilder(HTMLParser):
                 shown = href[7:] if href.startswith("mailto:") else href
                 if shown != text:
                     self._buf.append(f" ({shown})")
+            return
+        if tag in _TABLE and self._table_tag(tag, start=False):
             return
         if tag in _BLOCKS:
             self._flush()
@@ -97,6 +118,36 @@ class _TextBuilder(HTMLParser):
 
     def handle_data(self, data: str) -> None:
         self._buf.append(data)
+
+    def _table_tag(self, tag: str, *, start: bool) -> bool:
+        """A table's rows and cells (``True``: handled). Its text becomes aligned rows, one a
+        line, kept as one block (see :func:`_table_block`)."""
+        if tag == "table":
+            if start and self._table is None:
+                self._flush()
+                self._table = []
+            elif not start and self._table is not None:
+                rows, self._table = self._table, None
+                if rows:
+                    self.blocks.append(("> " * self._quote, "\0" + _table_block(rows), False))
+            return True
+        if self._table is None:
+            return tag != "tr"  # a stray cell outside a table: its text runs on
+        if tag == "tr":
+            if start:
+                self._row, self._row_head = [], True
+            elif self._row:
+                self._table.append((self._row, self._row_head))
+                self._row = []
+        elif tag in ("td", "th"):
+            if start:
+                self._buf = []
+                self._row_head = self._row_head and tag == "th"
+            else:
+                cell = "".join(self._buf).replace("\0BR\0", " ")
+                self._row.append(_SPACE_RE.sub(" ", cell).strip())
+                self._buf = []
+        return True
 
     def close(self) -> None:
         super().close()

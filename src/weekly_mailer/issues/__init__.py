@@ -9,6 +9,8 @@
 - :mod:`.reports`: per-state counts, failures, samples.
 - :mod:`.health`: each issue's hard-bounce and complaint rates; the guard that holds the next
   weekly send when one passes its limit (the holds are ledger rows, released by an operator).
+- :mod:`.retention` and :mod:`.archive_file`: ``issues archive`` (old delivery rows to a file of
+  one complete gzip member per issue, their counts kept on the issue).
 
 Functions take a session and never commit: the edge (CLI, scheduler job, demo) owns it.
 """
@@ -59,7 +61,7 @@ from weekly_mailer.issues.reports import (
     open_sample,
 )
 from weekly_mailer.issues.service import Retried, compose, enqueue, retry, week_window
-from weekly_mailer.issues.weeks import send_week_for
+from weekly_mailer.issues.weeks import next_scheduled_send, send_week_for, week_note
 
 __all__ = [
     "NO_SUBSCRIBERS",
@@ -103,6 +105,8 @@ __all__ = [
     "release_holds",
     "retry",
     "send_week_for",
+    "next_scheduled_send",
+    "week_note",
     "sent_source_keys",
     "source_key",
     "store_issue",

@@ -43,3 +43,24 @@ def scheduled_send_at(send_week: dt.date, settings: Settings) -> dt.datetime:
     # fold=0: in an ambiguous hour take the first occurrence; a skipped hour maps forward.
     aware = naive.replace(tzinfo=settings.zone)
     return aware.astimezone(dt.UTC).astimezone(settings.zone)
+
+
+def next_scheduled_send(now: dt.datetime, settings: Settings) -> dt.datetime:
+    """The first scheduled weekly send after ``now`` (local, aware): what the daemon does next."""
+    week = send_week_for(now, settings)
+    at = scheduled_send_at(week, settings)
+    return at if at > now else scheduled_send_at(week + dt.timedelta(days=7), settings)
+
+
+def week_note(week: dt.date, now: dt.datetime, settings: Settings) -> str:
+    """For a manual ``send``: which week's issue this is, and when the daemon sends next. On a
+    Sunday the issue is the one of the week that began the Wednesday before (the one week rule),
+    while the next weekly send is three days away: both are said at the moment it matters."""
+    due = scheduled_send_at(week, settings)
+    nxt = next_scheduled_send(now, settings)
+    late = " (its scheduled send has passed)" if due <= now else ""
+    return (
+        f"This is the issue of the week of {week:%a %Y-%m-%d}{late}; the daemon's next weekly "
+        f"send (`weekly-mailer run`) is {nxt:%a %Y-%m-%d %H:%M %Z}, for the week of "
+        f"{nxt:%Y-%m-%d}."
+    )

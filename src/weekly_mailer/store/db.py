@@ -242,9 +242,7 @@ def check_ready(engine: Engine) -> None:
     if current is None:
         tables = inspect(engine).get_table_names()
         what = "is empty" if not tables else "has no weekly_mailer schema"
-        raise DatabaseNotReadyError(
-            f"the database {what}: run `weekly-mailer init` or `weekly-mailer db upgrade`"
-        )
+        raise DatabaseNotReadyError(f"the database {what}: {_RUN_INIT}")
     if current != SCHEMA_HEAD:
         raise DatabaseNotReadyError(
             f"the database is at migration {current}, this version needs {SCHEMA_HEAD}: "
@@ -252,10 +250,24 @@ def check_ready(engine: Engine) -> None:
         )
 
 
+_RUN_INIT = "run `weekly-mailer init` or `weekly-mailer db upgrade`"
+
+
+def _sqlite_file_missing(database_url: str) -> bool:
+    url = make_url(database_url)
+    path = url.database if url.get_backend_name() == "sqlite" else None
+    if not path or path == ":memory:" or path.startswith("file:") or "uri" in url.query:
+        return False
+    return not Path(path).exists()
+
+
 class Database:
-    """An engine and its sessionmaker for one settings object."""
+    """An engine and its sessionmaker for one settings object. With ``check``, a SQLite file
+    that does not exist is never created (it is an empty database: say what to run)."""
 
     def __init__(self, settings: Settings, *, check: bool = True) -> None:
+        if check and _sqlite_file_missing(settings.database_url):
+            raise DatabaseNotReadyError(f"the database is empty: {_RUN_INIT}")
         self.settings = settings
         self.engine = make_engine(settings.database_url)
         self.sessions = make_sessionmaker(self.engine)

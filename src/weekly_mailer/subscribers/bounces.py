@@ -41,6 +41,7 @@ from weekly_mailer.store.models import Delivery, Issue, Subscriber
 from weekly_mailer.subscribers import complain, note_bounce, unsubscribe
 from weekly_mailer.subscribers.report_reader import Finding, Report, parse_report
 from weekly_mailer.tokens import VerpCodec
+from weekly_mailer.words import plural
 
 if TYPE_CHECKING:
     from weekly_mailer.config import Settings
@@ -74,13 +75,16 @@ class IngestSummary:
     kinds: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
 
     def line(self) -> str:
-        """The summary line (its wording is relied on by scripts: extend, never reword)."""
+        """The summary line (its wording is relied on by scripts: extend, never reword; each
+        count agrees with its noun, ``1 message``, ``2 messages``)."""
         return (
-            f"{self.messages} messages: {self.hard_bounces} hard bounces "
-            f"({self.newly_bounced} subscribers now bounced), {self.soft_bounces} temporary "
-            f"failures ignored, {self.complaints} complaints, "
-            f"{self.unsubscribes} unsubscribe requests, "
-            f"{self.unknown_recipients} unknown recipients, {self.not_reports} not reports."
+            f"{plural(self.messages, 'message')}: {plural(self.hard_bounces, 'hard bounce')} "
+            f"({plural(self.newly_bounced, 'subscriber')} now bounced), "
+            f"{plural(self.soft_bounces, 'temporary failure')} ignored, "
+            f"{plural(self.complaints, 'complaint')}, "
+            f"{plural(self.unsubscribes, 'unsubscribe request')}, "
+            f"{plural(self.unknown_recipients, 'unknown recipient')}, "
+            f"{self.not_reports} not reports."
         )
 
     def kinds_line(self) -> str:

@@ -2,10 +2,11 @@
 JSON list, into valid rows and per-line errors, a chunk at a time.
 
 Each bad row becomes a :class:`RowError` with its line number (or JSON item); good rows are kept.
-A UTF-8 CSV file is streamed: memory stays flat whatever its size. Address validation (the
-costly part) runs in a pool of worker processes over chunks of lines once a file is larger than
-one chunk; the chunks come back in file order. A UTF-16 (Excel) or JSON file is read whole.
-Nothing here touches the database: :mod:`.importer` applies the rows.
+A UTF-8 CSV file is streamed: memory stays flat whatever its size, and a line over 64 KB
+(:data:`.lines.MAX_ROW_BYTES`) is refused as an error of its own without being read whole.
+Address validation (the costly part) runs in a pool of worker processes over chunks of lines
+once a file is larger than one chunk; the chunks come back in file order. A UTF-16 (Excel) or
+JSON file is read whole. Nothing here touches the database: :mod:`.importer` applies the rows.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from collections.abc import Generator, Iterable, Iterator
 from typing import IO, Any, NamedTuple
 
 from weekly_mailer.errors import SubscriberError
+from weekly_mailer.subscribers.lines import MAX_ROW_BYTES, Line, byte_lines
 from weekly_mailer.subscribers.rules import _STATUSES, clean_name, normalise_address
 
 CHUNK_ROWS = 5000  # lines per chunk: what a worker validates and the importer writes at once
@@ -169,11 +171,13 @@ def _delimiter(first_line: str) -> str:
     return best if counts[best] > counts[","] else ","
 
 
-# A physical line: its number and its text (bytes until decoded, in the worker).
-Line = tuple[int, bytes | str]
+_TOO_LONG = f"longer than {MAX_ROW_BYTES // 1024} KB: not a subscriber row (is this a CSV file?)"
 
 
-def _decode(number: int, raw: bytes | str, errors: list[RowError]) -> str | None:
+def _decode(number: int, raw: bytes | str | None, errors: list[RowError]) -> str | None:
+    if raw is None:
+        errors.append(RowError(number, _TOO_LONG))
+        return None
     if isinstance(raw, str):
         return raw
     try:
@@ -230,24 +234,6 @@ def check_lines(
     return rows, errors
 
 
-def _byte_lines(head: bytes, stream: IO[bytes]) -> Iterator[Line]:
-    """Physical lines of a byte stream, numbered as ``\\r\\n``, ``\\r`` and ``\\n`` end them."""
-    number = 0
-    pending = head
-    while True:
-        block = stream.read(_BLOCK)
-        parts = (pending + block).split(b"\n")
-        pending = parts.pop() if block else b""
-        for part in parts:
-            if part.endswith(b"\r"):
-                part = part[:-1]
-            for piece in part.split(b"\r") if b"\r" in part else (part,):
-                number += 1
-                yield number, piece
-        if not block:
-            return
-
-
 def _looks_like_json(head: bytes, filename: str) -> bool:
     text = head[:4096].decode("utf-8", "ignore").lstrip("\ufeff \t\r\n")
     return filename.lower().endswith(".json") or text.startswith("[")
@@ -280,7 +266,7 @@ def read_chunks(
             yield Chunk([], errors)
         lines: Iterator[Line] = enumerate(_LINE_BREAK.split(text), start=1)
     else:
-        lines = _byte_lines(head, stream)
+        lines = byte_lines(head, stream, block=_BLOCK)
     yield from _csv_chunks(lines, workers=workers, chunk_rows=chunk_rows)
 
 

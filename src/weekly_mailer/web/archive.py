@@ -85,14 +85,18 @@ def feed() -> Response:
         )
         if issues:
             newest = max(sent_at(i, settings) for i in issues)
-            ET.SubElement(channel, "lastBuildDate").text = format_datetime(newest)
+            ET.SubElement(channel, "lastBuildDate").text = format_datetime(
+                newest.astimezone(settings.zone)
+            )
         for issue in issues:
             item = ET.SubElement(channel, "item")
             link = web.url(issue_path(issue))
             ET.SubElement(item, "title").text = _title(issue)
             ET.SubElement(item, "link").text = link
             ET.SubElement(item, "guid", {"isPermaLink": "true"}).text = link
-            ET.SubElement(item, "pubDate").text = format_datetime(sent_at(issue, settings))
+            # In the list's zone, as the archive page dates it: the same day in both.
+            when = sent_at(issue, settings).astimezone(settings.zone)
+            ET.SubElement(item, "pubDate").text = format_datetime(when)
             if issue.summary:
                 ET.SubElement(item, "description").text = issue.summary
     body = ET.tostring(rss, encoding="utf-8", xml_declaration=True)

@@ -2,11 +2,14 @@
 fsync, rename, fsync of the folder).
 
 ``file://./outbox`` is a folder relative to the working directory, ``file:///var/mail/out`` an
-absolute one. A message is named after its Message-ID, so a retry replaces the same file.
+absolute one. A message is named after its Message-ID, so a retry replaces the same file. A
+full disk is an outage (``BackendUnavailableError``): the half-written temporary file is
+removed, the message is not recorded, and the send resumes once there is room.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import tempfile
@@ -18,6 +21,7 @@ from weekly_mailer.delivery.backends.base import BackendUnavailableError, Envelo
 from weekly_mailer.errors import ConfigError
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+=-]+")
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})  # no room: the disk, or the user's quota
 
 
 def folder_from_url(url: str) -> Path:
@@ -74,6 +78,11 @@ class FileBackend:
                 Path(tmp).unlink(missing_ok=True)
                 raise
         except OSError as exc:
+            if exc.errno in _FULL:  # an outage like any other: nothing written, the row waits
+                raise BackendUnavailableError(
+                    f"the outbox folder {str(self.folder)!r} is full ({exc.strerror}): "
+                    "messages not written stay queued; free some space and send again"
+                ) from exc
             raise BackendUnavailableError(f"cannot write {str(target)!r}: {exc.strerror}") from exc
         return SendResult(250, f"2.0.0 Written to {target.name}")
 

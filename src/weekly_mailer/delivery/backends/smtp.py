@@ -18,6 +18,9 @@ Errors are translated here and nowhere else::
     4xx greeting          BackendBusyError                  hand the row back, pause, fewer
                                                             connections
     cannot connect/login  BackendUnavailableError           nothing attempted; rows handed back
+    a reply before its    TemporaryFailure                  the connection is dropped (the
+      command was written                                   session is out of step: see
+                                                            :mod:`.smtp_replies`)
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from weekly_mailer.delivery.backends.base import (
     NotABounce,
     SendResult,
 )
+from weekly_mailer.delivery.backends.smtp_replies import InStepSMTP, InStepSMTP_SSL
 from weekly_mailer.delivery.backends.smtp_url import parse_smtp_url
 from weekly_mailer.errors import DeliveryError, PermanentFailure, TemporaryFailure
 
@@ -148,7 +152,7 @@ class SMTPBackend:
         name = self._local_hostname
         try:
             if self.implicit_tls:
-                smtp = smtplib.SMTP_SSL(
+                smtp = InStepSMTP_SSL(
                     self.host,
                     self.port,
                     local_hostname=name,
@@ -156,7 +160,7 @@ class SMTPBackend:
                     context=self.ssl_context,
                 )
             else:
-                smtp = smtplib.SMTP(self.host, self.port, local_hostname=name, timeout=self.timeout)
+                smtp = InStepSMTP(self.host, self.port, local_hostname=name, timeout=self.timeout)
             smtp.ehlo()
             if self.starttls:
                 smtp.starttls(context=self.ssl_context)

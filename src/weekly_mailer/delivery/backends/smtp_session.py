@@ -1,5 +1,6 @@
 """One SMTP client connection for :mod:`.pipelined`: open it (greeting, EHLO, STARTTLS, AUTH),
-read replies with timeouts, and the DATA payload's wire form (CRLF, dot-stuffed)."""
+read replies with timeouts, write only while no reply waits unread (an out-of-step session is
+``Lost``), and the DATA payload's wire form (CRLF, dot-stuffed)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import re
 
 from weekly_mailer.delivery.backends.base import BackendBusyError, BackendUnavailableError
 from weekly_mailer.delivery.backends.smtp import failure_for
+from weekly_mailer.delivery.backends.smtp_replies import unread
 from weekly_mailer.delivery.backends.smtp_url import SmtpTarget
 from weekly_mailer.errors import DeliveryError
 
@@ -79,8 +81,27 @@ class Connection:
             if line[3:4] != b"-":
                 return int(line[:3]), " ".join(lines), lines
 
+    def write(self, data: bytes, *, what: str = "") -> None:
+        """Write commands (or a message's content); ``Lost`` first if anything is waiting
+        unread: a reply that came before the command it would answer was written (an early
+        ``250`` after ``354``, extra lines) means the session is out of step, and each reply
+        after it would be read as the answer to the wrong command."""
+        waiting: bytes | None = bytes(getattr(self.reader, "_buffer", b""))
+        if not waiting:
+            sock = self.writer.get_extra_info("socket")
+            tls = self.writer.get_extra_info("ssl_object") is not None
+            waiting = None if sock is None else unread(sock.fileno(), tls=tls)
+        if waiting is not None:
+            what = what or data.split(b" ", 1)[0].split(b"\r", 1)[0].decode("ascii", "replace")
+            shown = " ".join(waiting[:60].decode("utf-8", "replace").split())
+            raise Lost(
+                f"the server sent a reply before {what} was written, so its replies are out "
+                f"of step: {shown or 'more data'}"
+            )
+        self.writer.write(data)
+
     async def command(self, line: bytes, timeout: float) -> tuple[int, str]:
-        self.writer.write(line)
+        self.write(line)
         code, text, _ = await self.reply(timeout)
         return code, text
 
@@ -146,7 +167,7 @@ async def open_session(target: SmtpTarget, *, timeout: float, local_hostname: st
 
 
 async def _ehlo(conn: Connection, name: bytes, timeout: float, where: str) -> None:
-    conn.writer.write(b"EHLO " + name + b"\r\n")
+    conn.write(b"EHLO " + name + b"\r\n")
     code, text, lines = await conn.reply(timeout)
     if code == 250:
         conn.extensions = {

@@ -70,7 +70,7 @@ async def transact(
     rcpt_reply: tuple[int, str] | None = None
     if conn.pipelining:
         if not sent:
-            conn.writer.write(commands(envelope))
+            conn.write(commands(envelope))
         mail_reply = (await conn.reply(timeouts.command))[:2]
         if mail_reply[0] != 421:  # after 421 the server closes: no more replies come
             rcpt_reply = (await conn.reply(timeouts.command))[:2]
@@ -105,7 +105,7 @@ async def transact(
         conn.broken = True  # dropped mid-DATA: the server discards the transaction
         return LeaseLostError(LEASE_LOST)
     payload = envelope.data + b".\r\n" if envelope.wire_safe else wire_data(envelope.data)
-    conn.writer.write(payload + follow())
+    conn.write(payload + follow(), what="the message content after DATA")
     code, text, _ = await conn.reply(timeouts.data, in_doubt=True)
     conn.count += 1
     if code != 250:

@@ -89,3 +89,43 @@ def cannot_listen(host: str, port: int, exc: OSError) -> ConfigError:
     reason = exc.strerror or str(exc)
     reason = reason.split(" (while attempting", 1)[0]  # socket.create_server's suffix
     return ConfigError(f"cannot listen on {host}:{port}: {reason}")
+
+
+def listen_options(what: str) -> Callable[[Callable[..., object]], Callable[..., object]]:
+    """The one set of web options of ``serve`` and ``run``: --host, --port (0-65535; 0 asks
+    the system for a free port), --threads and --trusted-proxy. ``what`` names the listener in
+    the help."""
+
+    def decorate(command: Callable[..., object]) -> Callable[..., object]:
+        for option in reversed(
+            [
+                click.option(
+                    "--host",
+                    default=None,
+                    help=f"Address {what} listens on (default: settings.host).",
+                ),
+                click.option(
+                    "--port",
+                    type=click.IntRange(0, 65535),
+                    default=None,
+                    help="Port, 0-65535 (default: settings.port).",
+                ),
+                click.option(
+                    "--threads",
+                    type=click.IntRange(1, 64),
+                    default=4,
+                    show_default=True,
+                    help="Web requests served at once (waitress worker threads, 1-64).",
+                ),
+                click.option(
+                    "--trusted-proxy",
+                    default=None,
+                    metavar="ADDR",
+                    help="A reverse proxy whose X-Forwarded-For/-Proto headers to believe.",
+                ),
+            ]
+        ):
+            command = option(command)
+        return command
+
+    return decorate

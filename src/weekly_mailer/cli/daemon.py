@@ -7,7 +7,7 @@ import logging
 
 import click
 
-from weekly_mailer.cli._common import AppContext, pass_app
+from weekly_mailer.cli._common import AppContext, listen_options, pass_app
 from weekly_mailer.cli._metrics import expose_metrics
 
 
@@ -33,25 +33,7 @@ def schedule(app: AppContext, count: int) -> None:
 
 
 @click.command()
-@click.option(
-    "--host", default=None, help="Address the web app listens on (default: settings.host)."
-)
-@click.option(
-    "--port", type=click.IntRange(0, 65535), default=None, help="Port (default: settings.port)."
-)
-@click.option(
-    "--threads",
-    type=click.IntRange(1, 64),
-    default=4,
-    show_default=True,
-    help="Web requests served at once (waitress worker threads).",
-)
-@click.option(
-    "--trusted-proxy",
-    default=None,
-    metavar="ADDR",
-    help="A reverse proxy whose X-Forwarded-For/-Proto headers to believe.",
-)
+@listen_options("the web app")
 @click.option("--no-web", is_flag=True, help="Run the scheduler and the worker only.")
 @click.option(
     "--check-interval",

@@ -7,7 +7,7 @@ from types import FrameType
 
 import click
 
-from weekly_mailer.cli._common import AppContext, cannot_listen, pass_app
+from weekly_mailer.cli._common import AppContext, cannot_listen, listen_options, pass_app
 from weekly_mailer.cli._metrics import expose_metrics
 from weekly_mailer.errors import ConfigError
 
@@ -17,21 +17,7 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 
 
 @click.command()
-@click.option("--host", default=None, help="Address to listen on (default: settings.host).")
-@click.option("--port", type=int, default=None, help="Port to listen on (default: settings.port).")
-@click.option(
-    "--threads",
-    type=click.IntRange(1, 64),
-    default=4,
-    show_default=True,
-    help="Requests served at once (waitress worker threads, 1-64).",
-)
-@click.option(
-    "--trusted-proxy",
-    default=None,
-    metavar="ADDR",
-    help="A reverse proxy whose X-Forwarded-For/-Proto headers to believe.",
-)
+@listen_options("the web app")
 @pass_app
 def serve(
     app: AppContext, host: str | None, port: int | None, threads: int, trusted_proxy: str | None

@@ -1,0 +1,169 @@
+"""The checks of the text-valued configuration keys (URLs, addresses, the schedule, the time
+zone, the log level, the metrics address), one function per kind: :data:`CHECKS` maps each
+key to its check, which raises a :class:`ConfigError` naming the key. ``config`` runs them;
+``config_numbers`` does the same for the numeric keys.
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from weekly_mailer.errors import ConfigError
+
+BACKEND_SCHEMES = ("smtp", "smtps", "file", "console", "memory")
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+def _check_url(key: str, value: str, schemes: tuple[str, ...] | None = None) -> None:
+    parts = urlsplit(value)
+    if not parts.scheme:
+        raise ConfigError(f"{key}: {value!r} is not a URL (it has no scheme)")
+    if schemes is not None and parts.scheme not in schemes:
+        raise ConfigError(
+            f"{key}: unknown scheme {parts.scheme!r} in {value!r} "
+            f"(expected one of: {', '.join(schemes)})"
+        )
+
+
+def _check_database_url(key: str, value: str) -> None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(value)
+    except ArgumentError as exc:
+        raise ConfigError(f"{key}: {value!r} is not a database URL") from exc
+    if url.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ConfigError(
+            f"{key}: unsupported database {url.get_backend_name()!r} (use sqlite or postgresql)"
+        )
+
+
+def _check_backend_url(key: str, value: str) -> None:
+    from importlib.metadata import entry_points
+
+    parts = urlsplit(value)
+    extra = tuple(ep.name for ep in entry_points(group="weekly_mailer.backends"))
+    _check_url(key, value, BACKEND_SCHEMES + extra)
+    if parts.scheme in ("smtp", "smtps") and not parts.hostname:
+        raise ConfigError(f"{key}: {value!r} names no SMTP host")
+
+
+def _check_http_url(key: str, value: str) -> None:
+    """An absolute http(s) URL with a host, of printable ASCII without spaces (it goes in links)."""
+    _check_url(key, value, ("http", "https"))
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        raise ConfigError(f"{key}: {value!r} contains a space or control character")
+    if not value.isascii():
+        raise ConfigError(f"{key}: {value!r} has non-ASCII characters (use the xn-- form)")
+    parts = urlsplit(value)
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {value!r} has an invalid port") from exc
+    if not parts.hostname:
+        raise ConfigError(f"{key}: {value!r} has no host")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"{key}: {value!r} must not have a query or fragment")
+
+
+def _check_timezone(key: str, value: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"{key}: unknown timezone {value!r}") from exc
+
+
+_SCHEDULE_RE = re.compile(
+    r"^\s*([a-z]{3})[a-z]*\s+(\d{1,2}):(\d{2})(?::(\d{2}))?\s*$", re.IGNORECASE
+)
+
+
+def parse_schedule(value: str) -> tuple[int, int, int]:
+    """Parse ``'wed 18:00'`` into ``(weekday, hour, minute)`` with Monday = 0."""
+    return parse_schedule_seconds(value)[:3]
+
+
+def parse_schedule_seconds(value: str) -> tuple[int, int, int, int]:
+    """Parse ``'wed 18:00'`` or ``'wed 18:00:30'`` into ``(weekday, hour, minute, second)``."""
+    m = _SCHEDULE_RE.match(value)
+    if not m or m.group(1).lower() not in DAYS:
+        raise ConfigError(f"schedule: {value!r} is not like 'wed 18:00'")
+    hour, minute, second = int(m.group(2)), int(m.group(3)), int(m.group(4) or 0)
+    if hour > 23 or minute > 59 or second > 59:
+        raise ConfigError(f"schedule: {value!r} is not a valid time of day")
+    return DAYS.index(m.group(1).lower()), hour, minute, second
+
+
+def _check_schedule(key: str, value: str) -> None:
+    parse_schedule(value)
+
+
+def _check_address(key: str, value: str) -> None:
+    from email.headerregistry import Address  # noqa: F401
+    from email.utils import parseaddr
+
+    if "\r" in value or "\n" in value:
+        raise ConfigError(f"{key}: must be a single line")
+    _name, addr = parseaddr(value)
+    if not addr or "@" not in addr:
+        raise ConfigError(f"{key}: {value!r} is not an e-mail address")
+    if not addr.isascii():
+        raise ConfigError(
+            f"{key}: {addr!r} has non-ASCII characters (write the domain in its xn-- form)"
+        )
+
+
+def _check_optional_address(key: str, value: str) -> None:
+    if value:
+        _check_address(key, value)
+
+
+def _check_single_line(key: str, value: str) -> None:
+    if "\r" in value or "\n" in value:
+        raise ConfigError(f"{key}: must be a single line")
+
+
+def _check_log_level(key: str, value: str) -> None:
+    if value.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"{key}: {value!r} is not one of DEBUG, INFO, WARNING, ERROR")
+
+
+_HOST_PORT_RE = re.compile(
+    r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.-]+)):(?P<port>\d{1,5})$"
+)
+
+
+def split_host_port(key: str, value: str) -> tuple[str, int]:
+    """``'127.0.0.1:9108'`` or ``'[::1]:9108'`` as ``(host, port)``; else a ConfigError."""
+    m = _HOST_PORT_RE.match(value.strip())
+    if not m:
+        raise ConfigError(f"{key}: {value!r} is not host:port (for example 127.0.0.1:9108)")
+    port = int(m.group("port"))
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"{key}: {value!r} has no TCP port (1-65535)")
+    return m.group("v6") or m.group("host"), port
+
+
+def _check_metrics_address(key: str, value: str) -> None:
+    if value:
+        split_host_port(key, value)
+
+
+CHECKS: dict[str, Callable[[str, str], None]] = {
+    "database_url": _check_database_url,
+    "backend_url": _check_backend_url,
+    "base_url": _check_http_url,
+    "timezone": _check_timezone,
+    "schedule": _check_schedule,
+    "from_address": _check_address,
+    "reply_to": _check_optional_address,
+    "bounce_address": _check_optional_address,
+    "unsubscribe_mailto": _check_optional_address,
+    "list_name": _check_single_line,
+    "list_id": _check_single_line,
+    "log_level": _check_log_level,
+    "metrics_address": _check_metrics_address,
+}

@@ -13,8 +13,29 @@ from urllib.parse import urlsplit
 
 from weekly_mailer.errors import ConfigError
 
+# The backend schemes: the one list of names. ``delivery.backends`` maps each to its factory
+# (``REGISTRY``), ``register_backend`` adds to it (``register_scheme``), and third-party ones
+# come through the ``weekly_mailer.backends`` entry points; ``backend_url`` accepts them all.
 BACKEND_SCHEMES = ("smtp", "smtps", "file", "console", "memory")
+_REGISTERED: set[str] = set()
+ENTRY_POINT_GROUP = "weekly_mailer.backends"
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def register_scheme(scheme: str) -> None:
+    """A backend scheme registered in this process (``delivery.backends.register_backend``)."""
+    _REGISTERED.add(scheme)
+
+
+def known_schemes() -> list[str]:
+    """Every backend scheme this installation knows: built in, registered, or from entry
+    points."""
+    from importlib.metadata import entry_points
+
+    names = set(BACKEND_SCHEMES) | _REGISTERED
+    names |= {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    return sorted(names)
+
 
 def _check_url(key: str, value: str, schemes: tuple[str, ...] | None = None) -> None:
     parts = urlsplit(value)
@@ -42,11 +63,8 @@ def _check_database_url(key: str, value: str) -> None:
 
 
 def _check_backend_url(key: str, value: str) -> None:
-    from importlib.metadata import entry_points
-
     parts = urlsplit(value)
-    extra = tuple(ep.name for ep in entry_points(group="weekly_mailer.backends"))
-    _check_url(key, value, BACKEND_SCHEMES + extra)
+    _check_url(key, value, tuple(known_schemes()))
     if parts.scheme in ("smtp", "smtps") and not parts.hostname:
         raise ConfigError(f"{key}: {value!r} names no SMTP host")
 

@@ -68,6 +68,30 @@ def test_unknown_scheme_or_option_fails_early() -> None:
         resolve_backend(Settings(backend_url="smtps://h?starttls=true"))
 
 
+def test_a_scheme_registered_in_process_is_accepted_by_the_settings(tmp_path: Path) -> None:
+    """One list of scheme names: the built-ins are the registry's own keys, and a backend
+    registered with ``register_backend`` is a valid ``backend_url`` from then on."""
+    from weekly_mailer.config import load_settings
+    from weekly_mailer.config_checks import BACKEND_SCHEMES
+    from weekly_mailer.delivery.backends import REGISTRY, available_schemes, register_backend
+
+    assert tuple(REGISTRY) == BACKEND_SCHEMES
+    config = tmp_path / "weekly_mailer.toml"
+    config.write_text('backend_url = "carrier://loft"\n')
+    with pytest.raises(ConfigError, match="unknown scheme 'carrier'"):
+        load_settings(config, environ={})
+    register_backend("carrier", lambda settings: MemoryBackend())
+    try:
+        settings = load_settings(config, environ={})
+        assert "carrier" in available_schemes()
+        assert isinstance(resolve_backend(settings), MemoryBackend)
+    finally:
+        REGISTRY.pop("carrier")
+        from weekly_mailer import config_checks
+
+        config_checks._REGISTERED.discard("carrier")
+
+
 def test_file_urls_relative_and_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert folder_from_url("file://./outbox") == Path("outbox")
     assert folder_from_url("file:///var/spool/out") == Path("/var/spool/out")

@@ -67,12 +67,6 @@ def test_send_onto_a_full_disk_loses_nobody_and_resumes(tmp_path: Path, small_di
           f"after room was made: {len(written)} written")  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the runner does not resume yet: after `database unavailable` and room made, a "
-    "delivery process dies (`BlockingIOError: [Errno 11]`, the journal beside the database) "
-    "or the send waits on; for the lead (delivery/runner, journal)",
-)
 def test_send_with_the_database_on_a_full_disk_waits_and_resumes(
     tmp_path: Path, small_disk: Path
 ) -> None:

@@ -14,6 +14,12 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from weekly_mailer.config_checks import (
+    BACKEND_SCHEMES,
+    ENTRY_POINT_GROUP,
+    known_schemes,
+    register_scheme,
+)
 from weekly_mailer.delivery.backends.base import (
     Backend,
     BackendUnavailableError,
@@ -24,8 +30,6 @@ from weekly_mailer.errors import ConfigError
 
 if TYPE_CHECKING:
     from weekly_mailer.config import Settings
-
-ENTRY_POINT_GROUP = "weekly_mailer.backends"
 
 BackendFactory = Callable[["Settings"], Backend]
 
@@ -60,24 +64,27 @@ def _memory(settings: Settings) -> Backend:
     return MemoryBackend()
 
 
-REGISTRY: dict[str, BackendFactory] = {
+_FACTORIES: dict[str, BackendFactory] = {
     "smtp": _smtp,
     "smtps": _smtp,
     "file": _file,
     "console": _console,
     "memory": _memory,
 }
+# The built-in schemes are config_checks.BACKEND_SCHEMES, the one list of names.
+REGISTRY: dict[str, BackendFactory] = {name: _FACTORIES[name] for name in BACKEND_SCHEMES}
 
 
 def register_backend(scheme: str, factory: BackendFactory) -> None:
-    """Add or replace the factory for a URL scheme (in-process; entry points are the way out)."""
+    """Add or replace the factory for a URL scheme (in-process; entry points are the way out);
+    ``backend_url`` accepts the scheme from then on."""
     REGISTRY[scheme] = factory
+    register_scheme(scheme)
 
 
 def available_schemes() -> list[str]:
     """Every scheme this installation knows: built in, registered, or from entry points."""
-    names = set(REGISTRY) | {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
-    return sorted(names)
+    return known_schemes()
 
 
 def factory_for(scheme: str) -> BackendFactory:

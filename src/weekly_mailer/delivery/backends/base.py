@@ -2,8 +2,9 @@
 
 Backends translate their own errors into :class:`~weekly_mailer.errors.TemporaryFailure`
 (retry later: 4xx, network trouble; ``throttle=True`` for 421/450-454),
-:class:`~weekly_mailer.errors.PermanentFailure` (5xx about the mailbox: never retried, a hard
-bounce), :class:`NotABounce` (other 5xx: never retried, no bounce), :class:`BackendBusyError`
+:class:`~weekly_mailer.errors.PermanentFailure` (5xx: never retried; whether it counts as a hard
+bounce is the classifier's word, ``results.counts_as_bounce``), :class:`NotABounce` (a 5xx about
+the message or the sender, never a bounce), :class:`BackendBusyError`
 (not now: nothing attempted) or :class:`BackendUnavailableError` (not at all: outage, refused
 sender), here at the boundary and nowhere else.
 

@@ -84,6 +84,8 @@ class Settings:
     metrics_linger_seconds: float = 0.0
     outage_limit_seconds: float = 300.0
     journal_dir: str = ""
+    dns_resolver: str = ""
+    preflight: str = "warn"
 
     @property
     def zone(self) -> zoneinfo.ZoneInfo:
@@ -173,6 +175,10 @@ DESCRIPTIONS: dict[str, str] = {
     "the command ends (exit 2)",
     "journal_dir": "folder of the delivery processes' acceptance journals (default: beside a "
     "SQLite database, else under $XDG_STATE_HOME/weekly_mailer/journal)",
+    "dns_resolver": "the DNS resolver the pre-flight asks (host[:port], an IP address; empty: "
+    "the system's)",
+    "preflight": "before each send: warn (log or ask, then send), refuse (a failure holds the "
+    "week until `issues release`) or off",
 }
 
 
@@ -312,6 +318,39 @@ def _check_metrics_address(key: str, value: str) -> None:
         split_host_port(key, value)
 
 
+def parse_dns_resolver(value: str) -> tuple[str, int]:
+    """``dns_resolver``: ``'127.0.0.1'``, ``'127.0.0.1:5353'`` or ``'[::1]:53'`` as
+    ``(address, port)``; a ``ConfigError`` naming the key otherwise (an IP address: the resolver
+    is what turns names into addresses)."""
+    import ipaddress
+
+    host, port_text = value.strip(), ""
+    if host.startswith("["):
+        inner, sep, rest = host[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ConfigError(f"dns_resolver: {value!r} is not host[:port]")
+        host, port_text = inner, rest[1:]
+    elif host.count(":") == 1:
+        host, port_text = host.split(":")
+    if port_text and (not port_text.isdigit() or not 0 < int(port_text) < 65536):
+        raise ConfigError(f"dns_resolver: {value!r} has a bad port")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError as exc:
+        raise ConfigError(f"dns_resolver: {value!r} is not an IP address[:port]") from exc
+    return host, int(port_text or 53)
+
+
+def _check_dns_resolver(key: str, value: str) -> None:
+    if value:
+        parse_dns_resolver(value)
+
+
+def _check_preflight(key: str, value: str) -> None:
+    if value not in ("warn", "refuse", "off"):
+        raise ConfigError(f"{key}: {value!r} is not one of warn, refuse, off")
+
+
 CHECKS: dict[str, Callable[[str, str], None]] = {
     "database_url": _check_database_url,
     "backend_url": _check_backend_url,
@@ -326,6 +365,8 @@ CHECKS: dict[str, Callable[[str, str], None]] = {
     "list_id": _check_single_line,
     "log_level": _check_log_level,
     "metrics_address": _check_metrics_address,
+    "dns_resolver": _check_dns_resolver,
+    "preflight": _check_preflight,
 }
 
 def _coerce(key: str, raw: Any, origin: str) -> Any:

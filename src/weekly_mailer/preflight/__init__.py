@@ -23,9 +23,11 @@ the edges call it. Functions take a session where they need one, and never commi
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import TYPE_CHECKING
 
+from weekly_mailer.issues.health import refusal
 from weekly_mailer.issues.ledger import (
     PREFLIGHT_REASON,
     active_holds,
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from weekly_mailer.config import Settings
+    from weekly_mailer.issues.prepare import WeekLook
 
 MODES = ("warn", "refuse", "off")
 
@@ -88,6 +91,19 @@ def failures(checks: list[Check]) -> list[Check]:
     return [c for c in checks if c.failed]
 
 
+def before_send(settings: Settings) -> list[Check]:
+    """The checks ``send`` and the daemon run before a send, per ``preflight``: the relay first
+    (also with ``off``: a relay that refuses us fails every message), then, unless ``off``, DNS
+    and one-click; nothing for a backend that is not SMTP. A ``fatal`` relay check comes alone
+    (the rest would not change the answer)."""
+    if not is_smtp(settings):
+        return []
+    relay = check_relay(settings)
+    if relay.fatal or settings.preflight == "off":
+        return [relay]
+    return [relay, *dns_checks(settings), check_one_click(settings)]
+
+
 def hold_week(
     session: Session, *, week: dt.date, checks: list[Check], now: dt.datetime
 ) -> WeekHold | None:
@@ -105,14 +121,29 @@ def hold_week(
     return place_hold(session, hold)
 
 
+def held_look(
+    session: Session, look: WeekLook, checks: list[Check], *, now: dt.datetime
+) -> WeekLook:
+    """``look`` held by the pre-flight's failures (:func:`hold_week`), so that ``plan_week``
+    refuses it as it refuses a week the list-health guard holds (exit 3); a week already held,
+    or an enqueued issue being continued, is left as it is."""
+    if look.held or (look.existing is not None and look.existing.enqueued):
+        return look
+    hold = hold_week(session, week=look.week, checks=checks, now=now)
+    return look if hold is None else dataclasses.replace(look, held=refusal(hold))
+
+
 __all__ = [
     "FAIL",
     "MODES",
     "OK",
     "WARN",
     "Check",
+    "before_send",
     "dns_checks",
     "failures",
+    "held_look",
     "hold_week",
+    "is_smtp",
     "run_checks",
 ]

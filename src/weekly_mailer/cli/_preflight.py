@@ -37,8 +37,8 @@ def preflight_send(settings: Settings, *, dry_run: bool, yes: bool) -> list[pref
         return []
     failed = preflight.failures(checks)
     if any(c.level != "ok" for c in checks):
-        click.echo("Pre-flight (docs/preflight.md):", err=True)
-        echo_checks(checks, err=True, quiet_ok=True)
+        click.echo("Pre-flight (docs/preflight.md):")
+        echo_checks(checks, quiet_ok=True)
     if settings.preflight == "refuse":
         return failed
     if failed and not yes:

@@ -20,6 +20,7 @@ from typing import Any
 from weekly_mailer.config_checks import BACKEND_SCHEMES as BACKEND_SCHEMES
 from weekly_mailer.config_checks import CHECKS as CHECKS
 from weekly_mailer.config_checks import DAYS as DAYS
+from weekly_mailer.config_checks import parse_dns_resolver as parse_dns_resolver
 from weekly_mailer.config_checks import parse_schedule as parse_schedule
 from weekly_mailer.config_checks import parse_schedule_seconds as parse_schedule_seconds
 from weekly_mailer.config_checks import split_host_port as split_host_port
@@ -88,6 +89,8 @@ class Settings:
     metrics_linger_seconds: float = 0.0
     outage_limit_seconds: float = 300.0
     journal_dir: str = ""
+    dns_resolver: str = ""
+    preflight: str = "warn"
 
     @property
     def zone(self) -> zoneinfo.ZoneInfo:
@@ -177,6 +180,10 @@ DESCRIPTIONS: dict[str, str] = {
     "the command ends (exit 2)",
     "journal_dir": "folder of the delivery processes' acceptance journals (default: beside a "
     "SQLite database, else under $XDG_STATE_HOME/weekly_mailer/journal)",
+    "dns_resolver": "the DNS resolver the pre-flight asks (host[:port], an IP address; empty: "
+    "the system's)",
+    "preflight": "before each send: warn (log or ask, then send), refuse (a failure holds the "
+    "week until `issues release`) or off",
 }
 
 

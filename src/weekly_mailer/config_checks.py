@@ -170,6 +170,40 @@ def _check_metrics_address(key: str, value: str) -> None:
         split_host_port(key, value)
 
 
+
+def parse_dns_resolver(value: str) -> tuple[str, int]:
+    """``dns_resolver``: ``'127.0.0.1'``, ``'127.0.0.1:5353'`` or ``'[::1]:53'`` as
+    ``(address, port)``; a ``ConfigError`` naming the key otherwise (an IP address: the resolver
+    is what turns names into addresses)."""
+    import ipaddress
+
+    host, port_text = value.strip(), ""
+    if host.startswith("["):
+        inner, sep, rest = host[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ConfigError(f"dns_resolver: {value!r} is not host[:port]")
+        host, port_text = inner, rest[1:]
+    elif host.count(":") == 1:
+        host, port_text = host.split(":")
+    if port_text and (not port_text.isdigit() or not 0 < int(port_text) < 65536):
+        raise ConfigError(f"dns_resolver: {value!r} has a bad port")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError as exc:
+        raise ConfigError(f"dns_resolver: {value!r} is not an IP address[:port]") from exc
+    return host, int(port_text or 53)
+
+
+def _check_dns_resolver(key: str, value: str) -> None:
+    if value:
+        parse_dns_resolver(value)
+
+
+def _check_preflight(key: str, value: str) -> None:
+    if value not in ("warn", "refuse", "off"):
+        raise ConfigError(f"{key}: {value!r} is not one of warn, refuse, off")
+
+
 CHECKS: dict[str, Callable[[str, str], None]] = {
     "database_url": _check_database_url,
     "backend_url": _check_backend_url,
@@ -184,4 +218,6 @@ CHECKS: dict[str, Callable[[str, str], None]] = {
     "list_id": _check_single_line,
     "log_level": _check_log_level,
     "metrics_address": _check_metrics_address,
+    "dns_resolver": _check_dns_resolver,
+    "preflight": _check_preflight,
 }

@@ -92,7 +92,44 @@ def check(settings: Settings) -> list[Finding]:
 
     out.extend(_dkim_findings(settings))
     out.extend(_block_findings(settings))
+    out.extend(_mail_world(settings))
     return out
+
+
+def _mail_world(settings: Settings) -> list[Finding]:
+    """The pre-flight's checks (relay, DNS, one-click, this week's message); none for a backend
+    that reaches no mailbox provider."""
+    from weekly_mailer import preflight
+
+    if not preflight.is_smtp(settings):
+        return []
+    skeleton, why = _this_weeks_skeleton(settings)
+    checks = preflight.run_checks(settings, skeleton=skeleton)
+    out = [Finding(c.level, c.what) for c in checks]
+    if why:
+        out.append(Finding("warn", f"message: this week's issue not checked ({why})"))
+    return out
+
+
+def _this_weeks_skeleton(settings: Settings) -> tuple[bytes | None, str]:
+    """This week's issue as it will go (stored, or composed now as the daemon would)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from weekly_mailer import issues
+    from weekly_mailer.clock import utcnow
+    from weekly_mailer.store.db import Database
+
+    try:
+        with Database(settings) as db:
+            with db.sessions.begin() as session:
+                look = issues.look_at_week(session, settings, now=utcnow())
+                if look.existing is not None:
+                    issue = issues.get_issue(session, look.existing.id)
+                    return issue.skeleton or None, "" if issue.skeleton else "nothing stored"
+            plan = issues.plan_week(look, settings, scheduled=True)
+    except (WeeklyMailerError, SQLAlchemyError) as exc:
+        return None, " ".join(str(exc).split())[:200]
+    return (plan.composed.skeleton, "") if plan.composed is not None else (None, "no article")
 
 
 def _block_findings(settings: Settings) -> list[Finding]:
@@ -229,7 +266,24 @@ def _check_backend(settings: Settings) -> Finding:
 @click.command()
 @pass_app
 def doctor(app: AppContext) -> None:
-    """Check the configuration and say what to fix (exit code 1 when something must be fixed)."""
+    """Check the configuration and the mail world, and say what to fix (exit code 1 when
+    something must be fixed). One line per check: ok, warn or FAIL, a failure with its fix.
+
+    \b
+    With an smtp:// or smtps:// backend it also checks what mailbox providers will see
+    (docs/preflight.md), DNS through dns_resolver or the system's resolver:
+      DKIM       each selector's TXT record at <selector>._domainkey.<dkim_domain>
+                 holds our public key (RSA and Ed25519)
+      SPF        the envelope domain has one valid record, at most 10 DNS lookups, no +all
+      DMARC      _dmarc.<From domain> (or its organisational domain) exists, is valid,
+                 and DKIM d= and the envelope domain are aligned (adkim/aspf)
+      bounces    the envelope domain has an MX (or an address): bounces come back
+      relay      it answers, EHLO, STARTTLS or smtps with a verified certificate, AUTH,
+                 our MAIL FROM accepted; then RSET and QUIT: nothing is sent
+      one-click  POST base_url/unsubscribe/<probe token> answers 2xx (changes nothing)
+      message    this week's HTML under 102 KB (Gmail clips beyond); List-Unsubscribe,
+                 List-Unsubscribe-Post (and Feedback-ID) present and DKIM-signed
+    """
     findings = check(app.settings)
     marks = {
         "ok": click.style("ok  ", fg="green"),

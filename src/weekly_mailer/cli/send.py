@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from weekly_mailer import issues
+from weekly_mailer import issues, preflight
 from weekly_mailer.cli._common import AppContext, pass_app
 from weekly_mailer.cli._delivery import (
     EarlyCrew,
@@ -17,6 +17,7 @@ from weekly_mailer.cli._delivery import (
     summary_table,
 )
 from weekly_mailer.cli._metrics import expose_metrics
+from weekly_mailer.cli._preflight import preflight_send
 from weekly_mailer.errors import SendError
 from weekly_mailer.store import outbox
 
@@ -67,6 +68,7 @@ def send(
     settings = app.settings
     backend = resolve_backend(settings)  # an unknown scheme fails before anything is claimed
     Envelopes.from_settings(settings)  # so does a DKIM key that cannot sign (ConfigError)
+    refused = preflight_send(settings, dry_run=dry_run, yes=yes)  # the relay: before storing
     # The delivery processes start before the database is opened (forked, when that is safe)
     # or once the rows are counted, and get ready while the article is read and composed.
     with EarlyCrew(settings, backend, clock=app.clock, start=not dry_run) as early:
@@ -77,6 +79,7 @@ def send(
         with db.sessions.begin() as session:
             # The look runs the list-health guard; a held week is refused by plan_week (exit 3).
             look = issues.look_at_week(session, settings, now=now, force_week=force_week)
+            look = preflight.held_look(session, look, refused, now=now)  # preflight = "refuse"
         crew = early.for_rows(0 if dry_run else look.todo)
         _send(app, look, source, dry_run=dry_run, yes=yes, allow_empty=allow_empty,
               backend=backend, crew=crew)  # fmt: skip

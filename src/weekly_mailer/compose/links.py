@@ -100,3 +100,29 @@ def list_unsubscribe(settings: Settings, url: str) -> str:
 
         value += f", <mailto:{address_of(settings.unsubscribe_mailto)}?subject=unsubscribe>"
     return value
+
+
+# The pre-flight's one-click probe: an unsubscribe token, signed, for subscriber 0 (ids start
+# at 1) and an address no reader can have. The route answers it 200 and changes nothing.
+PROBE_SUBSCRIBER_ID = 0
+PROBE_EMAIL_KEY = "preflight-probe@invalid"
+
+
+def probe_unsubscribe_url(settings: Settings) -> str:
+    """``{base_url}/unsubscribe/{probe token}`` (see :func:`is_probe_token`)."""
+    token = signer_for(settings.secret_key).make(
+        Purpose.UNSUBSCRIBE, PROBE_SUBSCRIBER_ID, PROBE_EMAIL_KEY
+    )
+    return f"{settings.base_url.rstrip('/')}/unsubscribe/{token}"
+
+
+def is_probe_token(secret_key: str, token: str) -> bool:
+    """Whether ``token`` is the pre-flight's signed probe (for no subscriber)."""
+    from weekly_mailer.errors import TokenError
+
+    signer = signer_for(secret_key)
+    try:
+        subscriber_id, digest = signer.load(Purpose.UNSUBSCRIBE, token)
+    except TokenError:
+        return False
+    return subscriber_id == PROBE_SUBSCRIBER_ID and signer.matches(digest, PROBE_EMAIL_KEY)

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import exists, func, or_, select
 
 from weekly_mailer.issues.ledger import (
+    PREFLIGHT_REASON,
     active_holds,
     holds_of,
     next_unsent_week,
@@ -190,9 +191,10 @@ def held(session: Session, settings: Settings, *, now: dt.datetime) -> WeekHold 
 
 def refusal(hold: WeekHold) -> str:
     """The one line ``send`` and the daemon give for a held week."""
+    by = "the pre-flight" if hold.reason.startswith(PREFLIGHT_REASON) else "the list-health guard"
     return (
-        f"the weekly send is held from the week of {hold.send_week} on by the list-health "
-        f"guard: {hold.reason}; nothing was sent (after checking the list, release it with "
+        f"the weekly send is held from the week of {hold.send_week} on by {by}: "
+        f"{hold.reason}; nothing was sent (after checking the list, release it with "
         f"`weekly-mailer issues release {hold.send_week}`)"
     )
 

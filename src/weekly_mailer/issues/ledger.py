@@ -171,6 +171,9 @@ def record_week(
 
 
 # Holds: an unreleased ``week_hold`` row holds every new issue until an operator releases it.
+# The list-health guard's name an issue; the pre-flight's (``preflight = "refuse"``) name none
+# and their reason starts with this.
+PREFLIGHT_REASON = "pre-flight: "
 
 
 def active_holds(session: Session) -> list[WeekHold]:
@@ -207,6 +210,17 @@ def next_unsent_week(session: Session, after: dt.date) -> dt.date:
     while week in enqueued:
         week += dt.timedelta(days=7)
     return week
+
+
+def released_preflight(session: Session, week: dt.date) -> bool:
+    """Whether an operator released a pre-flight hold of ``week`` (it then sends as it is)."""
+    query = select(WeekHold.id).where(
+        WeekHold.send_week == week,
+        WeekHold.issue_id.is_(None),
+        WeekHold.released_at.is_not(None),
+        WeekHold.reason.startswith(PREFLIGHT_REASON),
+    )
+    return session.scalar(query.limit(1)) is not None
 
 
 def place_hold(session: Session, hold: WeekHold) -> WeekHold | None:

@@ -17,6 +17,10 @@ Each run also lets the list-health guard look at the issues that finished lately
 unreleased is not sent and not recorded (a WARNING, once, naming the issue, the rate and the
 figures): after ``weekly-mailer issues release`` the next run sends it, within the grace window.
 
+Before the send the pre-flight runs (``preflight``, :mod:`weekly_mailer.preflight`): ``warn``
+logs each problem and sends; ``refuse`` holds the week on a failure as the guard does (released
+by ``issues release``; a released pre-flight hold of the week lets it go as it is); ``off``.
+
 The week is prepared by :func:`weekly_mailer.issues.prepare_week` (with ``look_at_week`` and
 ``plan_week``), the same path as ``send`` and ``demo``, for the send week of the fire time (the
 one week rule, :func:`weekly_mailer.issues.send_week_for`). The database decides who sends:
@@ -35,7 +39,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import IntegrityError
 
-from weekly_mailer import issues
+from weekly_mailer import issues, preflight
 from weekly_mailer.errors import (
     ArticleError,
     ComposeError,
@@ -83,6 +87,7 @@ class WeeklyJob:
         self._lock = threading.Lock()  # one run at a time in this process
         self._was_leader: bool | None = None
         self._said: set[tuple[dt.date, str]] = set()  # messages already logged loudly
+        self._preflighted: set[dt.date] = set()  # weeks whose pre-flight ran
 
     def reconcile(self) -> StartAction | None:
         """Act on the most recent send time; ``None`` when another daemon leads."""
@@ -148,14 +153,30 @@ class WeeklyJob:
             return StartAction.NOTHING  # held by the list-health guard
         return decision.action
 
+    def _preflight(self, week: dt.date) -> list[preflight.Check]:
+        """The pre-flight before the week's send, once per week in this process (``[]`` after,
+        and with ``preflight = "off"``): each problem logged, a WARNING. With ``refuse`` a
+        failure holds the week (``preflight.held_look``: ``issues list`` shows the hold,
+        ``issues release`` lets it go)."""
+        if self.settings.preflight == "off" or week in self._preflighted:
+            return []
+        self._preflighted.add(week)
+        checks = preflight.before_send(self.settings)
+        for check in checks:
+            if check.level != "ok":
+                log.warning("week of %s: pre-flight %s: %s", week, check.level, check.what)
+        return checks if self.settings.preflight == "refuse" else []
+
     def _send_week(self, fire: dt.datetime, *, now: dt.datetime, catching_up: str = "") -> bool:
         """Prepare the week of ``fire`` through the issue service (as ``send`` and ``demo`` do).
         ``False`` when the list-health guard holds it (said loudly once, then quietly)."""
         week = self.schedule.send_week(fire)
         retrying = f"retrying until {fire + self.grace:%Y-%m-%d %H:%M} UTC"
         try:
+            checks = self._preflight(week)  # before the transaction: it asks DNS and the relay
             with self.sessions.begin() as session:
                 look = issues.look_at_week(session, self.settings, now=now, at=fire)
+                look = preflight.held_look(session, look, checks, now=now)
             plan = issues.plan_week(look, self.settings, scheduled=True)  # obeys the guard
             if catching_up:
                 self._once(week, logging.WARNING, f"week of {week}: catching up, {catching_up}")

@@ -3,7 +3,8 @@
 A GET only ever shows a page with a button, so link scanners and prefetchers change nothing; the
 POST acts. ``POST /unsubscribe/<token>`` with the body ``List-Unsubscribe=One-Click`` (form-encoded
 or multipart) is RFC 8058's one-click path: no CSRF token, no cookie, 200 and no redirect. Any
-tampered, truncated, foreign or expired token gets the same plain 400 page.
+tampered, truncated, foreign or expired token gets the same plain 400 page; the pre-flight's
+signed probe token (for no subscriber) gets a 200 that changes nothing.
 
 Re-subscribing after unsubscribing sends a fresh confirmation e-mail rather than re-activating at
 once: unsubscribe tokens never expire and travel with forwarded mail, so holding one is not proof
@@ -16,6 +17,7 @@ import datetime as dt
 
 from flask import Blueprint, Response, render_template, request, url_for
 
+from weekly_mailer.compose.links import is_probe_token
 from weekly_mailer.errors import TokenError
 from weekly_mailer.store.models import SubscriberStatus
 from weekly_mailer.subscribers import optin
@@ -90,6 +92,8 @@ def unsubscribe(token: str) -> Response:
                 for_update=request.method == "POST",
             )
         except TokenError:
+            if is_probe_token(web.settings.secret_key, token):  # the pre-flight: changes nothing
+                return Response("one-click probe: nothing changed\n", mimetype="text/plain")
             return invalid_link()
         if request.method != "POST":  # GET and HEAD only ever show the page
             return _page(

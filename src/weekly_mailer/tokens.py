@@ -1,4 +1,5 @@
-"""Signed, purpose-bound tokens for confirm and unsubscribe links, and VERP envelope senders.
+"""Signed, purpose-bound tokens for confirm, unsubscribe, manage and move links, and VERP
+envelope senders.
 
 A token carries the subscriber id and a short digest of the subscriber's address, is signed
 with ``secret_key`` (HMAC-SHA256 via itsdangerous, verified in constant time) and salted with its
@@ -29,6 +30,8 @@ from weekly_mailer.errors import TokenError
 class Purpose(StrEnum):
     CONFIRM = "confirm"
     UNSUBSCRIBE = "unsubscribe"
+    MANAGE = "manage"  # the reader's own page; never expires, dies when the address changes
+    MOVE = "move"  # confirms a change of address, bound to the change; expires
 
 
 def _address_digest(email_key: str, bound_to: str = "") -> str:

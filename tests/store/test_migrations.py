@@ -23,6 +23,8 @@ TABLES = {
     "bounce_event",
     "week_hold",
     "domain_pause",
+    "address_change",
+    "erasure",
 }
 
 

@@ -1,4 +1,4 @@
-"""``subscribers``: add, import, export, list, count, remove, unsubscribe."""
+"""``subscribers``: add, import, export, list, count, remove, unsubscribe, erase."""
 
 from __future__ import annotations
 
@@ -180,7 +180,10 @@ def import_(app: AppContext, file: str, confirmed: bool, resubscribe: bool, quie
     # Chunk by chunk, each committed: memory stays flat, and a run stopped half-way keeps what
     # it wrote (running it again is safe: those rows are "already known").
     importer = subs.Importer(
-        confirmed=confirmed, resubscribe=resubscribe, source=subs.import_source(name)
+        confirmed=confirmed,
+        resubscribe=resubscribe,
+        source=subs.import_source(name),
+        erased_key=app.settings.secret_key,  # erased addresses stay off without --resubscribe
     )
     bad = 0
     with stream, contextlib.closing(subs.read_chunks(stream, filename=name)) as chunks:
@@ -253,19 +256,37 @@ def export(app: AppContext, status: str | None, fmt: str, output: str | None) ->
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many.")
 @pass_app
 def list_(app: AppContext, status: str | None, search: str | None, limit: int | None) -> None:
-    """List subscribers: address, status, name, when they joined."""
+    """List subscribers: address, status, name, when they joined (and a pause, if any)."""
+    from weekly_mailer.clock import utcnow
+    from weekly_mailer.subscribers.reader import pause_label
+
+    now = utcnow()
     with app.db.sessions.begin() as session:
         for sub in subs.iter_subscribers(session, status=status, search=search, limit=limit):
-            click.echo(f"{sub.email}\t{sub.status}\t{sub.name}\t{sub.created_at:%Y-%m-%d}")
+            paused = pause_label(sub, now=now)
+            click.echo(
+                f"{sub.email}\t{sub.status}\t{sub.name}\t{sub.created_at:%Y-%m-%d}"
+                + (f"\t{paused}" if paused else "")
+            )
 
 
 @subscribers.command()
 @click.option("--status", type=STATUS_CHOICE, default=None, help="Only this status.")
+@click.option(
+    "--paused", is_flag=True, help="Only active readers who paused (the weekly send skips them)."
+)
 @pass_app
-def count(app: AppContext, status: str | None) -> None:
-    """Print the number of subscribers (with --status, of that status)."""
+def count(app: AppContext, status: str | None, paused: bool) -> None:
+    """Print the number of subscribers (with --status, of that status; with --paused, of the
+    active readers who paused their subscription)."""
+    from weekly_mailer.clock import utcnow
+    from weekly_mailer.subscribers.reader import count_paused
+
     with app.db.sessions.begin() as session:
-        click.echo(subs.count(session, status=status))
+        if paused:
+            click.echo(count_paused(session, now=utcnow()))
+        else:
+            click.echo(subs.count(session, status=status))
 
 
 @subscribers.command()
@@ -297,6 +318,35 @@ def unsubscribe(app: AppContext, email: str) -> None:
         click.echo(
             f"Unsubscribed {sub.email}." if changed else f"{sub.email} was already unsubscribed."
         )
+
+
+@subscribers.command()
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_app
+def erase(app: AppContext, email: str, yes: bool) -> None:
+    """Forget an address (a GDPR erasure), keeping the list's books.
+
+    The address, the name and the history are erased everywhere (reports and refusals that
+    quoted the address too). What stays: the delivery rows without the address (each issue's
+    counts are unchanged), an audit row of when and by whom, and a keyed hash of the address
+    (under secret_key), so that a later `import` of it keeps it off the list unless
+    --resubscribe is given. The reader can do the same from their page ("Forget me").
+    """
+    import getpass
+
+    from weekly_mailer.clock import utcnow
+    from weekly_mailer.subscribers.forget import erase_address
+
+    if not yes:
+        click.confirm(f"Erase {email} and all their history?", abort=True)
+    try:
+        by = f"operator {getpass.getuser()} (weekly-mailer subscribers erase)"
+    except (KeyError, OSError):
+        by = "operator (weekly-mailer subscribers erase)"
+    with app.db.sessions.begin() as session:
+        erase_address(session, email, secret_key=app.settings.secret_key, by=by, now=utcnow())
+    click.echo(f"Erased {email.strip()}.")
 
 
 def register(main: click.Group) -> None:

@@ -30,6 +30,7 @@ from weekly_mailer.compose.links import (
     confirmation_message_id,
     issue_key,
     make_message_id,
+    manage_url,
     read_message_id,
     unsubscribe_url,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "confirmation_message_id",
     "envelope_sender",
     "make_message_id",
+    "manage_url",
     "personalise",
     "personalise_for_smtp",
     "read_message_id",

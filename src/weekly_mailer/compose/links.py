@@ -71,6 +71,13 @@ def unsubscribe_url(settings: Settings, subscriber_id: int, email_key: str) -> s
     return f"{settings.base_url.rstrip('/')}/unsubscribe/{token}"
 
 
+def manage_url(settings: Settings, subscriber_id: int, email_key: str) -> str:
+    """``{base_url}/manage/{token}``: the reader's own page, a signed, purpose-bound,
+    non-expiring token (it dies when the address changes)."""
+    token = signer_for(settings.secret_key).make(Purpose.MANAGE, subscriber_id, email_key)
+    return f"{settings.base_url.rstrip('/')}/manage/{token}"
+
+
 def confirm_url(settings: Settings, subscriber_id: int, email_key: str, *, signup: str) -> str:
     """``{base_url}/confirm/{token}``: a signed, purpose-bound token (it expires after
     ``confirm_ttl_days``, checked where the link is opened), bound to the sign-up it is sent

@@ -13,7 +13,12 @@ from weekly_mailer.compose import placeholders as ph
 
 GMAIL_CLIP_BYTES = 102 * 1024  # Gmail clips messages whose HTML is larger than about 102 KB
 SIZE_WARNING_BYTES = 90 * 1024
-_TYPICAL = {ph.NAME: "A" * 30, ph.EMAIL: "a" * 40, ph.UNSUBSCRIBE_URL: "h" * 160}
+_TYPICAL = {
+    ph.NAME: "A" * 30,
+    ph.EMAIL: "a" * 40,
+    ph.UNSUBSCRIBE_URL: "h" * 160,
+    ph.MANAGE_URL: "h" * 160,
+}
 _LINK_SCHEMES = ("http", "https", "mailto", "tel")
 
 

@@ -43,21 +43,24 @@ _MARKER_RE = re.compile(r"@@WM_[A-Z_]+@@")
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Recipient:
-    """One subscriber as the composer sees them; ``unsubscribe_url`` is the signed link."""
+    """One subscriber as the composer sees them; ``unsubscribe_url`` and ``manage_url`` are
+    the signed links (a missing manage link falls back to the unsubscribe link)."""
 
     subscriber_id: int
     email: str
     name: str = ""
     unsubscribe_url: str = ""
+    manage_url: str = ""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Personal:
-    """A recipient's checked values: display name, address, unsubscribe URL."""
+    """A recipient's checked values: display name, address, unsubscribe and manage URLs."""
 
     name: str
     email: str
     unsubscribe_url: str
+    manage_url: str = ""
 
     @classmethod
     def of(cls, recipient: Recipient) -> Personal:
@@ -74,6 +77,9 @@ class Personal:
             name=name,
             email=check_address(recipient.email),
             unsubscribe_url=check_url("the unsubscribe URL", recipient.unsubscribe_url),
+            manage_url=check_url(
+                "the manage URL", recipient.manage_url or recipient.unsubscribe_url
+            ),
         )
 
     def body_values(self) -> dict[str, str]:
@@ -82,6 +88,7 @@ class Personal:
             ph.NAME: self.name or FALLBACK_NAME,
             ph.EMAIL: self.email,
             ph.UNSUBSCRIBE_URL: self.unsubscribe_url,
+            ph.MANAGE_URL: self.manage_url,
         }
 
 

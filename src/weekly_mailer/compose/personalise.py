@@ -108,6 +108,7 @@ _SLOT_ORDER = (
     ph.TO, ph.DATE, ph.MESSAGE_ID, ph.LIST_UNSUBSCRIBE,
     "@@WMT_NAME@@", "@@WMT_EMAIL@@", "@@WMT_UNSUBSCRIBE_URL@@",
     "@@WMH_NAME@@", "@@WMH_EMAIL@@", "@@WMH_UNSUBSCRIBE_URL@@",
+    "@@WMT_MANAGE_URL@@", "@@WMH_MANAGE_URL@@",
 )  # fmt: skip
 
 
@@ -186,6 +187,8 @@ def personalise_for_smtp(
         qp(html_escape(name)),
         qp(html_escape(email)),
         qp(html_escape(url)),
+        qp(person.manage_url),
+        qp(html_escape(person.manage_url)),
     )
     out = list(pieces)
     for index, slot in slots:

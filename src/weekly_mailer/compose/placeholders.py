@@ -12,7 +12,8 @@ RESERVED = "@@WM"
 NAME = "@@WM_NAME@@"
 EMAIL = "@@WM_EMAIL@@"
 UNSUBSCRIBE_URL = "@@WM_UNSUBSCRIBE_URL@@"
-BODY_MARKERS = (NAME, EMAIL, UNSUBSCRIBE_URL)
+MANAGE_URL = "@@WM_MANAGE_URL@@"  # the reader's own page (web/manage.py)
+BODY_MARKERS = (NAME, EMAIL, UNSUBSCRIBE_URL, MANAGE_URL)
 
 # In the header block of the skeleton only.
 TO = "@@WM_TO@@"
@@ -23,8 +24,10 @@ HEADER_MARKERS = (TO, DATE, MESSAGE_ID, LIST_UNSUBSCRIBE)
 
 
 class Markers:
-    """What templates see as ``ph``: ``ph.name``, ``ph.email``, ``ph.unsubscribe_url``."""
+    """What templates see as ``ph``: ``ph.name``, ``ph.email``, ``ph.unsubscribe_url``,
+    ``ph.manage_url``."""
 
     name = NAME
     email = EMAIL
     unsubscribe_url = UNSUBSCRIBE_URL
+    manage_url = MANAGE_URL

@@ -14,14 +14,16 @@ from weekly_mailer.compose import (
     confirm_url,
     confirmation_message_id,
     make_message_id,
+    manage_url,
     personalise_for_smtp,
     unsubscribe_url,
 )
 from weekly_mailer.delivery.backends.base import Envelope
 from weekly_mailer.delivery.envelopes import Envelopes
 from weekly_mailer.errors import ComposeError
-from weekly_mailer.store.models import Issue
+from weekly_mailer.store.models import DeliveryKind, Issue
 from weekly_mailer.store.outbox import ClaimedRow
+from weekly_mailer.subscribers.reader_mail import ReaderMail
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -64,6 +66,7 @@ class IssueRenderers:
                 row.email,
                 row.name,
                 unsubscribe_url(settings, row.subscriber_id, row.email_key),
+                manage_url(settings, row.subscriber_id, row.email_key),
             )
             message_id = make_message_id(settings, week, row.subscriber_id)
             date = clock().replace(microsecond=0)
@@ -80,7 +83,12 @@ class IssueRenderers:
     def for_confirmations(self) -> Callable[[ClaimedRow], Envelope]:
         settings, envelopes, clock = self.settings, self.envelopes, self.clock
 
+        reader_mail = ReaderMail(self.sessions, settings, clock=clock)  # the reader's page's kinds
+
         def render(row: ClaimedRow) -> Envelope:
+            if row.kind != DeliveryKind.CONFIRMATION.value:
+                to, data, message_id = reader_mail.build(row)
+                return envelopes.seal(to, data, message_id, delivery_id=row.delivery_id)
             message_id = confirmation_message_id(settings, row.delivery_id, row.subscriber_id)
             # The link is bound to the sign-up it is sent for, read with the claim.
             url = confirm_url(settings, row.subscriber_id, row.email_key, signup=row.signup)

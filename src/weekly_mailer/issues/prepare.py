@@ -50,6 +50,7 @@ from weekly_mailer.issues.reports import active_count, active_sample, open_count
 from weekly_mailer.issues.service import compose, enqueue, week_window
 from weekly_mailer.issues.sources import WeekArticle, resolve_week_article
 from weekly_mailer.issues.weeks import send_week_for
+from weekly_mailer.subscribers.reader import count_issue_for_pauses
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -262,6 +263,7 @@ def prepare_week(
     queued = None
     if issue.enqueued_at is None:
         queued = enqueue(session, issue, now=now)
+        count_issue_for_pauses(session)  # a reader paused for N issues has one less to skip
         if not queued and not allow_empty:
             raise SendError(NO_SUBSCRIBERS)  # the caller's transaction rolls the row back
     return Prepared(issue, queued, raced)

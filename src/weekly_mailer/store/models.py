@@ -72,6 +72,7 @@ class SubscriberStatus(enum.StrEnum):
     UNSUBSCRIBED = "unsubscribed"
     BOUNCED = "bounced"
     COMPLAINED = "complained"
+    ERASED = "erased"  # forgotten: the row is a tombstone without address or name (reader_models)
 
 
 class EventKind(enum.StrEnum):
@@ -83,6 +84,14 @@ class EventKind(enum.StrEnum):
     COMPLAINED = "complained"
     UPDATED = "updated"
     CONFIRMATION_SENT = "confirmation_sent"
+    # The reader's own page (subscribers.reader): what they changed and what they were mailed.
+    RENAMED = "renamed"
+    MOVE_REQUESTED = "move_requested"
+    MOVED = "moved"
+    PAUSED = "paused"
+    RESUMED = "resumed"
+    DATA_SENT = "data_sent"
+    LINK_SENT = "link_sent"
 
 
 class IssueStatus(enum.StrEnum):
@@ -96,6 +105,11 @@ class IssueStatus(enum.StrEnum):
 class DeliveryKind(enum.StrEnum):
     ISSUE = "issue"  # one subscriber's copy of a weekly issue
     CONFIRMATION = "confirmation"  # a double opt-in e-mail (no issue)
+    # The reader's own mail (no issue; subscribers.reader_mail builds them, at most 12 letters):
+    MANAGE_LINK = "manage_link"  # "Lost your link?": the manage link
+    MOVE_CONFIRM = "move_confirm"  # to the new address: confirm the change
+    MOVE_NOTICE = "move_notice"  # to the old address: the change was made
+    DATA_COPY = "data_copy"  # "Email me my data": the record and events as JSON
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -130,6 +144,10 @@ class Subscriber(Base):
     source: Mapped[str] = mapped_column(String(200), default="")
     bounce_count: Mapped[int] = mapped_column(Integer, default=0)
     confirmation_sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # A pause (the reader's page): skipped by the weekly enqueue while ``paused_issues`` > 0
+    # (one less each issue enqueued) or until ``paused_until`` passes.
+    paused_issues: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    paused_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     events: Mapped[list[SubscriberEvent]] = relationship(
         back_populates="subscriber", cascade="all, delete-orphan", passive_deletes=True
@@ -192,7 +210,8 @@ class Issue(Base):
 
 
 _OPEN = text("status IN ('queued', 'deferred', 'sending')")
-_CONFIRM_DUE = text("kind = 'confirmation' AND status IN ('queued', 'deferred')")
+# Every due row that is not an issue copy: confirmations and the reader's own mail (0008).
+_CONFIRM_DUE = text("kind <> 'issue' AND status IN ('queued', 'deferred')")
 _LEASED = text("status = 'sending'")
 
 

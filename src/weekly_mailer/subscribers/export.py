@@ -8,12 +8,16 @@ from typing import TextIO
 
 from sqlalchemy.orm import Session
 
+from weekly_mailer.clock import utcnow
 from weekly_mailer.errors import SubscriberError
 from weekly_mailer.store.models import Subscriber
 from weekly_mailer.subscribers.parse import FORMULA_START
+from weekly_mailer.subscribers.reader import pause_label
 from weekly_mailer.subscribers.rules import iter_subscribers
 
-EXPORT_FIELDS = ("email", "name", "status", "created_at", "confirmed_at", "consent_source")
+EXPORT_FIELDS = (
+    "email", "name", "status", "created_at", "confirmed_at", "consent_source", "paused",
+)  # fmt: skip
 
 
 def _csv_safe(value: str) -> str:
@@ -28,6 +32,7 @@ def export_row(sub: Subscriber) -> dict[str, str]:
         "created_at": sub.created_at.isoformat(),
         "confirmed_at": sub.confirmed_at.isoformat() if sub.confirmed_at else "",
         "consent_source": sub.consent_source,
+        "paused": pause_label(sub, now=utcnow()).removeprefix("paused "),  # "for 2 issues"
     }
 
 

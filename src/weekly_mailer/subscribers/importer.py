@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from weekly_mailer.clock import utcnow
 from weekly_mailer.store.models import EventKind, Subscriber, SubscriberStatus
+from weekly_mailer.subscribers.forget import erased_keys
 from weekly_mailer.subscribers.parse import ParsedRow, RowError, read_chunks
 from weekly_mailer.subscribers.rules import _activate, _chunks, record
 
@@ -77,7 +78,9 @@ class Importer:
         resubscribe: bool = False,
         source: str = "import",
         now: dt.datetime | None = None,
+        erased_key: str = "",
     ) -> None:
+        self.erased_key = erased_key  # secret_key: addresses erased before stay off the list
         self.confirmed = confirmed
         self.resubscribe = resubscribe
         self.source = source[:200]
@@ -116,14 +119,17 @@ class Importer:
                 else:
                     report.kept_unsubscribed += 1
             elif wanted in _SUPPRESSIONS or (
-                status == SubscriberStatus.PENDING.value
-                and wanted == SubscriberStatus.ACTIVE.value
+                status == SubscriberStatus.PENDING.value and wanted == SubscriberStatus.ACTIVE.value
             ):
                 changes[sub_id] = wanted
             else:
                 report.unchanged += 1
         if changes:
             self._change(session, changes)
+        if unique and self.erased_key and not self.resubscribe:  # forgotten: kept off the list
+            for key in erased_keys(session, self.erased_key, list(unique)):
+                del unique[key]
+                report.kept_unsubscribed += 1
         if unique:
             new = [
                 (row, _wanted_status(row.status, confirmed=self.confirmed))
@@ -219,9 +225,7 @@ class Importer:
         last = conn.exec_driver_sql("SELECT max(id) FROM subscriber").scalar_one()
         if last != (ids[-1] if ids else top):  # not consecutive after all: ask for them
             by_key: dict[str, int] = dict(
-                conn.exec_driver_sql(
-                    "SELECT email_key, id FROM subscriber WHERE id > ?", (top,)
-                )
+                conn.exec_driver_sql("SELECT email_key, id FROM subscriber WHERE id > ?", (top,))
             )
             ids = [int(by_key[row.key]) for row, _ in new]
         cursor.executemany(
@@ -276,9 +280,12 @@ def import_rows(
     resubscribe: bool = False,
     source: str = "import",
     now: dt.datetime | None = None,
+    erased_key: str = "",
 ) -> ImportReport:
     """Insert new subscribers in bulk; apply the import rules to known ones (one chunk)."""
-    importer = Importer(confirmed=confirmed, resubscribe=resubscribe, source=source, now=now)
+    importer = Importer(
+        confirmed=confirmed, resubscribe=resubscribe, source=source, now=now, erased_key=erased_key
+    )
     importer.apply(session, list(rows))
     importer.report.errors = errors
     return importer.report
@@ -298,6 +305,7 @@ def import_file(
     resubscribe: bool = False,
     now: dt.datetime | None = None,
     workers: int | None = 0,
+    erased_key: str = "",
 ) -> ImportReport:
     """Import a CSV (email, optional name) or JSON export in one transaction; bad rows are
     reported, good rows kept. ``subscribers import`` commits chunk by chunk instead."""
@@ -305,7 +313,11 @@ def import_file(
 
     stream = io.BytesIO(data) if isinstance(data, bytes) else data
     importer = Importer(
-        confirmed=confirmed, resubscribe=resubscribe, source=import_source(filename), now=now
+        confirmed=confirmed,
+        resubscribe=resubscribe,
+        source=import_source(filename),
+        now=now,
+        erased_key=erased_key,
     )
     for chunk in read_chunks(stream, filename=filename, workers=workers):
         importer.apply(session, chunk.rows)

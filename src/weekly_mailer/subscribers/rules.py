@@ -170,8 +170,8 @@ def _chunks(seq: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
 
 
 def _status_filter(status: str | None) -> Any:
-    if status is None:
-        return True
+    if status is None:  # an erased reader's tombstone is no subscriber (subscribers.forget)
+        return Subscriber.status != SubscriberStatus.ERASED.value
     if status not in _STATUSES:
         raise SubscriberError(f"unknown status {status!r} (one of: {', '.join(sorted(_STATUSES))})")
     return Subscriber.status == status

@@ -2,7 +2,8 @@
 
 ``create_app(settings)`` builds a Flask app; ``weekly-mailer serve`` runs it under waitress.
 Blueprints: :mod:`.signup` (``/``, ``/subscribe``), :mod:`.links` (``/confirm/<token>``,
-``/unsubscribe/<token>``, ``/resubscribe/<token>``), :mod:`.archive` (``/archive``,
+``/unsubscribe/<token>``, ``/resubscribe/<token>``), :mod:`.manage` (the reader's page:
+``/manage``, ``/manage/<token>``, ``/manage/move/<token>``), :mod:`.archive` (``/archive``,
 ``/archive/<issue>``, ``/feed.xml``, ``/healthz``) and :mod:`.security` (headers, CSRF, size
 limit, rate limits, error pages). Each request opens its own transaction at the edge.
 """
@@ -53,6 +54,7 @@ def create_app(
     from weekly_mailer.store.db import Database
     from weekly_mailer.web.archive import bp as archive_bp
     from weekly_mailer.web.links import bp as links_bp
+    from weekly_mailer.web.manage import bp as manage_bp
     from weekly_mailer.web.observe import install as observe
     from weekly_mailer.web.outbox import ConfirmationThread
     from weekly_mailer.web.security import install
@@ -100,6 +102,7 @@ def create_app(
     observe(app)
     app.register_blueprint(signup_bp)
     app.register_blueprint(links_bp)
+    app.register_blueprint(manage_bp)
     app.register_blueprint(archive_bp)
     return app
 

@@ -19,8 +19,8 @@ from flask import Blueprint, Response, render_template, request, url_for
 
 from weekly_mailer.compose.links import is_probe_token
 from weekly_mailer.errors import TokenError
-from weekly_mailer.store.models import SubscriberStatus
-from weekly_mailer.subscribers import optin
+from weekly_mailer.store.models import Subscriber, SubscriberStatus
+from weekly_mailer.subscribers import optin, reader
 from weekly_mailer.subscribers.confirmations import Queued, Request
 from weekly_mailer.tokens import Purpose
 from weekly_mailer.web.security import client_ip, error_page, invalid_link, network_key
@@ -42,6 +42,11 @@ def _page(template: str, **context: object) -> Response:
     response = Response(render_template(template, **context), mimetype="text/html")
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _manage_link(sub: Subscriber) -> str:
+    """The reader's own page (pause instead of leaving, another address, their data)."""
+    return url_for("manage.page", token=reader.manage_token(state().signer, sub))
 
 
 @bp.route("/confirm/<token>", methods=["GET", "POST"])
@@ -101,6 +106,7 @@ def unsubscribe(token: str) -> Response:
                 address=masked(sub.email),
                 subscribed=sub.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING),
                 action=request.script_root + request.path,
+                manage=_manage_link(sub),
             )
         one_click = request.form.get(ONE_CLICK_FIELD, "") == ONE_CLICK_VALUE
         optin.unsubscribe_from_link(
@@ -115,6 +121,7 @@ def unsubscribe(token: str) -> Response:
             address=masked(sub.email),
             resubscribe=optin.may_resubscribe(sub),
             action=url_for("links.resubscribe", token=token),
+            manage=_manage_link(sub),
         )
 
 

@@ -44,7 +44,11 @@ def enqueue(session: Session, issue: Issue, *, now: dt.datetime) -> int:
         literal(now, type_=Delivery.created_at.type),
         literal(now, type_=Delivery.next_attempt_at.type),
         literal(""),
-    ).where(Subscriber.status == SubscriberStatus.ACTIVE.value)
+    ).where(
+        Subscriber.status == SubscriberStatus.ACTIVE.value,
+        Subscriber.paused_issues == 0,  # a pause (subscribers.reader) skips the reader
+        or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= now),
+    )
     columns = ["issue_id", "subscriber_id", "status", "attempts", "created_at"]
     columns += ["next_attempt_at", "last_error"]
     any_row = select(literal(1)).where(Delivery.issue_id == issue.id).limit(1)

@@ -30,6 +30,7 @@ from weekly_mailer.store.outbox.rows import issue_filter
 
 DUE = text("delivery.status IN ('queued', 'deferred')")
 LEASED = text("delivery.status = 'sending'")
+NOT_ISSUE = text("delivery.kind <> 'issue'")  # confirmations and the reader's mail (0008)
 BY_ID_UNINDEXED = literal_column("+delivery.id", Integer)  # SQLite: see the module docstring
 
 
@@ -53,7 +54,7 @@ def pick(
     if issue_id is None and kind in (None, confirmation):
         steps.append(
             select(Delivery.id)
-            .where(DUE, Delivery.kind == confirmation, Delivery.next_attempt_at <= now)
+            .where(DUE, NOT_ISSUE, Delivery.next_attempt_at <= now)
             .order_by(Delivery.id)
         )
     if kind != confirmation:

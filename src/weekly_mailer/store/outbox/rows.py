@@ -80,6 +80,14 @@ SENDABLE = {
         }
     ),
 }
+# The reader's own mail (the manage page's kinds) goes to anyone who may open the page.
+SENDABLE.update(
+    dict.fromkeys(
+        (DeliveryKind.MANAGE_LINK, DeliveryKind.MOVE_CONFIRM, DeliveryKind.MOVE_NOTICE,
+         DeliveryKind.DATA_COPY),
+        SENDABLE[DeliveryKind.CONFIRMATION.value] | {SubscriberStatus.ACTIVE.value},
+    )
+)  # fmt: skip
 
 
 def claimable(now: dt.datetime) -> Any:
@@ -99,7 +107,7 @@ def issue_filter(issue_id: int | None, kind: str | None = None) -> Any:
     copies of every sending issue and every confirmation."""
     if issue_id is not None:
         return Delivery.issue_id == issue_id
-    confirmations = Delivery.kind == DeliveryKind.CONFIRMATION.value
+    confirmations = Delivery.kind != DeliveryKind.ISSUE.value  # and the reader's own mail
     if kind == DeliveryKind.CONFIRMATION.value:
         return confirmations
     sending = select(Issue.id).where(Issue.status == IssueStatus.SENDING.value)

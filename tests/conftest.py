@@ -23,6 +23,9 @@ PG_URL = os.environ.get(
 REQUIRE_PG = os.environ.get("WEEKLY_MAILER_TEST_REQUIRE_PG") == "1"
 ARTIFACTS = ROOT / "tests" / "artifacts"
 
+# own_pg: a private PostgreSQL cluster for the tests that stop or restart the database.
+pytest_plugins = ["tests.support.postgres"]
+
 
 def pg_available() -> str | None:
     """None when PostgreSQL answers, else the reason."""

@@ -127,7 +127,7 @@ def main() -> None:
         return msg.as_bytes(policy=POLICY)
 
     pieces, slots, _clean = _plan(skeleton)
-    constant = [b"x" * 24 for _ in range(10)]
+    constant = [b"x" * 24 for _ in range(1 + max((slot for _, slot in slots), default=0))]
 
     def floor(item: tuple[Recipient, str]) -> bytes:
         out = list(pieces)

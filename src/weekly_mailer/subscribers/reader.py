@@ -17,10 +17,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from weekly_mailer.errors import SubscriberError, TokenError
+from weekly_mailer.store import outbox
 from weekly_mailer.store.models import (
-    Delivery,
     DeliveryKind,
-    DeliveryStatus,
     EventKind,
     Subscriber,
     SubscriberEvent,
@@ -61,19 +60,7 @@ def queue_mail(
     session: Session, subscriber_id: int, kind: DeliveryKind, *, now: dt.datetime
 ) -> int:
     """One outbox row of the reader's own mail, due now; returns its id."""
-    row = Delivery(
-        kind=kind.value,
-        issue_id=None,
-        subscriber_id=subscriber_id,
-        status=DeliveryStatus.QUEUED.value,
-        attempts=0,
-        created_at=now,
-        next_attempt_at=now,
-        last_error="",
-    )
-    session.add(row)
-    session.flush()
-    return int(row.id)
+    return outbox.enqueue_mail(session, subscriber_id, kind, now=now)
 
 
 def _sent_since(session: Session, sub_id: int, kind: EventKind, since: dt.datetime) -> int:

@@ -18,6 +18,7 @@ message. On PostgreSQL the claim uses ``FOR UPDATE SKIP LOCKED``; SQLite seriali
 from weekly_mailer.store.outbox.claims import (
     claim,
     enqueue_confirmation,
+    enqueue_mail,
     extend_lease,
     mark_accepted,
     open_confirmation,
@@ -49,6 +50,7 @@ __all__ = [
     "counts",
     "enqueue",
     "enqueue_confirmation",
+    "enqueue_mail",
     "extend_lease",
     "mark_accepted",
     "fail_stale",

@@ -38,8 +38,16 @@ def enqueue_confirmation(session: Session, subscriber_id: int, *, now: dt.dateti
     The caller commits it together with whatever asked for it (a sign-up, a resubscribe), so
     a committed request always has its e-mail in the outbox.
     """
+    return enqueue_mail(session, subscriber_id, DeliveryKind.CONFIRMATION, now=now)
+
+
+def enqueue_mail(
+    session: Session, subscriber_id: int, kind: DeliveryKind, *, now: dt.datetime
+) -> int:
+    """Queue one e-mail of ``kind`` that is not an issue copy (a confirmation, the reader's own
+    mail) for the subscriber, due now; returns the row's id. The caller commits it."""
     row = Delivery(
-        kind=DeliveryKind.CONFIRMATION.value,
+        kind=kind.value,
         issue_id=None,
         subscriber_id=subscriber_id,
         status=DeliveryStatus.QUEUED.value,

@@ -12,10 +12,11 @@ and they run in the same transaction, for the outcomes the fence let through onl
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from weekly_mailer.store.db import outage_guard
@@ -69,12 +70,19 @@ class SqlOutbox:
         self.kind = kind
         self.last_ok = time.monotonic()
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        """One verb's transaction: outages mapped (``outage_guard``), ``last_ok`` stamped."""
+        with outage_guard(), self.sessions.begin() as session:
+            yield session
+        self.last_ok = time.monotonic()
+
     def claim(
         self, limit: int, *, now: dt.datetime, stale_after: dt.timedelta | None = None
     ) -> Claim:
         """Lease up to ``limit`` due rows (``claims.claim``); with ``stale_after``, first fail
         the open rows older than that (``fail_stale_rows``)."""
-        with outage_guard(), self.sessions.begin() as session:
+        with self._transaction() as session:
             stale: list[StaleRow] = []
             if stale_after is not None:
                 stale = issue_rows.fail_stale_rows(
@@ -90,7 +98,6 @@ class SqlOutbox:
                 issue_id=self.issue_id,
                 kind=self.kind,
             )
-        self.last_ok = time.monotonic()
         return Claim(rows, skipped, stale)
 
     def record(
@@ -100,60 +107,52 @@ class SqlOutbox:
         outcomes written."""
         if not outcomes and not bounces:
             return []
-        with outage_guard(), self.sessions.begin() as session:
+        with self._transaction() as session:
             written = claims.record(session, outcomes, owner=self.owner, now=now)
             self.effects.recorded(session, written, bounces=bounces, now=now)
-        self.last_ok = time.monotonic()
         return written
 
     def release(self, rows: Sequence[ClaimedRow] | None = None) -> int:
         """Hand back every row this worker holds, or those of ``rows`` it still holds."""
-        with outage_guard(), self.sessions.begin() as session:
+        with self._transaction() as session:
             n = claims.release(session, owner=self.owner, rows=rows)
-        self.last_ok = time.monotonic()
         return n
 
     def hand_back(self, owner: str) -> int:
         """Hand back every row another, dead, owner held (its journal's lock is free)."""
-        with outage_guard(), self.sessions.begin() as session:
+        with self._transaction() as session:
             n = claims.release(session, owner=owner)
-        self.last_ok = time.monotonic()
         return n
 
     def extend(self, *, now: dt.datetime) -> list[tuple[int, str]]:
         """Renew every lease this worker holds; the ``(id, lease_token)`` of the rows renewed."""
-        with outage_guard(), self.sessions.begin() as session:
+        with self._transaction() as session:
             held = claims.renew(
                 session, owner=self.owner, now=now, lease_seconds=self.lease_seconds
             )
-        self.last_ok = time.monotonic()
         return held
 
     def next_due(self) -> dt.datetime | None:
         """When the next open row of this worker's scope becomes claimable."""
-        with outage_guard(), self.sessions.begin() as session:
+        with self._transaction() as session:
             due = issue_rows.next_due(session, issue_id=self.issue_id, kind=self.kind)
-        self.last_ok = time.monotonic()
         return due
 
     def finish(self, *, now: dt.datetime) -> list[int]:
         """Mark the sending issues of this scope with no open rows left as sent."""
         ids = [self.issue_id] if self.issue_id is not None else []
-        with outage_guard(), self.sessions.begin() as session:
+        with self._transaction() as session:
             done = issue_rows.finish_done(session, now=now, issue_ids=ids)
-        self.last_ok = time.monotonic()
         return done
 
     def counts(self, issue_id: int) -> dict[str, int]:
         """Rows per delivery state of one issue (``issue_rows.counts``)."""
-        with outage_guard(), self.sessions.begin() as session:
+        with self._transaction() as session:
             found = issue_rows.counts(session, issue_id)
-        self.last_ok = time.monotonic()
         return found
 
     def accept(self, entries: Sequence[tuple[int, str, int, dt.datetime]]) -> int:
         """Record as sent what a journal says the server accepted (``claims.mark_accepted``)."""
-        with outage_guard(), self.sessions.begin() as session:
+        with self._transaction() as session:
             n = claims.mark_accepted(session, entries)
-        self.last_ok = time.monotonic()
         return n

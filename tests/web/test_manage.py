@@ -216,7 +216,10 @@ def test_lost_link_answers_readers_and_strangers_alike(
     assert known.get_data() == stranger.get_data()  # type: ignore[attr-defined]
     flush_mail(app)
     [mail] = _to(backend, ADDRESS)
-    assert web_settings.base_url + path in urls(mail)
+    # The same reader's link: the same signed payload (the token's timestamp may differ by the
+    # second it was made in).
+    payload = web_settings.base_url + path.split(".", 1)[0] + "."
+    assert any(u.startswith(payload) for u in urls(mail)), urls(mail)
     assert _to(backend, "nobody@example.org") == []
     _post(client, "/manage", email=ADDRESS)  # over the daily limit: the same page, no mail
     flush_mail(app)

@@ -14,6 +14,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from weekly_mailer import issues
+from weekly_mailer.bounces.intake import IngestSummary, apply_report, parse_report
 from weekly_mailer.compose import make_message_id, read_message_id
 from weekly_mailer.config import Settings
 from weekly_mailer.scheduler.catchup import StartAction
@@ -22,7 +23,6 @@ from weekly_mailer.store.bounce_models import BounceEvent
 from weekly_mailer.store.db import Database
 from weekly_mailer.store.hold_models import WeekHold
 from weekly_mailer.store.models import Delivery, Issue, Subscriber
-from weekly_mailer.subscribers.bounces import IngestSummary, apply_report, parse_report
 
 LA = zoneinfo.ZoneInfo("America/Los_Angeles")
 WED = dt.datetime(2026, 11, 25, 18, tzinfo=LA)  # the send time of the week of 2026-11-25

@@ -10,16 +10,16 @@ from pathlib import Path
 
 import click
 
-from weekly_mailer.cli._common import AppContext, pass_app
-from weekly_mailer.clock import utcnow
-from weekly_mailer.errors import WeeklyMailerError
-from weekly_mailer.subscribers.bounces import (
+from weekly_mailer.bounces.intake import (
     IngestSummary,
     Report,
     apply_report,
     parse_report,
     verp_reader,
 )
+from weekly_mailer.cli._common import AppContext, pass_app
+from weekly_mailer.clock import utcnow
+from weekly_mailer.errors import WeeklyMailerError
 
 
 @click.group()

@@ -135,9 +135,9 @@ def _this_weeks_skeleton(settings: Settings) -> tuple[bytes | None, str]:
 def _block_findings(settings: Settings) -> list[Finding]:
     """A line per receiving domain that blocked us in the last 24 hours, and per pause in
     force; nothing when the database cannot be read (its own check says why)."""
+    from weekly_mailer.bounces.report import pauses_in_force, recent_blocks
     from weekly_mailer.clock import utcnow
     from weekly_mailer.store.db import Database
-    from weekly_mailer.subscribers.bounce_report import pauses_in_force, recent_blocks
 
     now = utcnow()
     try:

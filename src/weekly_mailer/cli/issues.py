@@ -15,11 +15,11 @@ from rich.table import Table
 from rich.text import Text
 
 from weekly_mailer import issues as svc
+from weekly_mailer.bounces.report import IssueRefusals, issue_refusals
 from weekly_mailer.cli._common import AppContext, pass_app
 from weekly_mailer.cli._delivery import deliver_with_progress, stop_on_signals, summary_table
 from weekly_mailer.errors import IssueError
 from weekly_mailer.issues.archive_file import ArchiveFile
-from weekly_mailer.subscribers.bounce_report import IssueRefusals, issue_refusals
 from weekly_mailer.words import plural
 
 

@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from sqlalchemy.orm import Session
 
 from weekly_mailer import metrics
-from weekly_mailer.delivery.refusals import outcome_class
+from weekly_mailer.bounces.classify import classify
+from weekly_mailer.bounces.refusals import outcome_class
 from weekly_mailer.store.committed import after_commit
 from weekly_mailer.store.models import DeliveryStatus
 from weekly_mailer.store.outbox import Outcome, StaleRow
-from weekly_mailer.subscribers.classify import classify
 
 COUNTED = frozenset(
     {DeliveryStatus.SENT.value, DeliveryStatus.DEFERRED.value, DeliveryStatus.FAILED.value}

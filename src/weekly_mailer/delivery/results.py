@@ -14,16 +14,16 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
+from weekly_mailer.bounces.classify import Kind
+from weekly_mailer.bounces.refusals import PauseRule as PauseRule
+from weekly_mailer.bounces.refusals import classify_failure, record_refusals
 from weekly_mailer.delivery.counting import count_outcomes, count_stale
-from weekly_mailer.delivery.refusals import PauseRule as PauseRule
-from weekly_mailer.delivery.refusals import classify_failure, record_refusals
 from weekly_mailer.errors import NotABounce, PermanentFailure
 from weekly_mailer.store import outbox
 from weekly_mailer.store.models import DeliveryKind, DeliveryStatus
 from weekly_mailer.store.outbox import Outcome, StaleRow
 from weekly_mailer.subscribers import confirmations
 from weekly_mailer.subscribers import rules as subs
-from weekly_mailer.subscribers.classify import Kind
 
 if TYPE_CHECKING:
     from weekly_mailer.config import Settings

@@ -12,9 +12,9 @@ from sqlalchemy import select
 from tests.support.delivery import add_subscribers, make_issue, worker_for
 from tests.support.smtpd import SMTPServer
 from tests.support.smtpd import _Handler as _BaseHandler
+from weekly_mailer.bounces.refusals import PauseRule, classify_failure, outcome_class
 from weekly_mailer.config import Settings
 from weekly_mailer.delivery.pipeline import unrecorded_bound
-from weekly_mailer.delivery.refusals import PauseRule, classify_failure, outcome_class
 from weekly_mailer.delivery.results import counts_as_bounce
 from weekly_mailer.errors import NotABounce, PermanentFailure
 from weekly_mailer.store import outbox
@@ -298,7 +298,7 @@ def test_postgres_two_workers_pausing_one_domain_at_once_both_keep_their_outcome
     import threading
     import time
 
-    from weekly_mailer.delivery.refusals import record_refusals
+    from weekly_mailer.bounces.refusals import record_refusals
     from weekly_mailer.store.db import make_engine, upgrade
 
     engine = make_engine(pg_url)

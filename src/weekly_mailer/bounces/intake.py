@@ -1,7 +1,7 @@
 """Bounce and complaint reports applied to subscribers, each one recorded in ``bounce_event``.
 
-Reading a message is :mod:`weekly_mailer.subscribers.report_reader`; classifying a failure is
-:mod:`weekly_mailer.subscribers.classify`. What each kind does:
+Reading a message is :mod:`weekly_mailer.bounces.report_reader`; classifying a failure is
+:mod:`weekly_mailer.bounces.classify`. What each kind does:
 
 - ``hard`` (no such mailbox or domain): one bounce for the subscriber (``rules.note_bounce``);
   ``bounce_limit`` of them make the subscriber ``bounced``.
@@ -34,12 +34,12 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from weekly_mailer.bounces.report_reader import Finding, Report, parse_report
 from weekly_mailer.compose import envelope_sender
 from weekly_mailer.compose.links import read_message_id
 from weekly_mailer.store.bounce_models import BounceEvent, BounceKind
 from weekly_mailer.store.models import Delivery, Issue, Subscriber
 from weekly_mailer.subscribers import complain, note_bounce, unsubscribe
-from weekly_mailer.subscribers.report_reader import Finding, Report, parse_report
 from weekly_mailer.tokens import VerpCodec
 from weekly_mailer.words import plural
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from weekly_mailer.subscribers.classify import Kind, classify, find_code, find_status
+from weekly_mailer.bounces.classify import Kind, classify, find_code, find_status
 
 CASES = [
     # (status, code, text, expected kind)

@@ -14,11 +14,11 @@ import pytest
 from sqlalchemy import select
 
 from tests.conftest import ROOT, run_cli
+from weekly_mailer.bounces.intake import parse_report
 from weekly_mailer.config import load_settings
 from weekly_mailer.store.bounce_models import BounceEvent
 from weekly_mailer.store.db import Database
 from weekly_mailer.store.models import Subscriber
-from weekly_mailer.subscribers.bounces import parse_report
 
 CORPUS = ROOT / "tests" / "data" / "bounces"
 EXPECTED: dict[str, dict[str, str | None]] = json.loads((CORPUS / "expected.json").read_text())

@@ -1,7 +1,7 @@
 """Reading what MTAs really send: one message in, a :class:`Report` out. Pure: no database.
 
 - RFC 3464 delivery status notifications (``message/delivery-status``): one finding per failed
-  or delayed recipient, classified by :mod:`weekly_mailer.subscribers.classify`.
+  or delayed recipient, classified by :mod:`weekly_mailer.bounces.classify`.
 - Text and legacy bounces (qmail, older Exim, Sendmail, Postfix without DSN, Exchange, Yahoo,
   OpenSMTPD…): ``flufl.bounce`` finds the failed addresses, the diagnostic next to each address
   gives the reason.
@@ -12,7 +12,7 @@
 
 Every report also carries the addresses it was delivered to (``Delivered-To``,
 ``X-Original-To``, ``Envelope-To``, ``To``…): a VERP address there ties it to one delivery
-(``subscribers.bounces``), and a bounce whose body names nobody we can read still gets a
+(``bounces.intake``), and a bounce whose body names nobody we can read still gets a
 ``loose`` finding (its text classified) for that delivery's subscriber.
 """
 
@@ -28,8 +28,8 @@ from email.utils import getaddresses
 
 from flufl.bounce import all_failures
 
+from weekly_mailer.bounces.classify import Kind, classify, one_line
 from weekly_mailer.store.bounce_models import BounceKind, BounceSource
-from weekly_mailer.subscribers.classify import Kind, classify, one_line
 
 log = logging.getLogger(__name__)
 _ADDR = re.compile(r"^\s*(?:rfc822\s*;)?\s*<?([^<>\s;]+@[^<>\s;]+?)>?\s*$", re.IGNORECASE)

@@ -1,4 +1,4 @@
-"""Send-time refusals: what each means (the classifier, ``subscribers.classify``), recorded as a
+"""Send-time refusals: what each means (the classifier, ``bounces.classify``), recorded as a
 ``bounce_event`` row in the same transaction as the outcome, and the per-domain block pause.
 
 - A 5xx the server gave us is classified from its code, enhanced status and text: ``hard``
@@ -25,12 +25,12 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from weekly_mailer.bounces.classify import Classification, Kind, classify
 from weekly_mailer.errors import PermanentFailure
 from weekly_mailer.store import outbox
 from weekly_mailer.store.bounce_models import BounceEvent, BounceKind, BounceSource, DomainPause
 from weekly_mailer.store.models import DeliveryStatus
 from weekly_mailer.store.outbox import Outcome
-from weekly_mailer.subscribers.classify import Classification, Kind, classify
 
 if TYPE_CHECKING:
     from weekly_mailer.config import Settings

@@ -126,15 +126,20 @@ def test_a_body_change_fails_the_body_hash(messages: list[bytes]) -> None:
     assert verify_all(head + b"\r\n\r\n" + body.replace(b"Cambodia", b"Cambodja", 1)) == [False]
 
 
-def test_h_names_each_header_once_and_t_is_the_clock(messages: list[bytes]) -> None:
+def test_h_oversigns_and_signs_what_is_present_and_t_is_the_clock(messages: list[bytes]) -> None:
     signed = rsa_signer(clock=lambda: WHEN).sign(messages[0])
-    head = signed[: -len(messages[0])].replace(b"\r\n ", b" ")
+    head = signed[: -len(messages[0])].replace(b"\r\n ", b"")
     h = re.search(rb"h=([^;]+);", head)
     assert h is not None
-    assert h.group(1).split(b":") == [
-        b"from", b"to", b"subject", b"date", b"message-id", b"list-unsubscribe",
-        b"list-unsubscribe-post",
-    ]  # fmt: skip
+    names = [n.strip() for n in h.group(1).split(b":")]
+    # Each oversigned header once more than the message has it (RFC 6376 8.15) ...
+    for name in (b"from", b"to", b"subject", b"date", b"message-id", b"content-type",
+                 b"list-unsubscribe", b"list-unsubscribe-post"):  # fmt: skip
+        assert names.count(name) == 2, (name, names)
+    # ... and the others once, where the message has them.
+    for name in (b"mime-version", b"list-id", b"precedence"):
+        assert names.count(name) == 1, (name, names)
+    assert b"auto-submitted" not in names
     assert re.search(rb"t=(\d+);", head)[1] == str(int(WHEN.timestamp())).encode()  # type: ignore[index]
     untimed = rsa_signer(timestamp=False).sign(messages[0])
     assert b" t=" not in untimed[: -len(messages[0])]
@@ -264,3 +269,48 @@ def test_dkimpy_seed_files_load(tmp_path: Path, settings: Settings) -> None:
     )
     assert signer is not None
     assert verify_all(signer.sign(b"From: a@example.org\r\n\r\nx\r\n")) == [True]
+
+
+def _markdown_copy(settings: Settings) -> bytes:
+    article = load_article(str(Path(__file__).parents[1] / "data" / "article.md"))
+    issue = compose_issue(article, settings, send_week=dt.date(2026, 11, 25))
+    who = Recipient(3, "cy@example.net", "Cy", unsubscribe_url(settings, 3, "cy@example.net"))
+    when = dt.datetime(2026, 11, 26, 2, tzinfo=dt.UTC)
+    return issue.message_for(
+        who, message_id=make_message_id(settings, dt.date(2026, 11, 25), 3), date=when
+    )
+
+
+def _with_header(data: bytes, line: bytes) -> bytes:
+    """A header line prepended to the message's own headers (after the signatures), as a
+    relay or an attacker would add it."""
+    head, sep, body = data.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    at = next(i for i, x in enumerate(lines) if i and not x.startswith((b" ", b"\t", b"DKIM")))
+    return b"\r\n".join(lines[:at] + [line] + lines[at:]) + sep + body
+
+
+@pytest.mark.parametrize("kind", ["issue", "confirmation"])
+def test_an_added_or_changed_header_breaks_the_signature(settings: Settings, kind: str) -> None:
+    from weekly_mailer.compose.message import build_confirmation_message
+
+    data = (
+        _markdown_copy(settings)
+        if kind == "issue"
+        else build_confirmation_message(
+            settings, email="cy@example.net", name="", confirm_url="https://x.example/confirm/t"
+        )
+    )
+    signed = rsa_signer().sign(data)
+    assert verify_all(signed) == [True]
+    for extra in (
+        b"From: Someone Else <boss@example.org>",
+        b"Subject: Urgent: your account",
+        b"Content-Type: text/html",
+    ):
+        assert verify_all(_with_header(signed, extra)) == [False], extra
+    changed = re.sub(
+        rb"Content-Type: multipart/alternative", b"Content-Type: multipart/mixed", signed, count=1
+    )
+    assert changed != signed
+    assert verify_all(changed) == [False]

@@ -37,6 +37,7 @@ from weekly_mailer.compose.links import (
 from weekly_mailer.compose.lint import LintReport, lint_issue
 from weekly_mailer.compose.message import (
     DKIM_HEADERS,
+    DKIM_PRESENT_HEADERS,
     Recipient,
     build_confirmation_message,
     build_reference_message,
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DKIM_HEADERS",
+    "DKIM_PRESENT_HEADERS",
     "POLICY",
     "ComposedIssue",
     "LintReport",

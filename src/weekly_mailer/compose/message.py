@@ -32,10 +32,15 @@ from weekly_mailer.errors import ComposeError
 if TYPE_CHECKING:
     from weekly_mailer.config import Settings
 
-# Headers a DKIM signature must cover (the delivery engineer's signer uses this list).
+# Headers a DKIM signature covers and oversigns: named once more in ``h=`` than the message has
+# them (RFC 6376 §8.15), also when it has none, so a copy added in transit breaks the signature.
 DKIM_HEADERS = (
-    b"From", b"To", b"Subject", b"Date", b"Message-ID", b"List-Unsubscribe",
+    b"From", b"To", b"Subject", b"Date", b"Message-ID", b"Content-Type", b"List-Unsubscribe",
     b"List-Unsubscribe-Post",
+)  # fmt: skip
+# Headers it also covers where they appear (each instance signed once, none added).
+DKIM_PRESENT_HEADERS = (
+    b"MIME-Version", b"List-Id", b"Precedence", b"Feedback-ID", b"Auto-Submitted",
 )  # fmt: skip
 FALLBACK_NAME = "there"  # "Hello there," when a subscriber gave no name
 _MARKER_RE = re.compile(r"@@WM_[A-Z_]+@@")

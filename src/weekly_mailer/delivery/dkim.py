@@ -7,10 +7,12 @@ Enabled when ``dkim_domain`` and one key are configured:
   (a PEM private key, or dkimpy's one-line base64 seed).
 
 With both keys every message carries two ``DKIM-Signature`` headers (RSA first: receivers that
-know only RSA often look at the first one). Either way the signature covers From, To, Subject,
-Date, Message-ID, List-Unsubscribe and List-Unsubscribe-Post (``compose.DKIM_HEADERS``; ``h=``
-names each once, as dkimpy's ``include_headers`` does: a header the message lacks is signed as
-absent, so it cannot be added later), with relaxed/relaxed canonicalisation (RFC 6376 §3.4.2 and
+know only RSA often look at the first one). Either way the signature oversigns From, To, Subject,
+Date, Message-ID, Content-Type, List-Unsubscribe and List-Unsubscribe-Post
+(``compose.DKIM_HEADERS``: ``h=`` names each once more than the message has it, RFC 6376 §8.15,
+so a copy added or prepended in transit, or one the message lacked, breaks the signature), and
+signs MIME-Version, List-Id, Precedence, Feedback-ID and Auto-Submitted where they appear
+(``compose.DKIM_PRESENT_HEADERS``), with relaxed/relaxed canonicalisation (RFC 6376 §3.4.2 and
 §3.4.4). dkimpy signs in pure Python at about 6 ms an RSA signature; OpenSSL takes a fraction of
 a millisecond, which is what lets DKIM keep up with the SMTP engine.
 """
@@ -30,7 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
 from weekly_mailer.clock import utcnow
-from weekly_mailer.compose import DKIM_HEADERS
+from weekly_mailer.compose import DKIM_HEADERS, DKIM_PRESENT_HEADERS
 from weekly_mailer.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -128,6 +130,21 @@ def signed_headers(
     return chosen
 
 
+def _h_tag(names: Sequence[bytes]) -> list[bytes]:
+    """``h=a:b:…;`` in pieces that fit a folded line; the folding whitespace falls after a colon,
+    where RFC 6376 §3.5 allows it."""
+    pieces: list[bytes] = []
+    piece = b"h="
+    for i, name in enumerate(names):
+        end = b";" if i == len(names) - 1 else b":"
+        if len(piece) + len(name) + 1 > _LINE - 8 and piece != b"h=":
+            pieces.append(piece)
+            piece = b""
+        piece += name + end
+    pieces.append(piece)
+    return pieces
+
+
 def _fold(tags: Sequence[bytes]) -> bytes:
     """``tag=value; tag=value`` over lines of at most ``_LINE`` characters (CRLF SP between)."""
     lines: list[bytes] = []
@@ -194,6 +211,7 @@ class DkimSigner:
         ed25519_selector: str = "",
         ed25519_key: bytes = b"",
         headers: Sequence[bytes] = DKIM_HEADERS,
+        present_headers: Sequence[bytes] = DKIM_PRESENT_HEADERS,
         timestamp: bool = True,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -203,6 +221,7 @@ class DkimSigner:
         self.ed25519_selector = ed25519_selector.encode("ascii")
         self.ed25519_key = ed25519_key
         self.headers = tuple(h.lower() for h in headers)
+        self.present_headers = tuple(h.lower() for h in present_headers)
         self.timestamp = timestamp
         self.clock = clock
         self._keys: list[_Key] | None = None
@@ -269,7 +288,8 @@ class DkimSigner:
         a key cannot sign (the worker stops the send rather than fail every row)."""
         fields, body = split_message(message)
         body_hash = base64.b64encode(hashlib.sha256(relaxed_body(body, self._lines)).digest())
-        chosen = b"".join(self._header(n, v) for n, v in signed_headers(fields, self.headers))
+        names = self.names_for(fields)
+        chosen = b"".join(self._header(n, v) for n, v in signed_headers(fields, names))
         stamp = str(int(self.clock().timestamp())).encode("ascii") if self.timestamp else b""
         out = []
         for key in self.keys():
@@ -280,7 +300,7 @@ class DkimSigner:
                 b"d=" + self.domain + b";",
                 b"s=" + key.selector + b";",
                 *([b"t=" + stamp + b";"] if stamp else []),
-                b"h=" + b":".join(self.headers) + b";",
+                *_h_tag(names),
                 b"bh=" + body_hash + b";",
                 b"b=",
             ]
@@ -294,6 +314,17 @@ class DkimSigner:
             chunks = [signature[i : i + 72] for i in range(0, len(signature), 72)]
             out.append(header + b"\r\n " + b"\r\n ".join(chunks) + b"\r\n")
         return b"".join(out) + message
+
+    def names_for(self, fields: Sequence[tuple[bytes, bytes]]) -> list[bytes]:
+        """``h=`` for these header fields: each oversigned name once more than it occurs, each
+        present-only name as often as it occurs."""
+        counts: dict[bytes, int] = {}
+        for name, _ in fields:
+            key = name.lower().rstrip(b" \t")
+            counts[key] = counts.get(key, 0) + 1
+        names = [n for n in self.headers for _ in range(counts.get(n, 0) + 1)]
+        names += [n for n in self.present_headers for _ in range(counts.get(n, 0))]
+        return names
 
     def _header(self, name: bytes, value: bytes) -> bytes:
         """``relaxed_header``, remembered: From, Subject and the List headers' post value are

@@ -15,7 +15,8 @@ CASES = [
     ("5.4.4", None, "Host or domain name not found. Name service error", Kind.HARD),
     ("5.1.10", 550, "RESOLVER.ADR.RecipientNotFound; Recipient not found", Kind.HARD),
     ("5.4.1", 550, "Recipient address rejected: Access denied. AS(201806281)", Kind.HARD),
-    ("5.2.1", 550, "The email account that you tried to reach is disabled.", Kind.HARD),
+    # RFC 3463 X.2.1: the mailbox exists but is disabled (suspended, inactive): not hard.
+    ("5.2.1", 550, "The email account that you tried to reach is disabled.", Kind.SOFT),
     ("5.1.6", 551, "User has moved, no forwarding address", Kind.HARD),
     ("5.1.1", None, "", Kind.HARD),  # a bare status
     (None, 550, "", Kind.HARD),  # a bare 550

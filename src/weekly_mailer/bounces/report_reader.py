@@ -28,12 +28,12 @@ from email.utils import getaddresses
 
 from flufl.bounce import all_failures
 
-from weekly_mailer.bounces.classify import Kind, classify, one_line
+from weekly_mailer.bounces import report_shapes as shapes
+from weekly_mailer.bounces.classify import Kind, classify, one_line, uncomment
 from weekly_mailer.store.bounce_models import BounceKind, BounceSource
 
 log = logging.getLogger(__name__)
 _ADDR = re.compile(r"^\s*(?:rfc822\s*;)?\s*<?([^<>\s;]+@[^<>\s;]+?)>?\s*$", re.IGNORECASE)
-_COMPLAINTS = {"abuse", "fraud", "virus"}
 _BOUNCE_FROM = re.compile(r"mailer-daemon|postmaster|mail delivery (subsystem|system)", re.I)
 _BOUNCE_SUBJECT = re.compile(
     r"undeliver|undelivered|delivery (status notification|failure|failed|has failed|problem)"
@@ -94,7 +94,7 @@ class Report:
 def _address(value: str | None) -> str | None:
     if not value:
         return None
-    m = _ADDR.match(str(value))
+    m = _ADDR.match(uncomment(str(value)))
     return m.group(1).lower() if m else None
 
 
@@ -134,19 +134,43 @@ def parse_report(data: bytes, *, unsubscribe_address: str = "") -> Report:
         report.kind = "unsubscribe"
         report.unsubscribed = senders[:1]
         return report
+    if shapes.client_unsubscribe(msg):
+        senders = [a.lower() for _, a in getaddresses(msg.get_all("From", [])) if "@" in a]
+        report.kind = "unsubscribe"
+        report.unsubscribed = senders[:1]
+        return report
+    is_report = msg.get_content_type() == "multipart/report"
     for part in msg.walk():
         ctype = part.get_content_type()
         if ctype == "message/delivery-status":
             report.kind = "bounce"
-            report.findings.extend(_dsn_findings(part))
+            report.findings.extend(_dsn_findings(part, _body_text(msg)))
         elif ctype == "message/feedback-report":
             report.kind = "feedback"
-            report.findings.extend(_arf_findings(part, msg))
+            report.findings.extend(_arf_findings(_fields(part), msg))
+        elif is_report and (fields := shapes.text_feedback_fields(part)) is not None:
+            report.kind = "feedback"
+            report.findings.extend(_arf_findings([fields], msg))
     if report.kind != "other":
         return report
-    if _looks_like_bounce(msg):
+    if (ses := shapes.ses_notification(msg)) is not None:
+        report.kind = ses[0]
+        source = BounceSource.DSN if ses[0] == "bounce" else BounceSource.ARF
+        report.findings = [Finding(r, k, st, None, why, source) for r, k, st, why in ses[1]]
+        return report
+    if (jmrp := shapes.jmrp_recipients(msg)) is not None:
+        report.kind = "feedback"
+        why = one_line(f"feedback report: complaint (JMRP) {msg.get('From') or ''}")
+        report.findings = [Finding(r, BounceKind.COMPLAINT, reason=why, source=BounceSource.ARF)
+                           for r in jmrp]  # fmt: skip
+        return report
+    if _is_auto_reply(msg, replies_only=True):  # a vacation reply sent with Return-Path <>
+        report.kind = "auto-reply"
+    elif _looks_like_bounce(msg):
         report.findings = _legacy_findings(msg)
-        if report.findings:
+        if _is_auto_reply(msg) and all(f.kind is BounceKind.UNKNOWN for f in report.findings):
+            report.kind, report.findings = "auto-reply", []  # a reply, its text read for nothing
+        elif report.findings:
             report.kind = "bounce"
         else:
             c = classify(None, None, _body_text(msg))
@@ -166,17 +190,29 @@ def _addressed_to(msg: Message) -> list[str]:
     return list(dict.fromkeys(a.lower() for _, a in getaddresses(values) if "@" in a))
 
 
-def _dsn_findings(part: Message) -> list[Finding]:
+def _dsn_findings(part: Message, human: str) -> list[Finding]:
+    """One finding per failed or delayed recipient. A generic status (``5.0.0``, none) with a
+    diagnostic that says nothing lets the human-readable part's words about the recipient
+    decide; "after DATA" anywhere near the recipient (or in the report) tells the classifier
+    that the recipient had been accepted."""
     found: list[Finding] = []
     blocks = _fields(part)
-    for block in blocks[1:] or blocks:
+    named = [b for b in blocks if b.get("Final-Recipient") or b.get("Original-Recipient")]
+    for block in named:
         rcpt = _address(block.get("Final-Recipient") or block.get("Original-Recipient"))
-        action = (block.get("Action") or "").strip().lower()
+        action = uncomment(block.get("Action") or "").lower()
         if rcpt is None or action not in ("failed", "delayed"):
             continue  # delivered, relayed, expanded: not a failure
         diagnostic = str(block.get("Diagnostic-Code") or "")
         diagnostic = re.sub(r"^\s*(smtp|x-[\w-]+)\s*;\s*", "", diagnostic, flags=re.I)
-        c = classify((block.get("Status") or "").strip(), None, diagnostic)
+        status = uncomment(block.get("Status") or "")
+        near = _diagnostic_near(human, rcpt)
+        command = _command(f"{diagnostic}\n{near or human}")
+        c = classify(status, None, diagnostic, command=command)
+        if c.kind is Kind.UNKNOWN or (c.kind is Kind.HARD and not c.status.strip("50.")):
+            words = classify(status, None, f"{diagnostic} {near}", command=command)
+            if words.kind is not Kind.UNKNOWN:
+                c = words
         kind = c.kind
         if action == "delayed" and kind in (Kind.HARD, Kind.UNKNOWN, Kind.EXPIRED):
             kind = Kind.SOFT  # a warning: the MTA is still trying
@@ -188,22 +224,37 @@ def _dsn_findings(part: Message) -> list[Finding]:
     return found
 
 
-def _arf_findings(part: Message, msg: Message) -> list[Finding]:
+_AFTER_DATA = re.compile(
+    r"(in reply to|after) (the )?(end of )?data\b|>>>+\s*data\b|smtp command\W*data\b",
+    re.IGNORECASE,
+)
+_PIPELINED = re.compile(r"need rcpt|no valid recipients", re.IGNORECASE)  # RCPT's answer, late
+_AFTER_RCPT = re.compile(
+    r"(in reply to|after) rcpt\b|>>>+\s*rcpt to|\[rcpt_to\]|smtp command\W*rcpt\b"
+    r"|smtp:rcpt\b|\brcpt to:?\s*<[^>]*>\s*:?\s*\d{3}\b|after rcpt command",
+    re.IGNORECASE,
+)
+
+
+def _command(text: str) -> str:
+    """The SMTP command the refusal in ``text`` answered, when it says: "DATA" (the recipient
+    had been accepted), "RCPT", or ""."""
+    if _AFTER_DATA.search(text) and not _PIPELINED.search(text):
+        return "DATA"
+    return "RCPT" if _AFTER_RCPT.search(text) or _PIPELINED.search(text) else ""
+
+
+def _arf_findings(blocks: list[Message], msg: Message) -> list[Finding]:
     rcpts: list[str] = []
     feedback_type = ""
     agent = ""
-    for block in _fields(part):
-        feedback_type = feedback_type or (block.get("Feedback-Type") or "").strip().lower()
+    for block in blocks:
+        feedback_type = feedback_type or uncomment(block.get("Feedback-Type") or "").lower()
         agent = agent or one_line(str(block.get("User-Agent") or block.get("Reporting-MTA") or ""))
         for field in ("Removal-Recipient", "Original-Rcpt-To"):
             rcpts += [a for a in (_address(v) for v in block.get_all(field, [])) if a]
     rcpts = list(dict.fromkeys(rcpts)) or _original_recipients(msg)
-    if feedback_type in _COMPLAINTS:
-        kind = BounceKind.COMPLAINT
-    elif feedback_type in ("opt-out", "optout"):
-        kind = BounceKind.OPT_OUT
-    else:
-        kind = BounceKind.FEEDBACK
+    kind = shapes.feedback_kind(feedback_type)
     reason = one_line(f"feedback report: {feedback_type or 'no type'} {agent}")
     return [Finding(r, kind, reason=reason, source=BounceSource.ARF) for r in rcpts]
 
@@ -215,13 +266,19 @@ def _looks_like_bounce(msg: Message) -> bool:
     return bool(_BOUNCE_SUBJECT.search(str(msg.get("Subject") or "")))
 
 
-def _is_auto_reply(msg: Message) -> bool:
-    auto = str(msg.get("Auto-Submitted") or "").strip().lower()
+def _is_auto_reply(msg: Message, *, replies_only: bool = False) -> bool:
+    """RFC 3834 and the common vendor marks. ``replies_only``: only the marks no bounce carries
+    (``X-Autoreply``, an "Automatic reply" subject), not ``Auto-Submitted``."""
+    auto = uncomment(msg.get("Auto-Submitted") or "").lower()
     precedence = str(msg.get("Precedence") or "").strip().lower()
-    if (auto and auto != "no") or precedence in ("auto_reply", "auto-reply"):
+    if precedence in ("auto_reply", "auto-reply"):
         return True
-    if any(msg.get(h) for h in ("X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress")):
+    if any(msg.get(h) for h in ("X-Autoreply", "X-Autorespond")):
         return True
+    if not replies_only and (
+        (auto and auto != "no") or msg.get("X-Auto-Response-Suppress") is not None
+    ):
+        return True  # Exim's bounces say auto-replied too: only after the bounce checks
     return bool(_AUTO_SUBJECT.search(str(msg.get("Subject") or "")))
 
 
@@ -255,12 +312,19 @@ def _legacy_findings(msg: Message) -> list[Finding]:
     failed = [(a, False) for a in permanent] + [(a, True) for a in temporary]
     if not failed:
         failed = [(a.encode(), False) for a in _addresses_with_diagnostics(msg, text)]
+    if not failed:  # the addresses the text names, when few: the whole text is about them
+        named = _named(msg, text)
+        failed = [(a.encode(), False) for a in named] if len(named) <= _FEW else []
     found: list[Finding] = []
     for raw, is_temporary in failed:
         rcpt = raw.decode("utf-8", "replace").strip("<>").lower()
         if "@" not in rcpt:
             continue
-        c = classify(None, None, _diagnostic_near(text, rcpt))
+        near = _diagnostic_near(text, rcpt)
+        c = classify(None, None, near, command=_command(near or text))
+        if c.kind is Kind.UNKNOWN and len(failed) == 1:  # "failed: <a>", the reason elsewhere
+            c = classify(None, None, re.sub(re.escape(rcpt), " ", text, flags=re.I),
+                         command=_command(text))  # fmt: skip
         kind = c.kind
         if is_temporary and kind in (Kind.HARD, Kind.UNKNOWN):
             kind = Kind.SOFT
@@ -279,18 +343,33 @@ _ORIGINAL = re.compile(
 _EMAIL = re.compile(r"[\w.+=-]+@[\w-]+(?:\.[\w-]+)+")
 
 
-def _addresses_with_diagnostics(msg: Message, text: str) -> list[str]:
-    """When flufl.bounce finds nothing: the addresses of the report's text that come with a
-    status or reply code, other than the report's own sender and recipients."""
+_FEW = 3  # a report naming more addresses than this without a diagnostic for each says nothing
+
+
+def _named(msg: Message, text: str) -> list[str]:
+    """The addresses of the report's text, other than its own sender and recipients, the mail
+    system's (mailer-daemon, postmaster…) and the ids shaped like addresses (Message-IDs)."""
     own = {
         a.lower()
         for _, a in getaddresses(msg.get_all("From", []) + msg.get_all("To", []))
         if "@" in a
     }
+    ids = {m.lower() for m in re.findall(r"message-id:\s*<([^<>\s]+)>", text, re.I)}
+    return [
+        a
+        for a in dict.fromkeys(a.lower() for a in _EMAIL.findall(text))
+        if a not in own and a not in ids and not _SYSTEM.match(a)
+    ]
+
+
+_SYSTEM = re.compile(r"mailer-daemon@", re.I)
+
+
+def _addresses_with_diagnostics(msg: Message, text: str) -> list[str]:
+    """When flufl.bounce finds nothing: the addresses of the report's text that come with a
+    status or reply code, other than the report's own sender and recipients."""
     found: list[str] = []
-    for address in dict.fromkeys(a.lower() for a in _EMAIL.findall(text)):
-        if address in own or re.match(r"(mailer-daemon|postmaster)@", address):
-            continue
+    for address in _named(msg, text):
         c = classify(None, None, _diagnostic_near(text, address))
         if c.status or c.code is not None:
             found.append(address)
@@ -305,6 +384,8 @@ def _diagnostic_near(text: str, address: str) -> str:
     for i, line in enumerate(lines):
         if address not in line.lower():
             continue
+        if i and lines[i - 1].lstrip().startswith(">>>"):
+            window.append(lines[i - 1])  # the command of a session transcript it answered
         window.append(line)
         for nxt in lines[i + 1 : i + 1 + _WINDOW]:
             if not nxt.strip() or ("@" in nxt and address not in nxt.lower()):

@@ -17,8 +17,9 @@ protocol errors are never hard, ``X.7`` is a block, ``X.1.7``/``X.1.8`` are abou
 address: a block); the text only refines it (a ``5.2.0`` that says "blocked" is a block). When
 the status is generic (``5.0.0``) or missing, the text decides, then the bare reply code: a
 ``550`` with "blocked using Spamhaus" is a block, while a ``550 user unknown`` is hard, unless it
-answered the message's DATA (``after_data``): the recipient was already accepted, so "user
-unknown" then is a content filter speaking, not a missing mailbox.
+answered the message's DATA (``command="DATA"``): the recipient was already accepted, so "user
+unknown" then is a content filter speaking, not a missing mailbox; or MAIL FROM: it is about our
+sender address. Suspended, disabled, frozen or inactive mailboxes are soft, never hard.
 """
 
 from __future__ import annotations
@@ -104,13 +105,14 @@ _BLOCK = _rx(
     r"client host .*rejected|sender .*rejected|rejected for .*reasons",
     r"message (content )?rejected|content rejected",
     r"access denied|relay(ing)? (access )?denied",
+    r"recipient preferences",
 )
 _HARD = _rx(
     r"user unknown|unknown user|unknown (local[- ])?(recipient|mailbox|address|account)",
     r"no such (user|mailbox|recipient|address|account|domain|person)",
     r"(user|mailbox|recipient|address|account) (was |is )?(not found|unavailable|invalid)",
     r"invalid (recipient|mailbox|address|user)",
-    r"(does not|doesn't|did not|not) exist",
+    r"(?<!may )(?<!might )(does not|doesn't|did not|not) exist",
     r"no mailbox here",
     r"not a valid (mailbox|recipient|user|address)",
     r"(account|mailbox) (has been |is )?closed",
@@ -118,7 +120,9 @@ _HARD = _rx(
     r"(user|recipient) (has )?moved|user not local",
     r"unrouteable|unroutable|unable to route",
     r"host unknown|unknown host|domain (is )?not reachable|no smtp service|does not accept mail",
-    r"not listed in (the )?(domino |public )?(directory|address book)",
+    r"not listed in (the )?(domino directory|directory|public name|[\w &]*address book)",
+    r"ディレクトリ.*(ありません|見つかりません)",  # Notes/Domino in Japanese: not in the directory
+    r"host \S+ not found|address (couldn't|could not|cannot) be found|no valid recipients?\b",
     r"invalid (final delivery )?userid",
     r"host or domain name not found|domain (name )?not found|host not found|no mx",
     r"name service error",
@@ -182,7 +186,7 @@ def _by_status(status: str) -> Kind | None:
     return None
 
 
-def _by_specific_status(status: str, text: str, *, after_data: bool) -> Kind:
+def _by_specific_status(status: str, text: str, *, command: str) -> Kind:
     by_status = _by_status(status)
     if by_status is Kind.HARD:  # unless the text says full, suspended or blocked (a mislabelled
         if _SOFT_FIRST.search(text):  # 5.1.1)
@@ -191,12 +195,14 @@ def _by_specific_status(status: str, text: str, *, after_data: bool) -> Kind:
             return Kind.BLOCK
         return Kind.HARD
     by_text = _by_text(text)
+    if by_text is Kind.HARD and status.split(".")[1:] == ["2", "0"]:
+        return Kind.SOFT  # X.2.0: "the mailbox exists, but…" (RFC 3463), whatever the text
     if by_status is Kind.SOFT and by_text in (Kind.BLOCK, Kind.EXPIRED):
         return by_text  # "4.4.2 … not going to try again", "4.7.0"-less greylisting blocks
     if by_status is not None:
         return by_status
-    if by_text is Kind.HARD and after_data:
-        return Kind.BLOCK  # the recipient was accepted: a filter refused the message
+    if by_text is Kind.HARD and command in ("DATA", "MAIL"):
+        return Kind.BLOCK  # the recipient was accepted (DATA), or it is our sender (MAIL FROM)
     if by_text is not None:
         return by_text
     subject, detail = status.split(".")[1:]
@@ -228,7 +234,7 @@ def classify(
 ) -> Classification:
     """Classify one failure. ``status`` and ``code`` are read from ``text`` when not given;
     ``command``: the SMTP command the refusal answered (``RCPT``, ``DATA``…) when known."""
-    after_data = command.upper() == "DATA"
+    command = command.upper()
     reason = one_line(text)
     in_text = find_status(reason)
     given = uncomment(status or "")
@@ -238,11 +244,11 @@ def classify(
     if _HARD_FIRST.search(reason):
         kind = Kind.HARD
     elif given and not given.endswith(".0.0"):
-        kind = _by_specific_status(given, reason, after_data=after_data)
+        kind = _by_specific_status(given, reason, command=command)
     else:
         kind = _by_text(reason) or _by_code(code, reason) or Kind.UNKNOWN
-        if kind is Kind.HARD and after_data:
-            kind = Kind.BLOCK  # the recipient was accepted: a filter refused the message
+        if kind is Kind.HARD and command in ("DATA", "MAIL"):
+            kind = Kind.BLOCK  # the recipient was accepted (DATA), or it is our sender (MAIL)
     transient = given.startswith("4") or (not given and code is not None and code < 500)
     if transient and kind is Kind.HARD:
         kind = Kind.SOFT  # "try again later" about a mailbox is not a verdict on it

@@ -1,12 +1,19 @@
 """Reading what MTAs really send: one message in, a :class:`Report` out. Pure: no database.
 
 - RFC 3464 delivery status notifications (``message/delivery-status``): one finding per failed
-  or delayed recipient, classified by :mod:`weekly_mailer.bounces.classify`.
+  or delayed recipient, classified by :mod:`weekly_mailer.bounces.classify`. Field comments
+  (``Status: 5.1.1 (bad mailbox)``) are dropped; when the status is generic (``5.0.0``, none) and
+  the diagnostic says nothing, the human-readable part's lines about the recipient decide, and
+  the SMTP command they say was refused (``in reply to end of DATA command``, ``>>> DATA``,
+  ``after MAIL FROM``) tells the classifier whether the recipient had been accepted.
 - Text and legacy bounces (qmail, older Exim, Sendmail, Postfix without DSN, Exchange, Yahoo,
   OpenSMTPD…): ``flufl.bounce`` finds the failed addresses, the diagnostic next to each address
   gives the reason.
-- RFC 5965 feedback reports (ARF): ``abuse``, ``fraud``, ``virus`` are complaints, ``opt-out``
-  unsubscribes, anything else (``auth-failure``, ``not-spam``…) is only recorded.
+- RFC 5965 feedback reports (ARF), with or without ``report-type``, the feedback part as
+  ``message/feedback-report`` or as text: ``abuse``, ``fraud``, ``virus`` (and no type at all)
+  are complaints, ``opt-out`` unsubscribes, anything else (``auth-failure``, ``not-spam``…) is
+  only recorded. Provider shapes (SES notifications by mail, Microsoft JMRP, Apple Mail's
+  unsubscribe) are read by :mod:`weekly_mailer.bounces.report_shapes`.
 - Auto-replies (RFC 3834 ``Auto-Submitted``, ``X-Autoreply``, ``Precedence: auto_reply``,
   vacation subjects) and anything else: no finding.
 
@@ -34,16 +41,11 @@ from weekly_mailer.store.bounce_models import BounceKind, BounceSource
 
 log = logging.getLogger(__name__)
 _ADDR = re.compile(r"^\s*(?:rfc822\s*;)?\s*<?([^<>\s;]+@[^<>\s;]+?)>?\s*$", re.IGNORECASE)
-_BOUNCE_FROM = re.compile(r"mailer-daemon|postmaster|mail delivery (subsystem|system)", re.I)
+_BOUNCE_FROM = re.compile(r"mailer-daemon|post_?master|mail delivery (subsystem|system)", re.I)
 _BOUNCE_SUBJECT = re.compile(
     r"undeliver|undelivered|delivery (status notification|failure|failed|has failed|problem)"
     r"|returned mail|mail delivery failed|failure notice|could not be delivered|non[- ]?delivery"
     r"|delivery report|returned to sender|mail system error",
-    re.IGNORECASE,
-)
-_AUTO_SUBJECT = re.compile(
-    r"^\s*(auto(matic)?[- ]?(reply|response|antwort)|auto:|out of (the )?office|vacation"
-    r"|away from|abwesenheit|absence|r[ée]ponse automatique)",
     re.IGNORECASE,
 )
 
@@ -164,18 +166,18 @@ def parse_report(data: bytes, *, unsubscribe_address: str = "") -> Report:
         report.findings = [Finding(r, BounceKind.COMPLAINT, reason=why, source=BounceSource.ARF)
                            for r in jmrp]  # fmt: skip
         return report
-    if _is_auto_reply(msg, replies_only=True):  # a vacation reply sent with Return-Path <>
+    if shapes.is_auto_reply(msg, replies_only=True):  # a vacation reply sent with Return-Path <>
         report.kind = "auto-reply"
     elif _looks_like_bounce(msg):
         report.findings = _legacy_findings(msg)
-        if _is_auto_reply(msg) and all(f.kind is BounceKind.UNKNOWN for f in report.findings):
+        if shapes.is_auto_reply(msg) and all(f.kind is BounceKind.UNKNOWN for f in report.findings):
             report.kind, report.findings = "auto-reply", []  # a reply, its text read for nothing
         elif report.findings:
             report.kind = "bounce"
         else:
             c = classify(None, None, _body_text(msg))
             report.loose = Finding("", BounceKind(c.kind.value), c.status, c.code, c.reason)
-    elif _is_auto_reply(msg):
+    elif shapes.is_auto_reply(msg):
         report.kind = "auto-reply"
     return report
 
@@ -228,6 +230,7 @@ _AFTER_DATA = re.compile(
     r"(in reply to|after) (the )?(end of )?data\b|>>>+\s*data\b|smtp command\W*data\b",
     re.IGNORECASE,
 )
+_AFTER_MAIL = re.compile(r"(in reply to|after) mail from\b|>>>+\s*mail from", re.IGNORECASE)
 _PIPELINED = re.compile(r"need rcpt|no valid recipients", re.IGNORECASE)  # RCPT's answer, late
 _AFTER_RCPT = re.compile(
     r"(in reply to|after) rcpt\b|>>>+\s*rcpt to|\[rcpt_to\]|smtp command\W*rcpt\b"
@@ -237,8 +240,10 @@ _AFTER_RCPT = re.compile(
 
 
 def _command(text: str) -> str:
-    """The SMTP command the refusal in ``text`` answered, when it says: "DATA" (the recipient
-    had been accepted), "RCPT", or ""."""
+    """The SMTP command the refusal in ``text`` answered, when it says: "MAIL" (our sender was
+    refused), "DATA" (the recipient had been accepted), "RCPT", or ""."""
+    if _AFTER_MAIL.search(text):
+        return "MAIL"
     if _AFTER_DATA.search(text) and not _PIPELINED.search(text):
         return "DATA"
     return "RCPT" if _AFTER_RCPT.search(text) or _PIPELINED.search(text) else ""
@@ -264,22 +269,6 @@ def _looks_like_bounce(msg: Message) -> bool:
     if _BOUNCE_FROM.search(sender) or str(msg.get("Return-Path") or "").strip() == "<>":
         return True
     return bool(_BOUNCE_SUBJECT.search(str(msg.get("Subject") or "")))
-
-
-def _is_auto_reply(msg: Message, *, replies_only: bool = False) -> bool:
-    """RFC 3834 and the common vendor marks. ``replies_only``: only the marks no bounce carries
-    (``X-Autoreply``, an "Automatic reply" subject), not ``Auto-Submitted``."""
-    auto = uncomment(msg.get("Auto-Submitted") or "").lower()
-    precedence = str(msg.get("Precedence") or "").strip().lower()
-    if precedence in ("auto_reply", "auto-reply"):
-        return True
-    if any(msg.get(h) for h in ("X-Autoreply", "X-Autorespond")):
-        return True
-    if not replies_only and (
-        (auto and auto != "no") or msg.get("X-Auto-Response-Suppress") is not None
-    ):
-        return True  # Exim's bounces say auto-replied too: only after the bounce checks
-    return bool(_AUTO_SUBJECT.search(str(msg.get("Subject") or "")))
 
 
 def _body_text(msg: Message) -> str:

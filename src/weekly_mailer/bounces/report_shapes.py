@@ -7,6 +7,7 @@
 - ARF feedback fields sent as a ``text/plain`` part (``Feedback-Type:`` …) instead of
   ``message/feedback-report``.
 - Mail clients' one-click unsubscribe mail (Apple Mail's ``X-Apple-Unsubscribe: true``).
+- Auto-replies (RFC 3834 ``Auto-Submitted``, ``X-Autoreply``, vacation subjects).
 
 Each function returns None when the message is not of its shape.
 """
@@ -19,11 +20,16 @@ import re
 from email.message import Message
 from typing import Any
 
-from weekly_mailer.bounces.classify import Kind, classify, one_line
+from weekly_mailer.bounces.classify import Kind, classify, one_line, uncomment
 from weekly_mailer.store.bounce_models import BounceKind
 
 COMPLAINT_TYPES = {"abuse", "fraud", "virus"}
 _ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
+_AUTO_SUBJECT = re.compile(
+    r"^\s*(auto(matic)?[- ]?(reply|response|antwort)|auto:|out of (the )?office|vacation"
+    r"|away from|abwesenheit|absence|r[ée]ponse automatique)",
+    re.IGNORECASE,
+)
 
 
 def feedback_kind(feedback_type: str) -> BounceKind:
@@ -48,13 +54,18 @@ def ses_notification(msg: Message) -> tuple[str, list[tuple[str, BounceKind, str
         if isinstance(raw, bytes)
         else ""
     )
-    start = text.find('{"notificationType"')
-    if start < 0:
+    start = text.find("{")
+    if start < 0 or not re.search(r'"(notificationType|eventType|Type)"\s*:', text):
         return None
     try:
         data, _ = json.JSONDecoder().raw_decode(re.sub(r"!?\r?\n ", "", text[start:]))
     except ValueError:
         return None
+    if isinstance(data, dict) and data.get("Type") == "Notification":  # the SNS envelope
+        try:
+            data = json.loads(str(data.get("Message") or ""))
+        except ValueError:
+            return None
     if not isinstance(data, dict):
         return None
     kind = str(data.get("notificationType") or data.get("eventType") or "")
@@ -130,3 +141,19 @@ def text_feedback_fields(part: Message) -> Message | None:
 def client_unsubscribe(msg: Message) -> bool:
     """A mail client's own unsubscribe message (Apple Mail: ``X-Apple-Unsubscribe: true``)."""
     return str(msg.get("X-Apple-Unsubscribe") or "").strip().lower() == "true"
+
+
+def is_auto_reply(msg: Message, *, replies_only: bool = False) -> bool:
+    """RFC 3834 and the common vendor marks. ``replies_only``: only the marks no bounce carries
+    (``X-Autoreply``, an "Automatic reply" subject), not ``Auto-Submitted``."""
+    auto = uncomment(msg.get("Auto-Submitted") or "").lower()
+    precedence = str(msg.get("Precedence") or "").strip().lower()
+    if precedence in ("auto_reply", "auto-reply"):
+        return True
+    if any(msg.get(h) for h in ("X-Autoreply", "X-Autorespond")):
+        return True
+    if not replies_only and (
+        (auto and auto != "no") or msg.get("X-Auto-Response-Suppress") is not None
+    ):
+        return True  # Exim's bounces say auto-replied too: only after the bounce checks
+    return bool(_AUTO_SUBJECT.search(str(msg.get("Subject") or "")))

@@ -37,6 +37,7 @@ from flufl.bounce import all_failures
 
 from weekly_mailer.bounces import report_shapes as shapes
 from weekly_mailer.bounces.classify import Kind, classify, one_line, uncomment
+from weekly_mailer.bounces.report_text import command_of, diagnostic_near
 from weekly_mailer.store.bounce_models import BounceKind, BounceSource
 
 log = logging.getLogger(__name__)
@@ -153,6 +154,8 @@ def parse_report(data: bytes, *, unsubscribe_address: str = "") -> Report:
         elif is_report and (fields := shapes.text_feedback_fields(part)) is not None:
             report.kind = "feedback"
             report.findings.extend(_arf_findings([fields], msg))
+    if report.kind == "bounce" and not report.findings and _unnamed_failure(msg):
+        report.findings = _legacy_findings(msg)  # "Final-Recipient: rfc822; @host": read the text
     if report.kind != "other":
         return report
     if (ses := shapes.ses_notification(msg)) is not None:
@@ -208,8 +211,8 @@ def _dsn_findings(part: Message, human: str) -> list[Finding]:
         diagnostic = str(block.get("Diagnostic-Code") or "")
         diagnostic = re.sub(r"^\s*(smtp|x-[\w-]+)\s*;\s*", "", diagnostic, flags=re.I)
         status = uncomment(block.get("Status") or "")
-        near = _diagnostic_near(human, rcpt)
-        command = _command(f"{diagnostic}\n{near or human}")
+        near = diagnostic_near(human, rcpt)
+        command = command_of(f"{diagnostic}\n{near}") or command_of(human)
         c = classify(status, None, diagnostic, command=command)
         if c.kind is Kind.UNKNOWN or (c.kind is Kind.HARD and not c.status.strip("50.")):
             words = classify(status, None, f"{diagnostic} {near}", command=command)
@@ -224,29 +227,6 @@ def _dsn_findings(part: Message, human: str) -> list[Finding]:
             Finding(rcpt, BounceKind(kind.value), c.status, c.code, c.reason, BounceSource.DSN)
         )
     return found
-
-
-_AFTER_DATA = re.compile(
-    r"(in reply to|after) (the )?(end of )?data\b|>>>+\s*data\b|smtp command\W*data\b",
-    re.IGNORECASE,
-)
-_AFTER_MAIL = re.compile(r"(in reply to|after) mail from\b|>>>+\s*mail from", re.IGNORECASE)
-_PIPELINED = re.compile(r"need rcpt|no valid recipients", re.IGNORECASE)  # RCPT's answer, late
-_AFTER_RCPT = re.compile(
-    r"(in reply to|after) rcpt\b|>>>+\s*rcpt to|\[rcpt_to\]|smtp command\W*rcpt\b"
-    r"|smtp:rcpt\b|\brcpt to:?\s*<[^>]*>\s*:?\s*\d{3}\b|after rcpt command",
-    re.IGNORECASE,
-)
-
-
-def _command(text: str) -> str:
-    """The SMTP command the refusal in ``text`` answered, when it says: "MAIL" (our sender was
-    refused), "DATA" (the recipient had been accepted), "RCPT", or ""."""
-    if _AFTER_MAIL.search(text):
-        return "MAIL"
-    if _AFTER_DATA.search(text) and not _PIPELINED.search(text):
-        return "DATA"
-    return "RCPT" if _AFTER_RCPT.search(text) or _PIPELINED.search(text) else ""
 
 
 def _arf_findings(blocks: list[Message], msg: Message) -> list[Finding]:
@@ -282,7 +262,7 @@ def _body_text(msg: Message) -> str:
         if part.is_multipart():
             payload = part.get_payload()
             stack[:0] = [p for p in payload if isinstance(p, Message)]
-        elif part.get_content_type() == "text/plain" or part is msg:
+        elif part.get_content_type() == "text/plain" or part is msg or _broken(part):
             raw = part.get_payload(decode=True)
             if isinstance(raw, bytes):
                 texts.append(raw.decode(part.get_content_charset() or "utf-8", "replace"))
@@ -309,11 +289,11 @@ def _legacy_findings(msg: Message) -> list[Finding]:
         rcpt = raw.decode("utf-8", "replace").strip("<>").lower()
         if "@" not in rcpt:
             continue
-        near = _diagnostic_near(text, rcpt)
-        c = classify(None, None, near, command=_command(near or text))
+        near = diagnostic_near(text, rcpt)
+        c = classify(None, None, near, command=command_of(near) or command_of(text))
         if c.kind is Kind.UNKNOWN and len(failed) == 1:  # "failed: <a>", the reason elsewhere
             c = classify(None, None, re.sub(re.escape(rcpt), " ", text, flags=re.I),
-                         command=_command(text))  # fmt: skip
+                         command=command_of(text))  # fmt: skip
         kind = c.kind
         if is_temporary and kind in (Kind.HARD, Kind.UNKNOWN):
             kind = Kind.SOFT
@@ -323,7 +303,6 @@ def _legacy_findings(msg: Message) -> list[Finding]:
     return list({f.recipient: f for f in found}.values())
 
 
-_WINDOW = 4  # lines after the address that still belong to it
 _ORIGINAL = re.compile(
     r"^\s*(-+ ?(original message|this is a copy|below this line|the original message)"
     r"|below is a copy|received: |return-path: )",
@@ -359,29 +338,10 @@ def _addresses_with_diagnostics(msg: Message, text: str) -> list[str]:
     status or reply code, other than the report's own sender and recipients."""
     found: list[str] = []
     for address in _named(msg, text):
-        c = classify(None, None, _diagnostic_near(text, address))
+        c = classify(None, None, diagnostic_near(text, address))
         if c.status or c.code is not None:
             found.append(address)
     return found
-
-
-def _diagnostic_near(text: str, address: str) -> str:
-    """What the report says about ``address``: each line naming it and the few lines after
-    (up to a blank line or another address)."""
-    lines = text.splitlines()
-    window: list[str] = []
-    for i, line in enumerate(lines):
-        if address not in line.lower():
-            continue
-        if i and lines[i - 1].lstrip().startswith(">>>"):
-            window.append(lines[i - 1])  # the command of a session transcript it answered
-        window.append(line)
-        for nxt in lines[i + 1 : i + 1 + _WINDOW]:
-            if not nxt.strip() or ("@" in nxt and address not in nxt.lower()):
-                break
-            window.append(nxt)
-    text = " ".join(dict.fromkeys(window))
-    return re.sub(re.escape(address), " ", text, flags=re.IGNORECASE)
 
 
 def _is_unsubscribe_request(msg: Message, unsubscribe_address: str) -> bool:
@@ -403,3 +363,21 @@ def _original_recipients(msg: Message) -> list[str]:
                 inner = email.message_from_bytes(raw if isinstance(raw, bytes) else b"")
             return [a.lower() for _, a in getaddresses(inner.get_all("To", [])) if "@" in a]
     return []
+
+
+def _broken(part: Message) -> bool:
+    """A multipart part whose boundary was lost (a folded header line left unindented): its
+    payload is one text, and the report's words may be in it."""
+    return part.get_content_maintype() == "multipart" and not part.is_multipart()
+
+
+def _unnamed_failure(msg: Message) -> bool:
+    """Whether a DSN has a failed recipient whose address cannot be read."""
+    for part in msg.walk():
+        if part.get_content_type() == "message/delivery-status":
+            for block in _fields(part):
+                named = block.get("Final-Recipient") or block.get("Original-Recipient")
+                action = uncomment(block.get("Action") or "").lower()
+                if named is not None and action == "failed" and _address(named) is None:
+                    return True
+    return False

@@ -82,6 +82,7 @@ _SOFT_FIRST = _rx(
     r"receiving mail (at a rate|too quickly)",
     r"(not found|failure|error|problem), try again",
     r"malformed or unexpected name server reply",
+    r"(could ?n[o']t|can ?n[o']t|unable to) (create|open|write|lock)\b|i/o error|disk full",
     r"(account|mailbox|user|address) (has been |is |was )?(temporarily )?(disabled|deactivated"
     r"|inactive|suspended|frozen|on hold|locked|blocked|disabled or discontinued)",
     r"account (is )?(disabled|suspended|inactive)|\b(suspended|inactive|frozen) (account|mailbox)",

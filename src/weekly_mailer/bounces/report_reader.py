@@ -101,6 +101,7 @@ def _address(value: str | None) -> str | None:
     return m.group(1).lower() if m else None
 
 
+_MAILBOX = re.compile(r"<?[^@<>\s]+@[^@<>\s]+>?")  # not "@host" (a DSN's unreadable recipient)
 _OUR_ID = re.compile(rb"<wm\.[A-Za-z0-9_-]+\.\d{1,18}\.[0-9a-f]{16}@[^<>\s]+>")
 
 
@@ -154,6 +155,8 @@ def parse_report(data: bytes, *, unsubscribe_address: str = "") -> Report:
         elif is_report and (fields := shapes.text_feedback_fields(part)) is not None:
             report.kind = "feedback"
             report.findings.extend(_arf_findings([fields], msg))
+    if report.kind == "feedback" and not report.findings:  # redacted: names no recipient
+        report.loose = _redacted_feedback(msg)
     if report.kind == "bounce" and not report.findings and _unnamed_failure(msg):
         report.findings = _legacy_findings(msg)  # "Final-Recipient: rfc822; @host": read the text
     if report.kind != "other":
@@ -279,6 +282,7 @@ def _legacy_findings(msg: Message) -> list[Finding]:
         temporary = permanent = frozenset()
     text = _body_text(msg)
     failed = [(a, False) for a in permanent] + [(a, True) for a in temporary]
+    failed = [(a, t) for a, t in failed if _MAILBOX.fullmatch(a.decode("utf-8", "replace"))]
     if not failed:
         failed = [(a.encode(), False) for a in _addresses_with_diagnostics(msg, text)]
     if not failed:  # the addresses the text names, when few: the whole text is about them
@@ -381,3 +385,17 @@ def _unnamed_failure(msg: Message) -> bool:
                 if named is not None and action == "failed" and _address(named) is None:
                     return True
     return False
+
+
+def _redacted_feedback(msg: Message) -> Finding:
+    """What a feedback report that names nobody says, for the delivery it can be tied to (its
+    VERP address, or a quoted Message-ID of ours): its kind by Feedback-Type."""
+    kinds = [
+        uncomment(b.get("Feedback-Type") or "").lower()
+        for part in msg.walk()
+        if part.get_content_type() == "message/feedback-report"
+        for b in _fields(part)
+    ]
+    feedback_type = next((k for k in kinds if k), "")
+    reason = one_line(f"feedback report: {feedback_type or 'no type'}, no recipient named")
+    return Finding("", shapes.feedback_kind(feedback_type), reason=reason, source=BounceSource.ARF)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from weekly_mailer.bounces.classify import Kind, classify, find_code, find_status
+from weekly_mailer.bounces.classify import Kind, classify, find_code, find_status, uncomment
 
 CASES = [
     # (status, code, text, expected kind)
@@ -15,7 +15,8 @@ CASES = [
     ("5.4.4", None, "Host or domain name not found. Name service error", Kind.HARD),
     ("5.1.10", 550, "RESOLVER.ADR.RecipientNotFound; Recipient not found", Kind.HARD),
     ("5.4.1", 550, "Recipient address rejected: Access denied. AS(201806281)", Kind.HARD),
-    ("5.2.1", 550, "The email account that you tried to reach is disabled.", Kind.HARD),
+    # RFC 3463 X.2.1: the mailbox exists but is disabled (suspended, inactive): not hard.
+    ("5.2.1", 550, "The email account that you tried to reach is disabled.", Kind.SOFT),
     ("5.1.6", 551, "User has moved, no forwarding address", Kind.HARD),
     ("5.1.1", None, "", Kind.HARD),  # a bare status
     (None, 550, "", Kind.HARD),  # a bare 550
@@ -77,3 +78,37 @@ def test_finders() -> None:
     assert find_status("version 1.2.3.4 only") == ""
     assert find_code("Remote host said: 553 sorry") == 553
     assert find_code("listed at 192.0.2.10 (#5.1.1)") is None
+
+
+@pytest.mark.parametrize(
+    ("status", "text", "command", "kind"),
+    [
+        # A specific status decides; the text refines it.
+        ("5.2.1", "550 5.2.1 This account has been suspended", "", Kind.SOFT),
+        ("5.2.0", "550 Unknown user ann@example.jp", "", Kind.SOFT),  # X.2.0: the mailbox exists
+        ("5.1.8", "553 5.1.8 Domain of sender address does not exist", "", Kind.BLOCK),
+        ("5.3.4", "554 5.3.4 Recipient address rejected: Message too big", "", Kind.SOFT),
+        ("5.6.0", "550 5.6.0 Recipient address rejected: Media error", "", Kind.SOFT),
+        ("5.1.1", "550 5.7.1 IP address blacklisted by recipient", "", Kind.BLOCK),
+        ("5.1.1", "550 5.1.1 user unknown", "DATA", Kind.HARD),  # X.1.1 stands
+        # A generic status: the text decides, and the SMTP command it answered.
+        ("5.0.0", "550 User unknown", "RCPT", Kind.HARD),
+        ("5.0.0", "550 User unknown", "DATA", Kind.BLOCK),  # the recipient had been accepted
+        ("", "553 neko.example.com does not exist", "MAIL", Kind.BLOCK),  # our sender's domain
+        ("", "550 Rejected", "", Kind.UNKNOWN),  # a 550 with words that say nothing
+        ("", "550 Mailbox is frozen.", "", Kind.SOFT),
+        ("", "Host not found, try again", "", Kind.SOFT),
+        ("", "the group you tried to contact may not exist", "", Kind.UNKNOWN),
+        ("", "User some.name not listed in Domino Directory", "", Kind.HARD),
+        ("", "550 Host unknown (Authoritative answer from name server)", "", Kind.HARD),
+        ("", "procmail: Couldn't create /var/spool/mail/ann: No such user", "", Kind.SOFT),
+    ],
+)
+def test_status_text_and_command(status: str, text: str, command: str, kind: Kind) -> None:
+    assert classify(status, None, text, command=command).kind is kind
+
+
+def test_field_comments_are_dropped() -> None:
+    assert uncomment("5.1.1 (bad destination mailbox address)") == "5.1.1"
+    assert uncomment("failed (permanent (nested) failure)") == "failed"
+    assert classify("5.1.1 (user unknown)", None, "").kind is Kind.HARD

@@ -37,7 +37,7 @@ from weekly_mailer.store.outbox import ClaimedRow, Outcome
         ("550 Rejected: too many messages from your IP", False),
         ("552 5.2.2 Mailbox full", False),
         ("554 Transaction failed", False),  # nothing to go on: unknown
-        ("550 5.2.1 The email account that you tried to reach is disabled", True),
+        ("550 5.2.1 The email account that you tried to reach is disabled", False),  # X.2.1
     ],
 )
 def test_only_a_hard_refusal_counts_as_a_bounce(reply: str, bounce: bool) -> None:
@@ -59,7 +59,7 @@ PROVIDER_REPLIES = [
     (
         "554 delivery error: dd Sorry your message to ann@yahoo.com cannot be delivered. This "
         "mailbox is disabled (554.30). - mta4321.mail.ne1.yahoo.com",
-        "hard",
+        "soft",  # disabled (suspended, inactive) is a mailbox state, not a missing mailbox
     ),  # Yahoo
     (
         "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup",
@@ -70,7 +70,7 @@ PROVIDER_REPLIES = [
     (
         "550 Message was not accepted -- invalid mailbox. Local mailbox ann@mail.example is "
         "unavailable: account is disabled",
-        "hard",
+        "soft",
     ),
     ("551 User not local; please try <ann@new.example>", "hard"),
     ("550 No such user (ann@gmx.example)", "hard"),

@@ -11,8 +11,15 @@ code (``550``) and the diagnostic text, and decides what the failure means for t
 - ``expired``: the sending MTA gave up after retrying (delivery time expired).
 - ``unknown``: nothing to go on.
 
-Text beats a bare code: a ``550`` with "blocked using Spamhaus" is a block, while a ``550 5.1.1
-user unknown`` is hard. The rules are tried in order; the first that matches decides.
+A specific enhanced status decides (RFC 3463: ``X.1.1`` bad mailbox is hard, ``X.2.1`` mailbox
+disabled and every other mailbox state is soft, ``X.3`` system, ``X.6`` content and ``X.5``
+protocol errors are never hard, ``X.7`` is a block, ``X.1.7``/``X.1.8`` are about *our* sender
+address: a block); the text only refines it (a ``5.2.0`` that says "blocked" is a block). When
+the status is generic (``5.0.0``) or missing, the text decides, then the bare reply code: a
+``550`` with "blocked using Spamhaus" is a block, while a ``550 user unknown`` is hard, unless it
+answered the message's DATA (``command="DATA"``): the recipient was already accepted, so "user
+unknown" then is a content filter speaking, not a missing mailbox; or MAIL FROM: it is about our
+sender address. Suspended, disabled, frozen or inactive mailboxes are soft, never hard.
 """
 
 from __future__ import annotations
@@ -41,6 +48,9 @@ class Classification:
 STATUS_RE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
 CODE_RE = re.compile(r"(?<![\d.#-])([245]\d\d)(?=[\s\-:;,.)]|$)(?!\.\d)")
 MAX_REASON = 500
+_CODES = re.compile(
+    r"[^\s<>]+@[^\s<>]+|\b(smtp|esmtp|requested action not taken|\d[\d.]*)\b|[^\w\s]", re.I
+)
 
 
 def _rx(*parts: str) -> re.Pattern[str]:
@@ -70,6 +80,12 @@ _HARD_FIRST = _rx(
 # A recipient's own mailbox taking mail too fast is the recipient's (temporary) state.
 _SOFT_FIRST = _rx(
     r"receiving mail (at a rate|too quickly)",
+    r"(not found|failure|error|problem), try again",
+    r"malformed or unexpected name server reply",
+    r"(could ?n[o']t|can ?n[o']t|unable to) (create|open|write|lock)\b|i/o error|disk full",
+    r"(account|mailbox|user|address) (has been |is |was )?(temporarily )?(disabled|deactivated"
+    r"|inactive|suspended|frozen|on hold|locked|blocked|disabled or discontinued)",
+    r"account (is )?(disabled|suspended|inactive)|\b(suspended|inactive|frozen) (account|mailbox)",
     r"mailbox (is )?(full|over quota)",
     r"over (the )?quota",
 )
@@ -78,7 +94,7 @@ _BLOCK = _rx(
     r"block ?list|black ?list|blocked|blocking",
     r"\b(rbl|dnsbl|uribl|surbl)\b",
     r"spamhaus|spamcop|barracuda|sorbs|abuseat|senderscore|proofpoint|mimecast",
-    r"listed (at|in|on|by)",
+    r"(?<!not )listed (at|in|on|by)",
     r"reputation",
     r"polic(y|ies)",
     r"prohibited|not (allowed|permitted|authori[sz]ed)",
@@ -90,28 +106,36 @@ _BLOCK = _rx(
     r"client host .*rejected|sender .*rejected|rejected for .*reasons",
     r"message (content )?rejected|content rejected",
     r"access denied|relay(ing)? (access )?denied",
+    r"recipient preferences",
 )
 _HARD = _rx(
     r"user unknown|unknown user|unknown (local[- ])?(recipient|mailbox|address|account)",
     r"no such (user|mailbox|recipient|address|account|domain|person)",
     r"(user|mailbox|recipient|address|account) (was |is )?(not found|unavailable|invalid)",
     r"invalid (recipient|mailbox|address|user)",
-    r"(does not|doesn't|did not|not) exist",
+    r"(?<!may )(?<!might )(does not|doesn't|did not|not) exist",
     r"no mailbox here",
     r"not a valid (mailbox|recipient|user|address)",
-    r"(account|mailbox) (has been |is )?(disabled|deactivated|closed|inactive|suspended)",
+    r"(account|mailbox) (has been |is )?closed",
     r"(is )?no longer (active|available|in use|valid)",
-    r"(user|recipient) (has )?moved",
+    r"(user|recipient) (has )?moved|user not local",
     r"unrouteable|unroutable|unable to route",
+    r"host unknown|unknown host|domain (is )?not reachable|no smtp service|does not accept mail",
+    r"not listed in (the )?(domino directory|directory|public name|[\w &]*address book)",
+    r"ディレクトリ.*(ありません|見つかりません)",  # Notes/Domino in Japanese: not in the directory
+    r"host \S+ not found|address (couldn't|could not|cannot) be found|no valid recipients?\b",
+    r"invalid (final delivery )?userid",
     r"host or domain name not found|domain (name )?not found|host not found|no mx",
     r"name service error",
     r"bad destination (mailbox|system)",
     r"this user doesn't have a .* account",
     r"mailbox not found|recipient not found|addressee unknown|not our customer",
-    r"undeliverable address|address rejected",
+    r"undeliverable address|\baddress rejected(?!:)",
 )
 _SOFT = _rx(
     r"mailbox.*full|full mailbox|quota|insufficient (system )?storage|out of storage",
+    r"\bon hold\b|(internal|mail) system (error|problem)|mailer error|media error",
+    r"message (length|size) exceed|(message|mail) (is )?too (big|large)",
     r"exceeded (storage|the storage)|storage allocation|size limit",
     r"temporar(y|ily)|try again|later",
 )
@@ -149,44 +173,97 @@ def _by_text(text: str) -> Kind | None:
 
 
 def _by_status(status: str) -> Kind | None:
-    if not status:
-        return None
+    """What a specific status (not ``X.0.0``) says whatever the text: a bad mailbox or domain,
+    a block, an expiry, a transient failure. None: the text decides."""
     cls, subject, detail = status.split(".")
     if subject == "4" and detail == "7":
         return Kind.EXPIRED
-    if subject == "7":
-        return Kind.BLOCK
+    if subject == "7" or (subject == "1" and detail in ("7", "8")):
+        return Kind.BLOCK  # policy, or our own sender address refused
     if cls == "4":
         return Kind.SOFT
-    if subject == "1" or (subject == "2" and detail == "1") or (subject, detail) == ("4", "4"):
-        return Kind.HARD  # bad mailbox/domain, mailbox disabled, unable to route
-    if subject == "2":
-        return Kind.SOFT  # 5.2.2 mailbox full and other mailbox states
+    if subject == "1" and detail in ("1", "2", "3", "6", "10"):
+        return Kind.HARD  # bad mailbox, bad system, bad syntax, moved, null MX
     return None
 
 
-def _by_code(code: int | None) -> Kind | None:
+def _by_specific_status(status: str, text: str, *, command: str) -> Kind:
+    by_status = _by_status(status)
+    if by_status is Kind.HARD:  # unless the text says full, suspended or blocked (a mislabelled
+        if _SOFT_FIRST.search(text):  # 5.1.1)
+            return Kind.SOFT
+        if _BLOCK.search(text) and not _HARD.search(text):
+            return Kind.BLOCK
+        return Kind.HARD
+    by_text = _by_text(text)
+    if by_text is Kind.HARD and status.split(".")[1:] == ["2", "0"]:
+        return Kind.SOFT  # X.2.0: "the mailbox exists, but…" (RFC 3463), whatever the text
+    if by_status is Kind.SOFT and by_text in (Kind.BLOCK, Kind.EXPIRED):
+        return by_text  # "4.4.2 … not going to try again", "4.7.0"-less greylisting blocks
+    if by_status is not None:
+        return by_status
+    if by_text is Kind.HARD and command in ("DATA", "MAIL"):
+        return Kind.BLOCK  # the recipient was accepted (DATA), or it is our sender (MAIL FROM)
+    if by_text is not None:
+        return by_text
+    subject, detail = status.split(".")[1:]
+    if (subject, detail) == ("4", "4"):
+        return Kind.HARD  # unable to route
+    return Kind.SOFT if subject in ("2", "3", "6") else Kind.UNKNOWN
+
+
+def _by_code(code: int | None, text: str) -> Kind | None:
+    """A bare reply code: a 550 alone says "no such mailbox"; a 550 with words we cannot read
+    ("Rejected", "Protocol violation") says nothing."""
     if code is None:
         return None
     if 400 <= code < 500:
         return Kind.SOFT
     if code == 552:
         return Kind.SOFT  # exceeded storage allocation
-    if code in (550, 551, 553):
+    if code in (550, 551, 553) and not re.search(r"[a-z]{3}", _CODES.sub(" ", text), re.I):
         return Kind.HARD
     return None
 
 
-def classify(status: str | None = None, code: int | None = None, text: str = "") -> Classification:
-    """Classify one failure. ``status`` and ``code`` are read from ``text`` when not given."""
+def classify(
+    status: str | None = None,
+    code: int | None = None,
+    text: str = "",
+    *,
+    command: str = "",
+) -> Classification:
+    """Classify one failure. ``status`` and ``code`` are read from ``text`` when not given;
+    ``command``: the SMTP command the refusal answered (``RCPT``, ``DATA``…) when known."""
+    command = command.upper()
     reason = one_line(text)
     in_text = find_status(reason)
-    given = (status or "").strip()
+    given = uncomment(status or "")
     if not STATUS_RE.fullmatch(given) or (given.endswith(".0.0") and in_text):
         given = in_text or (given if STATUS_RE.fullmatch(given) else "")
     code = code if code is not None else find_code(reason)
-    kind = _by_text(reason) or _by_status(given) or _by_code(code) or Kind.UNKNOWN
+    if _HARD_FIRST.search(reason):
+        kind = Kind.HARD
+    elif given and not given.endswith(".0.0"):
+        kind = _by_specific_status(given, reason, command=command)
+    else:
+        kind = _by_text(reason) or _by_code(code, reason) or Kind.UNKNOWN
+        if kind is Kind.HARD and command in ("DATA", "MAIL"):
+            kind = Kind.BLOCK  # the recipient was accepted (DATA), or it is our sender (MAIL)
     transient = given.startswith("4") or (not given and code is not None and code < 500)
     if transient and kind is Kind.HARD:
         kind = Kind.SOFT  # "try again later" about a mailbox is not a verdict on it
     return Classification(kind=kind, status=given, code=code, reason=reason)
+
+
+_COMMENT = re.compile(r"\([^()]*\)")
+
+
+def uncomment(value: str) -> str:
+    """An RFC 3464 / RFC 5322 field value without its comments: ``5.1.1 (bad mailbox)``."""
+    value = str(value)
+    while True:
+        stripped = _COMMENT.sub(" ", value)
+        if stripped == value:
+            return " ".join(value.split())
+        value = stripped

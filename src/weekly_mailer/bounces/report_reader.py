@@ -1,12 +1,19 @@
 """Reading what MTAs really send: one message in, a :class:`Report` out. Pure: no database.
 
 - RFC 3464 delivery status notifications (``message/delivery-status``): one finding per failed
-  or delayed recipient, classified by :mod:`weekly_mailer.bounces.classify`.
+  or delayed recipient, classified by :mod:`weekly_mailer.bounces.classify`. Field comments
+  (``Status: 5.1.1 (bad mailbox)``) are dropped; when the status is generic (``5.0.0``, none) and
+  the diagnostic says nothing, the human-readable part's lines about the recipient decide, and
+  the SMTP command they say was refused (``in reply to end of DATA command``, ``>>> DATA``,
+  ``after MAIL FROM``) tells the classifier whether the recipient had been accepted.
 - Text and legacy bounces (qmail, older Exim, Sendmail, Postfix without DSN, Exchange, Yahoo,
   OpenSMTPD…): ``flufl.bounce`` finds the failed addresses, the diagnostic next to each address
   gives the reason.
-- RFC 5965 feedback reports (ARF): ``abuse``, ``fraud``, ``virus`` are complaints, ``opt-out``
-  unsubscribes, anything else (``auth-failure``, ``not-spam``…) is only recorded.
+- RFC 5965 feedback reports (ARF), with or without ``report-type``, the feedback part as
+  ``message/feedback-report`` or as text: ``abuse``, ``fraud``, ``virus`` (and no type at all)
+  are complaints, ``opt-out`` unsubscribes, anything else (``auth-failure``, ``not-spam``…) is
+  only recorded. Provider shapes (SES notifications by mail, Microsoft JMRP, Apple Mail's
+  unsubscribe) are read by :mod:`weekly_mailer.bounces.report_shapes`.
 - Auto-replies (RFC 3834 ``Auto-Submitted``, ``X-Autoreply``, ``Precedence: auto_reply``,
   vacation subjects) and anything else: no finding.
 
@@ -28,22 +35,18 @@ from email.utils import getaddresses
 
 from flufl.bounce import all_failures
 
-from weekly_mailer.bounces.classify import Kind, classify, one_line
+from weekly_mailer.bounces import report_shapes as shapes
+from weekly_mailer.bounces.classify import Kind, classify, one_line, uncomment
+from weekly_mailer.bounces.report_text import command_of, diagnostic_near
 from weekly_mailer.store.bounce_models import BounceKind, BounceSource
 
 log = logging.getLogger(__name__)
 _ADDR = re.compile(r"^\s*(?:rfc822\s*;)?\s*<?([^<>\s;]+@[^<>\s;]+?)>?\s*$", re.IGNORECASE)
-_COMPLAINTS = {"abuse", "fraud", "virus"}
-_BOUNCE_FROM = re.compile(r"mailer-daemon|postmaster|mail delivery (subsystem|system)", re.I)
+_BOUNCE_FROM = re.compile(r"mailer-daemon|post_?master|mail delivery (subsystem|system)", re.I)
 _BOUNCE_SUBJECT = re.compile(
     r"undeliver|undelivered|delivery (status notification|failure|failed|has failed|problem)"
     r"|returned mail|mail delivery failed|failure notice|could not be delivered|non[- ]?delivery"
     r"|delivery report|returned to sender|mail system error",
-    re.IGNORECASE,
-)
-_AUTO_SUBJECT = re.compile(
-    r"^\s*(auto(matic)?[- ]?(reply|response|antwort)|auto:|out of (the )?office|vacation"
-    r"|away from|abwesenheit|absence|r[ée]ponse automatique)",
     re.IGNORECASE,
 )
 
@@ -94,10 +97,11 @@ class Report:
 def _address(value: str | None) -> str | None:
     if not value:
         return None
-    m = _ADDR.match(str(value))
+    m = _ADDR.match(uncomment(str(value)))
     return m.group(1).lower() if m else None
 
 
+_MAILBOX = re.compile(r"<?[^@<>\s]+@[^@<>\s]+>?")  # not "@host" (a DSN's unreadable recipient)
 _OUR_ID = re.compile(rb"<wm\.[A-Za-z0-9_-]+\.\d{1,18}\.[0-9a-f]{16}@[^<>\s]+>")
 
 
@@ -134,24 +138,52 @@ def parse_report(data: bytes, *, unsubscribe_address: str = "") -> Report:
         report.kind = "unsubscribe"
         report.unsubscribed = senders[:1]
         return report
+    if shapes.client_unsubscribe(msg):
+        senders = [a.lower() for _, a in getaddresses(msg.get_all("From", [])) if "@" in a]
+        report.kind = "unsubscribe"
+        report.unsubscribed = senders[:1]
+        return report
+    is_report = msg.get_content_type() == "multipart/report"
     for part in msg.walk():
         ctype = part.get_content_type()
         if ctype == "message/delivery-status":
             report.kind = "bounce"
-            report.findings.extend(_dsn_findings(part))
+            report.findings.extend(_dsn_findings(part, _body_text(msg)))
         elif ctype == "message/feedback-report":
             report.kind = "feedback"
-            report.findings.extend(_arf_findings(part, msg))
+            report.findings.extend(_arf_findings(_fields(part), msg))
+        elif is_report and (fields := shapes.text_feedback_fields(part)) is not None:
+            report.kind = "feedback"
+            report.findings.extend(_arf_findings([fields], msg))
+    if report.kind == "feedback" and not report.findings:  # redacted: names no recipient
+        report.loose = _redacted_feedback(msg)
+    if report.kind == "bounce" and not report.findings and _unnamed_failure(msg):
+        report.findings = _legacy_findings(msg)  # "Final-Recipient: rfc822; @host": read the text
     if report.kind != "other":
         return report
-    if _looks_like_bounce(msg):
+    if (ses := shapes.ses_notification(msg)) is not None:
+        report.kind = ses[0]
+        source = BounceSource.DSN if ses[0] == "bounce" else BounceSource.ARF
+        report.findings = [Finding(r, k, st, None, why, source) for r, k, st, why in ses[1]]
+        return report
+    if (jmrp := shapes.jmrp_recipients(msg)) is not None:
+        report.kind = "feedback"
+        why = one_line(f"feedback report: complaint (JMRP) {msg.get('From') or ''}")
+        report.findings = [Finding(r, BounceKind.COMPLAINT, reason=why, source=BounceSource.ARF)
+                           for r in jmrp]  # fmt: skip
+        return report
+    if shapes.is_auto_reply(msg, replies_only=True):  # a vacation reply sent with Return-Path <>
+        report.kind = "auto-reply"
+    elif _looks_like_bounce(msg):
         report.findings = _legacy_findings(msg)
-        if report.findings:
+        if shapes.is_auto_reply(msg) and all(f.kind is BounceKind.UNKNOWN for f in report.findings):
+            report.kind, report.findings = "auto-reply", []  # a reply, its text read for nothing
+        elif report.findings:
             report.kind = "bounce"
         else:
             c = classify(None, None, _body_text(msg))
             report.loose = Finding("", BounceKind(c.kind.value), c.status, c.code, c.reason)
-    elif _is_auto_reply(msg):
+    elif shapes.is_auto_reply(msg):
         report.kind = "auto-reply"
     return report
 
@@ -166,17 +198,29 @@ def _addressed_to(msg: Message) -> list[str]:
     return list(dict.fromkeys(a.lower() for _, a in getaddresses(values) if "@" in a))
 
 
-def _dsn_findings(part: Message) -> list[Finding]:
+def _dsn_findings(part: Message, human: str) -> list[Finding]:
+    """One finding per failed or delayed recipient. A generic status (``5.0.0``, none) with a
+    diagnostic that says nothing lets the human-readable part's words about the recipient
+    decide; "after DATA" anywhere near the recipient (or in the report) tells the classifier
+    that the recipient had been accepted."""
     found: list[Finding] = []
     blocks = _fields(part)
-    for block in blocks[1:] or blocks:
+    named = [b for b in blocks if b.get("Final-Recipient") or b.get("Original-Recipient")]
+    for block in named:
         rcpt = _address(block.get("Final-Recipient") or block.get("Original-Recipient"))
-        action = (block.get("Action") or "").strip().lower()
+        action = uncomment(block.get("Action") or "").lower()
         if rcpt is None or action not in ("failed", "delayed"):
             continue  # delivered, relayed, expanded: not a failure
         diagnostic = str(block.get("Diagnostic-Code") or "")
         diagnostic = re.sub(r"^\s*(smtp|x-[\w-]+)\s*;\s*", "", diagnostic, flags=re.I)
-        c = classify((block.get("Status") or "").strip(), None, diagnostic)
+        status = uncomment(block.get("Status") or "")
+        near = diagnostic_near(human, rcpt)
+        command = command_of(f"{diagnostic}\n{near}") or command_of(human)
+        c = classify(status, None, diagnostic, command=command)
+        if c.kind is Kind.UNKNOWN or (c.kind is Kind.HARD and not c.status.strip("50.")):
+            words = classify(status, None, f"{diagnostic} {near}", command=command)
+            if words.kind is not Kind.UNKNOWN:
+                c = words
         kind = c.kind
         if action == "delayed" and kind in (Kind.HARD, Kind.UNKNOWN, Kind.EXPIRED):
             kind = Kind.SOFT  # a warning: the MTA is still trying
@@ -188,22 +232,17 @@ def _dsn_findings(part: Message) -> list[Finding]:
     return found
 
 
-def _arf_findings(part: Message, msg: Message) -> list[Finding]:
+def _arf_findings(blocks: list[Message], msg: Message) -> list[Finding]:
     rcpts: list[str] = []
     feedback_type = ""
     agent = ""
-    for block in _fields(part):
-        feedback_type = feedback_type or (block.get("Feedback-Type") or "").strip().lower()
+    for block in blocks:
+        feedback_type = feedback_type or uncomment(block.get("Feedback-Type") or "").lower()
         agent = agent or one_line(str(block.get("User-Agent") or block.get("Reporting-MTA") or ""))
         for field in ("Removal-Recipient", "Original-Rcpt-To"):
             rcpts += [a for a in (_address(v) for v in block.get_all(field, [])) if a]
     rcpts = list(dict.fromkeys(rcpts)) or _original_recipients(msg)
-    if feedback_type in _COMPLAINTS:
-        kind = BounceKind.COMPLAINT
-    elif feedback_type in ("opt-out", "optout"):
-        kind = BounceKind.OPT_OUT
-    else:
-        kind = BounceKind.FEEDBACK
+    kind = shapes.feedback_kind(feedback_type)
     reason = one_line(f"feedback report: {feedback_type or 'no type'} {agent}")
     return [Finding(r, kind, reason=reason, source=BounceSource.ARF) for r in rcpts]
 
@@ -213,16 +252,6 @@ def _looks_like_bounce(msg: Message) -> bool:
     if _BOUNCE_FROM.search(sender) or str(msg.get("Return-Path") or "").strip() == "<>":
         return True
     return bool(_BOUNCE_SUBJECT.search(str(msg.get("Subject") or "")))
-
-
-def _is_auto_reply(msg: Message) -> bool:
-    auto = str(msg.get("Auto-Submitted") or "").strip().lower()
-    precedence = str(msg.get("Precedence") or "").strip().lower()
-    if (auto and auto != "no") or precedence in ("auto_reply", "auto-reply"):
-        return True
-    if any(msg.get(h) for h in ("X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress")):
-        return True
-    return bool(_AUTO_SUBJECT.search(str(msg.get("Subject") or "")))
 
 
 def _body_text(msg: Message) -> str:
@@ -236,7 +265,7 @@ def _body_text(msg: Message) -> str:
         if part.is_multipart():
             payload = part.get_payload()
             stack[:0] = [p for p in payload if isinstance(p, Message)]
-        elif part.get_content_type() == "text/plain" or part is msg:
+        elif part.get_content_type() == "text/plain" or part is msg or _broken(part):
             raw = part.get_payload(decode=True)
             if isinstance(raw, bytes):
                 texts.append(raw.decode(part.get_content_charset() or "utf-8", "replace"))
@@ -253,14 +282,22 @@ def _legacy_findings(msg: Message) -> list[Finding]:
         temporary = permanent = frozenset()
     text = _body_text(msg)
     failed = [(a, False) for a in permanent] + [(a, True) for a in temporary]
+    failed = [(a, t) for a, t in failed if _MAILBOX.fullmatch(a.decode("utf-8", "replace"))]
     if not failed:
         failed = [(a.encode(), False) for a in _addresses_with_diagnostics(msg, text)]
+    if not failed:  # the addresses the text names, when few: the whole text is about them
+        named = _named(msg, text)
+        failed = [(a.encode(), False) for a in named] if len(named) <= _FEW else []
     found: list[Finding] = []
     for raw, is_temporary in failed:
         rcpt = raw.decode("utf-8", "replace").strip("<>").lower()
         if "@" not in rcpt:
             continue
-        c = classify(None, None, _diagnostic_near(text, rcpt))
+        near = diagnostic_near(text, rcpt)
+        c = classify(None, None, near, command=command_of(near) or command_of(text))
+        if c.kind is Kind.UNKNOWN and len(failed) == 1:  # "failed: <a>", the reason elsewhere
+            c = classify(None, None, re.sub(re.escape(rcpt), " ", text, flags=re.I),
+                         command=command_of(text))  # fmt: skip
         kind = c.kind
         if is_temporary and kind in (Kind.HARD, Kind.UNKNOWN):
             kind = Kind.SOFT
@@ -270,7 +307,6 @@ def _legacy_findings(msg: Message) -> list[Finding]:
     return list({f.recipient: f for f in found}.values())
 
 
-_WINDOW = 4  # lines after the address that still belong to it
 _ORIGINAL = re.compile(
     r"^\s*(-+ ?(original message|this is a copy|below this line|the original message)"
     r"|below is a copy|received: |return-path: )",
@@ -279,39 +315,37 @@ _ORIGINAL = re.compile(
 _EMAIL = re.compile(r"[\w.+=-]+@[\w-]+(?:\.[\w-]+)+")
 
 
-def _addresses_with_diagnostics(msg: Message, text: str) -> list[str]:
-    """When flufl.bounce finds nothing: the addresses of the report's text that come with a
-    status or reply code, other than the report's own sender and recipients."""
+_FEW = 3  # a report naming more addresses than this without a diagnostic for each says nothing
+
+
+def _named(msg: Message, text: str) -> list[str]:
+    """The addresses of the report's text, other than its own sender and recipients, the mail
+    system's (mailer-daemon, postmaster…) and the ids shaped like addresses (Message-IDs)."""
     own = {
         a.lower()
         for _, a in getaddresses(msg.get_all("From", []) + msg.get_all("To", []))
         if "@" in a
     }
+    ids = {m.lower() for m in re.findall(r"message-id:\s*<([^<>\s]+)>", text, re.I)}
+    return [
+        a
+        for a in dict.fromkeys(a.lower() for a in _EMAIL.findall(text))
+        if a not in own and a not in ids and not _SYSTEM.match(a)
+    ]
+
+
+_SYSTEM = re.compile(r"mailer-daemon@", re.I)
+
+
+def _addresses_with_diagnostics(msg: Message, text: str) -> list[str]:
+    """When flufl.bounce finds nothing: the addresses of the report's text that come with a
+    status or reply code, other than the report's own sender and recipients."""
     found: list[str] = []
-    for address in dict.fromkeys(a.lower() for a in _EMAIL.findall(text)):
-        if address in own or re.match(r"(mailer-daemon|postmaster)@", address):
-            continue
-        c = classify(None, None, _diagnostic_near(text, address))
+    for address in _named(msg, text):
+        c = classify(None, None, diagnostic_near(text, address))
         if c.status or c.code is not None:
             found.append(address)
     return found
-
-
-def _diagnostic_near(text: str, address: str) -> str:
-    """What the report says about ``address``: each line naming it and the few lines after
-    (up to a blank line or another address)."""
-    lines = text.splitlines()
-    window: list[str] = []
-    for i, line in enumerate(lines):
-        if address not in line.lower():
-            continue
-        window.append(line)
-        for nxt in lines[i + 1 : i + 1 + _WINDOW]:
-            if not nxt.strip() or ("@" in nxt and address not in nxt.lower()):
-                break
-            window.append(nxt)
-    text = " ".join(dict.fromkeys(window))
-    return re.sub(re.escape(address), " ", text, flags=re.IGNORECASE)
 
 
 def _is_unsubscribe_request(msg: Message, unsubscribe_address: str) -> bool:
@@ -333,3 +367,35 @@ def _original_recipients(msg: Message) -> list[str]:
                 inner = email.message_from_bytes(raw if isinstance(raw, bytes) else b"")
             return [a.lower() for _, a in getaddresses(inner.get_all("To", [])) if "@" in a]
     return []
+
+
+def _broken(part: Message) -> bool:
+    """A multipart part whose boundary was lost (a folded header line left unindented): its
+    payload is one text, and the report's words may be in it."""
+    return part.get_content_maintype() == "multipart" and not part.is_multipart()
+
+
+def _unnamed_failure(msg: Message) -> bool:
+    """Whether a DSN has a failed recipient whose address cannot be read."""
+    for part in msg.walk():
+        if part.get_content_type() == "message/delivery-status":
+            for block in _fields(part):
+                named = block.get("Final-Recipient") or block.get("Original-Recipient")
+                action = uncomment(block.get("Action") or "").lower()
+                if named is not None and action == "failed" and _address(named) is None:
+                    return True
+    return False
+
+
+def _redacted_feedback(msg: Message) -> Finding:
+    """What a feedback report that names nobody says, for the delivery it can be tied to (its
+    VERP address, or a quoted Message-ID of ours): its kind by Feedback-Type."""
+    kinds = [
+        uncomment(b.get("Feedback-Type") or "").lower()
+        for part in msg.walk()
+        if part.get_content_type() == "message/feedback-report"
+        for b in _fields(part)
+    ]
+    feedback_type = next((k for k in kinds if k), "")
+    reason = one_line(f"feedback report: {feedback_type or 'no type'}, no recipient named")
+    return Finding("", shapes.feedback_kind(feedback_type), reason=reason, source=BounceSource.ARF)

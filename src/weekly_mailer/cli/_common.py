@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -19,6 +18,7 @@ from weekly_mailer.config import (
     load_settings,
 )
 from weekly_mailer.errors import ConfigError, DatabaseNotReadyError
+from weekly_mailer.logs import configure_logging
 
 if TYPE_CHECKING:
     from weekly_mailer.store.db import Database
@@ -43,12 +43,7 @@ class AppContext:
     def settings(self) -> Settings:
         if self._settings is None:
             self._settings = load_settings(self.config_path)
-            logging.basicConfig(
-                level=self._settings.log_level.upper(),
-                format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            )
-            if self._settings.log_level.upper() != "DEBUG":
-                logging.getLogger("alembic").setLevel(logging.WARNING)
+            configure_logging(self._settings.log_level)  # third parties at WARNING unless DEBUG
         return self._settings
 
     @property

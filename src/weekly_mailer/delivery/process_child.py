@@ -38,6 +38,7 @@ from weekly_mailer.delivery.crew_shared import (
 )
 from weekly_mailer.delivery.outages import ride_out
 from weekly_mailer.delivery.policy import Stats, hurry_for
+from weekly_mailer.logs import configure_logging
 
 if TYPE_CHECKING:
     from weekly_mailer.config import Settings
@@ -70,10 +71,7 @@ def child_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what a Ctrl-C means
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_level)
 
     last = [0.0]
 

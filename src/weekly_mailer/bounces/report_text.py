@@ -1,0 +1,49 @@
+"""Reading the words of a report: what it says about one address, and which SMTP command the
+refusal answered. Pure."""
+
+from __future__ import annotations
+
+import re
+
+_WINDOW = 4  # lines after the address that still belong to it
+
+_AFTER_DATA = re.compile(
+    r"(in reply to|after) (the )?(end of )?data\b|>>>+\s*data\b|smtp command\W*data\b",
+    re.IGNORECASE,
+)
+_AFTER_MAIL = re.compile(r"(in reply to|after) mail from\b|>>>+\s*mail from", re.IGNORECASE)
+_PIPELINED = re.compile(r"need rcpt|no valid recipients", re.IGNORECASE)  # RCPT's answer, late
+_AFTER_RCPT = re.compile(
+    r"(in reply to|after) rcpt\b|>>>+\s*rcpt to|\[rcpt_to\]|smtp command\W*rcpt\b"
+    r"|smtp:rcpt\b|\brcpt to:?\s*<[^>]*>\s*:?\s*\d{3}\b|after rcpt command",
+    re.IGNORECASE,
+)
+
+
+def command_of(text: str) -> str:
+    """The SMTP command the refusal in ``text`` answered, when it says: "MAIL" (our sender was
+    refused), "DATA" (the recipient had been accepted), "RCPT", or ""."""
+    if _AFTER_MAIL.search(text):
+        return "MAIL"
+    if _AFTER_DATA.search(text) and not _PIPELINED.search(text):
+        return "DATA"
+    return "RCPT" if _AFTER_RCPT.search(text) or _PIPELINED.search(text) else ""
+
+
+def diagnostic_near(text: str, address: str) -> str:
+    """What the report says about ``address``: each line naming it and the few lines after
+    (up to a blank line or another address)."""
+    lines = text.splitlines()
+    window: list[str] = []
+    for i, line in enumerate(lines):
+        if address not in line.lower():
+            continue
+        if i and lines[i - 1].lstrip().startswith(">>>"):
+            window.append(lines[i - 1])  # the command of a session transcript it answered
+        window.append(line)
+        for nxt in lines[i + 1 : i + 1 + _WINDOW]:
+            if not nxt.strip() or ("@" in nxt and address not in nxt.lower()):
+                break
+            window.append(nxt)
+    text = " ".join(dict.fromkeys(window))
+    return re.sub(re.escape(address), " ", text, flags=re.IGNORECASE)

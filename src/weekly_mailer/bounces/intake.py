@@ -121,13 +121,22 @@ def apply_report(
     now: dt.datetime,
     secret_key: str = "",
     verp: VerpCodec | None = None,
+    about: Delivery | None = None,
 ) -> str:
     """Apply one report to the subscribers it names (or, sent to a VERP address, to that
     delivery's subscriber), and record its findings (tied to the issue whose Message-ID it
     quotes, when ``secret_key`` vouches for that id, or to the VERP delivery's issue). Returns
-    what VERP made of it ("" when it was not sent to a VERP address), for ``--dry-run``."""
+    what VERP made of it ("" when it was not sent to a VERP address), for ``--dry-run``.
+
+    ``about``: the caller has verified that the report is about this delivery (a provider's
+    signed event naming a message we sent): it is applied exactly like a report to a genuine
+    VERP address of that delivery, and the report's own addresses are not read for VERP."""
     summary.messages += 1
-    delivery, note = _verp_delivery(session, report, verp)
+    delivery: Delivery | None
+    if about is not None:
+        delivery, note = about, f"verified event for delivery {about.id}"
+    else:
+        delivery, note = _verp_delivery(session, report, verp)
     if note and delivery is None:
         summary.verp_ignored += 1
         return note

@@ -114,6 +114,7 @@ class ComposedIssue:
             recipient=recipient,
             message_id=message_id,
             date=date,
+            issue_key=self.issue_key,
         )
 
 
@@ -145,6 +146,7 @@ def compose_issue(
         text_template=rendered.text_template,
         html_template=rendered.html_template,
         boundary=boundary,
+        issue_key=key,
     )
     report = lint_issue(
         rendered.html_template,

@@ -65,6 +65,7 @@ class Settings:
     throttle_pause_seconds: float = 30.0
     bounce_limit: int = 3
     verp: bool = True
+    bounce_trust: str = "signed"
     block_pause_threshold: int = 10
     block_pause_window_minutes: float = 10.0
     block_pause_minutes: float = 30.0
@@ -145,6 +146,8 @@ DESCRIPTIONS: dict[str, str] = {
     "retry_give_up_hours": "age after which a deferred message is failed",
     "throttle_pause_seconds": "pause of the whole send after a throttling reply",
     "bounce_limit": "hard bounces after which a subscriber is marked bounced",
+    "bounce_trust": "signed: a report changes a reader only when tied to a message we sent them "
+    "(signed VERP address, our Message-ID, a verified webhook event); any: believe any report",
     "verp": "with bounce_address set, each message's envelope sender names its delivery, signed"
     " (bounces+ID-MAC@domain); false sends every message from bounce_address itself",
     "block_pause_threshold": "blocks (spam, policy refusals) from one receiving domain that pause"

@@ -204,6 +204,11 @@ def _check_preflight(key: str, value: str) -> None:
         raise ConfigError(f"{key}: {value!r} is not one of warn, refuse, off")
 
 
+def _check_bounce_trust(key: str, value: str) -> None:
+    if value not in ("signed", "any"):
+        raise ConfigError(f"{key}: {value!r} is not one of signed, any")
+
+
 CHECKS: dict[str, Callable[[str, str], None]] = {
     "database_url": _check_database_url,
     "backend_url": _check_backend_url,
@@ -220,4 +225,5 @@ CHECKS: dict[str, Callable[[str, str], None]] = {
     "metrics_address": _check_metrics_address,
     "dns_resolver": _check_dns_resolver,
     "preflight": _check_preflight,
+    "bounce_trust": _check_bounce_trust,
 }

@@ -52,7 +52,8 @@ def _sender(name: str) -> str:
 
 
 def test_ingest_the_corpus_bounces_only_the_hard_bounces(workdir: Path) -> None:
-    env = {"WEEKLY_MAILER_BOUNCE_LIMIT": "1"}
+    # Reports written by hand: none came to a VERP address or quotes a Message-ID of ours.
+    env = {"WEEKLY_MAILER_BOUNCE_LIMIT": "1", "WEEKLY_MAILER_BOUNCE_TRUST": "any"}
     assert run_cli("init", cwd=workdir, env=env).returncode == 0
     people = {str(e["recipient"] or _sender(name)): name for name, e in sorted(EXPECTED.items())}
     (workdir / "people.csv").write_text("email\n" + "\n".join(people) + "\n")

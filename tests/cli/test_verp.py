@@ -181,7 +181,7 @@ def test_a_dsn_to_the_verp_address_of_a_real_send_marks_that_delivery_and_subscr
     out = _ingest(ws, _dsn(got[bob], failed_for=bob, to=fake, n=2))
     assert "1 to a forged or unknown VERP address ignored" in out
     assert _status(ws)[bob] == ("active", 0)
-    assert _query(ws, "SELECT count(*) FROM bounce_event") == [(0,)]
+    assert _query(ws, "SELECT count(*) FROM bounce_event WHERE trusted") == [(0,)]
 
     # The genuine one names a forwarded address nobody subscribed with: ann is bounced.
     dsn = _dsn(got[ann], failed_for="ann.forwarded@elsewhere.example", n=3)
@@ -197,7 +197,9 @@ def test_a_dsn_to_the_verp_address_of_a_real_send_marks_that_delivery_and_subscr
     assert status[ann] == ("bounced", 1) and status[cat] == ("bounced", 1)
     assert status[bob] == status[dan] == ("active", 0)
     events = _query(
-        ws, "SELECT kind, recipient, delivery_id, subscriber_id, reason FROM bounce_event"
+        ws,
+        "SELECT kind, recipient, delivery_id, subscriber_id, reason FROM bounce_event"
+        " WHERE trusted ORDER BY id",
     )
     ids = {e: i for e, i in _query(ws, "SELECT email, id FROM subscriber")}
     assert [(k, r, d, s) for k, r, d, s, _ in events] == [
@@ -205,3 +207,28 @@ def test_a_dsn_to_the_verp_address_of_a_real_send_marks_that_delivery_and_subscr
         ("hard", cat, _delivery_of(ws, cat), ids[cat]),
     ]
     assert "(for ann.forwarded@elsewhere.example)" in events[0][4]
+
+
+def test_a_report_to_the_plain_bounce_address_is_believed_only_quoting_our_message_id(
+    tmp_path: Path,
+) -> None:
+    with SMTPServer() as server:
+        ws = _workspace(tmp_path, server)
+        ann, bob = ws.add_subscribers(2, domain="fine.example")
+        r = ws.run("send", "--yes")
+        assert r.returncode == 0, r.stdout + r.stderr
+        got = {m.rcpt_tos[0]: m for m in server.received()}
+    plain = "bounces@example.org"
+    # A stranger's DSN naming ann, without VERP and without the original message: nobody.
+    whole = _dsn(got[ann], failed_for=ann, to=plain, n=1)
+    bare = whole.split(b"--b0\nContent-Type: message/rfc822")[0] + b"--b0--\n"
+    dry = _ingest(ws, bare, "--dry-run")
+    assert "untrusted: tied to no message we sent, nobody changed" in dry
+    assert "Untrusted: 1 report tied to no message" in dry
+    out = _ingest(ws, bare)
+    assert "Untrusted: 1 report tied to no message" in out
+    assert _status(ws)[ann] == ("active", 0)
+    # The real DSN quotes ann's copy (its Message-ID, signed for ann): ann is bounced.
+    out = _ingest(ws, whole.replace(b"<dsn.1@", b"<dsn.2@"))
+    assert "Untrusted" not in out
+    assert _status(ws)[ann] == ("bounced", 1) and _status(ws)[bob] == ("active", 0)

@@ -109,7 +109,7 @@ def test_message_headers_and_parts(settings: Settings) -> None:
     msg = parse(data)
     assert [k for k, _ in msg.items()] == [
         "From", "Reply-To", "To", "Subject", "Date", "Message-ID", "List-Id", "List-Unsubscribe",
-        "List-Unsubscribe-Post", "Precedence", "MIME-Version", "Content-Type",
+        "List-Unsubscribe-Post", "Precedence", "Feedback-ID", "MIME-Version", "Content-Type",
     ]  # fmt: skip
     assert msg["From"] == "In Brief <news@example.org>"
     assert msg["To"].addresses[0].display_name == 'Zoë "Z" O’Brien, Jr.'
@@ -326,3 +326,15 @@ def test_reference_serialises_like_fast_path(settings: Settings) -> None:
     )
     assert fast.items() == slow.items()
     assert parts(fast) == parts(slow)
+
+
+def test_every_issue_copy_carries_a_feedback_id_safe_for_gmail(settings: Settings) -> None:
+    settings = settings.replace(list_name="The Hedge: weekly", list_id="hedge.example.org")
+    issue = compose_issue(load_article(str(DATA / "article.md")), settings, send_week=WEEK)
+    who = recipient(settings, "Ann")
+    mid = make_message_id(settings, WEEK, 7)
+    fast = parse(personalise(issue.skeleton, who, message_id=mid, date=WHEN))
+    slow = issue.reference_message(settings, who, message_id=mid, date=WHEN)
+    value = f"{WEEK.isoformat()}:The-Hedge-weekly:weekly_mailer:hedge.example.org"
+    assert fast["Feedback-ID"] == slow["Feedback-ID"] == value
+    assert len(value.split(":")) == 4  # a:b:c:SenderId, no colon inside a field

@@ -23,7 +23,7 @@ DATA = Path(__file__).parents[1] / "data"
 WHEN = dt.datetime(2026, 11, 26, 2, 0, tzinfo=dt.UTC)
 EXPECTED_HEADERS = [
     "From", "To", "Subject", "Date", "Message-ID", "List-Id", "List-Unsubscribe",
-    "List-Unsubscribe-Post", "Precedence", "MIME-Version", "Content-Type",
+    "List-Unsubscribe-Post", "Precedence", "Feedback-ID", "MIME-Version", "Content-Type",
 ]  # fmt: skip
 SETTINGS = Settings(
     secret_key="property-secret",

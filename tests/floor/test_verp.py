@@ -80,6 +80,10 @@ def test_verp_from_a_file(workdir: Path) -> None:
     ("env", "message"),
     [
         ({"WEEKLY_MAILER_VERP": "perhaps"}, "Error: verp: expected true or false, got 'perhaps'"),
+        (
+            {"WEEKLY_MAILER_BOUNCE_TRUST": "all"},
+            "Error: bounce_trust: 'all' is not one of signed, any",
+        ),
         ({"WEEKLY_MAILER_BLOCK_PAUSE_THRESHOLD": "0"}, "Error: block_pause_threshold: must be"),
         (
             {"WEEKLY_MAILER_BLOCK_PAUSE_MINUTES": "99999"},
@@ -98,3 +102,11 @@ def test_bad_values_are_one_line_with_exit_2(
     assert result.returncode == 2
     assert result.stderr.startswith(message), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_doctor_warns_while_bounce_trust_is_any(workdir: Path) -> None:
+    assert run_cli("init", cwd=workdir).returncode == 0
+    signed = run_cli("doctor", cwd=workdir)
+    believing = run_cli("doctor", cwd=workdir, env={"WEEKLY_MAILER_BOUNCE_TRUST": "any"})
+    assert "bounce_trust" not in signed.stdout + signed.stderr
+    assert 'bounce_trust = "any": any report believed' in believing.stdout

@@ -14,14 +14,25 @@ Reading a message is :mod:`weekly_mailer.bounces.report_reader`; classifying a f
   its sender. Auto-replies and anything else change nothing.
 
 A report whose Message-ID was already recorded is skipped, so reading a mailbox twice counts
-nothing twice. A report that quotes the Message-ID of one of our issue copies (checked against
-``secret_key``) is tied to that issue (``bounce_event.issue_id``), for the list-health rates.
+nothing twice.
 
-VERP: a report delivered to a VERP address of ours (``bounces+<delivery>-<mac>@domain``, see
-``tokens.VerpCodec``) is about that delivery: its findings are the delivery's subscriber's,
-whatever address the report names (a forwarded one, or none when the text is non-standard),
-and its ``bounce_event`` rows carry the delivery (and its issue). A VERP address whose mac does
-not verify, or that names no delivery, makes the report change nothing.
+Trust: a report changes a reader only when it is tied to a message we sent that reader, and
+then it changes only that reader:
+
+- sent to a VERP address of ours (``bounces+<delivery>-<mac>@domain``, see
+  ``tokens.VerpCodec``) whose mac verifies: about that delivery; its findings are the delivery's
+  reader's, whatever address it names (a forwarded one, or none when the text is non-standard),
+  and its rows carry the delivery (and its issue);
+- ``about=`` a delivery: the caller (a webhook) verified the provider's signed event; applied
+  exactly like a genuine VERP report of that delivery;
+- quoting a Message-ID of ours (``wm.<issue>.<subscriber>.<mac>@…``, checked against
+  ``secret_key``): about that subscriber and issue; findings naming that subscriber (or no
+  address) are theirs, findings naming anyone else are recorded untrusted.
+
+Everything else (no VERP, a forged VERP mac, a VERP address naming no delivery, a tampered
+Message-ID) is recorded with ``trusted`` false and changes nobody; the list-health rates count
+only trusted rows. ``bounce_trust = "any"`` believes a report tied to nothing, naming whom it
+names (mail sent before VERP, a relay that drops the original headers).
 """
 
 from __future__ import annotations
@@ -71,6 +82,7 @@ class IngestSummary:
     already_seen: int = 0
     verp_ignored: int = 0  # reports to a forged or unknown VERP address
     verp_matched: int = 0  # reports tied to their delivery by its VERP address
+    untrusted: int = 0  # reports (some of) whose findings were tied to no message of ours
     issue_ids: set[int] = dataclasses.field(default_factory=set)  # issues the reports were about
     kinds: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
 
@@ -93,6 +105,15 @@ class IngestSummary:
         return (
             f"By kind: {counts}; {self.auto_replies} auto-replies, "
             f"{self.already_seen} already seen."
+        )
+
+    def trust_line(self) -> str:
+        """How many reports were untrusted, or "" when none was."""
+        if not self.untrusted:
+            return ""
+        return (
+            f"Untrusted: {plural(self.untrusted, 'report')} tied to no message we sent the "
+            "address named: recorded, nobody changed (bounce_trust = signed)."
         )
 
     def verp_line(self) -> str:
@@ -121,32 +142,86 @@ def apply_report(
     now: dt.datetime,
     secret_key: str = "",
     verp: VerpCodec | None = None,
+    about: Delivery | None = None,
+    trust: str = "signed",
 ) -> str:
-    """Apply one report to the subscribers it names (or, sent to a VERP address, to that
-    delivery's subscriber), and record its findings (tied to the issue whose Message-ID it
-    quotes, when ``secret_key`` vouches for that id, or to the VERP delivery's issue). Returns
-    what VERP made of it ("" when it was not sent to a VERP address), for ``--dry-run``."""
+    """Apply one report to the reader it is tied to, and record its findings (``bounce_event``,
+    each row ``trusted`` or not). Returns what tied it ("" when nothing did), for ``--dry-run``.
+
+    A report is tied to a reader by ``about`` (the caller verified it is about that delivery: a
+    provider's signed event), by a genuine VERP address of a delivery (both: every finding is
+    that delivery's reader's, whatever address it names), or by a quoted Message-ID of ours
+    whose signature (``secret_key``) names a reader (then only the findings naming that reader,
+    or nobody, are theirs). A tied report changes only its reader; what it says about anyone
+    else is recorded untrusted. A report tied to nobody changes nobody and is recorded
+    untrusted, unless ``trust`` is ``"any"`` (``bounce_trust``): then every address it names
+    is believed, as before VERP."""
     summary.messages += 1
-    delivery, note = _verp_delivery(session, report, verp)
-    if note and delivery is None:
-        summary.verp_ignored += 1
-        return note
+    delivery: Delivery | None
+    if about is not None:
+        delivery, note = about, f"verified event for delivery {about.id}"
+    else:
+        delivery, note = _verp_delivery(session, report, verp)
+    believe: frozenset[str] | None = frozenset()  # None: every address named
+    issue_id: int | None = None
     if delivery is not None:
         summary.verp_matched += 1
         report = _for_delivery(session, report, delivery)
+        believe = frozenset(f.recipient for f in report.findings)
+        issue_id = delivery.issue_id  # None: a confirmation
         kinds = ", ".join(dict.fromkeys(f.kind.value for f in report.findings)) or "no finding"
         who = ", ".join(report.recipients(*BounceKind)) or "its subscriber"
         note = f"{note} ({who}): {kinds}"
+    elif note:
+        summary.verp_ignored += 1  # a forged or unknown VERP address: recorded, believed never
+        issue_id = _issue_of(session, report, secret_key)
+    elif (tie := _quoted_reader(session, report, secret_key)) is not None:
+        sub, issue_id = tie
+        report = _for_reader(report, sub.email_key)
+        believe = frozenset({sub.email_key})
+        note = f"quotes our Message-ID of subscriber {sub.id}"
+        if any(f.recipient != sub.email_key for f in report.findings):
+            note += " (untrusted for the other addresses it names)"
+    else:
+        issue_id = _issue_of(session, report, secret_key)
+        if trust == "any":
+            believe = None
+        elif report.findings:
+            note = "untrusted: tied to no message we sent, nobody changed"
     _apply(
         session,
         report,
         bounce_limit=bounce_limit,
         summary=summary,
         now=now,
-        secret_key=secret_key,
+        issue_id=issue_id,
         delivery=delivery,
+        believe=believe,
     )
     return note
+
+
+def _quoted_reader(
+    session: Session, report: Report, secret_key: str
+) -> tuple[Subscriber, int | None] | None:
+    """The reader (and issue) of the first quoted Message-ID of ours that ``secret_key`` vouches
+    for and that names an existing subscriber."""
+    for message_id in report.original_ids:
+        parts = read_message_id(message_id, secret_key=secret_key)
+        if parts is None:
+            continue
+        sub = session.get(Subscriber, parts[1])
+        if sub is not None:
+            return sub, _issue_of_key(session, parts[0])
+    return None
+
+
+def _for_reader(report: Report, key: str) -> Report:
+    """A finding that names no address (non-standard text) is about the reader."""
+    moved = [
+        dataclasses.replace(f, recipient=key) if not f.recipient else f for f in report.findings
+    ]
+    return dataclasses.replace(report, findings=moved)
 
 
 def _verp_delivery(
@@ -196,8 +271,9 @@ def _apply(
     bounce_limit: int,
     summary: IngestSummary,
     now: dt.datetime,
-    secret_key: str,
+    issue_id: int | None,
     delivery: Delivery | None,
+    believe: frozenset[str] | None,
 ) -> None:
     if report.kind in ("other", "auto-reply") or (
         report.kind != "unsubscribe" and not report.findings
@@ -215,21 +291,34 @@ def _apply(
         s.email_key: s
         for s in session.scalars(select(Subscriber).where(Subscriber.email_key.in_(keys)))
     }
+
+    def believed(key: str) -> bool:
+        return believe is None or key in believe
+
+    untrusted = [f for f in report.findings if not believed(f.recipient)]
+    summary.untrusted += bool(untrusted)
     summary.unknown_recipients += sum(
-        1 for k in report.recipients(*acting) + report.unsubscribed if k not in found
+        1
+        for k in report.recipients(*acting) + report.unsubscribed
+        if k not in found and believed(k)
     )
-    if delivery is not None:  # the VERP delivery says which issue (None: a confirmation)
-        issue_id = delivery.issue_id
-    else:
-        issue_id = _issue_of(session, report, secret_key)
     if issue_id is not None:
         summary.issue_ids.add(issue_id)
     for finding in report.findings:
         summary.kinds[finding.kind.value] += 1
         summary.soft_bounces += finding.kind in (BounceKind.SOFT, BounceKind.EXPIRED)
         sub = found.get(finding.recipient)
-        _record(session, finding, sub, report.message_id, now, issue_id, delivery_id=delivery_id)
-    hard_ids = [found[k].id for k in report.hard if k in found]
+        _record(
+            session,
+            finding,
+            sub,
+            report.message_id,
+            now,
+            issue_id,
+            delivery_id=delivery_id,
+            trusted=believed(finding.recipient),
+        )
+    hard_ids = [found[k].id for k in report.hard if k in found and believed(k)]
     summary.hard_bounces += len(hard_ids)
     detail = next((f"{f.status} {f.reason}".strip() for f in report.findings), "bounce report")
     summary.newly_bounced += note_bounce(
@@ -237,14 +326,18 @@ def _apply(
     )
     for key in report.complained:
         sub = found.get(key)
-        if sub is not None and complain(
-            session, sub, source="bounces", detail="feedback report", now=now
+        if (
+            sub is not None
+            and believed(key)
+            and complain(session, sub, source="bounces", detail="feedback report", now=now)
         ):
             summary.complaints += 1
     for key in report.recipients(BounceKind.OPT_OUT):
         sub = found.get(key)
-        if sub is not None and unsubscribe(
-            session, sub, source="arf", detail="feedback report: opt-out", now=now
+        if (
+            sub is not None
+            and believed(key)
+            and unsubscribe(session, sub, source="arf", detail="feedback report: opt-out", now=now)
         ):
             summary.unsubscribes += 1
     for key in dict.fromkeys(report.unsubscribed):
@@ -261,19 +354,22 @@ def _issue_of(session: Session, report: Report, secret_key: str) -> int | None:
     ``secret_key`` vouches for, naming a send week (or an issue id) that has an issue."""
     for message_id in report.original_ids:
         parts = read_message_id(message_id, secret_key=secret_key)
-        if parts is None:
-            continue
-        key = parts[0]
-        try:
-            week = dt.date.fromisoformat(key)
-        except ValueError:
-            query = select(Issue.id).where(Issue.id == int(key)) if key.isdigit() else None
-        else:
-            query = select(Issue.id).where(Issue.send_week == week)
-        found = session.scalar(query) if query is not None else None
+        found = _issue_of_key(session, parts[0]) if parts is not None else None
         if found is not None:
-            return int(found)
+            return found
     return None
+
+
+def _issue_of_key(session: Session, key: str) -> int | None:
+    """The issue a Message-ID's key names: a send week, or an issue id (None: a confirmation)."""
+    try:
+        week = dt.date.fromisoformat(key)
+    except ValueError:
+        query = select(Issue.id).where(Issue.id == int(key)) if key.isdigit() else None
+    else:
+        query = select(Issue.id).where(Issue.send_week == week)
+    found = session.scalar(query) if query is not None else None
+    return int(found) if found is not None else None
 
 
 def _record(
@@ -285,6 +381,7 @@ def _record(
     issue_id: int | None = None,
     *,
     delivery_id: int | None = None,
+    trusted: bool = True,
 ) -> None:
     session.add(
         BounceEvent(
@@ -300,5 +397,6 @@ def _record(
             reason=f.reason,
             source=f.source.value,
             message_id=message_id[:998],
+            trusted=trusted,
         )
     )

@@ -41,6 +41,7 @@ class IssueRefusals:
     by_kind: dict[str, int]  # every kind of bounce_event, zeros included
     blocked: list[DomainBlocks]  # the domains with the most blocks first
     pauses: list[Pause]  # pauses in force for those domains
+    untrusted: int = 0  # reports about the issue tied to no message we sent: changed nobody
 
 
 def _blocks_by_domain(session: Session, *where: Any, limit: int) -> list[DomainBlocks]:
@@ -78,15 +79,23 @@ def issue_refusals(
         ),
     )
     grouped = session.execute(
-        select(BounceEvent.kind, func.count()).where(of_issue).group_by(BounceEvent.kind)
+        select(BounceEvent.kind, func.count())
+        .where(of_issue, BounceEvent.trusted.is_(True))
+        .group_by(BounceEvent.kind)
     )
     counts = {str(k): int(n) for k, n in grouped}
-    blocked = _blocks_by_domain(session, of_issue, limit=limit)
+    untrusted = session.scalar(
+        select(func.count(func.distinct(BounceEvent.message_id))).where(
+            of_issue, BounceEvent.trusted.is_(False)
+        )
+    )
+    blocked = _blocks_by_domain(session, of_issue, BounceEvent.trusted.is_(True), limit=limit)
     domains = [b.domain for b in blocked]
     return IssueRefusals(
         by_kind={k.value: int(counts.get(k.value, 0)) for k in BounceKind},
         blocked=blocked,
         pauses=[p for p in pauses_in_force(session, now=now) if p.domain in domains],
+        untrusted=int(untrusted or 0),
     )
 
 

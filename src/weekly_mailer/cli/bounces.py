@@ -52,8 +52,11 @@ def ingest(app: AppContext, source: Path | None, *, dry_run: bool) -> None:
     message sent to unsubscribe_mailto (the mailto: in List-Unsubscribe)
     unsubscribes its sender. A report delivered to a VERP address (the
     envelope sender of each message when bounce_address is set) is about that
-    delivery and its subscriber, whatever address its text names; a forged or
-    unknown VERP address changes nothing.
+    delivery and its subscriber, whatever address its text names. A report
+    quoting one of our Message-IDs is about the subscriber that id names (and
+    only them). Any other report (a forged or unknown VERP address, no VERP and
+    none of our Message-IDs) is recorded as untrusted and changes nobody,
+    unless bounce_trust = "any".
 
     Point this at the mailbox that receives them, e.g. from cron. Processed maildir messages are
     moved to cur/ and marked seen; an mbox file is read, not changed, and a report whose
@@ -74,7 +77,7 @@ def ingest(app: AppContext, source: Path | None, *, dry_run: bool) -> None:
                 report = parse_report(data, unsubscribe_address=mailto)
                 note = apply_report(
                     session, report, bounce_limit=limit, summary=summary, now=utcnow(),
-                    secret_key=key, verp=verp,
+                    secret_key=key, verp=verp, trust=settings.bounce_trust,
                 )  # fmt: skip
                 click.echo(describe(number, report) + (f" [{note}]" if note else ""))
             session.rollback()
@@ -84,7 +87,7 @@ def ingest(app: AppContext, source: Path | None, *, dry_run: bool) -> None:
                 report = parse_report(data, unsubscribe_address=mailto)
                 apply_report(
                     session, report, bounce_limit=limit, summary=summary, now=utcnow(),
-                    secret_key=key, verp=verp,
+                    secret_key=key, verp=verp, trust=settings.bounce_trust,
                 )  # fmt: skip
             done()
         with app.db.sessions.begin() as session:  # the list-health guard, on the issues named
@@ -94,6 +97,8 @@ def ingest(app: AppContext, source: Path | None, *, dry_run: bool) -> None:
     click.echo(summary.kinds_line())
     if summary.verp_line():
         click.echo(summary.verp_line())
+    if summary.trust_line():
+        click.echo(summary.trust_line())
     for week, reason in held:
         click.echo(
             f"List health: {reason}: the weekly send is held from the week of {week} on "

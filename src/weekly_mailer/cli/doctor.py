@@ -87,6 +87,15 @@ def check(settings: Settings) -> list[Finding]:
         )
         out.append(Finding("ok", f"bounce_address {settings.bounce_address}: {verp}"))
 
+    if settings.bounce_trust == "any":
+        out.append(
+            Finding(
+                "warn",
+                'bounce_trust = "any": any report believed, so anyone can bounce or unsubscribe '
+                "a reader and move the list-health rates (signed: only reports tied to our mail)",
+            )
+        )
+
     if settings.templates_dir and not Path(settings.templates_dir).is_dir():
         out.append(Finding("fail", f"templates_dir {settings.templates_dir!r} is not a folder"))
 

@@ -150,6 +150,11 @@ def _show_refusals(refusals: IssueRefusals) -> None:
     """The refusals by class (only hard ones count toward bounce_limit), the domains that
     blocked the issue, and the pauses in force for them."""
     shown = {k: n for k, n in refusals.by_kind.items() if n}
+    if refusals.untrusted:
+        click.echo(
+            f"Untrusted reports: {refusals.untrusted} (tied to no message we sent the address "
+            "they name: recorded, nobody changed, in no rate)"
+        )
     if not shown:
         return
     click.echo("Bounces by class: " + ", ".join(f"{k} {n}" for k, n in shown.items()))

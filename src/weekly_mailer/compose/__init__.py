@@ -116,6 +116,7 @@ class ComposedIssue:
             recipient=recipient,
             message_id=message_id,
             date=date,
+            issue_key=self.issue_key,
         )
 
 
@@ -147,6 +148,7 @@ def compose_issue(
         text_template=rendered.text_template,
         html_template=rendered.html_template,
         boundary=boundary,
+        issue_key=key,
     )
     report = lint_issue(
         rendered.html_template,

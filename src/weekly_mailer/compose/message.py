@@ -118,11 +118,29 @@ def quote_phrase(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def header_plan(settings: Settings, *, subject: str, boundary: str) -> list[tuple[str, str | None]]:
+FEEDBACK_SENDER = "weekly_mailer"  # the third Feedback-ID field: the sending software
+
+
+def _feedback_field(text: str) -> str:
+    """One Feedback-ID field: letters, digits, ``.``, ``_``, ``-`` (no colon, space or CR/LF)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:60] or "-"
+
+
+def feedback_id(settings: Settings, issue_key: str) -> str:
+    """Google's Feedback-ID ``issue:list:weekly_mailer:list_id`` (``a:b:c:SenderId``), so
+    Gmail's feedback loop reports complaints per issue and per list."""
+    fields = (issue_key, settings.list_name, FEEDBACK_SENDER, settings.list_id)
+    return ":".join(_feedback_field(f) for f in fields)
+
+
+def header_plan(
+    settings: Settings, *, subject: str, boundary: str, issue_key: str = ""
+) -> list[tuple[str, str | None]]:
     """Every top-level header in order; ``None`` marks a per-recipient value.
 
     From, Reply-To, To, Subject, Date, Message-ID, List-Id, List-Unsubscribe,
-    List-Unsubscribe-Post, Precedence, MIME-Version, Content-Type.
+    List-Unsubscribe-Post, Precedence, Feedback-ID (an issue copy: ``issue_key`` given),
+    MIME-Version, Content-Type.
     """
     check_single_line("the subject", subject)
     plan: list[tuple[str, str | None]] = [("From", settings.from_address)]
@@ -137,6 +155,7 @@ def header_plan(settings: Settings, *, subject: str, boundary: str) -> list[tupl
         ("List-Unsubscribe", None),
         ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
         ("Precedence", "bulk"),
+        *([("Feedback-ID", feedback_id(settings, issue_key))] if issue_key else []),
         ("MIME-Version", "1.0"),
         ("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
     ]
@@ -156,6 +175,7 @@ def build_reference_message(
     recipient: Recipient,
     message_id: str,
     date: dt.datetime,
+    issue_key: str = "",
 ) -> EmailMessage:
     """The slow path: a full ``EmailMessage`` for one recipient (serialise with ``POLICY``).
 
@@ -172,7 +192,8 @@ def build_reference_message(
         "List-Unsubscribe": list_unsubscribe(settings, person.unsubscribe_url),
     }
     msg = EmailMessage(policy=POLICY)
-    for name, value in header_plan(settings, subject=subject, boundary=boundary):
+    plan = header_plan(settings, subject=subject, boundary=boundary, issue_key=issue_key)
+    for name, value in plan:
         if name in ("MIME-Version", "Content-Type"):
             continue  # set_content adds these
         msg[name] = per_recipient[name] if value is None else value

@@ -76,11 +76,18 @@ def _encode_part(template: str, subtype: str) -> bytes:
 
 
 def build_skeleton(
-    settings: Settings, *, subject: str, text_template: str, html_template: str, boundary: str
+    settings: Settings,
+    *,
+    subject: str,
+    text_template: str,
+    html_template: str,
+    boundary: str,
+    issue_key: str = "",
 ) -> bytes:
     """Serialise the whole message once, with markers where per-recipient values go."""
     lines: list[bytes] = []
-    for name, value in header_plan(settings, subject=subject, boundary=boundary):
+    plan = header_plan(settings, subject=subject, boundary=boundary, issue_key=issue_key)
+    for name, value in plan:
         if name == "List-Unsubscribe":
             # "<URL>" plus the static mailto part, if any; never folded or encoded.
             value = list_unsubscribe(settings, ph.LIST_UNSUBSCRIBE)

@@ -8,6 +8,10 @@ weekly send when one passes its limit.
   refusal recorded before send-time classes existed counts as hard, as ``bounce_limit`` did).
 - **Complaints**: the issue's recipients with a ``complaint`` ``bounce_event`` (ARF abuse,
   fraud, virus). Each recipient counts once, however many reports name them.
+- Only **trusted** rows count (``bounce_event.trusted``: the report was tied to a message we
+  sent that reader, see :mod:`weekly_mailer.bounces.intake`), and only rows about a reader the
+  issue was sent to (a row of theirs in ``delivery`` for the issue): a forged report, or one
+  reader's reports naming others, moves no rate.
 - A ``bounce_event`` belongs to an issue by its ``issue_id`` (filled from the Message-ID the
   report quotes) or by its ``delivery_id``'s issue, whichever path filled it.
 - Hard-bounce rate = hard bounces / (delivered + refused); complaint rate = complaints /
@@ -109,24 +113,26 @@ def issue_health(session: Session, issue_id: int) -> IssueHealth:
         )
     )
     refused = session.scalar(select(func.count()).where(outbox.refused(issue_id)))
-    hard: set[tuple[str, object]] = set()
-    complaints: set[tuple[str, object]] = set()
+    hard: set[int] = set()
+    complaints: set[int] = set()
+    sent_to = select(Delivery.subscriber_id).where(Delivery.issue_id == issue_id)
     events = session.execute(
-        select(BounceEvent.kind, BounceEvent.subscriber_id, BounceEvent.recipient)
+        select(BounceEvent.kind, BounceEvent.subscriber_id)
         .outerjoin(Delivery, Delivery.id == BounceEvent.delivery_id)
         .where(
             BounceEvent.kind.in_([BounceKind.HARD.value, BounceKind.COMPLAINT.value]),
             or_(BounceEvent.issue_id == issue_id, Delivery.issue_id == issue_id),
+            BounceEvent.trusted.is_(True),
+            BounceEvent.subscriber_id.in_(sent_to.scalar_subquery()),
         )
     )
-    for kind, subscriber_id, recipient in events:
-        key = ("s", subscriber_id) if subscriber_id is not None else ("r", recipient.lower())
-        (hard if kind == BounceKind.HARD.value else complaints).add(key)
+    for kind, subscriber_id in events:
+        (hard if kind == BounceKind.HARD.value else complaints).add(int(subscriber_id or 0))
     unclassed = select(Delivery.subscriber_id).where(
         outbox.refused(issue_id),
         ~exists().where(BounceEvent.delivery_id == Delivery.id),
     )
-    hard.update(("s", sid) for sid in session.scalars(unclassed))
+    hard.update(int(sid) for sid in session.scalars(unclassed))
     return IssueHealth(
         issue_id, week, int(delivered or 0), int(refused or 0), len(hard), len(complaints)
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 
-from sqlalchemy import ForeignKey, Integer, String, Text
+from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from weekly_mailer.clock import utcnow
@@ -62,6 +62,10 @@ class BounceEvent(Base):
     source: Mapped[str] = mapped_column(String(10), default=BounceSource.DSN.value)
     # The report's own Message-ID: a report read twice (an mbox, stdin) is applied once.
     message_id: Mapped[str] = mapped_column(String(998), default="", index=True)
+    # Whether the report was tied to a message we sent this reader (a signed VERP address, a
+    # quoted Message-ID of ours naming them, a verified provider event) or ``bounce_trust`` is
+    # ``any``; an untrusted row is evidence only: it changed nobody and counts in no rate.
+    trusted: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
     def __repr__(self) -> str:
         return f"<BounceEvent {self.id} {self.kind} {self.recipient}>"

@@ -70,7 +70,8 @@ def assert_everyone_once(ws: Workspace, server: RecordingSMTPServer, emails: lis
 
 def test_postgresql_restarted_mid_send(tmp_path: Path, own_pg: OwnPostgres) -> None:
     """PostgreSQL stopped while two delivery processes send, and started again once they said
-    so (a restart that lasts long enough to be met): one line, the send finishes by itself, every reader got it (what the server received), no traceback."""
+    so (a restart that lasts long enough to be met): one line, the send finishes by itself,
+    every reader got it (what the server received), no traceback."""
     with RecordingSMTPServer(delay=0.01) as server:
         ws = Workspace(
             tmp_path, backend_url=server.url, database_url=own_pg.url, processes=2,

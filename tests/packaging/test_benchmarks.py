@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CASES = {
     "bench_import": ["--rows", "2000", "--no-pg"],
     "bench_compose": ["--recipients", "300", "--reference", "20"],
+    "bench_run": ["--subscribers", "100", "--floor-messages", "200"],
     "bench_send": ["--quick", "--subscribers", "100", "--floor-messages", "200"],
     "bench_dkim": ["--n", "20"],
     "bench_web": [

@@ -125,6 +125,11 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
             if not path.startswith("file:") and "uri" not in url.query:
                 _create_private(Path(path))
         kwargs.setdefault("connect_args", {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+    else:
+        # A pooled connection a server restart cut is replaced when it is checked out, not
+        # failed on at its first use (after an outage the delivery runner waited out, the
+        # command's own last read would otherwise meet it).
+        kwargs.setdefault("pool_pre_ping", True)
     try:
         engine = create_engine(url, **kwargs)
     except (ImportError, NoSuchModuleError) as exc:

@@ -82,15 +82,17 @@ def claim(
     limit: int,
     issue_id: int | None = None,
     kind: str | None = None,
+    copies: int | None = None,
 ) -> tuple[list[ClaimedRow], int]:
     """Lease up to ``limit`` due rows to ``owner``; returns them and how many were skipped.
 
     The rows: one issue's (``issue_id``), or those of every sending issue and every due
     confirmation, or of one ``kind`` only (see ``issue_filter``). Rows whose subscriber may no
     longer get them (an issue copy: not active; a confirmation: confirmed already, or
-    complained) are marked ``skipped`` here, at send time.
+    complained) are marked ``skipped`` here, at send time. ``copies``: at most that many issue
+    copies (the warm-up's budget, ``pacing.py``).
     """
-    ids = pick(session, now=now, limit=limit, issue_id=issue_id, kind=kind)
+    ids = pick(session, now=now, limit=limit, issue_id=issue_id, kind=kind, copies=copies)
     if not ids:
         return [], 0
     found = session.execute(_claim_statements()[0], {"ids": ids}).all()

@@ -207,7 +207,8 @@ def record(
         if o.status == DeliveryStatus.SENT.value:  # by answer time: a chunk's share one
             sent.setdefault((o.code, o.at or now), []).append(o.row.delivery_id)
             continue
-        by_status.setdefault(o.status, []).append(
+        key = o.status if o.counted else HELD_BACK
+        by_status.setdefault(key, []).append(
             {
                 "b_id": o.row.delivery_id,
                 "b_code": o.code,
@@ -253,6 +254,7 @@ def _held_statement(lock: bool) -> Any:
     return statement.with_for_update() if lock else statement
 
 
+HELD_BACK = "held back"  # record's key for a deferral not counted (Outcome.counted)
 _IDS_PER_STATEMENT = 500  # bound parameters a statement: well under any SQLite's limit
 
 
@@ -289,6 +291,18 @@ def _record_statements() -> dict[str, Any]:
                 **cleared,
             )
         )
+    # Deferred by a reply about our pace: nothing counted toward giving up (see Outcome).
+    statements[HELD_BACK] = (
+        update(T)
+        .where(T.c.id == bindparam("b_id"), mine)
+        .values(
+            status=DeliveryStatus.DEFERRED.value,
+            last_code=bindparam("b_code"),
+            last_error=bindparam("b_error"),
+            next_attempt_at=bindparam("b_next"),
+            **cleared,
+        )
+    )
     # Handed back untried: a row that failed before goes back to deferred.
     statements[DeliveryStatus.QUEUED.value] = (
         update(T)

@@ -298,8 +298,8 @@ class SMTPBackend:
                 keep = code != 421
                 raise failure_for(code, reply, stage="data")
             return SendResult(code, reply.decode("utf-8", "replace"))
-        except smtplib.SMTPResponseException as exc:
-            keep = exc.smtp_code != 421
+        except smtplib.SMTPResponseException as exc:  # DATA refused (smtplib wants its 354)
+            keep = exc.smtp_code != 421 and self._reset(conn)  # else the next MAIL is "nested"
             raise failure_for(exc.smtp_code, exc.smtp_error, stage="data") from exc
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             keep = False

@@ -202,3 +202,82 @@ def spared(now: dt.datetime, max_age: dt.timedelta) -> Any:
         Delivery.issue_id.is_(None),
         and_(Delivery.issue_id.is_not(None), Delivery.issue_id.not_in(progressing)),
     )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Forecast:
+    """When an issue's open rows should all have gone, under the pace (``issues show``)."""
+
+    waiting: int  # open rows of the issue
+    today: int  # of them, how many the pace still lets go in the current 24 hours
+    finish: dt.datetime  # expected: the start of the 24 hours in which the last one goes
+    warmup_day: int | None  # the warm-up's sending day in force (0: the first), if warming up
+
+
+def forecast(session: Session, pace: Pace, issue_id: int, *, now: dt.datetime) -> Forecast | None:
+    """The expected finish of ``issue_id`` under ``pace`` (``None``: no pace, or nothing open).
+
+    An estimate: later days each allow the quota and the warm-up's next allowance (the smaller),
+    and start 24 hours after the current one (its first send, or the warm-up day's opening);
+    other mail sent meanwhile (confirmations, another issue) comes on top.
+    """
+    if not pace.active:
+        return None
+    waiting = int(
+        session.scalar(
+            select(func.count())
+            .select_from(Delivery)
+            .where(
+                Delivery.issue_id == issue_id,
+                Delivery.status.in_(
+                    [DeliveryStatus.QUEUED.value, DeliveryStatus.DEFERRED.value,
+                     DeliveryStatus.SENDING.value]
+                ),
+            )
+        )
+        or 0
+    )  # fmt: skip
+    if waiting == 0:
+        return None
+    spent = budget(session, pace, now=now)
+    unlimited = waiting + 1
+    today = min(
+        unlimited if spent.total is None else spent.total,
+        unlimited if spent.copies is None else spent.copies,
+    )
+    start = now
+    day = None
+    covered = False
+    if pace.warmup_start > 0:
+        last = session.scalars(select(PacingDay).order_by(PacingDay.id.desc()).limit(1)).first()
+        count = int(session.scalar(select(func.count()).select_from(PacingDay)) or 0)
+        covered = last is not None and last.covers
+        if last is not None and last.started_at + WINDOW > now:
+            start, day = last.started_at, count - 1
+        else:
+            day = count
+    elif pace.daily_quota > 0:
+        oldest = session.scalar(
+            select(func.min(Delivery.sent_at)).where(Delivery.sent_at > now - WINDOW)
+        )
+        start = now if oldest is None else oldest
+    left = waiting - min(today, waiting)
+    j = 0
+    while left > 0 and j < 10_000:
+        j += 1
+        allow = pace.daily_quota if pace.daily_quota > 0 else unlimited
+        if pace.warmup_start > 0 and not covered and day is not None:
+            allow = min(allow, pace.allowance(day + j))
+        left -= allow
+    finish = now if j == 0 else start + j * WINDOW
+    return Forecast(waiting, min(today, waiting), finish, None if covered else day)
+
+
+def warmup_state(session: Session) -> tuple[int, int, bool] | None:
+    """The warm-up's last sending day: ``(day, allowance, covers)`` (day 0: the first), or
+    ``None`` before the first."""
+    last = session.scalars(select(PacingDay).order_by(PacingDay.id.desc()).limit(1)).first()
+    if last is None:
+        return None
+    count = int(session.scalar(select(func.count()).select_from(PacingDay)) or 0)
+    return count - 1, last.allowance, last.covers

@@ -70,12 +70,13 @@ def test_every_throttling_reply_at_every_stage_is_a_wait_never_a_failure(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_a_relay_of_14_a_second_gets_2000_readers_delivered_none_failed(
     database: Database, settings: Settings
 ) -> None:
     issue_id, emails = enqueue_issue(database, 2000)
     with ThrottlingRelay(rate=14, reply=SES_THROTTLE) as relay:
-        worker = worker_for(database, settings, relay, concurrency=4)  # send_rate unset
+        worker = worker_for(database, settings, relay, concurrency=4, throttle_pause_seconds=10)
         assert worker.settings.send_rate == 0
         started = time.monotonic()
         stats = worker.run(max_wait=30)

@@ -98,14 +98,14 @@ class SlowDown:
     the last such reply (it doubles in that time). Other replies meanwhile restart the climb and
     do not halve it again, so steady greylisting costs a factor of two, never a stop. A reply
     about our pace (``again``: ``policy.pace_throttle``, a relay's "454 Throttling failure")
-    that still comes a second or more after the last cut cuts again, to 0.7 of the cap in force
+    that still comes three seconds or more after the last cut cuts again, to 0.8 of the cap in force
     (down to ``FLOOR``): the send settles just under what the relay takes.
     """
 
     WINDOW = 32  # starts used to measure the rate
-    GAP = 1.0  # seconds between two cuts: the replies of starts made before a cut do not count
+    GAP = 3.0  # seconds between two cuts: replies to starts made before a cut do not count
     FLOOR = 0.05  # messages a second: the slowest a send gets
-    AGAIN = 0.7  # each further cut, of the cap in force
+    AGAIN = 0.8  # each further cut, of the cap in force
 
     def __init__(
         self,

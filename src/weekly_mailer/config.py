@@ -63,6 +63,9 @@ class Settings:
     retry_max_seconds: float = 14400.0
     retry_give_up_hours: float = 96.0
     throttle_pause_seconds: float = 30.0
+    daily_quota: int = 0
+    warmup_start: int = 0
+    warmup_factor: float = 2.0
     bounce_limit: int = 3
     verp: bool = True
     bounce_trust: str = "signed"
@@ -145,6 +148,12 @@ DESCRIPTIONS: dict[str, str] = {
     "retry_max_seconds": "longest delay between retries",
     "retry_give_up_hours": "age after which a deferred message is failed",
     "throttle_pause_seconds": "pause of the whole send after a throttling reply",
+    "daily_quota": "at most this many messages (every kind, every process) in any rolling 24 "
+    "hours, counted in the database; the rest wait (0 = no quota)",
+    "warmup_start": "warm-up of a new sending domain: issue copies allowed on the first sending "
+    "day, growing by warmup_factor each sending day until the list is covered (0 = off); with "
+    "daily_quota, the smaller wins",
+    "warmup_factor": "how much the warm-up's daily allowance grows each sending day (more than 1)",
     "bounce_limit": "hard bounces after which a subscriber is marked bounced",
     "bounce_trust": "signed: a report changes a reader only when tied to a message we sent them "
     "(signed VERP address, our Message-ID, a verified webhook event); any: believe any report",
@@ -231,6 +240,11 @@ def _validated(values: Mapping[str, Any], origins: Mapping[str, str]) -> Setting
         if check is not None:
             check(key, clean[key])
     settings = Settings(**clean)
+    if settings.warmup_factor <= 1:
+        raise ConfigError(
+            f"warmup_factor: must be more than 1 (the daily allowance grows by it), "
+            f"got {settings.warmup_factor:g}"
+        )
     if settings.metrics_address:
         _host, port = split_host_port("metrics_address", settings.metrics_address)
         if port == settings.port:

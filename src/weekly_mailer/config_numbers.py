@@ -19,6 +19,8 @@ NON_NEGATIVE = {
     "complaint_rate_limit",
     "bounce_rate_limit",
     "metrics_linger_seconds",
+    "daily_quota",
+    "warmup_start",
 }
 
 # The largest value each numeric key takes: beyond these, dates overflow and sleeps never end.
@@ -32,6 +34,9 @@ UPPER_BOUNDS: dict[str, float] = {
     "retry_max_seconds": 604_800,  # a week
     "retry_give_up_hours": 8_760,  # a year
     "throttle_pause_seconds": 3_600,
+    "daily_quota": 100_000_000,
+    "warmup_start": 100_000_000,
+    "warmup_factor": 100,
     "bounce_limit": 1_000,
     "block_pause_threshold": 100_000,
     "block_pause_window_minutes": 1_440,  # a day

@@ -271,7 +271,7 @@ def test_a_throttling_reply_pauses_the_whole_send(database: Database, settings: 
 
     worker = Worker(database.sessions, settings, MemoryBackend(handler), SimpleRenderers())
     worker.run(max_wait=0)
-    assert worker.stats.throttled == 1
+    assert worker.stats.throttled >= 1  # the row is tried again after each pause
     # Nothing else started within the pause that followed the 421 (bar the 2 already going).
     t421 = throttled_at[0]
     assert sum(1 for t in times if t421 <= t < t421 + 0.29) <= 2

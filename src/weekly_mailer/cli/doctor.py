@@ -36,6 +36,7 @@ def check(settings: Settings) -> list[Finding]:
     if database.level == "ok":
         out.extend(_list_health(settings))
     out.append(_check_backend(settings))
+    out.append(_pacing(settings, database_ok=database.level == "ok"))
 
     base = urlsplit(settings.base_url)
     if base.scheme != "https" and base.hostname not in LOOPBACK:
@@ -82,8 +83,10 @@ def check(settings: Settings) -> list[Finding]:
         )
 
     if settings.bounce_address:
-        verp = "VERP on: bounces come back tagged with their delivery" if settings.verp else (
-            "VERP off (verp = false)"
+        verp = (
+            "VERP on: bounces come back tagged with their delivery"
+            if settings.verp
+            else ("VERP off (verp = false)")
         )
         out.append(Finding("ok", f"bounce_address {settings.bounce_address}: {verp}"))
 
@@ -256,6 +259,35 @@ def _list_health(settings: Settings) -> list[Finding]:
         )
         for week, reason in holds
     ]
+
+
+def _pacing(settings: Settings, *, database_ok: bool) -> Finding:
+    """The pace in force: send_rate, daily_quota and the warm-up (its day, from the database)."""
+    parts = [f"send_rate {settings.send_rate:g}/s" if settings.send_rate else "send_rate unlimited"]
+    if settings.daily_quota:
+        parts.append(f"daily_quota {settings.daily_quota:,} per rolling 24 hours")
+    if settings.warmup_start:
+        warm = f"warm-up from {settings.warmup_start:,} x{settings.warmup_factor:g} a sending day"
+        state = None
+        if database_ok:
+            from weekly_mailer.store.db import Database
+            from weekly_mailer.store.outbox.pacing import warmup_state
+
+            try:
+                with Database(settings) as db, db.sessions.begin() as session:
+                    state = warmup_state(session)
+            except WeeklyMailerError:
+                state = None
+        if state is None:
+            warm += " (not started)"
+        elif state[2]:
+            warm += f" (over: day {state[0] + 1} covered the list)"
+        else:
+            warm += f" (day {state[0] + 1}: {state[1]:,} issue copies)"
+        parts.append(warm)
+    if settings.daily_quota and settings.warmup_start:
+        parts.append("the smaller wins")
+    return Finding("ok", "pacing: " + ", ".join(parts))
 
 
 def _check_backend(settings: Settings) -> Finding:

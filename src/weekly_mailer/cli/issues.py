@@ -8,6 +8,7 @@ import datetime as dt
 import getpass
 import shutil
 import threading
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -20,7 +21,12 @@ from weekly_mailer.cli._common import AppContext, pass_app
 from weekly_mailer.cli._delivery import deliver_with_progress, stop_on_signals, summary_table
 from weekly_mailer.errors import IssueError
 from weekly_mailer.issues.archive_file import ArchiveFile
+from weekly_mailer.issues.service import pace_forecast
 from weekly_mailer.words import plural
+
+if TYPE_CHECKING:
+    from weekly_mailer.config import Settings
+    from weekly_mailer.store.outbox.pacing import Forecast
 
 
 class _Date(click.DateTime):
@@ -115,6 +121,7 @@ def show(app: AppContext, issue_id: int, limit: int) -> None:
         counts = svc.counts(session, issue_id)
         failures = svc.failures(session, issue_id, limit=limit)
         refusals = issue_refusals(session, issue_id, now=app.clock())
+        paced = pace_forecast(session, app.settings, issue_id, now=app.clock())
     click.echo(f"Issue #{issue.id}: {issue.subject or '(no subject)'}")
     click.echo(f"Week of {issue.send_week}  status {issue.status}")
     if issue.reason:
@@ -124,6 +131,8 @@ def show(app: AppContext, issue_id: int, limit: int) -> None:
     if issue.finished_at:
         click.echo(f"Finished {issue.finished_at:%Y-%m-%d %H:%M:%S} UTC")
     summary_table("Deliveries", counts)
+    if paced is not None:
+        _show_pace(paced, app.settings)
     _show_refusals(refusals)
     if failures:
         table = Table(title="Failed and deferred", title_justify="left")
@@ -144,6 +153,19 @@ def show(app: AppContext, issue_id: int, limit: int) -> None:
         if shown > len(failures):
             click.echo(f"… and {shown - len(failures)} more (--limit).")
         click.echo(f"Resend them with `weekly-mailer issues retry {issue.id}`.")
+
+
+def _show_pace(paced: Forecast, settings: Settings) -> None:
+    """The pace in force (daily_quota, warm-up) and when the waiting rows should have gone."""
+    rules = []
+    if settings.daily_quota:
+        rules.append(f"daily_quota {settings.daily_quota:,}")
+    if settings.warmup_start and paced.warmup_day is not None:
+        rules.append(f"warm-up day {paced.warmup_day + 1}")
+    click.echo(
+        f"Pacing ({', '.join(rules) or 'warm-up over'}): {paced.waiting:,} waiting, "
+        f"{paced.today:,} may go now; expected finish {paced.finish:%Y-%m-%d %H:%M} UTC"
+    )
 
 
 def _show_refusals(refusals: IssueRefusals) -> None:

@@ -17,7 +17,7 @@ from weekly_mailer.delivery.backends.base import (
     SendHaltedError,
     SendResult,
 )
-from weekly_mailer.delivery.policy import backoff, hard_throttle
+from weekly_mailer.delivery.policy import backoff, hard_throttle, pace_throttle
 from weekly_mailer.delivery.results import counts_as_bounce
 from weekly_mailer.errors import (
     DeliveryError,
@@ -82,8 +82,10 @@ class Settling:
             self._note_refusal(row, None)
             if exc.throttle and hard_throttle(exc):
                 self.gate.pause(self.settings.throttle_pause_seconds)
-            elif exc.throttle:
-                self.slowdown.note()
+            if exc.throttle:
+                self.slowdown.note(again=pace_throttle(exc))
+            if pace_throttle(exc):
+                return self._held_back(row, exc, hard=hard_throttle(exc))
             return self._deferred(row, exc)
         if isinstance(exc, DeliveryError):
             self._note_refusal(row, None)
@@ -111,6 +113,22 @@ class Settling:
                 self._unavailable = BackendUnavailableError(
                     f"{exc} ({self._busy} times in a row, nothing accepted meanwhile)"
                 )
+
+    def _held_back(self, row: ClaimedRow, exc: TemporaryFailure, *, hard: bool) -> Outcome:
+        """A reply about our pace (``policy.pace_throttle``): the row waits, due again once the
+        send's pause is over (at once after a soft one: the slowdown spaces the starts), with
+        nothing counted toward giving up (no attempt, no first failure), and never fails."""
+        now = self.clock()
+        wait = self.settings.throttle_pause_seconds if hard else 0.0
+        return Outcome(
+            row,
+            DeliveryStatus.DEFERRED.value,
+            code=exc.code,
+            error=str(exc),
+            next_attempt_at=now + dt.timedelta(seconds=wait),
+            at=now,
+            counted=False,
+        )
 
     def _deferred(self, row: ClaimedRow, exc: DeliveryError) -> Outcome:
         now = self.clock()

@@ -1,5 +1,6 @@
 """The worker's small policies: its figures, lease owner names, backoff, which throttling replies
-pause the whole send, and the "hurry" event a second Ctrl-C sets. Re-exported by ``worker``."""
+pause the whole send and which are about our pace (never a failure), and the "hurry" event a
+second Ctrl-C sets. Re-exported by ``worker``."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import uuid
 import weakref
 from typing import TYPE_CHECKING
 
-from weekly_mailer.delivery.backends.base import enhanced_status
+from weekly_mailer.delivery.backends.base import enhanced_status, relay_throttle
 from weekly_mailer.errors import TemporaryFailure
 
 if TYPE_CHECKING:
@@ -65,6 +66,17 @@ def hard_throttle(exc: TemporaryFailure) -> bool:
     """421 or an enhanced 4.7.x: pause the whole send (other throttling replies slow it)."""
     status = enhanced_status(str(exc))
     return exc.code == 421 or (status is not None and status[:2] == (4, 7))
+
+
+def pace_throttle(exc: TemporaryFailure) -> bool:
+    """A reply about our pace, not about the reader or the message: 421, 454, an enhanced
+    4.7.x (``451 4.7.650``, ``421 4.7.0 try again later``) or a relay's throttling text
+    (``454 Throttling failure``, ``Daily message quota exceeded``), at RCPT, at DATA or after
+    the dot. The row waits (deferred, due again after the pause, nothing counted toward giving
+    up) and the send slows down; it never fails."""
+    if not exc.throttle:
+        return False
+    return hard_throttle(exc) or exc.code == 454 or relay_throttle(str(exc))
 
 
 def backoff(settings: Settings, attempts: int) -> float:

@@ -91,15 +91,21 @@ class ThrottleGate:
 
 
 class SlowDown:
-    """After a soft throttling reply (450-454 without 4.7.x) the whole send goes at half speed.
+    """After a throttling reply the whole send goes slower.
 
     The speed before the reply is ``send_rate`` or, when that is 0, the rate measured over the
-    last starts. A reply halves it; the cap then climbs back to full speed linearly over
-    ``seconds`` after the last such reply (more replies meanwhile restart the climb, they do not
-    halve it again), so steady greylisting costs a factor of two, never a stop.
+    last starts. A reply halves it; the cap then climbs back to full speed over ``seconds`` after
+    the last such reply (it doubles in that time). Other replies meanwhile restart the climb and
+    do not halve it again, so steady greylisting costs a factor of two, never a stop. A reply
+    about our pace (``again``: ``policy.pace_throttle``, a relay's "454 Throttling failure")
+    that still comes three seconds or more after the last cut cuts again, to 0.8 of the cap in force
+    (down to ``FLOOR``): the send settles just under what the relay takes.
     """
 
     WINDOW = 32  # starts used to measure the rate
+    GAP = 3.0  # seconds between two cuts: replies to starts made before a cut do not count
+    FLOOR = 0.05  # messages a second: the slowest a send gets
+    AGAIN = 0.8  # each further cut, of the cap in force
 
     def __init__(
         self,
@@ -115,7 +121,9 @@ class SlowDown:
         self._clock = clock
         self._starts: list[float] = []
         self._base = 0.0  # the rate before the slowdown (0: not slowed)
-        self._since = 0.0
+        self._cut = 0.0  # the rate at the last cut
+        self._since = 0.0  # the climb starts here
+        self._last_cut = 0.0
         self._next = 0.0
         self._lock = threading.Lock()
         self.slowdowns = 0
@@ -126,35 +134,43 @@ class SlowDown:
             return (len(starts) - 1) / (starts[-1] - starts[0])
         return self.fallback_rate
 
-    def note(self) -> None:
-        """A soft throttling reply: half speed now, back to full over ``seconds``."""
+    def note(self, *, again: bool = False) -> None:
+        """A throttling reply: half speed now, back to full over ``seconds``; ``again`` (a
+        reply about our pace): cut once more if the last cut is a second old or more."""
         with self._lock:
             now = self._clock()
-            if self._factor(now) >= 1.0:
+            rate = self._rate(now)
+            if rate <= 0:
                 self._base = self.send_rate if self.send_rate > 0 else self._measured()
+                self._cut = self._base / 2
+                self._last_cut = now
                 self.slowdowns += 1
+            elif again and now - self._last_cut >= self.GAP:
+                self._cut = max(self.FLOOR, min(rate, self._base) * self.AGAIN)
+                self._last_cut = now
             self._since = now
 
-    def _factor(self, now: float) -> float:
+    def _rate(self, now: float) -> float:
+        """The cap at ``now`` (0: not slowed)."""
         if self._base <= 0 or self.seconds <= 0:
-            return 1.0
-        return min(1.0, 0.5 + 0.5 * (now - self._since) / self.seconds)
+            return 0.0
+        rate = self._cut * (1.0 + max(0.0, now - self._since) / self.seconds)
+        return 0.0 if rate >= self._base else rate
 
     def cap(self) -> float:
         """The rate allowed now (messages/second; 0 = not slowed)."""
         with self._lock:
-            factor = self._factor(self._clock())
-            return 0.0 if factor >= 1.0 else self._base * factor
+            return self._rate(self._clock())
 
     def reserve(self) -> float:
         """Record a start; return how many seconds the caller must wait before it."""
         with self._lock:
             now = self._clock()
-            factor = self._factor(now)
+            rate = self._rate(now)
             wait = 0.0
-            if factor < 1.0:
+            if rate > 0:
                 start = max(now, self._next)
-                self._next = start + 1.0 / (self._base * factor)
+                self._next = start + 1.0 / rate
                 wait = start - now
             self._starts.append(now + wait)
             del self._starts[: -self.WINDOW]

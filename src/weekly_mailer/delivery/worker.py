@@ -50,6 +50,7 @@ from weekly_mailer.delivery.threaded import deliver_threaded
 from weekly_mailer.errors import ConfigError, DatabaseUnavailableError, WeeklyMailerError
 from weekly_mailer.store.models import DeliveryStatus
 from weekly_mailer.store.outbox import ClaimedRow, Outcome
+from weekly_mailer.store.outbox.pacing import Pace
 from weekly_mailer.store.outbox.port import SqlOutbox
 
 if TYPE_CHECKING:
@@ -108,6 +109,7 @@ class Worker(Settling):
             outbox = SqlOutbox(
                 sessions, owner=self.owner, lease_seconds=settings.lease_seconds,
                 effects=ResultEffects(settings), issue_id=issue_id, kind=kind,
+                pace=Pace.of(settings), clock=clock,
             )  # fmt: skip
         self.outbox = outbox
         self.leases = Leases(settings.lease_seconds)

@@ -19,6 +19,7 @@ from weekly_mailer.errors import ComposeError
 from weekly_mailer.issues.ledger import get_issue
 from weekly_mailer.issues.weeks import scheduled_send_at
 from weekly_mailer.store import outbox
+from weekly_mailer.store.outbox.pacing import Forecast, Pace, forecast
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -71,3 +72,11 @@ def retry(
     )
     left = session.scalar(select(func.count()).where(outbox.refused(issue_id))) or 0
     return Retried(queued, int(left))
+
+
+def pace_forecast(
+    session: Session, settings: Settings, issue_id: int, *, now: dt.datetime
+) -> Forecast | None:
+    """When the issue's waiting rows should have gone under ``daily_quota`` and the warm-up
+    (``store.outbox.pacing.forecast``); ``None`` without a pace or with nothing waiting."""
+    return forecast(session, Pace.of(settings), issue_id, now=now)

@@ -85,6 +85,21 @@ class SendResult:
 BatchResult = SendResult | DeliveryError
 
 
+# What a relay says when we go faster than it allows (Amazon SES's "454 Throttling failure:
+# Maximum sending rate exceeded" and "Daily message quota exceeded", "rate limit exceeded"…):
+# the sender's pace, never the reader's fault, whatever the code.
+RELAY_THROTTLE = re.compile(
+    r"throttl|(sending|message|daily|hourly|send) (message |sending )?(quota|rate|limit) "
+    r"(exceeded|reached)|maximum sending rate|rate limit(ed)?( exceeded)?\b|too many messages",
+    re.IGNORECASE,
+)
+
+
+def relay_throttle(reply: str) -> bool:
+    """Whether a reply's text says we are sending faster than the relay allows."""
+    return RELAY_THROTTLE.search(reply) is not None
+
+
 def enhanced_status(reply: str) -> tuple[int, int, int] | None:
     """The RFC 3463 enhanced status code of a reply text such as ``"451 4.7.1 Slow down"``."""
     m = _ENHANCED.match(reply)

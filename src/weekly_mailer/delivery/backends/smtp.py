@@ -9,6 +9,9 @@ Errors are translated here and nowhere else::
 
     421, 450-454          TemporaryFailure(throttle=True)   retry later; 421 and 4.7.x pause the
                                                             whole send, the others slow it down
+    5xx saying throttling TemporaryFailure(throttle=True)   a relay's quota ("Throttling failure",
+                                                            "sending quota exceeded"): never a
+                                                            failure (``base.RELAY_THROTTLE``)
     other 4xx, drops      TemporaryFailure                  retry later with backoff
     5xx to RCPT TO        PermanentFailure                  never retried; whether it is a hard
                                                             bounce is the classifier's call
@@ -37,6 +40,7 @@ from weekly_mailer.delivery.backends.base import (
     Envelope,
     NotABounce,
     SendResult,
+    relay_throttle,
 )
 from weekly_mailer.delivery.backends.smtp_replies import InStepSMTP, InStepSMTP_SSL
 from weekly_mailer.delivery.backends.smtp_url import parse_smtp_url
@@ -56,6 +60,8 @@ def failure_for(code: int, reply: str | bytes, *, stage: str = "rcpt") -> Delive
     text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
     text = " ".join(text.split())
     message = f"{code} {text}".strip()
+    if 500 <= code <= 599 and relay_throttle(text):  # a relay's quota, said with a 5xx
+        return TemporaryFailure(message, code=code, throttle=True)
     if 500 <= code <= 599:
         if stage == "rcpt":
             return PermanentFailure(message, code=code)
@@ -292,8 +298,8 @@ class SMTPBackend:
                 keep = code != 421
                 raise failure_for(code, reply, stage="data")
             return SendResult(code, reply.decode("utf-8", "replace"))
-        except smtplib.SMTPResponseException as exc:
-            keep = exc.smtp_code != 421
+        except smtplib.SMTPResponseException as exc:  # DATA refused (smtplib wants its 354)
+            keep = exc.smtp_code != 421 and self._reset(conn)  # else the next MAIL is "nested"
             raise failure_for(exc.smtp_code, exc.smtp_error, stage="data") from exc
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             keep = False

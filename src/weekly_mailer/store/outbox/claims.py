@@ -82,15 +82,17 @@ def claim(
     limit: int,
     issue_id: int | None = None,
     kind: str | None = None,
+    copies: int | None = None,
 ) -> tuple[list[ClaimedRow], int]:
     """Lease up to ``limit`` due rows to ``owner``; returns them and how many were skipped.
 
     The rows: one issue's (``issue_id``), or those of every sending issue and every due
     confirmation, or of one ``kind`` only (see ``issue_filter``). Rows whose subscriber may no
     longer get them (an issue copy: not active; a confirmation: confirmed already, or
-    complained) are marked ``skipped`` here, at send time.
+    complained) are marked ``skipped`` here, at send time. ``copies``: at most that many issue
+    copies (the warm-up's budget, ``pacing.py``).
     """
-    ids = pick(session, now=now, limit=limit, issue_id=issue_id, kind=kind)
+    ids = pick(session, now=now, limit=limit, issue_id=issue_id, kind=kind, copies=copies)
     if not ids:
         return [], 0
     found = session.execute(_claim_statements()[0], {"ids": ids}).all()
@@ -205,7 +207,8 @@ def record(
         if o.status == DeliveryStatus.SENT.value:  # by answer time: a chunk's share one
             sent.setdefault((o.code, o.at or now), []).append(o.row.delivery_id)
             continue
-        by_status.setdefault(o.status, []).append(
+        key = o.status if o.counted else HELD_BACK
+        by_status.setdefault(key, []).append(
             {
                 "b_id": o.row.delivery_id,
                 "b_code": o.code,
@@ -251,6 +254,7 @@ def _held_statement(lock: bool) -> Any:
     return statement.with_for_update() if lock else statement
 
 
+HELD_BACK = "held back"  # record's key for a deferral not counted (Outcome.counted)
 _IDS_PER_STATEMENT = 500  # bound parameters a statement: well under any SQLite's limit
 
 
@@ -287,6 +291,18 @@ def _record_statements() -> dict[str, Any]:
                 **cleared,
             )
         )
+    # Deferred by a reply about our pace: nothing counted toward giving up (see Outcome).
+    statements[HELD_BACK] = (
+        update(T)
+        .where(T.c.id == bindparam("b_id"), mine)
+        .values(
+            status=DeliveryStatus.DEFERRED.value,
+            last_code=bindparam("b_code"),
+            last_error=bindparam("b_error"),
+            next_attempt_at=bindparam("b_next"),
+            **cleared,
+        )
+    )
     # Handed back untried: a row that failed before goes back to deferred.
     statements[DeliveryStatus.QUEUED.value] = (
         update(T)

@@ -93,9 +93,12 @@ def fail_stale_rows(
     max_age: dt.timedelta,
     issue_id: int | None = None,
     kind: str | None = None,
+    also: Any = None,
 ) -> list[StaleRow]:
     """Fail the open, unleased rows waiting longer than ``max_age`` (``retry_give_up_hours``);
     returns them (id, kind, subscriber), so that a confirmation given up on can be undone.
+    ``also``: a further condition the rows must meet (``pacing.spared``: not a row waiting on
+    the pace).
 
     A row's age is counted from its first failure, or, never tried, from when it was queued
     (enqueue, or ``issues retry``, which is the explicit way to send a stale row anyway). So an
@@ -115,6 +118,7 @@ def fail_stale_rows(
                 ),
             ),
             since < cutoff,
+            *([] if also is None else [also]),
         )
         .values(
             status=DeliveryStatus.FAILED.value,

@@ -31,6 +31,7 @@ from weekly_mailer.store.outbox.rows import issue_filter
 DUE = text("delivery.status IN ('queued', 'deferred')")
 LEASED = text("delivery.status = 'sending'")
 NOT_ISSUE = text("delivery.kind <> 'issue'")  # confirmations and the reader's mail (0008)
+IS_ISSUE = text("delivery.kind = 'issue'")
 BY_ID_UNINDEXED = literal_column("+delivery.id", Integer)  # SQLite: see the module docstring
 
 
@@ -41,35 +42,56 @@ def pick(
     limit: int,
     issue_id: int | None = None,
     kind: str | None = None,
+    copies: int | None = None,
 ) -> list[int]:
     """Up to ``limit`` claimable row ids (see ``claimable``): expired leases first, then due
-    confirmations (when the claim covers them), then due issue copies, each in id order."""
+    confirmations (when the claim covers them), then due issue copies, each in id order; of
+    them at most ``copies`` issue copies (the warm-up's budget, ``pacing.py``; ``None``: no
+    limit of their own)."""
     locking = session.get_bind().dialect.name == "postgresql"
-    steps: list[Select[Any]] = [
-        select(Delivery.id)
-        .where(LEASED, Delivery.lease_expires_at < now, issue_filter(issue_id, kind))
-        .order_by(Delivery.id if locking else BY_ID_UNINDEXED)
-    ]
+    leased = [LEASED, Delivery.lease_expires_at < now, issue_filter(issue_id, kind)]
+    order = Delivery.id if locking else BY_ID_UNINDEXED
+    steps: list[tuple[Select[Any], bool]] = []
+    if copies is None:
+        steps.append((select(Delivery.id).where(*leased).order_by(order), False))
+    else:  # the expired leases of issue copies count toward the copies' budget
+        steps.append((select(Delivery.id).where(*leased, NOT_ISSUE).order_by(order), False))
+        steps.append((select(Delivery.id).where(*leased, IS_ISSUE).order_by(order), True))
     confirmation = DeliveryKind.CONFIRMATION.value
     if issue_id is None and kind in (None, confirmation):
         steps.append(
-            select(Delivery.id)
-            .where(DUE, NOT_ISSUE, Delivery.next_attempt_at <= now)
-            .order_by(Delivery.id)
+            (
+                select(Delivery.id)
+                .where(DUE, NOT_ISSUE, Delivery.next_attempt_at <= now)
+                .order_by(Delivery.id),
+                False,
+            )
         )
     if kind != confirmation:
-        copies = issue_filter(issue_id, DeliveryKind.ISSUE.value if issue_id is None else None)
+        filtered = issue_filter(issue_id, DeliveryKind.ISSUE.value if issue_id is None else None)
         steps.append(
-            select(Delivery.id)
-            .where(DUE, Delivery.next_attempt_at <= now, copies)
-            .order_by(Delivery.id)
+            (
+                select(Delivery.id)
+                .where(DUE, Delivery.next_attempt_at <= now, filtered)
+                .order_by(Delivery.id),
+                copies is not None,
+            )
         )
     ids: list[int] = []
-    for step in steps:
-        wanted = step.limit(limit - len(ids))
+    for step, counted in steps:
+        room = limit - len(ids)
+        if counted:
+            assert copies is not None
+            room = min(room, copies)
+        if room <= 0:
+            continue
+        wanted = step.limit(room)
         if locking:
             wanted = wanted.with_for_update(skip_locked=True)
-        ids.extend(int(i) for i in session.scalars(wanted))
+        found = [int(i) for i in session.scalars(wanted)]
+        ids.extend(found)
+        if counted:
+            copies = (copies or 0) - len(found)
         if len(ids) >= limit:
             break
     return ids

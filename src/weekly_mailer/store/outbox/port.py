@@ -16,11 +16,12 @@ import contextlib
 import dataclasses
 import datetime as dt
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from weekly_mailer.clock import utcnow
 from weekly_mailer.store.db import outage_guard
-from weekly_mailer.store.outbox import claims, issue_rows
+from weekly_mailer.store.outbox import claims, issue_rows, pacing
 from weekly_mailer.store.outbox.rows import ClaimedRow, Outcome, StaleRow
 
 if TYPE_CHECKING:
@@ -61,8 +62,12 @@ class SqlOutbox:
         effects: Effects,
         issue_id: int | None = None,
         kind: str | None = None,
+        pace: pacing.Pace | None = None,
+        clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:
         self.sessions = sessions
+        self.pace = pace if pace is not None and pace.active else None
+        self.clock = clock
         self.owner = owner
         self.lease_seconds = lease_seconds
         self.effects = effects
@@ -80,24 +85,38 @@ class SqlOutbox:
     def claim(
         self, limit: int, *, now: dt.datetime, stale_after: dt.timedelta | None = None
     ) -> Claim:
-        """Lease up to ``limit`` due rows (``claims.claim``); with ``stale_after``, first fail
-        the open rows older than that (``fail_stale_rows``)."""
+        """Lease up to ``limit`` due rows (``claims.claim``) within the pace (``pacing.py``:
+        ``daily_quota``, the warm-up); with ``stale_after``, first fail the open rows older
+        than that (``fail_stale_rows``)."""
         with self._transaction() as session:
+            spent: pacing.Budget | None = None
+            if self.pace is not None:
+                pacing.lock(session)
+                spent = pacing.budget(session, self.pace, now=now)
             stale: list[StaleRow] = []
             if stale_after is not None:
                 stale = issue_rows.fail_stale_rows(
-                    session, now=now, max_age=stale_after, issue_id=self.issue_id, kind=self.kind
-                )
+                    session, now=now, max_age=stale_after, issue_id=self.issue_id, kind=self.kind,
+                    also=None if spent is None else pacing.spared(now, stale_after),
+                )  # fmt: skip
                 self.effects.stale(session, stale, now=now)
-            rows, skipped = claims.claim(
-                session,
-                owner=self.owner,
-                now=now,
-                lease_seconds=self.lease_seconds,
-                limit=limit,
-                issue_id=self.issue_id,
-                kind=self.kind,
-            )
+            if spent is not None and spent.total is not None:
+                limit = min(limit, spent.total)
+            rows: list[ClaimedRow] = []
+            skipped = 0
+            if limit > 0:
+                rows, skipped = claims.claim(
+                    session,
+                    owner=self.owner,
+                    now=now,
+                    lease_seconds=self.lease_seconds,
+                    limit=limit,
+                    issue_id=self.issue_id,
+                    kind=self.kind,
+                    copies=None if spent is None else spent.copies,
+                )
+            if spent is not None:
+                pacing.opened(session, spent, rows, now=now)
         return Claim(rows, skipped, stale)
 
     def record(
@@ -133,9 +152,21 @@ class SqlOutbox:
         return held
 
     def next_due(self) -> dt.datetime | None:
-        """When the next open row of this worker's scope becomes claimable."""
+        """When the next open row of this worker's scope becomes claimable: under a pace,
+        not before the pace lets it go (the next slot of ``daily_quota``, the warm-up's next
+        sending day), so a worker sleeps until then instead of claiming nothing again."""
         with self._transaction() as session:
-            due = issue_rows.next_due(session, issue_id=self.issue_id, kind=self.kind)
+            if self.pace is None:
+                return issue_rows.next_due(session, issue_id=self.issue_id, kind=self.kind)
+            spent = pacing.budget(session, self.pace, now=self.clock())
+            copies = others = None
+            if self.kind != "confirmation":
+                copies = issue_rows.next_due(
+                    session, issue_id=self.issue_id, kind=None if self.issue_id else "issue"
+                )
+            if self.issue_id is None and self.kind != "issue":
+                others = issue_rows.next_due(session, kind="confirmation")
+            due = pacing.waits_until(spent, copies_due=copies, others_due=others)
         return due
 
     def finish(self, *, now: dt.datetime) -> list[int]:

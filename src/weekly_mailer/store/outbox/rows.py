@@ -56,6 +56,8 @@ class Outcome:
     """The result of one attempt, written back in a batch by :func:`record`.
 
     ``status`` is ``sent``, ``deferred``, ``failed`` or ``queued`` (handed back untried).
+    ``counted``: ``False`` for a deferral about our pace (a throttling reply): no attempt and
+    no first failure are counted, so it never brings the row nearer to being given up.
     """
 
     row: ClaimedRow
@@ -65,6 +67,7 @@ class Outcome:
     next_attempt_at: dt.datetime | None = None
     bounce: bool = False
     at: dt.datetime | None = None
+    counted: bool = True
 
 
 # Who may still get each kind of message: issue copies go to active subscribers only; a

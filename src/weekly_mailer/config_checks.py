@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import zoneinfo
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from weekly_mailer.errors import ConfigError
@@ -204,7 +205,21 @@ def _check_preflight(key: str, value: str) -> None:
         raise ConfigError(f"{key}: {value!r} is not one of warn, refuse, off")
 
 
-CHECKS: dict[str, Callable[[str, str], None]] = {
+def _check_approval(key: str, value: str) -> None:
+    if value not in ("none", "veto", "required"):
+        raise ConfigError(f"{key}: {value!r} is not one of none, veto, required")
+
+
+def _check_addresses(key: str, value: Any) -> None:
+    seen: set[str] = set()
+    for item in value:
+        _check_address(key, item)
+        if item.lower() in seen:
+            raise ConfigError(f"{key}: {item!r} is listed twice")
+        seen.add(item.lower())
+
+
+CHECKS: dict[str, Callable[[str, Any], None]] = {
     "database_url": _check_database_url,
     "backend_url": _check_backend_url,
     "base_url": _check_http_url,
@@ -220,4 +235,6 @@ CHECKS: dict[str, Callable[[str, str], None]] = {
     "metrics_address": _check_metrics_address,
     "dns_resolver": _check_dns_resolver,
     "preflight": _check_preflight,
+    "approval": _check_approval,
+    "editors": _check_addresses,
 }

@@ -21,6 +21,7 @@ from weekly_mailer.proofs.approval import (
     gate,
     next_week_to_send,
     read_link,
+    recent_weeks,
     week_approval,
 )
 from weekly_mailer.proofs.links import BrokenLink, check_links, links_of
@@ -49,6 +50,7 @@ __all__ = [
     "next_week_to_send",
     "plan_proof",
     "read_link",
+    "recent_weeks",
     "store_proof",
     "try_links",
     "week_approval",

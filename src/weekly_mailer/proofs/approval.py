@@ -192,3 +192,18 @@ def read_link(session: Session, settings: Settings, token: str) -> LinkTarget:
             )
         return LinkTarget(copy, proof, decision)
     raise TokenError("invalid link")
+
+
+def recent_weeks(session: Session, *, limit: int = 4) -> list[tuple[WeekApproval, str]]:
+    """The latest proofed weeks, newest first: their approval state and their issue's status
+    (``""`` while the week has no issue row: it waits for its send)."""
+    weeks = list(
+        session.scalars(
+            select(Proof.send_week).distinct().order_by(Proof.send_week.desc()).limit(limit)
+        )
+    )
+    out = []
+    for week in weeks:
+        issue = issue_for_week(session, week)
+        out.append((week_approval(session, week), issue.status if issue is not None else ""))
+    return out

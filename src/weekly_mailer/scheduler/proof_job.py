@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from weekly_mailer import issues, proofs
 from weekly_mailer.errors import ArticleError, ComposeError, SendError
+from weekly_mailer.scheduler.leader import AlwaysLeader, Leadership
 from weekly_mailer.scheduler.timing import WeeklySchedule
 
 if TYPE_CHECKING:
@@ -43,7 +44,9 @@ class ProofJob:
         clock: Clock,
         on_queued: Callable[[], None] | None = None,
         link_timeout: float = 10.0,
+        leadership: Leadership | None = None,
     ) -> None:
+        self.leadership = leadership or AlwaysLeader()
         self.settings = settings
         self.sessions = sessions
         self.clock = clock
@@ -70,7 +73,7 @@ class ProofJob:
 
     def run(self) -> Proof | None:
         """Mail the proof if one is due and its content is new; returns the stored proof."""
-        if not self.enabled:
+        if not self.enabled or not self.leadership.acquire():
             return None
         now = self.clock().astimezone(dt.UTC)
         fire = self.due_fire(now)

@@ -53,6 +53,7 @@ def create_app(
     from weekly_mailer.delivery import resolve_backend
     from weekly_mailer.store.db import Database
     from weekly_mailer.web.archive import bp as archive_bp
+    from weekly_mailer.web.proofs import bp as proofs_bp
     from weekly_mailer.web.links import bp as links_bp
     from weekly_mailer.web.manage import bp as manage_bp
     from weekly_mailer.web.observe import install as observe
@@ -104,6 +105,7 @@ def create_app(
     app.register_blueprint(links_bp)
     app.register_blueprint(manage_bp)
     app.register_blueprint(archive_bp)
+    app.register_blueprint(proofs_bp)
     return app
 
 

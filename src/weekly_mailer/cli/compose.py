@@ -160,14 +160,14 @@ def preview(
         message_id = _send_test(settings, article, week, send_to)
         click.echo(f"Sent a test copy to {send_to} (Message-ID {message_id}).")
     if check_links:
-        _check_links(issue.html_template)
+        _check_links(issue.html_template, own=settings.base_url.rstrip("/"))
 
 
-def _check_links(html: str) -> None:
+def _check_links(html: str, *, own: str) -> None:
     """List the links of ``html`` that do not work; exit 1 when there is one."""
     from weekly_mailer.proofs.links import check_links, links_of
 
-    links = links_of(html)
+    links = links_of(html, own=own)
     broken = check_links(links)
     if not broken:
         click.echo(f"Links: all {len(links)} work.")

@@ -73,7 +73,7 @@ def week_approval(
         session.scalars(
             select(ProofDecision)
             .where(ProofDecision.send_week == week)
-            .order_by(ProofDecision.at.desc(), ProofDecision.id.desc())
+            .order_by(ProofDecision.id.desc())  # the order they were recorded in
         )
     )
     void = None

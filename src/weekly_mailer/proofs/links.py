@@ -4,8 +4,9 @@ Each ``http``/``https`` link is asked with ``HEAD``, then with ``GET`` where the
 ``HEAD`` (405, 501, or a 4xx/5xx some servers give HEAD alone), following redirects, with a
 timeout, at most ``workers`` at once (urllib in a thread pool: no new dependency). A link is
 broken when the last answer is a 4xx or 5xx, the host is unknown, the connection fails or the
-timeout passes. Links to our own pages (unsubscribe, manage: placeholders before personalising)
-and ``mailto:`` are not tried.
+timeout passes. Links to our own site (under ``base_url``: the week's archive page exists only
+once the week is sent; unsubscribe and manage are placeholders before personalising) and
+``mailto:`` are not tried.
 """
 
 from __future__ import annotations
@@ -44,15 +45,19 @@ class _Links(HTMLParser):
                     self.links.append(value.strip())
 
 
-def links_of(html: str) -> list[str]:
-    """The distinct http(s) links of an HTML document, in order (placeholders left out)."""
+def links_of(html: str, *, own: str = "") -> list[str]:
+    """The distinct http(s) links of an HTML document, in order (placeholders, and links under
+    ``own``, our ``base_url``, left out)."""
     parser = _Links()
     parser.feed(html)
     parser.close()
     seen: dict[str, None] = {}
     for url in parser.links:
-        if urlsplit(url).scheme.lower() in ("http", "https") and "{{" not in url:
-            seen.setdefault(url, None)
+        if urlsplit(url).scheme.lower() not in ("http", "https") or "{{" in url:
+            continue
+        if own and (url.rstrip("/") == own or url.startswith(own + "/")):
+            continue
+        seen.setdefault(url, None)
     return list(seen)
 
 

@@ -71,7 +71,9 @@ class ProofPlan:
     replaces: int | None  # the proof this one supersedes (the article changed)
 
 
-def plan_proof(session: Session, plan: WeekPlan, *, fire: dt.datetime) -> ProofPlan | None:
+def plan_proof(
+    session: Session, plan: WeekPlan, *, fire: dt.datetime, own: str = ""
+) -> ProofPlan | None:
     """The proof to mail for ``plan`` (see the module docstring), its links not tried yet
     (:func:`try_links`, outside the transaction)."""
     if plan.composed is None:  # the week's issue exists: it is (being) sent
@@ -81,7 +83,7 @@ def plan_proof(session: Session, plan: WeekPlan, *, fire: dt.datetime) -> ProofP
     if latest is not None and latest.content_hash == digest:
         return None
     replaces = latest.id if latest is not None else None
-    links = tuple(links_of(plan.composed.html_template))
+    links = tuple(links_of(plan.composed.html_template, own=own.rstrip("/")))
     return ProofPlan(plan, fire, digest, links, (), replaces)
 
 

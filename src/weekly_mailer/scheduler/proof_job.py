@@ -87,12 +87,12 @@ class ProofJob:
                 return None
             plan = issues.plan_week(look, self.settings, scheduled=True)
             with self.sessions.begin() as session:
-                proof_plan = proofs.plan_proof(session, plan, fire=fire)
+                proof_plan = proofs.plan_proof(session, plan, fire=fire, own=self.settings.base_url)
             if proof_plan is None:
                 return None
             proof_plan = proofs.try_links(proof_plan, timeout=self.link_timeout)
             with self.sessions.begin() as session:
-                if proofs.plan_proof(session, plan, fire=fire) is None:
+                if proofs.plan_proof(session, plan, fire=fire, own=self.settings.base_url) is None:
                     return None  # another daemon mailed this proof meanwhile
                 proof = proofs.store_proof(session, self.settings, proof_plan, now=now)
                 session.expunge(proof)

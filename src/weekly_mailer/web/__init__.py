@@ -53,11 +53,11 @@ def create_app(
     from weekly_mailer.delivery import resolve_backend
     from weekly_mailer.store.db import Database
     from weekly_mailer.web.archive import bp as archive_bp
-    from weekly_mailer.web.proofs import bp as proofs_bp
     from weekly_mailer.web.links import bp as links_bp
     from weekly_mailer.web.manage import bp as manage_bp
     from weekly_mailer.web.observe import install as observe
     from weekly_mailer.web.outbox import ConfirmationThread
+    from weekly_mailer.web.proofs import bp as proofs_bp
     from weekly_mailer.web.security import install
     from weekly_mailer.web.signup import bp as signup_bp
 

@@ -87,9 +87,11 @@ def test_an_unknown_host_is_listed() -> None:
 
 
 def test_links_of_leaves_out_placeholders_mailto_and_our_own_site() -> None:
-    html = ('<a href="https://a.example/x">a</a> <a href="mailto:a@b.org">m</a>'
-            '<a href="{{unsubscribe_url}}">u</a> <a href="https://news.example.org/archive/1">'
-            'ar</a> <a href="https://a.example/x">again</a> <a href="http://b.example/">b</a>')  # fmt: skip
+    html = (
+        '<a href="https://a.example/x">a</a> <a href="mailto:a@b.org">m</a>'
+        '<a href="{{unsubscribe_url}}">u</a> <a href="https://news.example.org/archive/1">'
+        'ar</a> <a href="https://a.example/x">again</a> <a href="http://b.example/">b</a>'
+    )
     assert links_of(html, own="https://news.example.org") == [
         "https://a.example/x",
         "http://b.example/",

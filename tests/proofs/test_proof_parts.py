@@ -144,3 +144,41 @@ def test_approve_without_a_proof_is_one_line(workdir: Path) -> None:
                    cwd=workdir, env=env)  # fmt: skip
     assert done.returncode == 1
     assert "Error: the week of 2026-12-09 has no proof yet: nothing to veto" in done.stderr
+
+
+def test_the_daemon_runs_the_proof_job_at_start_and_every_minute(
+    database: Database, settings: Settings, tmp_path: Path
+) -> None:
+    import datetime as dt
+
+    from sqlalchemy import select
+
+    from tests.proofs.support import WED, Clock
+    from weekly_mailer.scheduler.daemon import Daemon
+    from weekly_mailer.scheduler.job import WeeklyJob
+    from weekly_mailer.scheduler.proof_job import ProofJob
+    from weekly_mailer.store.models import Delivery, DeliveryKind
+
+    with link_server() as (base, _seen):
+        write_article(tmp_path / "articles", base)
+        settings = settings.replace(
+            article_source=str(tmp_path / "articles"), editors=("ed@example.org",)
+        )
+        clock = Clock(WED - dt.timedelta(hours=23))
+        weekly = WeeklyJob(settings, database.sessions, clock=clock)
+        proof_job = ProofJob(settings, database.sessions, clock=clock, link_timeout=5)
+        daemon = Daemon(weekly, proofs=proof_job, reconcile_seconds=3600)
+        assert daemon.scheduler.get_job("proofs") is not None
+        try:
+            daemon.start()
+        finally:
+            daemon.stop()
+    with database.sessions.begin() as session:
+        kinds = list(session.scalars(select(Delivery.kind)))
+    assert kinds == [DeliveryKind.PROOF.value]  # the proof, queued; no issue copy
+    plain = settings.replace(editors=())
+    off = Daemon(
+        WeeklyJob(plain, database.sessions, clock=clock),
+        proofs=ProofJob(plain, database.sessions, clock=clock),
+    )
+    assert off.scheduler.get_job("proofs") is None

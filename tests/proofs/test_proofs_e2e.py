@@ -109,6 +109,15 @@ def week_issue(database: Database) -> Issue | None:
         ).one_or_none()
 
 
+PERSONAL = re.compile(
+    r"https://news\.example\.org/(unsubscribe|manage)/[A-Za-z0-9_.\-]+|[a-z]+@example\.(org|net)"
+)
+
+
+def impersonal(text: str) -> str:
+    return PERSONAL.sub("<personal>", text)
+
+
 def cli(config: Path, tmp_path: Path, *args: str) -> tuple[int, str]:
     done = run_cli(*args, cwd=tmp_path, env={"WEEKLY_MAILER_CONFIG": str(config)})
     return done.returncode, done.stdout + done.stderr
@@ -175,6 +184,14 @@ def test_required_approval_proof_summary_and_the_cli_approval(
     assert issue_copies(smtp) == sorted(READERS)
     reader_copy = parsed(smtp.to("ada@example.org")[0].data)
     assert reader_copy["Subject"] == "Hedges in winter"
+    # The proof showed these very bytes: its issue part and the reader's copy differ only in
+    # the personal fields (the address, the signed unsubscribe and manage links).
+    summary_part, proofed = parsed(proofs_to(smtp, "ed@example.org")[0]).iter_parts()
+    assert proofed.get_content_type() == "multipart/alternative"
+    for kind in ("html", "plain"):
+        ours, theirs = (m.get_body(preferencelist=(kind,)) for m in (proofed, reader_copy))
+        assert ours is not None and theirs is not None
+        assert impersonal(ours.get_content()) == impersonal(theirs.get_content())
     code, out = cli(config, tmp_path, "issues", "list")
     assert re.search(r"; sent; approved by Ann Editor at \d{4}-\d\d-\d\d \d\d:\d\d UTC", out), out
     code, out = cli(config, tmp_path, "issues", "approve", "--by", "Ann Editor")

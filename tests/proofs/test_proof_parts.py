@@ -18,6 +18,7 @@ from weekly_mailer.proofs.links import check_link, check_links, links_of
 from weekly_mailer.proofs.make import editor_row
 from weekly_mailer.store.db import Database
 from weekly_mailer.store.models import SubscriberStatus
+from weekly_mailer.subscribers.rules import request_subscription
 
 
 def test_editors_are_a_toml_array_or_a_comma_separated_variable(tmp_path: Path) -> None:
@@ -129,6 +130,17 @@ def test_an_editor_who_is_no_reader_is_left_out_of_counts_until_added(
         subs.add(session, "ed@example.org", confirmed=True, source="test")
     with database.sessions.begin() as session:
         assert subs.count(session, status="active") == 2
+        # An import or the web form makes an editor's row a reader's, like a new address.
+        editor_row(session, "fay@example.net", now=utcnow())
+        editor_row(session, "gus@example.com", now=utcnow())
+        report = subs.import_file(session, b"fay@example.net\n", filename="r.csv",
+                                  confirmed=True)  # fmt: skip
+        assert not report.errors
+        asked = request_subscription(session, "gus@example.com", source="web")
+        assert asked is not None and asked.status == SubscriberStatus.PENDING.value
+    with database.sessions.begin() as session:
+        assert subs.count(session, status="active") == 3
+        assert subs.count(session, status="editor") == 0
 
 
 def test_approve_without_a_proof_is_one_line(workdir: Path) -> None:

@@ -300,6 +300,9 @@ def request_subscription(
         return sub
     if sub.status in (SubscriberStatus.ACTIVE, SubscriberStatus.COMPLAINED):
         return None
+    if sub.status == SubscriberStatus.EDITOR:  # an editor's row (proofs): a new reader
+        sub.status = SubscriberStatus.PENDING.value
+        record(session, sub, EventKind.SUBSCRIBED, source=source, now=now)
     if clean and sub.status == SubscriberStatus.PENDING:
         sub.name = clean
     return sub

@@ -141,7 +141,8 @@ def test_required_approval_proof_summary_and_the_cli_approval(
     clock.now = WED - dt.timedelta(hours=24)
     proof = proof_job.run()
     assert proof is not None
-    assert proof_job.run() is None  # the same content: no second proof
+    clock.now += dt.timedelta(minutes=11)
+    assert proof_job.run() is None  # composed again: the same content, no second proof
     deliver(database, settings, clock)
 
     for editor in ("ed@example.org", "fay@example.net"):

@@ -50,7 +50,8 @@ STATES = ("queued", "sending", "sent", "deferred", "failed", "skipped")
 
 @click.group()
 def issues() -> None:
-    """See what was sent to whom, resend what failed, release a held weekly send."""
+    """See what was sent to whom, resend what failed, release a held weekly send, approve or
+    veto the next week's [Proof]."""
 
 
 @issues.command("list")

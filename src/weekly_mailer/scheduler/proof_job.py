@@ -6,8 +6,11 @@ week it looks at is the next send's, or the most recent send's while that week w
 the send time minus ``proof_hours``, it composes the week through ``issues.look_at_week`` and
 ``plan_week`` (the send's own path) and, when the content differs from the week's latest proof
 (or there is none), tries the links, stores the proof and queues a copy for each editor
-(:mod:`weekly_mailer.proofs`). So an article edited after its proof gives a new proof within a
-minute. Nothing here enqueues the issue: the weekly job does, at the send time.
+(:mod:`weekly_mailer.proofs`). After that it composes the week again every
+:data:`RECHECK` (not every minute: a feed is fetched each time), so an article edited after its
+proof gives a new proof within ten minutes; the weekly job composes at the send time anyway and
+compares the content with the approved one. Nothing here enqueues the issue: the weekly job
+does, at the send time.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("weekly_mailer.scheduler")
 
 Clock = Callable[[], dt.datetime]
+RECHECK = dt.timedelta(minutes=10)  # how often a proofed week's content is composed again
 
 
 class ProofJob:
@@ -56,6 +60,7 @@ class ProofJob:
         self.lead = dt.timedelta(hours=settings.proof_hours)
         self.grace = dt.timedelta(hours=settings.grace_hours)
         self._said: set[str] = set()
+        self._checked: dict[dt.date, dt.datetime] = {}  # the last look at a proofed week
 
     @property
     def enabled(self) -> bool:
@@ -80,6 +85,9 @@ class ProofJob:
         if now < fire - self.lead:
             return None
         week = self.schedule.send_week(fire)
+        last = self._checked.get(week)
+        if last is not None and now - last < RECHECK:
+            return None
         try:
             with self.sessions.begin() as session:
                 look = issues.look_at_week(session, self.settings, now=now, at=fire)
@@ -89,6 +97,7 @@ class ProofJob:
             with self.sessions.begin() as session:
                 proof_plan = proofs.plan_proof(session, plan, fire=fire, own=self.settings.base_url)
             if proof_plan is None:
+                self._checked[week] = now
                 return None
             proof_plan = proofs.try_links(proof_plan, timeout=self.link_timeout)
             with self.sessions.begin() as session:
@@ -96,6 +105,7 @@ class ProofJob:
                     return None  # another daemon mailed this proof meanwhile
                 proof = proofs.store_proof(session, self.settings, proof_plan, now=now)
                 session.expunge(proof)
+            self._checked[week] = now
         except (ArticleError, ComposeError, SendError) as exc:
             self._once(f"week of {week}: no proof yet: {exc}")
             return None

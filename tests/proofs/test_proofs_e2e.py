@@ -42,7 +42,7 @@ from weekly_mailer.issues.ledger import record_week
 from weekly_mailer.scheduler.catchup import StartAction
 from weekly_mailer.scheduler.job import WeeklyJob
 from weekly_mailer.scheduler.proof_job import ProofJob
-from weekly_mailer.store.db import Database
+from weekly_mailer.store.db import Database, make_engine, upgrade
 from weekly_mailer.store.models import Issue, IssueStatus
 from weekly_mailer.web import close_app, create_app
 
@@ -51,6 +51,26 @@ pytestmark = pytest.mark.slow
 EDITORS = ("ed@example.org", "Fay Proof <fay@example.net>")
 READERS = ("ada@example.org", "bo@example.net")
 LINK = re.compile(r"https://news\.example\.org(/proof/[A-Za-z0-9_.\-]+)")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def backing(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    """The settings on SQLite, then on a fresh PostgreSQL database."""
+    if request.param == "postgresql":
+        return settings.replace(database_url=request.getfixturevalue("pg_url"))
+    return settings
+
+
+@pytest.fixture
+def database(backing: Settings) -> Iterator[Database]:
+    engine = make_engine(backing.database_url)
+    upgrade(engine)
+    engine.dispose()
+    db = Database(backing)
+    try:
+        yield db
+    finally:
+        db.close()
 
 
 @pytest.fixture
@@ -124,11 +144,11 @@ def cli(config: Path, tmp_path: Path, *args: str) -> tuple[int, str]:
 
 
 def test_required_approval_proof_summary_and_the_cli_approval(
-    database: Database, settings: Settings, tmp_path: Path, smtp: SMTPServer,
+    database: Database, backing: Settings, tmp_path: Path, smtp: SMTPServer,
     links: tuple[str, list[tuple[str, str]]],
 ) -> None:  # fmt: skip
     base, seen = links
-    settings = week_settings(settings, tmp_path, smtp, base, approval="required")
+    settings = week_settings(backing, tmp_path, smtp, base, approval="required")
     config = write_config(settings, tmp_path / "weekly_mailer.toml")
     add_readers(database, *READERS)
     installed_before(database)
@@ -200,11 +220,11 @@ def test_required_approval_proof_summary_and_the_cli_approval(
 
 
 def test_the_proof_link_approves_on_post_only_and_an_edit_voids_it(
-    database: Database, settings: Settings, tmp_path: Path, smtp: SMTPServer,
+    database: Database, backing: Settings, tmp_path: Path, smtp: SMTPServer,
     links: tuple[str, list[tuple[str, str]]],
 ) -> None:  # fmt: skip
     base, _seen = links
-    settings = week_settings(settings, tmp_path, smtp, base, approval="required")
+    settings = week_settings(backing, tmp_path, smtp, base, approval="required")
     config = write_config(settings, tmp_path / "weekly_mailer.toml")
     add_readers(database, *READERS)
     installed_before(database)
@@ -269,11 +289,11 @@ def test_the_proof_link_approves_on_post_only_and_an_edit_voids_it(
 
 
 def test_a_veto_sends_nothing_and_issues_list_says_who_and_why(
-    database: Database, settings: Settings, tmp_path: Path, smtp: SMTPServer,
+    database: Database, backing: Settings, tmp_path: Path, smtp: SMTPServer,
     links: tuple[str, list[tuple[str, str]]],
 ) -> None:  # fmt: skip
     base, _seen = links
-    settings = week_settings(settings, tmp_path, smtp, base, approval="veto")
+    settings = week_settings(backing, tmp_path, smtp, base, approval="veto")
     config = write_config(settings, tmp_path / "weekly_mailer.toml")
     add_readers(database, *READERS)
     installed_before(database)

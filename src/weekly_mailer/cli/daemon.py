@@ -64,6 +64,11 @@ def run(
     passed before it first started: its first issue goes out at the next send time. The
     database guarantees one issue per week however many daemons run. SIGTERM or SIGINT stop
     it cleanly. See docs/operations.md.
+
+    With editors set, it mails each editor a [Proof] of the week's issue proof_hours before
+    the send (again whenever the content changes); with approval = required the week waits
+    for `issues approve` (or the proof's approve link), with approval = veto it goes unless
+    vetoed (docs/operations.md, "The editor's week").
     """
     import threading
 

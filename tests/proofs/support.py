@@ -23,7 +23,19 @@ from weekly_mailer.delivery.runner import Runner
 from weekly_mailer.store.db import Database
 
 LA = zoneinfo.ZoneInfo("America/Los_Angeles")
-WED = dt.datetime(2026, 11, 25, 18, tzinfo=LA)  # the send time: 2026-11-26 02:00 UTC
+
+
+def _a_coming_wednesday() -> dt.datetime:
+    """18:00 Los Angeles on a Wednesday 3 to 9 days from now: the clock of the jobs is injected,
+    but the CLI (a subprocess) and the web app decide with the real time, before which the
+    week must still be open (not given up)."""
+    start = dt.datetime.now(LA).date() + dt.timedelta(days=3)
+    day = start + dt.timedelta(days=(2 - start.weekday()) % 7)
+    return dt.datetime.combine(day, dt.time(18), tzinfo=LA)
+
+
+WED = _a_coming_wednesday()  # the send time
+WEEK = WED.date()
 
 
 class Clock:
@@ -82,9 +94,10 @@ def link_server() -> Iterator[tuple[str, list[tuple[str, str]]]]:
 
 def write_article(folder: Path, base: str, *, extra: str = "") -> Path:
     folder.mkdir(exist_ok=True)
-    path = folder / "2026-11-25-hedges.md"
+    path = folder / f"{WEEK}-hedges.md"
     path.write_text(
-        "---\ntitle: Hedges in winter\nauthor: Robin Field\ndate: 2026-11-24\n---\n"
+        "---\ntitle: Hedges in winter\nauthor: Robin Field\n"
+        f"date: {WEEK - dt.timedelta(days=1)}\n---\n"
         "A hedge is a slow city: wrens, dunnocks and a hundred insects share it.\n\n"
         f"See [the survey]({base}/ok), [the old map]({base}/gone), "
         f"[the atlas]({base}/no-head) and [the notes]({base}/moved).\n{extra}"

@@ -107,7 +107,7 @@ def test_preview_check_links_lists_the_broken_one_and_exits_1(workdir: Path) -> 
         assert done.returncode == 1, done.stderr
         assert f"Links that do not work: 1 of 4\n  {base}/gone: 404 Not Found" in done.stdout
         assert (workdir / "preview.html").exists()
-        (workdir / "articles" / "2026-11-25-hedges.md").write_text(
+        article.write_text(
             f"---\ntitle: Fine\n---\nAll [good]({base}/ok).\n"
         )
         done = run_cli("preview", str(article), "--check-links", cwd=workdir, env=env)
@@ -194,3 +194,31 @@ def test_the_daemon_runs_the_proof_job_at_start_and_every_minute(
         proofs=ProofJob(plain, database.sessions, clock=clock),
     )
     assert off.scheduler.get_job("proofs") is None
+
+
+def test_a_week_given_up_takes_no_decision(database: Database) -> None:
+    import datetime as dt
+
+    from weekly_mailer.errors import ProofError
+    from weekly_mailer.proofs import Decision, decide, week_approval
+    from weekly_mailer.store.proof_models import Proof
+
+    fire = dt.datetime(2026, 12, 10, 2, tzinfo=dt.UTC)
+    week = dt.date(2026, 12, 9)
+    with database.sessions.begin() as session:
+        session.add(Proof(send_week=week, content_hash="a" * 64, fire_at=fire, subject="S",
+                          title="T", source="s", source_key="k", summary={}))  # fmt: skip
+    grace = dt.timedelta(hours=12)
+    with database.sessions.begin() as session:
+        done = decide(session, decision=Decision.APPROVE, by="  Ann   Editor ", now=fire,
+                      grace=grace)  # fmt: skip
+        assert (done.send_week, done.by, done.via) == (week, "Ann Editor", "cli")
+        assert week_approval(session, week).state == "approved"
+        with pytest.raises(ProofError, match="--reason"):
+            decide(session, decision=Decision.VETO, by="Bob", now=fire, week=week, grace=grace)
+        late = fire + grace + dt.timedelta(minutes=1)
+        with pytest.raises(ProofError, match="was given up"):
+            decide(session, decision=Decision.VETO, by="Bob", reason="x", now=late, week=week,
+                   grace=grace)  # fmt: skip
+        with pytest.raises(ProofError, match="no proof is waiting"):
+            decide(session, decision=Decision.APPROVE, by="Bob", now=late, grace=grace)

@@ -27,6 +27,7 @@ from sqlalchemy import select
 from tests.conftest import run_cli
 from tests.proofs.support import (
     WED,
+    WEEK,
     Clock,
     add_readers,
     deliver,
@@ -103,8 +104,8 @@ def week_settings(
 def installed_before(database: Database) -> None:
     """An installation that ran last week (so a late week is caught up, or recorded missed)."""
     with database.sessions.begin() as session:
-        record_week(session, dt.date(2026, 11, 18), status=IssueStatus.SKIPPED, reason="earlier",
-                    now=WED - dt.timedelta(days=7))  # fmt: skip
+        record_week(session, WEEK - dt.timedelta(days=7), status=IssueStatus.SKIPPED,
+                    reason="earlier", now=WED - dt.timedelta(days=7))  # fmt: skip
 
 
 def jobs(database: Database, settings: Settings, clock: Clock) -> tuple[ProofJob, WeeklyJob]:
@@ -125,7 +126,7 @@ def issue_copies(smtp: SMTPServer) -> list[str]:
 def week_issue(database: Database) -> Issue | None:
     with database.sessions.begin() as session:
         return session.scalars(
-            select(Issue).where(Issue.send_week == WED.date())
+            select(Issue).where(Issue.send_week == WEEK)
         ).one_or_none()
 
 
@@ -172,9 +173,11 @@ def test_required_approval_proof_summary_and_the_cli_approval(
         assert message["To"] == editor
         summary = summary_of(data)
         assert "Article: Hedges in winter" in summary
-        assert f"Source: {tmp_path / 'articles' / '2026-11-25-hedges.md'}" in summary
+        assert f"Source: {tmp_path / 'articles' / f'{WEEK}-hedges.md'}" in summary
         assert "Readers: 2 will get it" in summary
-        assert "Goes out: Wed 2026-11-25 18:00 PST (Thu 2026-11-26 02:00 UTC)" in summary
+        utc = WED.astimezone(dt.UTC)
+        goes = f"Goes out: Wed {WEEK} 18:00 {WED.tzname()} (Thu {utc:%Y-%m-%d %H:%M} UTC)"
+        assert goes in summary
         assert "postal_address is not set" in summary
         assert f"Links that do not work: 1 of 4\n  - {base}/gone: 404 Not Found" in summary
         assert "/no-head" not in summary and "/moved" not in summary
@@ -193,12 +196,12 @@ def test_required_approval_proof_summary_and_the_cli_approval(
     assert week_issue(database) is None and issue_copies(smtp) == []
     code, out = cli(config, tmp_path, "issues", "list")
     assert code == 0, out
-    assert "PROOF week of 2026-11-25: proof #1" in out and "waiting for approval" in out
+    assert f"PROOF week of {WEEK}: proof #1" in out and "waiting for approval" in out
 
     # Approved from the CLI (a real subprocess), after the send time: it goes at once.
     code, out = cli(config, tmp_path, "issues", "approve", "--by", "Ann Editor")
     assert code == 0, out
-    assert "Approved the week of 2026-11-25 (proof #1) by Ann Editor" in out
+    assert f"Approved the week of {WEEK} (proof #1) by Ann Editor" in out
     clock.now = WED + dt.timedelta(hours=2)
     assert weekly.reconcile() is StartAction.CATCH_UP
     deliver(database, settings, clock)
@@ -301,10 +304,10 @@ def test_a_veto_sends_nothing_and_issues_list_says_who_and_why(
     proof_job, weekly = jobs(database, settings, clock)
     assert proof_job.run() is not None
     code, out = cli(
-        config, tmp_path, "issues", "veto", "2026-11-25", "--by", "Bob", "--reason",
+        config, tmp_path, "issues", "veto", str(WEEK), "--by", "Bob", "--reason",
         "the survey link is dead",
     )  # fmt: skip
-    assert code == 0 and "Vetoed the week of 2026-11-25 by Bob" in out, out
+    assert code == 0 and f"Vetoed the week of {WEEK} by Bob" in out, out
     clock.now = WED + dt.timedelta(seconds=1)
     assert weekly.reconcile() is StartAction.NOTHING
     clock.now = WED + dt.timedelta(hours=12, minutes=1)  # past grace_hours

@@ -33,8 +33,9 @@ def approve(app: AppContext, week: dt.datetime | None, by: str) -> None:
     now = app.clock()
     with app.db.sessions.begin() as session:
         done = proofs.decide(
-            session, decision=proofs.Decision.APPROVE, by=by, week=_week(week), now=now
-        )
+            session, decision=proofs.Decision.APPROVE, by=by, week=_week(week), now=now,
+            grace=dt.timedelta(hours=app.settings.grace_hours),
+        )  # fmt: skip
         line = f"Approved the week of {done.send_week} (proof #{done.proof_id}) by {done.by}"
     click.echo(f"{line} at {now:%Y-%m-%d %H:%M:%S} UTC.")
 
@@ -55,7 +56,7 @@ def veto(app: AppContext, week: dt.datetime | None, by: str, reason: str) -> Non
     with app.db.sessions.begin() as session:
         done = proofs.decide(
             session, decision=proofs.Decision.VETO, by=by, reason=reason, week=_week(week),
-            now=now,
+            now=now, grace=dt.timedelta(hours=app.settings.grace_hours),
         )  # fmt: skip
         line = f"Vetoed the week of {done.send_week} by {done.by}: {done.reason}"
     click.echo(f"{line} (at {now:%Y-%m-%d %H:%M:%S} UTC). Nothing will be sent for it.")

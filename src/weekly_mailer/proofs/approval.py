@@ -100,11 +100,12 @@ def gate(
     return None
 
 
-def next_week_to_send(session: Session) -> dt.date:
-    """The week the next send is for: the earliest proofed week with no issue row yet."""
-    weeks = session.scalars(select(Proof.send_week).distinct().order_by(Proof.send_week))
-    for week in weeks:
-        if issue_for_week(session, week) is None:
+def next_week_to_send(session: Session, *, now: dt.datetime, grace: dt.timedelta) -> dt.date:
+    """The week the next send is for: the earliest proofed week with no issue row yet whose
+    send is not given up (its send time plus ``grace`` not passed)."""
+    query = select(Proof.send_week, Proof.fire_at).order_by(Proof.send_week, Proof.id.desc())
+    for week, fire_at in session.execute(query):
+        if fire_at + grace >= now and issue_for_week(session, week) is None:
             return week
     raise ProofError("no proof is waiting for a decision (the next one goes out proof_hours "
                      "before the next send; see `weekly-mailer schedule`)")  # fmt: skip
@@ -120,17 +121,23 @@ def decide(
     reason: str = "",
     via: str = "cli",
     proof: Proof | None = None,
+    grace: dt.timedelta = dt.timedelta(hours=12),
 ) -> ProofDecision:
     """Record an approval or a veto of ``week`` (default: the next week to send), bound to its
     latest proof's content (or to ``proof``'s, a link's: refused when that proof is not the
-    latest). ``ProofError`` when there is nothing to decide."""
+    latest). ``ProofError`` when there is nothing to decide: no proof, the week sent or recorded,
+    or given up (its send time plus ``grace``, the ``grace_hours``, passed)."""
     by = " ".join(by.split())
     if not by:
         raise ProofError("--by: say who decides (a name)")
     if decision is Decision.VETO and not reason.strip():
         raise ProofError("--reason: say why the week is vetoed")
     if week is None:
-        week = proof.send_week if proof is not None else next_week_to_send(session)
+        week = (
+            proof.send_week
+            if proof is not None
+            else next_week_to_send(session, now=now, grace=grace)
+        )
     issue = issue_for_week(session, week)
     if issue is not None:
         raise ProofError(
@@ -140,6 +147,11 @@ def decide(
     latest = latest_proof(session, week)
     if latest is None:
         raise ProofError(f"the week of {week} has no proof yet: nothing to {decision.value}")
+    if latest.fire_at + grace < now:
+        raise ProofError(
+            f"the week of {week} was given up: its send time and grace_hours passed; "
+            f"there is nothing to {decision.value} any more"
+        )
     if proof is not None and proof.id != latest.id:
         raise ProofError(
             "this proof is out of date: the issue changed and a newer proof was mailed; "
@@ -169,7 +181,9 @@ class LinkTarget:
     decision: Decision
 
 
-def read_link(session: Session, settings: Settings, token: str) -> LinkTarget:
+def read_link(
+    session: Session, settings: Settings, token: str, *, now: dt.datetime
+) -> LinkTarget:
     """The copy and decision a proof link's token names; ``TokenError`` for a tampered or
     foreign token, ``ProofError`` when its week is sent or given up."""
     signer: TokenSigner = signer_for(settings.secret_key)
@@ -189,6 +203,10 @@ def read_link(session: Session, settings: Settings, token: str) -> LinkTarget:
             raise ProofError(
                 f"the week of {proof.send_week} is {issue.status} already: this link no "
                 "longer does anything"
+            )
+        if proof.fire_at + dt.timedelta(hours=settings.grace_hours) < now:
+            raise ProofError(
+                f"the week of {proof.send_week} was given up: this link no longer does anything"
             )
         return LinkTarget(copy, proof, decision)
     raise TokenError("invalid link")

@@ -10,11 +10,13 @@ one replaced (the content changed), says so and changes nothing.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from flask import Blueprint, Response, render_template, request
 
 from weekly_mailer import proofs
 from weekly_mailer.errors import ProofError, TokenError
-from weekly_mailer.web.security import client_ip, error_page, invalid_link
+from weekly_mailer.web.security import error_page, invalid_link
 from weekly_mailer.web.state import state
 
 bp = Blueprint("proofs", __name__)
@@ -31,7 +33,7 @@ def decision(token: str) -> Response:
     web = state()
     with web.db.sessions.begin() as session:
         try:
-            target = proofs.read_link(session, web.settings, token)
+            target = proofs.read_link(session, web.settings, token, now=web.clock())
         except TokenError:
             return invalid_link()
         except ProofError as exc:
@@ -51,7 +53,7 @@ def decision(token: str) -> Response:
             )
         reason = " ".join(request.form.get("reason", "").split())[:2000]
         if vetoing and not reason:
-            reason = f"vetoed from the proof's link (no reason given; ip={client_ip()})"
+            reason = "no reason given (vetoed from the proof's link)"
         try:
             done = proofs.decide(
                 session,
@@ -61,6 +63,7 @@ def decision(token: str) -> Response:
                 via="link",
                 now=web.clock(),
                 proof=target.proof,
+                grace=dt.timedelta(hours=web.settings.grace_hours),
             )
         except ProofError as exc:
             return error_page(409, title="Nothing was changed", text=str(exc))

@@ -38,6 +38,7 @@ from tests.proofs.support import (
     write_config,
 )
 from tests.support.smtpd import SMTPServer
+from weekly_mailer import subscribers as subs
 from weekly_mailer.config import Settings
 from weekly_mailer.issues.ledger import record_week
 from weekly_mailer.scheduler.catchup import StartAction
@@ -45,6 +46,7 @@ from weekly_mailer.scheduler.job import WeeklyJob
 from weekly_mailer.scheduler.proof_job import ProofJob
 from weekly_mailer.store.db import Database, make_engine, upgrade
 from weekly_mailer.store.models import Issue, IssueStatus
+from weekly_mailer.subscribers.reader import pause
 from weekly_mailer.web import close_app, create_app
 
 pytestmark = pytest.mark.slow
@@ -120,7 +122,8 @@ def proofs_to(smtp: SMTPServer, editor: str) -> list[bytes]:
 
 
 def issue_copies(smtp: SMTPServer) -> list[str]:
-    return sorted(a for m in smtp.received() for a in m.rcpt_tos if a in READERS)
+    readers = (*READERS, "cy@example.com")
+    return sorted(a for m in smtp.received() for a in m.rcpt_tos if a in readers)
 
 
 def week_issue(database: Database) -> Issue | None:
@@ -151,7 +154,10 @@ def test_required_approval_proof_summary_and_the_cli_approval(
     base, seen = links
     settings = week_settings(backing, tmp_path, smtp, base, approval="required")
     config = write_config(settings, tmp_path / "weekly_mailer.toml")
-    add_readers(database, *READERS)
+    add_readers(database, *READERS, "cy@example.com")
+    with database.sessions.begin() as session:  # cy paused this issue: not among the readers
+        (cy,) = [s for s in subs.iter_subscribers(session) if s.email == "cy@example.com"]
+        pause(session, cy, issues=1, source="test", now=WED - dt.timedelta(days=2))
     installed_before(database)
     clock = Clock(WED - dt.timedelta(hours=30))
     proof_job, weekly = jobs(database, settings, clock)
@@ -174,7 +180,7 @@ def test_required_approval_proof_summary_and_the_cli_approval(
         summary = summary_of(data)
         assert "Article: Hedges in winter" in summary
         assert f"Source: {tmp_path / 'articles' / f'{WEEK}-hedges.md'}" in summary
-        assert "Readers: 2 will get it" in summary
+        assert "Readers: 2 will get it (1 more paused)" in summary
         utc = WED.astimezone(dt.UTC)
         goes = f"Goes out: Wed {WEEK} 18:00 {WED.tzname()} (Thu {utc:%Y-%m-%d %H:%M} UTC)"
         assert goes in summary

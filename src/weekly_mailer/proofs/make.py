@@ -36,6 +36,7 @@ from weekly_mailer.proofs.summary import summary_text
 from weekly_mailer.store import outbox
 from weekly_mailer.store.models import DeliveryKind, Subscriber, SubscriberStatus
 from weekly_mailer.store.proof_models import Proof, ProofCopy
+from weekly_mailer.subscribers.reader import count_paused
 from weekly_mailer.subscribers.rules import normalise_address
 from weekly_mailer.tokens import Purpose, signer_for
 
@@ -150,13 +151,15 @@ def store_proof(
     session.add(proof)
     session.flush()
     date = now.replace(microsecond=0)
+    paused = count_paused(session, now=proof_plan.fire)  # skipped by the enqueue
     summary: dict[str, Any] = {}
     for editor in settings.editors:
         sub = editor_row(session, editor, now=now)
         copy = _copy_for(settings, composed, plan.week, sub, date=date)
         size = _html_bytes(copy)
         summary = {
-            "readers": plan.todo,
+            "readers": max(0, plan.todo - paused),
+            "paused": paused,
             "lint": list(lint.warnings),
             "links": len(proof_plan.links),
             "broken": [b.line() for b in proof_plan.broken],

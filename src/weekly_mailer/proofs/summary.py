@@ -43,7 +43,8 @@ def summary_text(
         "",
         f"Article: {proof.title}",
         f"Source: {proof.source}",
-        f"Readers: {summary.get('readers', 0)} will get it",
+        f"Readers: {summary.get('readers', 0)} will get it"
+        + (f" ({summary['paused']} more paused)" if summary.get("paused") else ""),
         f"Goes out: {local_and_utc(proof.fire_at, settings.zone)}",
         f"Size: the HTML is {size / 1024:.1f} KB"
         + (

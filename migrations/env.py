@@ -8,6 +8,7 @@ from sqlalchemy.engine import Engine
 from weekly_mailer.store import (
     bounce_models,  # noqa: F401 - its table belongs in the metadata
     hold_models,  # noqa: F401 - so does this one
+    proof_models,  # noqa: F401 - and the proofs'
     reader_models,  # noqa: F401 - and this one
 )
 from weekly_mailer.store.models import Base

@@ -95,6 +95,9 @@ class Settings:
     journal_dir: str = ""
     dns_resolver: str = ""
     preflight: str = "warn"
+    editors: tuple[str, ...] = ()
+    proof_hours: float = 24.0
+    approval: str = "none"
 
     @property
     def zone(self) -> zoneinfo.ZoneInfo:
@@ -196,6 +199,12 @@ DESCRIPTIONS: dict[str, str] = {
     "the system's)",
     "preflight": "before each send: warn (log or ask, then send), refuse (a failure holds the "
     "week until `issues release`) or off",
+    "editors": "addresses mailed a [Proof] of each issue proof_hours before its send (a TOML "
+    "array; comma-separated in WEEKLY_MAILER_EDITORS; empty: no proofs)",
+    "proof_hours": "hours before the send the proof goes to the editors (fractions allowed; "
+    "0 = no proof)",
+    "approval": "none (send as today), veto (send unless an editor vetoes) or required (send "
+    "only once an editor approved the issue's current content, waiting within grace_hours)",
 }
 
 
@@ -212,6 +221,8 @@ def _coerce(key: str, raw: Any, origin: str) -> Any:
         return bounded_number(key, raw, whole=kind == "int", where=where)
     if kind == "bool":
         return _boolean(key, raw, where)
+    if kind == "tuple[str, ...]":
+        return _string_list(key, raw, where)
     raise AssertionError(kind)  # pragma: no cover
 
 
@@ -230,6 +241,16 @@ def _boolean(key: str, raw: Any, where: str) -> bool:
     raise ConfigError(f"{key}: expected true or false, got {shown!r}{where}")
 
 
+def _string_list(key: str, raw: Any, where: str) -> tuple[str, ...]:
+    """A TOML array of strings, or an environment string of comma-separated items."""
+    if isinstance(raw, str):
+        items = [item.strip() for item in raw.split(",")]
+        return tuple(item for item in items if item)
+    if isinstance(raw, list | tuple) and all(isinstance(item, str) for item in raw):
+        return tuple(item.strip() for item in raw if item.strip())
+    raise ConfigError(f"{key}: expected a list of strings, got {raw!r}{where}")
+
+
 def _validated(values: Mapping[str, Any], origins: Mapping[str, str]) -> Settings:
     clean: dict[str, Any] = {}
     for key, raw in values.items():
@@ -244,6 +265,11 @@ def _validated(values: Mapping[str, Any], origins: Mapping[str, str]) -> Setting
         raise ConfigError(
             f"warmup_factor: must be more than 1 (the daily allowance grows by it), "
             f"got {settings.warmup_factor:g}"
+        )
+    if settings.approval != "none" and not (settings.editors and settings.proof_hours > 0):
+        raise ConfigError(
+            f"approval: {settings.approval!r} needs editors and proof_hours above 0 (the "
+            "editors approve or veto the proof they are mailed)"
         )
     if settings.metrics_address:
         _host, port = split_host_port("metrics_address", settings.metrics_address)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import zoneinfo
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from weekly_mailer.errors import ConfigError
@@ -209,7 +210,21 @@ def _check_bounce_trust(key: str, value: str) -> None:
         raise ConfigError(f"{key}: {value!r} is not one of signed, any")
 
 
-CHECKS: dict[str, Callable[[str, str], None]] = {
+def _check_approval(key: str, value: str) -> None:
+    if value not in ("none", "veto", "required"):
+        raise ConfigError(f"{key}: {value!r} is not one of none, veto, required")
+
+
+def _check_addresses(key: str, value: Any) -> None:
+    seen: set[str] = set()
+    for item in value:
+        _check_address(key, item)
+        if item.lower() in seen:
+            raise ConfigError(f"{key}: {item!r} is listed twice")
+        seen.add(item.lower())
+
+
+CHECKS: dict[str, Callable[[str, Any], None]] = {
     "database_url": _check_database_url,
     "backend_url": _check_backend_url,
     "base_url": _check_http_url,
@@ -226,4 +241,6 @@ CHECKS: dict[str, Callable[[str, str], None]] = {
     "dns_resolver": _check_dns_resolver,
     "preflight": _check_preflight,
     "bounce_trust": _check_bounce_trust,
+    "approval": _check_approval,
+    "editors": _check_addresses,
 }

@@ -21,6 +21,7 @@ NON_NEGATIVE = {
     "metrics_linger_seconds",
     "daily_quota",
     "warmup_start",
+    "proof_hours",
 }
 
 # The largest value each numeric key takes: beyond these, dates overflow and sleeps never end.
@@ -58,6 +59,7 @@ UPPER_BOUNDS: dict[str, float] = {
     "port": 65_535,
     "metrics_linger_seconds": 3_600,
     "outage_limit_seconds": 604_800,  # a week
+    "proof_hours": 144,  # six days: a proof belongs to the week before its send
 }
 
 

@@ -17,8 +17,9 @@
      ├── TokenError               a signed link token is tampered, expired or foreign
      ├── IssueError               an issue cannot be found, made or sent as asked
      │    ├── IssueNotFoundError  no issue has that id
-     │    └── SendError           ``send`` cannot start (no article, the week was skipped, …)
-     │         └── WeekHeldError  the list-health guard holds the send (exit 3)
+     │    ├── SendError           ``send`` cannot start (no article, the week was skipped, …)
+     │    │    └── WeekHeldError  the list-health guard holds the send (exit 3)
+     │    └── ProofError          an approval or veto cannot be recorded (no proof, week sent)
      ├── DemoError                the demo folder cannot be used
      └── DeliveryError            raised by backends, mapped once at the boundary
           ├── BackendUnavailableError  the backend takes nothing now (outage, refused login)
@@ -111,6 +112,10 @@ class WeekHeldError(SendError):
     """The list-health guard holds the weekly send (``issues release`` lets it go): exit 3."""
 
     exit_code = 3
+
+
+class ProofError(IssueError):
+    """An approval or a veto cannot be recorded (no proof yet, the week sent, an old proof)."""
 
 
 class DemoError(WeeklyMailerError):

@@ -32,6 +32,8 @@ class Purpose(StrEnum):
     UNSUBSCRIBE = "unsubscribe"
     MANAGE = "manage"  # the reader's own page; never expires, dies when the address changes
     MOVE = "move"  # confirms a change of address, bound to the change; expires
+    APPROVE = "approve"  # an editor's approval of a proof, bound to its content (proofs/)
+    VETO = "veto"  # an editor's veto of a proof, bound to its content
 
 
 def _address_digest(email_key: str, bound_to: str = "") -> str:

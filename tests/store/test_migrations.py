@@ -25,6 +25,9 @@ TABLES = {
     "domain_pause",
     "address_change",
     "erasure",
+    "proof",
+    "proof_copy",
+    "proof_decision",
 }
 
 

@@ -100,6 +100,13 @@ def _send_test(settings: Settings, article: Article, week: dt.date, address: str
     metavar="ADDR",
     help='Send one copy to ADDR through the configured backend ("[TEST]" in the subject).',
 )
+@click.option(
+    "--check-links",
+    "check_links",
+    is_flag=True,
+    help="Try every link of the issue (HEAD, then GET; redirects followed; 10 s each) and list "
+    "those that do not work; exit 1 when one does not.",
+)
 @pass_app
 def preview(
     app: AppContext,
@@ -108,11 +115,16 @@ def preview(
     show_text: bool,
     open_browser: bool,
     send_to: str | None,
+    check_links: bool,
 ) -> None:
     """Compose the issue from SOURCE (default: article_source) and write the HTML and text.
 
     The files show what a subscriber gets (with sample personal values); the lint report says
-    what an inbox would clip or break. Errors in it make `send` refuse the issue.
+    what an inbox would clip or break. Errors in it make `send` refuse the issue. With
+    --check-links every link is tried; a 4xx/5xx answer, an unknown host, a refused connection
+    or a timeout is listed, and the command exits 1 (after writing the files), so a script or
+    an editor's habit can stop on it. A broken link never stops `send` or the daemon: the
+    editors see it in the [Proof].
     """
     from weekly_mailer.compose import compose_issue
     from weekly_mailer.issues.weeks import send_week_for
@@ -147,6 +159,23 @@ def preview(
     if send_to:
         message_id = _send_test(settings, article, week, send_to)
         click.echo(f"Sent a test copy to {send_to} (Message-ID {message_id}).")
+    if check_links:
+        _check_links(issue.html_template, own=settings.base_url.rstrip("/"))
+
+
+def _check_links(html: str, *, own: str) -> None:
+    """List the links of ``html`` that do not work; exit 1 when there is one."""
+    from weekly_mailer.proofs.links import check_links, links_of
+
+    links = links_of(html, own=own)
+    broken = check_links(links)
+    if not broken:
+        click.echo(f"Links: all {len(links)} work.")
+        return
+    click.echo(f"Links that do not work: {len(broken)} of {len(links)}")
+    for link in broken:
+        click.echo(f"  {link.line()}")
+    raise SystemExit(1)
 
 
 def register(main: click.Group) -> None:

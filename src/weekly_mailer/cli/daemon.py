@@ -64,6 +64,11 @@ def run(
     passed before it first started: its first issue goes out at the next send time. The
     database guarantees one issue per week however many daemons run. SIGTERM or SIGINT stop
     it cleanly. See docs/operations.md.
+
+    With editors set, it mails each editor a [Proof] of the week's issue proof_hours before
+    the send (again whenever the content changes); with approval = required the week waits
+    for `issues approve` (or the proof's approve link), with approval = veto it goes unless
+    vetoed (docs/operations.md, "The editor's week").
     """
     import threading
 
@@ -74,6 +79,7 @@ def run(
     from weekly_mailer.scheduler.daemon import Daemon, ProgressLog, WebServer
     from weekly_mailer.scheduler.job import WeeklyJob
     from weekly_mailer.scheduler.leader import leadership_for
+    from weekly_mailer.scheduler.proof_job import ProofJob
 
     settings = app.settings
     if settings.log_level.upper() != "DEBUG":  # its INFO says "running job" every minute
@@ -95,6 +101,9 @@ def run(
         leadership=leadership_for(db.engine),
     )
     job.on_enqueued = delivery.wake
+    proof_job = ProofJob(
+        settings, db.sessions, clock=utcnow, on_queued=delivery.wake, leadership=job.leadership
+    )
     web = None
     web_app = None
     if not no_web:
@@ -122,8 +131,9 @@ def run(
             close_app(web_app)
 
     daemon = Daemon(
-        job, delivery=delivery, web=web, on_stop=closing, reconcile_seconds=check_interval
-    )
+        job, delivery=delivery, web=web, on_stop=closing, reconcile_seconds=check_interval,
+        proofs=proof_job,
+    )  # fmt: skip
     click.echo(
         f"weekly-mailer daemon: sends {job.schedule.describe()}"
         + (f", web app on {web.url}" if web is not None else "")

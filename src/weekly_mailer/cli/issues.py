@@ -19,6 +19,7 @@ from weekly_mailer import issues as svc
 from weekly_mailer.bounces.report import IssueRefusals, issue_refusals
 from weekly_mailer.cli._common import AppContext, pass_app
 from weekly_mailer.cli._delivery import deliver_with_progress, stop_on_signals, summary_table
+from weekly_mailer.cli.proofs import approve, proof_lines, veto
 from weekly_mailer.errors import IssueError
 from weekly_mailer.issues.archive_file import ArchiveFile
 from weekly_mailer.issues.service import pace_forecast
@@ -55,20 +56,25 @@ STATES = ("queued", "sending", "sent", "deferred", "failed", "skipped")
 
 @click.group()
 def issues() -> None:
-    """See what was sent to whom, resend what failed, release a held weekly send."""
+    """See what was sent to whom, resend what failed, release a held weekly send, approve or
+    veto the next week's [Proof]."""
 
 
 @issues.command("list")
 @pass_app
 def list_(app: AppContext) -> None:
     """Every issue, newest first, with its per-state delivery counts; then whether the
-    list-health guard holds the weekly send, and why."""
+    list-health guard holds the weekly send, and why; then each recent week's proof and its
+    approval: waiting, approved (by whom, when) or vetoed (by whom, why)."""
     with app.db.sessions.begin() as session:
         svc.guard(session, app.settings, now=app.clock())  # an issue just finished holds now
         rows = svc.list_issues(session)
         holds = [(h.send_week, h.reason) for h in svc.active_holds(session)]
+    proofed = proof_lines(app)
     if not rows:
         click.echo("No issues yet: `weekly-mailer send` composes and sends this week's.")
+        for line in proofed:
+            click.echo(line)
         return
     cells = [
         [str(issue.id), issue.send_week.isoformat(), issue.status,
@@ -82,6 +88,8 @@ def list_(app: AppContext) -> None:
             f"HELD: the weekly send is held from the week of {week} on: {reason}. "
             f"Release it with `weekly-mailer issues release {week}`."
         )
+    for line in proofed:
+        click.echo(line)
 
 
 def _columns(header: list[str], rows: list[list[str]], *, subject: int) -> list[str]:
@@ -336,6 +344,10 @@ def _login_name() -> str:
         return getpass.getuser()
     except (OSError, KeyError):  # no login name in a bare container
         return "unknown"
+
+
+issues.add_command(approve)
+issues.add_command(veto)
 
 
 def register(main: click.Group) -> None:

@@ -23,6 +23,7 @@ from weekly_mailer.delivery.envelopes import Envelopes
 from weekly_mailer.errors import ComposeError
 from weekly_mailer.store.models import DeliveryKind, Issue
 from weekly_mailer.store.outbox import ClaimedRow
+from weekly_mailer.store.proof_models import proof_copy_for
 from weekly_mailer.subscribers.reader_mail import ReaderMail
 
 if TYPE_CHECKING:
@@ -86,6 +87,13 @@ class IssueRenderers:
         reader_mail = ReaderMail(self.sessions, settings, clock=clock)  # the reader's page's kinds
 
         def render(row: ClaimedRow) -> Envelope:
+            if row.kind == DeliveryKind.PROOF.value:  # built when it was queued (proofs/)
+                with self.sessions() as session:
+                    copy = proof_copy_for(session, row.delivery_id)
+                    if copy is None or not copy.message:
+                        raise ComposeError(f"no proof for outbox row {row.delivery_id}")
+                    to, data, message_id = copy.editor, copy.message, copy.message_id
+                return envelopes.seal(to, data, message_id, delivery_id=row.delivery_id)
             if row.kind != DeliveryKind.CONFIRMATION.value:
                 to, data, message_id = reader_mail.build(row)
                 return envelopes.seal(to, data, message_id, delivery_id=row.delivery_id)

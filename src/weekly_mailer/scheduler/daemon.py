@@ -13,7 +13,10 @@ Jobs:
 - ``weekly-send``: a ``CronTrigger`` at the configured time, running :meth:`WeeklyJob.reconcile`;
 - ``reconcile``: the same every minute, so a standby that becomes leader, or an article that
   could not be read at the send time, is handled within the grace window;
-- ``retry-deferred``: wakes the delivery worker every minute.
+- ``retry-deferred``: wakes the delivery worker every minute;
+- ``proofs`` (with ``editors`` and ``proof_hours``): :meth:`ProofJob.run` every minute, so
+  the week's proof goes to the editors ``proof_hours`` before the send, and again whenever the
+  issue's content changes (``scheduler.proof_job``).
 
 SIGTERM and SIGINT stop cleanly: the scheduler first (no new job starts; a running one ends its
 transaction), then the runner (stops claiming, finishes the messages in flight, writes their
@@ -40,6 +43,7 @@ from weekly_mailer.scheduler.timing import format_fire_time
 
 if TYPE_CHECKING:
     from weekly_mailer.scheduler.job import WeeklyJob
+    from weekly_mailer.scheduler.proof_job import ProofJob
 
 log = logging.getLogger("weekly_mailer.daemon")
 
@@ -144,8 +148,10 @@ class Daemon:
         reconcile_seconds: float = 60.0,
         retry_seconds: float = 60.0,
         on_stop: Callable[[], None] | None = None,
+        proofs: ProofJob | None = None,
     ) -> None:
         self.job = job
+        self.proofs = proofs
         self.delivery = delivery
         self.web = web
         self.on_stop = on_stop
@@ -171,6 +177,14 @@ class Daemon:
             id="reconcile",
             name="catch-up and leader check",
         )
+        if proofs is not None and proofs.enabled:
+            self.scheduler.add_job(
+                self._proofs,
+                "interval",
+                seconds=reconcile_seconds,
+                id="proofs",
+                name="the week's proof to the editors",
+            )
         if delivery is not None:
             self.scheduler.add_job(
                 delivery.wake,
@@ -184,6 +198,7 @@ class Daemon:
         """Check the most recent send time, then start every thread."""
         if self.delivery is not None:
             self.delivery.start()  # it finishes what a previous process left first
+        self._proofs()
         self._reconcile()
         self.scheduler.start()
         if self.web is not None:
@@ -209,6 +224,16 @@ class Daemon:
         except Exception:  # noqa: BLE001 - a job's crash must not end the daemon
             log.exception("weekly job crashed; it runs again within a minute")
         note_run(self.job, outcome, leader=leader)
+
+    def _proofs(self) -> None:
+        if self.stopping.is_set() or self.proofs is None:
+            return
+        try:
+            self.proofs.run()
+        except WeeklyMailerError as exc:
+            log.error("proof job: %s", exc)
+        except Exception:  # noqa: BLE001 - a job's crash must not end the daemon
+            log.exception("proof job crashed; it runs again within a minute")
 
     def stop(self) -> None:
         """Stop the scheduler, then the worker, then the web server. Safe to call twice."""

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import IntegrityError
 
-from weekly_mailer import issues, preflight
+from weekly_mailer import issues, preflight, proofs
 from weekly_mailer.errors import (
     ArticleError,
     ComposeError,
@@ -146,12 +146,42 @@ class WeeklyJob:
             with self.sessions.begin() as session:
                 holds = issues.active_holds(session)
                 note = f"; held by the list-health guard: {holds[0].reason}" if holds else ""
-            self._record(week, IssueStatus.MISSED, decision.reason + note, now=now)
+                waited = self._approval_missed(session, week)
+            self._record(week, IssueStatus.MISSED, waited or decision.reason + note, now=now)
             return decision.action
         catching_up = decision.reason if decision.late_by > dt.timedelta(minutes=1) else ""
         if not self._send_week(fire, now=now, catching_up=catching_up):
             return StartAction.NOTHING  # held by the list-health guard
         return decision.action
+
+    def _approval_missed(self, session: Session, week: dt.date) -> str:
+        """The reason a week that waited for its editors is missed (``""``: it did not wait)."""
+        if self.settings.approval == "none" or proofs.latest_proof(session, week) is None:
+            return ""
+        state = proofs.week_approval(session, week)
+        if state.state == "approved":
+            return ""
+        return (
+            f"not sent: {state.line()} (approval = {self.settings.approval}) by the end of the "
+            f"grace window, {self.settings.grace_hours:g}h after the send time"
+        )
+
+    def _waits_for_editors(self, week: dt.date, plan: issues.WeekPlan, fire: dt.datetime) -> bool:
+        """Whether the editors hold the send of this content (``approval``; said once)."""
+        if plan.composed is None or self.settings.approval == "none":
+            return False
+        digest = proofs.content_hash(plan.composed)
+        with self.sessions.begin() as session:
+            blocked = proofs.gate(session, self.settings, week=week, content_hash=digest)
+        if blocked is None:
+            return False
+        self._once(
+            week,
+            logging.WARNING,
+            f"week of {week} not sent yet: {blocked}; waiting until "
+            f"{fire + self.grace:%Y-%m-%d %H:%M} UTC",
+        )
+        return True
 
     def _preflight(self, week: dt.date) -> list[preflight.Check]:
         """The pre-flight before the week's send, once per week in this process (``[]`` after,
@@ -178,6 +208,8 @@ class WeeklyJob:
                 look = issues.look_at_week(session, self.settings, now=now, at=fire)
                 look = preflight.held_look(session, look, checks, now=now)
             plan = issues.plan_week(look, self.settings, scheduled=True)  # obeys the guard
+            if self._waits_for_editors(week, plan, fire):
+                return False
             if catching_up:
                 self._once(week, logging.WARNING, f"week of {week}: catching up, {catching_up}")
             with self.sessions.begin() as session:

@@ -8,4 +8,5 @@ Imports nothing of ours but the floor (config, errors, clock, paths).
 from weekly_mailer.store import bounce_models as bounce_models  # noqa: E402,F401
 from weekly_mailer.store import hold_models as hold_models  # noqa: E402,F401
 from weekly_mailer.store import pacing_models as pacing_models  # noqa: E402,F401
+from weekly_mailer.store import proof_models as proof_models  # noqa: E402,F401
 from weekly_mailer.store import reader_models as reader_models  # noqa: E402,F401

@@ -73,6 +73,7 @@ class SubscriberStatus(enum.StrEnum):
     BOUNCED = "bounced"
     COMPLAINED = "complained"
     ERASED = "erased"  # forgotten: the row is a tombstone without address or name (reader_models)
+    EDITOR = "editor"  # an editor who is no reader: the row only carries their proofs (proofs/)
 
 
 class EventKind(enum.StrEnum):
@@ -110,6 +111,7 @@ class DeliveryKind(enum.StrEnum):
     MOVE_CONFIRM = "move_confirm"  # to the new address: confirm the change
     MOVE_NOTICE = "move_notice"  # to the old address: the change was made
     DATA_COPY = "data_copy"  # "Email me my data": the record and events as JSON
+    PROOF = "proof"  # an editor's [Proof] of the week's issue (store.proof_models.ProofCopy)
 
 
 class DeliveryStatus(enum.StrEnum):

@@ -119,7 +119,8 @@ class Importer:
                 else:
                     report.kept_unsubscribed += 1
             elif wanted in _SUPPRESSIONS or (
-                status == SubscriberStatus.PENDING.value and wanted == SubscriberStatus.ACTIVE.value
+                status in (SubscriberStatus.PENDING.value, SubscriberStatus.EDITOR.value)
+                and wanted != status  # an editor's row (proofs) becomes a reader like a new one
             ):
                 changes[sub_id] = wanted
             else:
@@ -177,6 +178,9 @@ class Importer:
                     _activate(sub, source=source, now=now)
                     record(session, sub, EventKind.CONFIRMED, source=source, now=now)
                     report.activated += 1
+                elif wanted == SubscriberStatus.PENDING:  # an editor's row, now a reader's
+                    sub.status = wanted
+                    record(session, sub, EventKind.SUBSCRIBED, source=source, now=now)
                 else:
                     # A suppression from the file always wins: never mail someone who left.
                     sub.status = wanted

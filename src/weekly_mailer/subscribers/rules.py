@@ -133,7 +133,9 @@ def add(
     address, key = normalise_address(email)
     clean = clean_name(name)
     sub = session.scalars(select(Subscriber).where(Subscriber.email_key == key)).one_or_none()
-    if sub is not None:
+    if sub is not None and sub.status == SubscriberStatus.EDITOR:
+        record(session, sub, EventKind.SUBSCRIBED, source=source, now=now)  # a reader now
+    elif sub is not None:
         if sub.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING) and not (
             confirmed and sub.status == SubscriberStatus.PENDING
         ):
@@ -170,8 +172,11 @@ def _chunks(seq: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
 
 
 def _status_filter(status: str | None) -> Any:
-    if status is None:  # an erased reader's tombstone is no subscriber (subscribers.forget)
-        return Subscriber.status != SubscriberStatus.ERASED.value
+    if status is None:  # an erased reader's tombstone is no subscriber (subscribers.forget),
+        # nor is an editor's row (proofs: an editor who is no reader)
+        return Subscriber.status.not_in(
+            [SubscriberStatus.ERASED.value, SubscriberStatus.EDITOR.value]
+        )
     if status not in _STATUSES:
         raise SubscriberError(f"unknown status {status!r} (one of: {', '.join(sorted(_STATUSES))})")
     return Subscriber.status == status
@@ -295,6 +300,9 @@ def request_subscription(
         return sub
     if sub.status in (SubscriberStatus.ACTIVE, SubscriberStatus.COMPLAINED):
         return None
+    if sub.status == SubscriberStatus.EDITOR:  # an editor's row (proofs): a new reader
+        sub.status = SubscriberStatus.PENDING.value
+        record(session, sub, EventKind.SUBSCRIBED, source=source, now=now)
     if clean and sub.status == SubscriberStatus.PENDING:
         sub.name = clean
     return sub

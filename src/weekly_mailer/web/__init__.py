@@ -57,6 +57,7 @@ def create_app(
     from weekly_mailer.web.manage import bp as manage_bp
     from weekly_mailer.web.observe import install as observe
     from weekly_mailer.web.outbox import ConfirmationThread
+    from weekly_mailer.web.proofs import bp as proofs_bp
     from weekly_mailer.web.security import install
     from weekly_mailer.web.signup import bp as signup_bp
 
@@ -104,6 +105,7 @@ def create_app(
     app.register_blueprint(links_bp)
     app.register_blueprint(manage_bp)
     app.register_blueprint(archive_bp)
+    app.register_blueprint(proofs_bp)
     return app
 
 

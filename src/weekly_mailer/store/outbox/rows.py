@@ -91,6 +91,11 @@ SENDABLE.update(
         SENDABLE[DeliveryKind.CONFIRMATION.value] | {SubscriberStatus.ACTIVE.value},
     )
 )  # fmt: skip
+# An editor's proof goes to the editor whatever their standing as a reader, unless they
+# complained or were erased (store.proof_models; the address is the proof copy's).
+SENDABLE[DeliveryKind.PROOF.value] = frozenset(
+    {s.value for s in SubscriberStatus} - {SubscriberStatus.COMPLAINED, SubscriberStatus.ERASED}
+)
 
 
 def claimable(now: dt.datetime) -> Any:

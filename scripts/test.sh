@@ -22,6 +22,17 @@ if [ ! -x /usr/bin/chromium ]; then
     fi
 fi
 
+# axe-core (the npm package) for the accessibility test, into tests/.node (ignored by git).
+if [ ! -f tests/.node/node_modules/axe-core/axe.min.js ]; then
+    if command -v npm >/dev/null; then
+        echo "Installing axe-core for the accessibility test..."
+        mkdir -p tests/.node
+        npm install --silent --no-audit --no-fund --prefix tests/.node 'axe-core@4' >/dev/null
+    else
+        echo "note: npm is missing; the accessibility test will be skipped" >&2
+    fi
+fi
+
 # The test servers and the benchmark sink: Postfix's smtp-sink/smtp-source (preseeded "No
 # configuration": nothing listens), Dovecot (IMAP, POP3) and nsd, each started by the tests
 # themselves with a config of their own on loopback ports.

@@ -182,7 +182,7 @@ def render_issue(article: Article, settings: Settings, *, archive_url: str) -> R
     }
     html, archive = inline_css_pair(
         render_template(settings, "issue.html", context),
-        render_template(settings, "issue.html", context | {"archive": True}),
+        render_template(settings, "issue.html", context | {"archive": True, "archive_page": True}),
     )
     text_context = context | {"body_text": html_to_text(article.body_html)}
     text = tidy_text(render_template(settings, "issue.txt", text_context))

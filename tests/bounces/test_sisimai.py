@@ -89,8 +89,13 @@ def _ingest(database: Database, corpus: Path, labels: dict[str, str]) -> Iterato
         )
     for name, data in files.items():
         with database.sessions() as session:
-            apply_report(
-                session, parse_report(data), bounce_limit=1, summary=IngestSummary(), now=NOW
+            apply_report(  # bounce_trust = "any": it is other people's mail, not ours
+                session,
+                parse_report(data),
+                bounce_limit=1,
+                summary=IngestSummary(),
+                now=NOW,
+                trust="any",
             )
             session.flush()
             changed = session.scalars(

@@ -40,7 +40,7 @@ def test_a_normal_issue_is_under_the_clip_and_its_headers_are_signed(
     assert [c.level for c in checks] == ["ok", "ok"], checks
     assert "(Gmail clips beyond 102 KB)" in checks[0].what
     assert checks[1].what == (
-        "message: List-Unsubscribe, List-Unsubscribe-Post present and DKIM-signed"
+        "message: List-Unsubscribe, List-Unsubscribe-Post, Feedback-ID present and DKIM-signed"
     )
 
 

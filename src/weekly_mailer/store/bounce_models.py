@@ -87,3 +87,35 @@ class DomainPause(Base):
 
     def __repr__(self) -> str:
         return f"<DomainPause {self.domain} until {self.until:%Y-%m-%d %H:%M}>"
+
+
+class MailboxMessage(Base):
+    """One message ``bounces fetch`` has read from a bounce mailbox: ``mailbox`` is its URL
+    without the password, ``message_key`` the message's key there (``UIDVALIDITY:UID`` for IMAP,
+    the UIDL for POP3), ``outcome`` what it was (``report`` or ``other``). Written in the
+    transaction that applies the report, so each report is applied exactly once."""
+
+    __tablename__ = "mailbox_message"
+
+    mailbox: Mapped[str] = mapped_column(String(500), primary_key=True)
+    message_key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(20))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<MailboxMessage {self.mailbox} {self.message_key} {self.outcome}>"
+
+
+class WebhookEvent(Base):
+    """One provider event applied from a webhook (``provider``: ``ses``, ``mailgun``,
+    ``postmark``, ``sendgrid``; ``event_id``: the provider's id, for Mailgun the signature's
+    token): a replay of it changes nothing."""
+
+    __tablename__ = "webhook_event"
+
+    provider: Mapped[str] = mapped_column(String(20), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(300), primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+    def __repr__(self) -> str:
+        return f"<WebhookEvent {self.provider} {self.event_id}>"

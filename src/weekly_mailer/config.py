@@ -9,7 +9,9 @@ the numeric ones in ``config_numbers``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+import socket
 import tomllib
 import zoneinfo
 from collections.abc import Mapping
@@ -41,7 +43,7 @@ class Settings:
     reply_to: str = ""
     bounce_address: str = ""
     list_name: str = "Weekly Mailer"
-    list_id: str = "weekly.localhost"
+    list_id: str = ""  # empty: weekly.<the From domain> (see __post_init__)
     base_url: str = "http://127.0.0.1:8080"
     secret_key: str = ""
     schedule: str = "wed 18:00"
@@ -75,6 +77,7 @@ class Settings:
     complaint_rate_limit: float = 0.003
     bounce_rate_limit: float = 0.05
     smtp_timeout: float = 30.0
+    smtp_helo_name: str = ""  # empty: the host's fully qualified name (see helo_name)
     smtp_command_timeout: float = 300.0
     smtp_data_init_timeout: float = 120.0
     smtp_data_timeout: float = 600.0
@@ -99,6 +102,16 @@ class Settings:
     proof_hours: float = 24.0
     approval: str = "none"
 
+    def __post_init__(self) -> None:
+        if not self.list_id:  # a name under the From domain, never a reserved one
+            object.__setattr__(self, "list_id", default_list_id(self.from_address))
+
+    @property
+    def helo_name(self) -> str:
+        """The name both SMTP engines (and the pre-flight) greet the relay with in EHLO/HELO:
+        ``smtp_helo_name``, else the host's fully qualified name."""
+        return self.smtp_helo_name or host_fqdn()
+
     @property
     def zone(self) -> zoneinfo.ZoneInfo:
         """The configured timezone as a ``ZoneInfo``."""
@@ -107,7 +120,24 @@ class Settings:
     def replace(self, **changes: Any) -> Settings:
         """A copy with some keys changed (validated again)."""
         values = dataclasses.asdict(self) | changes
+        if "list_id" not in changes and self.list_id == default_list_id(self.from_address):
+            values["list_id"] = ""  # derived from the From address: it follows a new one
         return _validated(values, {k: "override" for k in changes})
+
+
+def default_list_id(from_address: str) -> str:
+    """``list_id``'s default: ``weekly.<the From domain>`` (RFC 2919 asks for a name under a
+    domain the sender controls)."""
+    from email.utils import parseaddr
+
+    domain = parseaddr(from_address)[1].rpartition("@")[2].strip().lower()
+    return f"weekly.{domain or 'localhost'}"
+
+
+@functools.lru_cache(maxsize=1)
+def host_fqdn() -> str:
+    """``socket.getfqdn()``, looked up once per process (it may ask DNS)."""
+    return socket.getfqdn()
 
 
 def cores() -> int:
@@ -128,7 +158,8 @@ DESCRIPTIONS: dict[str, str] = {
     "reply_to": "optional Reply-To header",
     "bounce_address": "SMTP envelope sender (Return-Path) where bounces go; default from_address",
     "list_name": "the newsletter's name, shown in subjects' footers and pages",
-    "list_id": "List-Id header value (a domain-like identifier)",
+    "list_id": "List-Id header value (a domain-like identifier; default: weekly.<the From "
+    "address's domain>)",
     "base_url": "public URL of the web app, used in every link",
     "secret_key": "signs confirm and unsubscribe links; `init` generates one",
     "schedule": "weekly send time: 'wed 18:00' (day and 24-hour time, optional :SS)",
@@ -172,6 +203,9 @@ DESCRIPTIONS: dict[str, str] = {
     "bounce_rate_limit": "an issue's hard bounces per copy sent above which the next weekly "
     "send is held (0.05 = 5%; 1 = never)",
     "smtp_timeout": "SMTP socket timeout in seconds",
+    "smtp_helo_name": "the name both SMTP engines greet the relay with (EHLO/HELO): this "
+    "host's public name, e.g. mail.example.org, or an address literal like [192.0.2.1] "
+    "(default: the host's fully qualified name)",
     "smtp_command_timeout": "pipelined engine: seconds to wait for the reply to MAIL or RCPT",
     "smtp_data_init_timeout": "pipelined engine: seconds to wait for the reply to DATA",
     "smtp_data_timeout": "pipelined engine: seconds to wait for the reply to the final dot",
@@ -344,7 +378,6 @@ def starter_config(*, secret_key: str, database_url: str, backend_url: str) -> s
         "backend_url": backend_url,
         "from_address": Settings.from_address,
         "list_name": Settings.list_name,
-        "list_id": Settings.list_id,
         "base_url": Settings.base_url,
         "secret_key": secret_key,
         "schedule": Settings.schedule,

@@ -200,6 +200,61 @@ def _check_dns_resolver(key: str, value: str) -> None:
         parse_dns_resolver(value)
 
 
+def _check_helo_name(key: str, value: str) -> None:
+    """A name that can go on the EHLO line: one token of printable ASCII (an internationalised
+    name in its xn-- form), at most 255 characters. Whether relays will like it is
+    :func:`helo_problem`'s question (``doctor``)."""
+    if not value:
+        return
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        raise ConfigError(f"{key}: {value!r} contains a space or control character")
+    if not value.isascii():
+        raise ConfigError(f"{key}: {value!r} has non-ASCII characters (use the xn-- form)")
+    if len(value) > 255:
+        raise ConfigError(f"{key}: {value[:30]!r}... is longer than 255 characters")
+
+
+_LABEL = r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9])?"
+_HOST_NAME_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})+")
+
+
+def helo_problem(name: str) -> str:
+    """Why relays and filters would score ``name`` as an EHLO greeting (rspamd
+    ``HFILTER_HELO_*``, SpamAssassin ``HELO_LOCALHOST``), or ``""`` when it is a fully qualified
+    name or a bracketed address literal (RFC 5321 4.1.3)."""
+    import ipaddress
+
+    lowered = name.lower().rstrip(".")
+    if lowered.startswith("[") and lowered.endswith("]"):
+        inner = lowered[1:-1]
+        inner = inner[len("ipv6:") :] if inner.startswith("ipv6:") else inner
+        try:
+            ipaddress.ip_address(inner)
+        except ValueError:
+            return f"{name!r} is not an address literal like [192.0.2.1]"
+        return ""
+    if lowered in ("localhost", "localhost.localdomain") or lowered.endswith(".localhost"):
+        return f"{name!r} is this machine's own name, which relays and spam filters score"
+    try:
+        ipaddress.ip_address(lowered)
+    except ValueError:
+        pass
+    else:
+        return f"{name!r} is an IP address without brackets (write it as [{name}])"
+    if "." not in lowered:
+        return f"{name!r} is a bare name, not a fully qualified one (like mail.example.org)"
+    if not _HOST_NAME_RE.fullmatch(lowered):
+        return f"{name!r} is not a host name (letters, digits, hyphens and dots)"
+    return ""
+
+
+# Said by `doctor` (a warning), `send` (before it asks) and the daemon (each week).
+POSTAL_ADDRESS_MISSING = (
+    "postal_address is empty: CAN-SPAM requires a physical postal address in commercial mail "
+    "in the United States (readers everywhere expect one); set postal_address"
+)
+
+
 def _check_preflight(key: str, value: str) -> None:
     if value not in ("warn", "refuse", "off"):
         raise ConfigError(f"{key}: {value!r} is not one of warn, refuse, off")
@@ -239,6 +294,7 @@ CHECKS: dict[str, Callable[[str, Any], None]] = {
     "log_level": _check_log_level,
     "metrics_address": _check_metrics_address,
     "dns_resolver": _check_dns_resolver,
+    "smtp_helo_name": _check_helo_name,
     "preflight": _check_preflight,
     "bounce_trust": _check_bounce_trust,
     "approval": _check_approval,

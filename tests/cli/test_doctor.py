@@ -14,7 +14,8 @@ def test_doctor_on_fresh_init(workdir: Path) -> None:
     assert "ok    secret_key is set" in result.stdout
     assert "ok    database is reachable and migrated" in result.stdout
     assert "warn  backend_url uses file://" in result.stdout
-    assert result.stdout.rstrip().endswith("0 to fix, 5 warnings.")
+    assert "warn  list_id 'weekly.localhost' is under a reserved name" in result.stdout
+    assert result.stdout.rstrip().endswith("0 to fix, 6 warnings.")
 
 
 def test_doctor_reports_what_to_fix(workdir: Path) -> None:

@@ -51,6 +51,7 @@ def test_doctor_checks_the_mail_world(workdir: Path, case: str) -> None:
                 dkim_ed25519_key_file=str(keys["ed25519"]),
                 dns_resolver=resolver,
                 secret_key="s" * 40,
+                smtp_helo_name=f"mail.{case}.test",  # getfqdn() is `localhost` here: a FAIL
             )
             result = ws.run("doctor")
     finally:

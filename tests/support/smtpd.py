@@ -32,6 +32,7 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     data: bytes
+    helo: str = ""  # the name the client greeted with (EHLO or HELO) on this connection
 
     @property
     def message(self) -> EmailMessage:
@@ -101,7 +102,10 @@ class _Handler:
         assert isinstance(content, bytes)
         with self.server.lock:
             self.server.messages.append(
-                Received(str(envelope.mail_from), list(envelope.rcpt_tos), content)
+                Received(
+                    str(envelope.mail_from), list(envelope.rcpt_tos), content,
+                    helo=str(session.host_name or ""),
+                )  # fmt: skip
             )
         return "250 2.0.0 Queued"
 

@@ -58,10 +58,7 @@ def check(settings: Settings) -> list[Finding]:
     else:
         out.append(Finding("ok", f"from_address {settings.from_address}"))
 
-    if not settings.postal_address:
-        out.append(
-            Finding("warn", "postal_address is empty: bulk-mail laws (CAN-SPAM) require one")
-        )
+    out.extend(_message_findings(settings))
 
     source = settings.article_source
     if not source:
@@ -105,6 +102,68 @@ def check(settings: Settings) -> list[Finding]:
     out.extend(_dkim_findings(settings))
     out.extend(_block_findings(settings))
     out.extend(_mail_world(settings))
+    return out
+
+
+RESERVED_SUFFIXES = (".localhost", ".test", ".example", ".invalid", ".local", ".localdomain")
+RESERVED_DOMAINS = ("example.com", "example.org", "example.net", "localhost")
+
+
+def _reserved(name: str) -> bool:
+    """A name under a domain RFC 2606 / RFC 6761 reserve, which nobody can own."""
+    name = name.lower().rstrip(".")
+    return any(name == d or name.endswith("." + d) for d in RESERVED_DOMAINS) or any(
+        name.endswith(s) or name == s[1:] for s in RESERVED_SUFFIXES
+    )
+
+
+def _message_findings(settings: Settings) -> list[Finding]:
+    """What readers' providers see of us beyond DNS: the EHLO name, the List-Id, the postal
+    address."""
+    from weekly_mailer.config_checks import POSTAL_ADDRESS_MISSING, helo_problem
+
+    out: list[Finding] = []
+    if urlsplit(settings.backend_url).scheme in ("smtp", "smtps"):
+        name = settings.helo_name
+        problem = helo_problem(name)
+        where = "smtp_helo_name" + (
+            "" if settings.smtp_helo_name else " (unset: the host's fully qualified name)"
+        )
+        if problem:
+            out.append(
+                Finding(
+                    "fail",
+                    f"{where}: EHLO {problem}; set smtp_helo_name to this host's public name "
+                    "(its A record and PTR should agree), e.g. mail.example.org, or an address "
+                    "literal like [192.0.2.1]",
+                )
+            )
+        else:
+            out.append(Finding("ok", f"smtp_helo_name: EHLO {name}"))
+
+    list_id = settings.list_id.lower().rstrip(".")
+    domain = settings.from_address.rsplit("@", 1)[-1].rstrip(">").strip().lower()
+    if _reserved(list_id):
+        out.append(
+            Finding(
+                "warn",
+                f"list_id {settings.list_id!r} is under a reserved name nobody owns: set "
+                f"list_id to a name under your own domain, e.g. weekly.{domain} (RFC 2919)",
+            )
+        )
+    elif list_id != domain and not list_id.endswith("." + domain):
+        out.append(
+            Finding(
+                "warn",
+                f"list_id {settings.list_id!r} is not under the From domain {domain!r}: "
+                f"filters trust a List-Id under the sender's domain; e.g. weekly.{domain}",
+            )
+        )
+    else:
+        out.append(Finding("ok", f"list_id {settings.list_id}"))
+
+    if not settings.postal_address:
+        out.append(Finding("warn", POSTAL_ADDRESS_MISSING))
     return out
 
 

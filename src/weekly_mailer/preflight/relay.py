@@ -12,7 +12,6 @@ works, so it is not fatal; a relay on this machine (a local Postfix) may go with
 from __future__ import annotations
 
 import smtplib
-import socket
 import ssl
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -59,7 +58,7 @@ def check_relay(settings: Settings) -> Check:
         else:
             smtp = smtplib.SMTP(target.host, target.port, timeout=timeout)
         step = "ehlo"
-        code, text = smtp.ehlo(socket.getfqdn())
+        code, text = smtp.ehlo(settings.helo_name)
         if code != 250:
             reply = f"{code} {text.decode(errors='replace')}"
             return fail("relay", f"relay {where} refused EHLO: {reply}", fatal=True)
@@ -71,7 +70,7 @@ def check_relay(settings: Settings) -> Check:
                             fatal=True)  # fmt: skip
             step = "tls"
             smtp.starttls(context=target.ssl_context)
-            smtp.ehlo(socket.getfqdn())
+            smtp.ehlo(settings.helo_name)
             tls = "STARTTLS"
         elif not target.implicit_tls:
             tls = ""

@@ -94,6 +94,7 @@ class PipelinedSMTPBackend:
         command_timeout: float = 300.0,
         data_init_timeout: float = 120.0,
         data_timeout: float = 600.0,
+        local_hostname: str | None = None,
     ) -> None:
         self.target = target
         self.where = f"{target.host}:{target.port}"
@@ -110,7 +111,7 @@ class PipelinedSMTPBackend:
         self._idle: list[Connection] = []
         self._in_use: set[Connection] = set()
         self._slots: asyncio.Semaphore | None = None
-        self._local_hostname: str | None = None
+        self._local_hostname = local_hostname  # the EHLO name; None: the host's FQDN, looked up
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -128,6 +129,7 @@ class PipelinedSMTPBackend:
             command_timeout=settings.smtp_command_timeout,
             data_init_timeout=settings.smtp_data_init_timeout,
             data_timeout=settings.smtp_data_timeout,
+            local_hostname=settings.helo_name,
         )
 
     # -- the loop thread ------------------------------------------------------------------------

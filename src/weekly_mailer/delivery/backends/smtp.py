@@ -107,6 +107,7 @@ class SMTPBackend:
         pool_size: int = 2,
         max_per_connection: int = 100,
         ssl_context: ssl.SSLContext | None = None,
+        local_hostname: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -128,7 +129,7 @@ class SMTPBackend:
         self._in_use: set[_Connection] = set()
         self._aborted = False
         self._closed = False
-        self._local_hostname: str | None = None
+        self._local_hostname = local_hostname  # the EHLO name; None: the host's FQDN, looked up
 
     @classmethod
     def from_url(cls, url: str, settings: Settings) -> SMTPBackend:
@@ -146,6 +147,7 @@ class SMTPBackend:
             pool_size=settings.concurrency,
             max_per_connection=settings.max_per_connection,
             ssl_context=target.ssl_context,
+            local_hostname=settings.helo_name,
         )
 
     # -- connections -------------------------------------------------------------------------

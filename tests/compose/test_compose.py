@@ -121,9 +121,9 @@ def test_message_headers_and_parts(settings: Settings) -> None:
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert msg["Precedence"] == "bulk"
     assert msg.get_content_type() == "multipart/alternative"
-    # List-Unsubscribe: unfolded, unencoded, and the URL parses back exactly.
+    # List-Unsubscribe: folded between its URLs only, unencoded, the URL parses back exactly.
     url = who.unsubscribe_url
-    line = f"List-Unsubscribe: <{url}>, <mailto:leave@example.org?subject=unsubscribe>\r\n"
+    line = f"List-Unsubscribe: <{url}>,\r\n <mailto:leave@example.org?subject=unsubscribe>\r\n"
     assert line.encode() in data
     assert str(msg["List-Unsubscribe"]).split(", ")[0] == f"<{url}>"
     signer = TokenSigner(settings.secret_key)

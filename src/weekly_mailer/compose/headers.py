@@ -16,9 +16,89 @@ from email.utils import parseaddr
 from weekly_mailer.compose.names import name_problem
 from weekly_mailer.errors import ComposeError, HeaderInjectionError
 
-# SMTP line endings; headers longer than 998 octets are the only ones folded, so a
-# List-Unsubscribe URL is never folded or RFC 2047-encoded.
-POLICY = email.policy.SMTP.clone(max_line_length=998)
+FOLD_AT = 78  # RFC 5322 2.1.1: lines of at most 78 characters, where the header allows it
+
+
+def fold_line(line: str, limit: int = FOLD_AT) -> str:
+    """One unfolded header line ``Name: value`` (no CRLF), folded (CRLF before a space) so each
+    line is at most ``limit`` characters where a space allows it.
+
+    Folding only ever inserts CRLF before a space that is already there, so unfolding gives the
+    line back exactly: nothing is encoded, and a URL, an encoded word or a Message-ID (which hold
+    no space) is never cut; a token longer than ``limit`` stays whole on its line. Spaces outside
+    quoted strings and ``<…>`` are preferred. ``List-Unsubscribe`` puts each of its URLs on a
+    line of its own (``<https://…>,`` CRLF `` <mailto:…>``), whatever their length, so the
+    fast path (which folds it around a placeholder) and the reference path agree.
+    """
+    if len(line) <= limit and not line[:17].lower() == "list-unsubscribe:":
+        return line
+    first = line.find(":") + 2  # never fold right after the colon: the value starts there
+    good: list[int] = []
+    inside: list[int] = []
+    quoted = escaped = False
+    angle = 0
+    for i, ch in enumerate(line):
+        if escaped:
+            escaped = False
+        elif ch == "\\" and quoted:
+            escaped = True
+        elif ch == '"':
+            quoted = not quoted
+        elif ch == "<" and not quoted:
+            angle += 1
+        elif ch == ">" and not quoted and angle:
+            angle -= 1
+        elif ch == " " and i > first and line[i - 1] != " " and line[i + 1 : i + 2].strip():
+            (inside if quoted or angle else good).append(i)
+    if line[:17].lower() == "list-unsubscribe:":
+        breaks = [i for i in good if line[i - 1] == "," and line[i + 1] == "<"]
+        if breaks:
+            ends = zip([0, *breaks], [*breaks, len(line)], strict=True)
+            return "\r\n".join(line[a:b] for a, b in ends)
+    pieces: list[str] = []
+    start = 0
+    while len(line) - start > limit:
+        fits = [i for i in good if start < i <= start + limit] or [
+            i for i in inside if start < i <= start + limit
+        ]
+        later = [i for i in good + inside if i > start]
+        if not fits and not later:
+            break
+        cut = max(fits) if fits else min(later)
+        pieces.append(line[start:cut])
+        start = cut
+    pieces.append(line[start:])
+    return "\r\n".join(pieces)
+
+
+_STANDARD_78 = email.policy.SMTP.clone(max_line_length=FOLD_AT)
+
+
+class _FoldingPolicy(email.policy.EmailPolicy):
+    """The SMTP policy with headers folded by :func:`fold_line` at 78 characters (never into an
+    unusable RFC 2047 word, which the standard folder makes of a long List-Unsubscribe) and
+    ``max_line_length`` (998) only for what cannot fold. A non-ASCII Subject is encoded in RFC
+    2047 words of the standard folder at 78 (each word short, the words apart by spaces)."""
+
+    def fold(self, name: str, value: str) -> str:
+        return self._refold(name, value, super().fold(name, value))
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        plain = super().fold_binary(name, value).decode("ascii", "surrogateescape")
+        return self._refold(name, value, plain).encode("ascii", "surrogateescape")
+
+    def _refold(self, name: str, value: str, folded: str) -> str:
+        body = folded[: -len(self.linesep)] if folded.endswith(self.linesep) else folded
+        if "\n" in body:  # folded already (longer than 998): leave it as the folder made it
+            return folded
+        if name.lower() == "subject" and "=?" in body:  # RFC 2047 words: short ones, apart
+            return _STANDARD_78.fold(name, value)
+        return fold_line(body).replace("\r\n", self.linesep) + self.linesep
+
+
+# SMTP line endings; headers folded at 78 where a space allows (fold_line), never into an
+# encoded word, so a List-Unsubscribe URL is never cut or RFC 2047-encoded.
+POLICY = _FoldingPolicy(linesep="\r\n", max_line_length=998)
 
 MAX_ADDRESS = 254
 MAX_URL = 700

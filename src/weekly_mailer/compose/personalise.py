@@ -24,7 +24,13 @@ from email.utils import format_datetime
 from typing import TYPE_CHECKING
 
 from weekly_mailer.compose import placeholders as ph
-from weekly_mailer.compose.headers import POLICY, check_message_id, format_address
+from weekly_mailer.compose.headers import (
+    FOLD_AT,
+    POLICY,
+    check_message_id,
+    fold_line,
+    format_address,
+)
 from weekly_mailer.compose.links import list_unsubscribe
 from weekly_mailer.compose.message import (
     FALLBACK_NAME,
@@ -89,9 +95,10 @@ def build_skeleton(
     plan = header_plan(settings, subject=subject, boundary=boundary, issue_key=issue_key)
     for name, value in plan:
         if name == "List-Unsubscribe":
-            # "<URL>" plus the static mailto part, if any; never folded or encoded.
+            # "<URL>" plus the static mailto part, if any, each on a line of its own
+            # (fold_line); never encoded.
             value = list_unsubscribe(settings, ph.LIST_UNSUBSCRIBE)
-            lines.append(f"{name}: {value}\r\n".encode("ascii"))
+            lines.append(f"{fold_line(f'{name}: {value}')}\r\n".encode("ascii"))
         elif value is None:
             lines.append(f"{name}: {_HEADER_MARKERS[name]}\r\n".encode("ascii"))
         else:
@@ -183,8 +190,11 @@ def personalise_for_smtp(
     name = person.name or FALLBACK_NAME
     email = person.email
     url = person.unsubscribe_url
+    to = format_address(person.name, email)
+    if len(to) > FOLD_AT - 4:  # "To: " and the address: folded where a space allows
+        to = fold_line("To: " + to)[4:]
     values = (
-        format_address(person.name, email).encode("utf-8"),
+        to.encode("utf-8"),
         _date_header(date),
         check_message_id(message_id).encode("ascii"),
         url.encode("ascii"),

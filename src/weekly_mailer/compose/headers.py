@@ -11,7 +11,9 @@ import base64
 import email.policy
 import re
 import unicodedata
+from email.message import EmailMessage
 from email.utils import parseaddr
+from typing import TYPE_CHECKING
 
 from weekly_mailer.compose.names import name_problem
 from weekly_mailer.errors import ComposeError, HeaderInjectionError
@@ -74,7 +76,13 @@ def fold_line(line: str, limit: int = FOLD_AT) -> str:
 _STANDARD_78 = email.policy.SMTP.clone(max_line_length=FOLD_AT)
 
 
-class _FoldingPolicy(email.policy.EmailPolicy):
+if TYPE_CHECKING:  # typeshed's EmailPolicy is generic in the message class; the runtime's is not
+    _EmailPolicy = email.policy.EmailPolicy[EmailMessage]
+else:
+    _EmailPolicy = email.policy.EmailPolicy
+
+
+class _FoldingPolicy(_EmailPolicy):
     """The SMTP policy with headers folded by :func:`fold_line` at 78 characters (never into an
     unusable RFC 2047 word, which the standard folder makes of a long List-Unsubscribe) and
     ``max_line_length`` (998) only for what cannot fold. A non-ASCII Subject is encoded in RFC
@@ -92,7 +100,7 @@ class _FoldingPolicy(email.policy.EmailPolicy):
         if "\n" in body:  # folded already (longer than 998): leave it as the folder made it
             return folded
         if name.lower() == "subject" and "=?" in body:  # RFC 2047 words: short ones, apart
-            return _STANDARD_78.fold(name, value)
+            return str(_STANDARD_78.fold(name, value))
         return fold_line(body).replace("\r\n", self.linesep) + self.linesep
 
 

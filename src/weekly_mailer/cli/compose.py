@@ -49,10 +49,13 @@ def _load(source: str, settings: Settings, week: dt.date, now: dt.datetime) -> A
 
 
 def _recipient(settings: Settings, email: str, name: str) -> Recipient:
-    from weekly_mailer.compose import Recipient, unsubscribe_url
+    """The preview's reader: its unsubscribe (and manage) link, in the header and the body, is
+    a test copy's, whose page says so and changes nothing (no reader is behind it)."""
+    from weekly_mailer.compose import Recipient
+    from weekly_mailer.compose.links import unsubscribe_url_for_test_copy
 
     try:
-        url = unsubscribe_url(settings, 0, email.lower())
+        url = unsubscribe_url_for_test_copy(settings)
     except TokenError:  # no secret_key yet: a preview still shows where the link goes
         url = f"{settings.base_url.rstrip('/')}/unsubscribe/PREVIEW"
     return Recipient(0, email, name, url)
@@ -98,7 +101,8 @@ def _send_test(settings: Settings, article: Article, week: dt.date, address: str
     "--send-test",
     "send_to",
     metavar="ADDR",
-    help='Send one copy to ADDR through the configured backend ("[TEST]" in the subject).',
+    help='Send one copy to ADDR through the configured backend ("[TEST]" in the subject); its '
+    "unsubscribe link opens a page that says it was a test copy, and changes nothing.",
 )
 @click.option(
     "--check-links",

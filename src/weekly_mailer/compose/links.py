@@ -125,11 +125,33 @@ def probe_unsubscribe_url(settings: Settings) -> str:
 
 def is_probe_token(secret_key: str, token: str) -> bool:
     """Whether ``token`` is the pre-flight's signed probe (for no subscriber)."""
+    return _is_nobodys_token(secret_key, token, PROBE_EMAIL_KEY)
+
+
+# A ``preview --send-test`` copy's unsubscribe link: signed like the probe, for subscriber 0 and
+# an address of its own, so the page it opens says it was a test copy and changes nothing.
+TEST_COPY_EMAIL_KEY = "test-copy@invalid"
+
+
+def unsubscribe_url_for_test_copy(settings: Settings) -> str:
+    """``{base_url}/unsubscribe/{test-copy token}`` (see :func:`is_test_copy_token`)."""
+    token = signer_for(settings.secret_key).make(
+        Purpose.UNSUBSCRIBE, PROBE_SUBSCRIBER_ID, TEST_COPY_EMAIL_KEY
+    )
+    return f"{settings.base_url.rstrip('/')}/unsubscribe/{token}"
+
+
+def is_test_copy_token(secret_key: str, token: str) -> bool:
+    """Whether ``token`` is a test copy's signed unsubscribe token (for no subscriber)."""
+    return _is_nobodys_token(secret_key, token, TEST_COPY_EMAIL_KEY)
+
+
+def _is_nobodys_token(secret_key: str, token: str, email_key: str) -> bool:
     from weekly_mailer.errors import TokenError
 
-    signer = signer_for(secret_key)
     try:
+        signer = signer_for(secret_key)
         subscriber_id, digest = signer.load(Purpose.UNSUBSCRIBE, token)
     except TokenError:
         return False
-    return subscriber_id == PROBE_SUBSCRIBER_ID and signer.matches(digest, PROBE_EMAIL_KEY)
+    return subscriber_id == PROBE_SUBSCRIBER_ID and signer.matches(digest, email_key)

@@ -4,7 +4,9 @@ A GET only ever shows a page with a button, so link scanners and prefetchers cha
 POST acts. ``POST /unsubscribe/<token>`` with the body ``List-Unsubscribe=One-Click`` (form-encoded
 or multipart) is RFC 8058's one-click path: no CSRF token, no cookie, 200 and no redirect. Any
 tampered, truncated, foreign or expired token gets the same plain 400 page; the pre-flight's
-signed probe token (for no subscriber) gets a 200 that changes nothing.
+signed probe token (for no subscriber) gets a 200 that changes nothing, and so does a
+``preview --send-test`` copy's token (a page saying it was a test copy; plain text to a
+one-click POST).
 
 Re-subscribing after unsubscribing sends a fresh confirmation e-mail rather than re-activating at
 once: unsubscribe tokens never expire and travel with forwarded mail, so holding one is not proof
@@ -17,7 +19,7 @@ import datetime as dt
 
 from flask import Blueprint, Response, render_template, request, url_for
 
-from weekly_mailer.compose.links import is_probe_token
+from weekly_mailer.compose.links import is_probe_token, is_test_copy_token
 from weekly_mailer.errors import TokenError
 from weekly_mailer.store.models import Subscriber, SubscriberStatus
 from weekly_mailer.subscribers import optin, reader
@@ -99,6 +101,8 @@ def unsubscribe(token: str) -> Response:
         except TokenError:
             if is_probe_token(web.settings.secret_key, token):  # the pre-flight: changes nothing
                 return Response("one-click probe: nothing changed\n", mimetype="text/plain")
+            if is_test_copy_token(web.settings.secret_key, token):  # preview --send-test
+                return _test_copy()
             return invalid_link()
         if request.method != "POST":  # GET and HEAD only ever show the page
             return _page(
@@ -123,6 +127,14 @@ def unsubscribe(token: str) -> Response:
             action=url_for("links.resubscribe", token=token),
             manage=_manage_link(sub),
         )
+
+
+def _test_copy() -> Response:
+    """A ``preview --send-test`` copy's link, opened or one-clicked: nobody is behind it, so
+    nothing changes; a one-click POST gets a plain 200, a person a page saying so."""
+    if request.method == "POST" and request.form.get(ONE_CLICK_FIELD, "") == ONE_CLICK_VALUE:
+        return Response("test copy: nothing changed\n", mimetype="text/plain")
+    return _page("test_copy.html")
 
 
 @bp.post("/resubscribe/<token>")

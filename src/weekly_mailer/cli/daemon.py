@@ -130,6 +130,10 @@ def run(
         if web_app is not None:
             close_app(web_app)
 
+    if not settings.postal_address:  # and each week, when the job sends (scheduler.job)
+        from weekly_mailer.config_checks import POSTAL_ADDRESS_MISSING
+
+        logging.getLogger("weekly_mailer.daemon").warning(POSTAL_ADDRESS_MISSING)
     daemon = Daemon(
         job, delivery=delivery, web=web, on_stop=closing, reconcile_seconds=check_interval,
         proofs=proof_job,

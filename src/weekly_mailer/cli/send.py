@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import TYPE_CHECKING
 
@@ -18,10 +19,12 @@ from weekly_mailer.cli._delivery import (
 )
 from weekly_mailer.cli._metrics import expose_metrics
 from weekly_mailer.cli._preflight import preflight_send
+from weekly_mailer.config_checks import POSTAL_ADDRESS_MISSING
 from weekly_mailer.errors import SendError
 from weekly_mailer.store import outbox
 
 if TYPE_CHECKING:
+    from weekly_mailer.config import Settings
     from weekly_mailer.delivery.backends.base import Backend
     from weekly_mailer.delivery.processes import Crew
 
@@ -109,6 +112,8 @@ def _send(
     elif n or allow_empty:  # an issue is about to be made: which week's, and what comes next
         click.echo(issues.week_note(week, now, settings))
     if dry_run:
+        if not settings.postal_address:
+            click.echo(f"Warning: {POSTAL_ADDRESS_MISSING}.", err=True)
         click.echo(f"Dry run: {plan.subject!r} (week of {week}) would go to {n} subscribers.")
         for email in plan.sample:
             click.echo(f"  {email}")
@@ -118,6 +123,8 @@ def _send(
             click.echo(f"{issues.NO_SUBSCRIBERS} (--allow-empty records the week anyway).")
         click.echo("Nothing was sent.")
         return
+    if n:
+        _postal_address(settings, yes=yes)
     if n and not yes:
         click.confirm(f"Send {plan.subject!r} to {n} subscribers now?", abort=True)
     with db.sessions.begin() as session:
@@ -162,6 +169,16 @@ def _send(
             f"{counts['deferred']} deferred messages will be retried by `weekly-mailer worker` "
             "or `run` (or now: `weekly-mailer issues retry " + str(issue_id) + "`)."
         )
+
+
+def _postal_address(settings: Settings, *, yes: bool) -> None:
+    """Without ``postal_address``: at a terminal (and without --yes) ask before going on (the
+    answer defaults to no); otherwise one warning line, and the send goes on as before."""
+    if settings.postal_address:
+        return
+    click.echo(f"Warning: {POSTAL_ADDRESS_MISSING}.", err=True)
+    if not yes and sys.stdin.isatty():
+        click.confirm("Send without a postal address in the footer?", default=False, abort=True)
 
 
 @click.command()

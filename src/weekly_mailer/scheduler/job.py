@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.exc import IntegrityError
 
 from weekly_mailer import issues, preflight, proofs
+from weekly_mailer.config_checks import POSTAL_ADDRESS_MISSING
 from weekly_mailer.errors import (
     ArticleError,
     ComposeError,
@@ -253,6 +254,8 @@ class WeeklyJob:
             prepared.queued or 0,
             f"{now:%Y-%m-%d %H:%M:%S} UTC",
         )
+        if not self.settings.postal_address:
+            log.warning("week of %s: %s", week, POSTAL_ADDRESS_MISSING)
         if self.on_enqueued is not None:
             self.on_enqueued()
         return True

@@ -175,7 +175,8 @@ DESCRIPTIONS: dict[str, str] = {
     "dkim_ed25519_selector": "DKIM selector (s=) of the optional Ed25519 key (RFC 8463)",
     "dkim_ed25519_key_file": "Ed25519 private key for DKIM; with dkim_key_file too, dual-signed",
     "templates_dir": "folder whose templates override the built-in ones",
-    "postal_address": "the sender's postal address, shown in every footer",
+    "postal_address": "the sender's postal address, shown in every footer (CAN-SPAM requires "
+    "one in US commercial mail: without it doctor warns and send asks at a terminal)",
     "unsubscribe_mailto": "address added to List-Unsubscribe as a mailto: URL",
     "grace_hours": "how late a missed weekly send may still go out",
     "retry_initial_seconds": "first retry delay after a temporary failure",

@@ -369,6 +369,10 @@ def doctor(app: AppContext) -> None:
     """Check the configuration and the mail world, and say what to fix (exit code 1 when
     something must be fixed). One line per check: ok, warn or FAIL, a failure with its fix.
 
+    It warns on a list_id under a reserved name (.localhost, .test, .example, .invalid,
+    example.com/org/net) or not under the From domain, and on an empty postal_address
+    (CAN-SPAM requires a physical postal address in US commercial mail).
+
     \b
     With an smtp:// or smtps:// backend it also checks what mailbox providers will see
     (docs/preflight.md), DNS through dns_resolver or the system's resolver:
@@ -378,6 +382,8 @@ def doctor(app: AppContext) -> None:
       DMARC      _dmarc.<From domain> (or its organisational domain) exists, is valid,
                  and DKIM d= and the envelope domain are aligned (adkim/aspf)
       bounces    the envelope domain has an MX (or an address): bounces come back
+      greeting   smtp_helo_name (default: the host's fully qualified name) is no
+                 localhost, bare name or unbracketed IP address ([192.0.2.1] is fine)
       relay      it answers, EHLO, STARTTLS or smtps with a verified certificate, AUTH,
                  our MAIL FROM accepted; then RSET and QUIT: nothing is sent
       one-click  POST base_url/unsubscribe/<probe token> answers 2xx (changes nothing)

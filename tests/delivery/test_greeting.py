@@ -9,10 +9,13 @@ import socket
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Session
+from aiosmtpd.smtp import Envelope as SmtpEnvelope
 
 from tests.conftest import run_cli
 from tests.support.send import Workspace
-from tests.support.smtpd import SMTPServer
+from tests.support.smtpd import SMTPServer, _Handler
 from weekly_mailer.config import load_settings
 from weekly_mailer.delivery import resolve_backend
 from weekly_mailer.delivery.backends.base import Envelope
@@ -124,3 +127,39 @@ def test_a_config_error_in_the_name_is_one_line_and_exit_2(workdir: Path) -> Non
     assert result.returncode == 2
     assert "smtp_helo_name: 'two words' contains a space" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+class _GreetingAtMail(_Handler):
+    """Records the greeting of each connection at its MAIL FROM (the relay check sends no
+    DATA: MAIL, then RSET)."""
+
+    async def handle_MAIL(
+        self, srv: SMTP, session: Session, envelope: SmtpEnvelope, address: str,
+        options: list[str],
+    ) -> str:  # fmt: skip
+        assert isinstance(self.server, _GreetingServer)
+        self.server.greetings.append(str(session.host_name))
+        envelope.mail_from = address
+        return "250 OK"
+
+
+class _GreetingServer(SMTPServer):
+    def __init__(self) -> None:
+        self.greetings: list[str] = []  # each connection's EHLO name, at its MAIL FROM
+        super().__init__()
+
+    def _controller(self) -> Controller:
+        return Controller(_GreetingAtMail(self), hostname="127.0.0.1", port=self.port,
+                          ready_timeout=10)  # fmt: skip
+
+
+def test_the_relay_check_greets_with_the_configured_name() -> None:
+    from weekly_mailer.preflight.relay import check_relay
+
+    with _GreetingServer() as smtp:
+        env = {"WEEKLY_MAILER_BACKEND_URL": smtp.url, "WEEKLY_MAILER_SMTP_HELO_NAME": NAME}
+        check = check_relay(load_settings(environ=env))
+        greetings = list(smtp.greetings)
+    assert "takes our sender" in check.what, check.what
+    assert greetings == [NAME]
+    assert smtp.received() == []  # nothing sent

@@ -77,6 +77,9 @@ def _address(value: object) -> str:
 
 
 def _classified(status: str, text: str, fallback: BounceKind) -> tuple[BounceKind, str, int | None]:
+    """The classifier's word on the provider's diagnostic; the provider's type without one."""
+    if not (status or text.strip()):
+        return fallback, "", None
     c = classify(status, text=text)
     kind = BounceKind(c.kind.value) if c.kind.value != "unknown" else fallback
     return kind, c.status, c.code
@@ -129,9 +132,9 @@ def mailgun_event(token: str, data: Mapping[str, Any]) -> Event:
         )  # fmt: skip
     elif name == "failed":
         status = data.get("delivery-status") or {}
-        text = " ".join(
-            str(status.get(k) or "") for k in ("code", "message", "description")
-        ).strip()
+        text = " ".join(str(status.get(k) or "") for k in ("message", "description")).strip()
+        if text and status.get("code"):
+            text = f"{status['code']} {text}"
         reason = str(data.get("reason") or "").lower()
         if str(data.get("severity", "")).lower() == "permanent":
             fallback = _MAILGUN_REASON.get(reason, BounceKind.UNKNOWN)

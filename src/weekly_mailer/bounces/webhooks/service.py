@@ -173,10 +173,10 @@ class Webhooks:
             message = ev.json_body(request.body)
         except ev.PayloadError:
             return Checked(Verdict.REFUSED, "ses", note="body not JSON")
-        if not isinstance(message, dict) or not all(
-            isinstance(v, str) for v in message.values()
-        ):
+        if not isinstance(message, dict):
             return Checked(Verdict.REFUSED, "ses", note="not an SNS message")
+        # The signed keys are strings; anything else (MessageAttributes) is not looked at.
+        message = {k: v for k, v in message.items() if isinstance(v, str)}
         kind = message.get("Type", "")
         if kind not in _SNS_TYPES:
             return Checked(Verdict.REFUSED, "ses", note=f"SNS type {kind[:40]!r}")

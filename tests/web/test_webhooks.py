@@ -6,6 +6,7 @@ unknown-topic events are refused with 403 and change nothing (the rows say so)."
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import datetime as dt
 import json
 from collections.abc import Iterator
@@ -363,3 +364,42 @@ def test_ses_subscription_is_confirmed_only_on_an_allowed_host(
                           topic="arn:aws:sns:us-east-1:123456789012:other")  # fmt: skip
     assert _sns(hooks, unknown) == (403, "refused\n")
     assert len([p for p in sns.paths if p.startswith("/confirm")]) == 1
+
+
+def test_the_same_event_posted_at_once_is_applied_once(
+    hooks: FlaskClient, hook_db: Database, subs: dict[str, int]
+) -> None:
+    body, auth = _postmark_bounce("ann@example.org", 31337), _basic(POSTMARK)
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        codes = list(pool.map(
+            lambda _: _post(hooks, "postmark", body, Authorization=auth)[0], range(6)
+        ))  # fmt: skip
+    assert sorted(codes) == [200] + [403] * 5
+    with hook_db.sessions.begin() as session:
+        assert snapshot(session)["bounce_event"] == 1
+        assert snapshot(session)["webhook_event"] == 1
+    assert _status(hook_db, "ann") == "bounced"
+
+
+def test_a_tie_to_another_readers_message_believes_nothing(
+    hooks: FlaskClient, hook_db: Database, hook_settings: Settings, sns: SnsHost,
+    subs: dict[str, int],
+) -> None:  # fmt: skip
+    """Ann's genuine VERP address and Message-ID in events naming dee (whom we never sent
+    anything): dee is not bounced, ann is not touched, the rows are untrusted."""
+    verp = VerpCodec(hook_settings.secret_key, "bounces@example.org")
+    with hook_db.sessions.begin() as session:
+        ann_delivery = delivery_of(session, session.get_one(Subscriber, subs["ann"])).id
+    ann_id = make_message_id(hook_settings, WEEK, subs["ann"])
+    bounce = sns.message(ses_bounce("dee@example.org", source=verp.address(ann_delivery),
+                                    message_id=ann_id), message_id="m-dee")  # fmt: skip
+    assert _sns(hooks, bounce) == (200, "ok\n")
+    mg = mailgun_body(MAILGUN_KEY, at=hooks.application.extensions["weekly_mailer"].clock(),
+                      token="d" * 50, event=_mailgun_failed("dee@example.org", ann_id))  # fmt: skip
+    assert _post(hooks, "mailgun", mg) == (200, "ok\n")
+    assert [_status(hook_db, n) for n in ("ann", "dee")] == ["active", "active"]
+    with hook_db.sessions.begin() as session:
+        rows = session.scalars(select(BounceEvent)).all()
+        assert [(r.recipient, r.trusted, r.delivery_id) for r in rows] == [
+            ("dee@example.org", False, None)
+        ] * 2

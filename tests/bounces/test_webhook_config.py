@@ -74,3 +74,24 @@ def test_the_cli_exits_2_with_one_line(tmp_path: Path) -> None:
 )
 def test_a_pattern_with_a_port_allows_that_port_only(url: str, ok: bool) -> None:
     assert verify.sns_url_allowed(url, ["localhost:8443"]) is ok
+
+
+def test_doctor_says_which_webhooks_are_on_and_warns_about_plain_http() -> None:
+    from weekly_mailer.bounces.webhooks.service import config_notes
+    from weekly_mailer.cli.doctor import _webhook_findings
+
+    off = load_settings(None, environ={})
+    assert config_notes(off) == []
+    env = {
+        "WEEKLY_MAILER_SES_TOPIC_ARNS": ARN,
+        "WEEKLY_MAILER_SNS_CERTIFICATE_HOSTS": "",
+        "WEEKLY_MAILER_POSTMARK_WEBHOOK_CREDENTIALS": "hooks:pw",
+        "WEEKLY_MAILER_BASE_URL": "http://news.example.org",
+    }
+    findings = _webhook_findings(load_settings(None, environ=env))
+    assert [(f.level, f.what.split(":")[0]) for f in findings] == [
+        ("ok", "webhooks on"),
+        ("warn", "ses_topic_arns is set but sns_certificate_hosts is empty"),
+        ("warn", "webhooks on but base_url http"),
+    ]
+    assert findings[0].what == "webhooks on: POST /webhooks/ses, POST /webhooks/postmark"

@@ -179,6 +179,11 @@ def test_mailgun(
     after = _state(hook_db)
     assert _post(hooks, "mailgun", good) == (403, "refused\n")
     assert _state(hook_db) == after
+    # Mailgun delivering the same event again under a new token: no second bounce_event row.
+    again = mailgun_body(MAILGUN_KEY, at=now, token="y" * 50,
+                         event=_mailgun_failed("ann@example.org", ours))  # fmt: skip
+    assert _post(hooks, "mailgun", again) == (200, "ok\n")
+    assert _state(hook_db)["bounce_event"] == after["bounce_event"]
     complaint = {"event": "complained", "recipient": "bob@example.org", "id": "c1"}
     assert _post(hooks, "mailgun", mailgun_body(MAILGUN_KEY, at=now, token="x" * 50,
                                                  event=complaint)) == (200, "ok\n")  # fmt: skip

@@ -80,7 +80,7 @@ def apply_events(
             done.tied += delivery is not None
             done.untied += delivery is None
             suffix = f"#{n}" if n else ""
-            report = _report(finding, f"{provider}:{event.event_id}{suffix}")
+            report = _report(finding, f"{provider}:{event.report_id or event.event_id}{suffix}")
             apply_report(
                 session,
                 report,

@@ -40,6 +40,9 @@ class Event:
     findings: list[Finding]
     message_ids: list[str] = dataclasses.field(default_factory=list)
     envelopes: list[str] = dataclasses.field(default_factory=list)
+    # The provider's own id of the event when ``event_id`` is something else (Mailgun's token):
+    # a redelivery under a new token then records nothing twice (intake's already seen).
+    report_id: str = ""
 
 
 def ties(payload: object) -> tuple[list[str], list[str]]:
@@ -67,9 +70,12 @@ def _strings(value: object) -> Iterator[str]:
             yield from _strings(item)
 
 
-def _event(event_id: str, findings: list[Finding], payload: object) -> Event:
+def _event(
+    event_id: str, findings: list[Finding], payload: object, *, report_id: str = ""
+) -> Event:
     ids, envelopes = ties(payload)
-    return Event(str(event_id)[:300], [f for f in findings if f.recipient], ids, envelopes)
+    found = [f for f in findings if f.recipient]
+    return Event(str(event_id)[:300], found, ids, envelopes, report_id=report_id[:300])
 
 
 def _address(value: object) -> str:
@@ -150,8 +156,8 @@ def mailgun_event(token: str, data: Mapping[str, Any]) -> Event:
         findings.append(
             Finding(recipient, kind, code_status, code, text[:500] or f"Mailgun {reason}")
         )
-    return _event(token, findings, {"message": data.get("message"), "envelope":
-                                    data.get("envelope")})  # fmt: skip
+    payload = {"message": data.get("message"), "envelope": data.get("envelope")}
+    return _event(token, findings, payload, report_id=str(data.get("id") or ""))
 
 
 # --- Postmark (one bounce or spam complaint per request) --------------------------------------

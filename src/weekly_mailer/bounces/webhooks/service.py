@@ -216,6 +216,22 @@ class Webhooks:
         return Checked(Verdict.ACCEPTED, "ses", note="subscription confirmed", confirmed=True)
 
 
+def config_notes(settings: Settings) -> list[tuple[str, str]]:
+    """What ``doctor`` says about the webhooks: ``(level, line)`` pairs, none when all are off."""
+    hooks = Webhooks(settings)
+    on = [p for p in PROVIDERS if hooks.enabled(p)]
+    if not on:
+        return []
+    notes = [("ok", f"webhooks on: {', '.join(f'POST /webhooks/{p}' for p in on)}")]
+    if "ses" in on and not settings.sns_certificate_hosts:
+        notes.append(("warn", "ses_topic_arns is set but sns_certificate_hosts is empty: every "
+                              "SNS message will be refused"))  # fmt: skip
+    if not settings.base_url.startswith("https://"):
+        notes.append(("warn", f"webhooks on but base_url {settings.base_url} is not https: "
+                              "their secrets and events cross the network in clear"))  # fmt: skip
+    return notes
+
+
 def _refused(checked: Checked, note: str) -> Checked:
     log.warning("webhook %s refused: %s", checked.provider, note)
     return Checked(Verdict.REFUSED, checked.provider, note=note)

@@ -284,6 +284,15 @@ def test_sendgrid(
     assert after["webhook_event"] == before["webhook_event"] + 3
     assert _post(hooks, "sendgrid", body, **headers) == (403, "refused\n")  # replayed
     assert _state(hook_db) == after
+    # A batch holding one new event twice and an old one: the new one applied once.
+    twice = _sendgrid_batch(
+        *[{"email": "cy@example.org", "event": "spamreport", "sg_event_id": "bmV3"}] * 2,
+        {"email": "bob@example.org", "event": "spamreport", "sg_event_id": "c3BhbS0xMjM"},
+    )
+    assert _post(hooks, "sendgrid", twice, **SENDGRID.headers(twice, ts)) == (200, "ok\n")
+    assert _status(hook_db, "cy") == "complained"
+    assert _state(hook_db)["bounce_event"] == after["bounce_event"] + 1
+    assert _state(hook_db)["webhook_event"] == after["webhook_event"] + 1
 
 
 # --- Amazon SES through SNS -----------------------------------------------------------------

@@ -67,12 +67,12 @@ def apply_events(
     """Apply each event not applied before, and record it in ``webhook_event``."""
     done = Applied()
     verp = verp_reader(settings)
+    here: set[str] = set()  # the ids earlier in this request
     for event in events:
-        if seen(session, provider, event.event_id) or any(
-            e.event_id == event.event_id for e in events[: events.index(event)]
-        ):
+        if event.event_id in here or seen(session, provider, event.event_id):
             done.replayed += 1
             continue
+        here.add(event.event_id)
         session.add(WebhookEvent(provider=provider, event_id=event.event_id, at=now))
         done.events += 1
         for n, finding in enumerate(event.findings):

@@ -11,8 +11,11 @@ preheader: we keep the preheader). Run with ``-s`` to see each filter's score an
 from __future__ import annotations
 
 import dataclasses
+import email
+import email.policy
 import os
 from collections.abc import Iterator
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -181,6 +184,42 @@ def test_the_filters_do_flag_a_localhost_greeting(
     sa = spamassassin(data, tmp_path)
     _report("confirmation from localhost", sa)
     assert "HELO_LOCALHOST" in sa.rules
+
+
+def _spoiled(data: bytes) -> bytes:
+    """``data`` with what #25 took out of our messages put back: a link in the text part only,
+    white-on-white text, hidden text, and quoted-printable lines past 76 characters."""
+    policy = email.policy.SMTP.clone(max_line_length=998)  # keeps long QP lines, as we once did
+    msg = email.message_from_bytes(data, policy=policy)
+    assert isinstance(msg, EmailMessage)
+    text, html = msg.get_body(("plain",)), msg.get_body(("html",))
+    assert isinstance(text, EmailMessage) and isinstance(html, EmailMessage)
+    text.set_content(
+        f"{text.get_content()}\nhttps://example.org/only-in-text\n", cte="quoted-printable"
+    )
+    extra = (
+        '<div style="display: none; max-height: 0;">A preview line nobody sees.</div>'
+        '<p style="color: #ffffff; background-color: #ffffff;">White words on white paper.</p>'
+        f"<p>{'A line long enough to pass seventy-six characters. ' * 4}</p>"
+    )
+    body = html.get_content().replace('<p class="greeting"', extra + '<p class="greeting"', 1)
+    html.set_content(body, subtype="html", cte="quoted-printable")
+    return msg.as_bytes(policy=policy)
+
+
+def test_the_filters_do_flag_the_body_rules(
+    sent: dict[str, Sent], rspamd: Rspamd, tmp_path: Path
+) -> None:
+    """The harness can fail on the body too: the confirmation spoiled as main's templates were
+    before #25 gets every rule this file asserts absent (but the greeting's)."""
+    message = sent["confirmation"]
+    data = relayed(_spoiled(message.received.data), message.relay)
+    flagged = rspamd.scan(data, message.relay)
+    _report("spoiled confirmation", flagged)
+    assert flagged.fired(*FLAGGED) == ["URI_COUNT_ODD"]
+    sa = spamassassin(data, tmp_path)
+    _report("spoiled confirmation", sa)
+    assert sa.fired(*FLAGGED) == ["HTML_FONT_LOW_CONTRAST", "MIME_QP_LONG_LINE", "STY_INVIS_DIRECT"]
 
 
 @pytest.mark.xfail(

@@ -83,16 +83,10 @@ class Sent:
 
 
 def _workspace(root: Path, smtp: GreetingSMTPServer, article: Path | None) -> Workspace:
-    extra = {"smtp_helo_name": HELO} if HAS_HELO_SETTING else {}
-    ws = Workspace(
-        root,
-        backend_url=smtp.url,
-        bounce_address="bounces@news.example.org",
-        **extra,
-    )
+    extra: dict[str, str] = {"smtp_helo_name": HELO} if HAS_HELO_SETTING else {}
     if article is not None:
-        ws.config.write_text(ws.config.read_text().replace(str(root / "article.md"), str(article)))
-    return ws
+        extra["article_source"] = str(article)
+    return Workspace(root, backend_url=smtp.url, bounce_address="bounces@news.example.org", **extra)
 
 
 def _one(smtp: GreetingSMTPServer, before: int) -> Greeted:
@@ -130,6 +124,8 @@ def sent(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Sent]:
             done = seed.run("send", "--yes")
             assert done.returncode == 0, done.stderr
             out["seed issue"] = Sent("seed issue", _one(smtp, before))
+            subjects = {k: out[k].received.message["Subject"] for k in ("issue", "seed issue")}
+            assert subjects["issue"] != subjects["seed issue"], subjects
     return out
 
 

@@ -55,8 +55,8 @@ class Outbox(Protocol):
         """Hand back every row held (or those of ``rows`` still held)."""
         ...
 
-    def hand_back(self, owner: str) -> int:
-        """Hand back every row a dead ``owner`` held."""
+    def hand_back(self, owner: str, tokens: Sequence[str]) -> int:
+        """Hand back the rows a dead ``owner`` still held under the claims of ``tokens``."""
         ...
 
     def extend(self, *, now: dt.datetime) -> list[tuple[int, str]]:

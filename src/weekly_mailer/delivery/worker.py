@@ -183,8 +183,8 @@ class Worker(Settling):
                 rows = self._claim()
                 if rows:
                     self._deliver(rows)
-                    if self.journal is not None:  # every line of it is recorded now
-                        self.journal.clear(at_least=CLEAR_AT)
+                    if self.journal is not None:  # every acceptance in it is recorded now
+                        self.journal.clear(at_least=CLEAR_AT, held=self.leases.tokens())
                     if self._unavailable is not None:
                         raise self._unavailable
                     idle = IDLE_FIRST_PAUSE
@@ -266,6 +266,8 @@ class Worker(Settling):
         claim = self.outbox.claim(limit, now=self.clock(), stale_after=stale_after)
         if stale_after is not None:
             self._stale_at = time.monotonic()
+        if self.journal is not None:  # before any of them goes out: a fold hands these back
+            self.journal.claimed(r.lease_token for r in claim.rows)
         self.leases.claimed(claim.rows, at=at)
         rows = self._not_accepted_elsewhere(claim.rows)
         stale = len(claim.stale)

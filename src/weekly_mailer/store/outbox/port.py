@@ -137,10 +137,11 @@ class SqlOutbox:
             n = claims.release(session, owner=self.owner, rows=rows)
         return n
 
-    def hand_back(self, owner: str) -> int:
-        """Hand back every row another, dead, owner held (its journal's lock is free)."""
+    def hand_back(self, owner: str, tokens: Sequence[str]) -> int:
+        """Hand back the rows a dead worker (``owner``; its journal's lock is free) still held
+        under the claims of ``tokens``, those its journal noted; nothing of another claim."""
         with self._transaction() as session:
-            n = claims.release(session, owner=owner)
+            n = claims.release(session, owner=owner, tokens=tokens)
         return n
 
     def extend(self, *, now: dt.datetime) -> list[tuple[int, str]]:

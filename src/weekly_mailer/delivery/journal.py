@@ -154,11 +154,11 @@ class Journal:
 
     def fold_own(self, accept: Accept) -> int:
         """Record what this journal holds (after an outage: nothing is in flight), then empty
-        it; returns how many rows became ``sent``."""
+        it but for its claims; returns how many rows became ``sent``."""
         if self._fd < 0:
             return 0
         n = accept(read(self.path))
-        self.clear()
+        self.clear(held=set(self._claims))
         return n
 
     def clear(self, *, at_least: int = 0, held: Iterable[str] = ()) -> None:

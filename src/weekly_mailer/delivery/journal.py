@@ -253,12 +253,11 @@ def fold(
     dead: its lock is free); only after every acceptance in it is recorded, and never a row
     of another claim. ``skip``: this worker's own file."""
     try:
-        paths = sorted(directory.glob("*" + SUFFIX))
-        parts = sorted(directory.glob(PART + "*" + SUFFIX))
+        paths = sorted(directory.glob("*" + SUFFIX))  # part files too: glob matches dot files
     except OSError:
         return 0
     total = 0
-    for path in paths + parts:
+    for path in paths:
         if skip is not None and path == skip:
             continue
         try:

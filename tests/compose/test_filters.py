@@ -34,7 +34,6 @@ from tests.support.filters import (
 )
 from tests.support.nsd import nsd_server, zone_text
 from tests.support.send import Workspace
-from weekly_mailer.config import Settings
 
 pytestmark = pytest.mark.slow
 
@@ -62,9 +61,6 @@ ZONES = {
     ),
     "216.184.93.in-addr.arpa": zone_text("216.184.93.in-addr.arpa", [("34", "PTR", f"{HELO}.")]),
 }
-# `smtp_helo_name` lands with branch `message`; until then the engines greet with the host's
-# name (`localhost` here), and the relay's line is written from the configured name instead.
-HAS_HELO_SETTING = "smtp_helo_name" in {f.name for f in dataclasses.fields(Settings)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,8 +70,9 @@ class Sent:
 
     @property
     def relay(self) -> Relay:
-        helo = self.received.helo if HAS_HELO_SETTING else HELO
-        return Relay(helo, SENDER_IP, HELO, self.received.mail_from, self.received.rcpt_tos[0])
+        return Relay(
+            self.received.helo, SENDER_IP, HELO, self.received.mail_from, self.received.rcpt_tos[0]
+        )
 
     @property
     def as_delivered(self) -> bytes:
@@ -83,7 +80,7 @@ class Sent:
 
 
 def _workspace(root: Path, smtp: GreetingSMTPServer, article: Path | None) -> Workspace:
-    extra: dict[str, str] = {"smtp_helo_name": HELO} if HAS_HELO_SETTING else {}
+    extra: dict[str, str] = {"smtp_helo_name": HELO}
     if article is not None:
         extra["article_source"] = str(article)
     return Workspace(root, backend_url=smtp.url, bounce_address="bounces@news.example.org", **extra)
@@ -218,9 +215,6 @@ def test_the_filters_do_flag_the_body_rules(
     assert sa.fired(*FLAGGED) == ["HTML_FONT_LOW_CONTRAST", "MIME_QP_LONG_LINE", "STY_INVIS_DIRECT"]
 
 
-@pytest.mark.xfail(
-    not HAS_HELO_SETTING, strict=True, reason="smtp_helo_name lands with branch message"
-)
 @pytest.mark.parametrize("kind", ["issue", "confirmation"])
 def test_the_smtp_server_is_greeted_with_the_configured_name(
     kind: str, sent: dict[str, Sent]

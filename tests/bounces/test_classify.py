@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from weekly_mailer.bounces.classify import Kind, classify, find_code, find_status, uncomment
+from weekly_mailer.bounces.classify import (
+    Kind,
+    classify,
+    find_code,
+    find_status,
+    mailbox_state,
+    uncomment,
+)
+from weekly_mailer.bounces.report_text import command_of
 
 CASES = [
     # (status, code, text, expected kind)
@@ -86,6 +94,13 @@ def test_finders() -> None:
         # A specific status decides; the text refines it.
         ("5.2.1", "550 5.2.1 This account has been suspended", "", Kind.SOFT),
         ("5.2.0", "550 Unknown user ann@example.jp", "", Kind.SOFT),  # X.2.0: the mailbox exists
+        # X.2.1 (disabled) and X.3.x (the system) with "user unknown" words: the address itself
+        # was refused only when the reply answered RCPT TO.
+        ("5.2.1", "550 5.2.1 <ann@example.jp>... User Unknown", "", Kind.SOFT),
+        ("5.2.1", "550 5.2.1 <ann@example.jp>... User Unknown", "DATA", Kind.SOFT),
+        ("5.2.1", "550 5.2.1 <ann@example.jp>... User Unknown", "RCPT", Kind.HARD),
+        ("5.3.0", "5.3.0 - Other mail system problem 550 'Unknown user ann'", "", Kind.SOFT),
+        ("5.3.0", "553 5.3.0 <ann@example.jp>... No such user here", "RCPT", Kind.HARD),
         ("5.1.8", "553 5.1.8 Domain of sender address does not exist", "", Kind.BLOCK),
         ("5.3.4", "554 5.3.4 Recipient address rejected: Message too big", "", Kind.SOFT),
         ("5.6.0", "550 5.6.0 Recipient address rejected: Media error", "", Kind.SOFT),
@@ -112,3 +127,41 @@ def test_field_comments_are_dropped() -> None:
     assert uncomment("5.1.1 (bad destination mailbox address)") == "5.1.1"
     assert uncomment("failed (permanent (nested) failure)") == "failed"
     assert classify("5.1.1 (user unknown)", None, "").kind is Kind.HARD
+
+
+@pytest.mark.parametrize(
+    ("text", "command"),
+    [
+        ("550 <ann@example.jp>: Recipient address rejected (in reply to RCPT TO command)", "RCPT"),
+        ("mx.example.jp [192.0.2.7] did not like our RCPT TO:\n550 No such user", "RCPT"),
+        ("192.0.2.7 does not like recipient.\nRemote host said: 550 unknown user", "RCPT"),
+        ("mx.example.jp [192.0.2.7] did not like our final DATA:\n554 rejected", "DATA"),
+        ("Remote host said: 554 content refused\nfailed after I sent the message.", "DATA"),
+        # The recipient's slot left empty: the reply answered the message, not an address.
+        ("Diagnostic-Code: smtp; 550 : User unknown", "DATA"),
+        ("<ann@example.jp>:\n550: : User unknown", "DATA"),
+        ("550 5.2.1 : User unknown", "DATA"),
+        ("550 <ann@example.jp>: User unknown", ""),
+        ("550 ann@example.jp: User unknown", ""),
+        ("550 <  >: User unknown", ""),  # an address the reader blanked out is still a slot
+        ("550 : User unknown (in reply to RCPT TO command)", "RCPT"),
+        ("at 10:15 : delivery failed", ""),  # a time is no reply code
+    ],
+)
+def test_the_command_a_reply_answered(text: str, command: str) -> None:
+    assert command_of(text) == command
+
+
+def test_user_unknown_with_an_empty_slot_is_a_filter_not_a_missing_mailbox() -> None:
+    text = "550 : User unknown"
+    assert classify("5.0.0", None, text, command=command_of(text)).kind is Kind.BLOCK
+    named = "550 <ann@example.jp>: User unknown"
+    assert classify("5.0.0", None, named, command=command_of(named)).kind is Kind.HARD
+
+
+def test_mailbox_states() -> None:
+    assert mailbox_state("The user's account is disabled.")
+    assert mailbox_state("Not enough disk space")
+    assert mailbox_state("Mailbox is full")
+    assert not mailbox_state("The address couldn't be found; try again")
+    assert not mailbox_state("User unknown")

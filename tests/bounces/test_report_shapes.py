@@ -49,8 +49,8 @@ def test_a_redacted_arf_names_nobody_but_keeps_its_verdict_for_a_tied_delivery()
         b"To: ann@example.net", b"To: <Undisclosed Recipients>"
     )
     report = parse_report(data)
-    assert report.kind == "feedback" and report.findings == []
-    assert report.loose is not None and report.loose.kind is BounceKind.COMPLAINT
+    assert report.kind == "feedback"
+    assert [(f.kind, f.recipient) for f in report.findings] == [(BounceKind.COMPLAINT, "")]
 
 
 def _ses(message: dict[str, object], *, wrapped: bool) -> bytes:
@@ -158,3 +158,64 @@ def test_a_dsn_whose_recipient_field_is_unreadable_is_read_from_its_text() -> No
         b"<ann@example.net>\r\n    (reason: 550 Host unknown)\r\n",
     )
     assert _kinds(data) == [("hard", "ann@example.net")]
+
+
+def _status_report(human: bytes, *blocks: bytes) -> bytes:
+    status = b"\r\n".join(blocks)
+    return (
+        b"From: Mail Delivery System <MAILER-DAEMON@mx.example.org>\r\n"
+        b"To: news@example.org\r\nSubject: Returned mail\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/report; report-type=delivery-status; boundary="d1"\r\n\r\n'
+        b"--d1\r\nContent-Type: text/plain\r\n\r\n" + human + b"\r\n"
+        b"--d1\r\nContent-Type: message/delivery-status\r\n\r\n"
+        b"Reporting-MTA: dns; mx.example.org\r\n\r\n" + status + b"\r\n"
+        b"--d1\r\nContent-Type: message/rfc822\r\n\r\n" + ORIGINAL + b"--d1--\r\n"
+    )
+
+
+def _recipient(rcpt: bytes, status: bytes, diagnostic: bytes, *extra: bytes) -> bytes:
+    return (
+        b"Final-Recipient: rfc822; " + rcpt + b"\r\nAction: failed\r\nStatus: " + status
+        + b"\r\nDiagnostic-Code: smtp; " + diagnostic + b"\r\n" + b"".join(extra)
+    )  # fmt: skip
+
+
+def test_the_report_saying_its_one_recipient_is_disabled_or_full_beats_user_unknown() -> None:
+    """The reporting MTA's own words about its one failed recipient (a mailbox state) are more
+    specific than a remote "user unknown", which many servers answer for any refusal."""
+    at_rcpt = b"550 user unknown (in reply to RCPT TO command)"
+    block = _recipient(b"ann@example.net", b"5.0.0", at_rcpt)
+    disabled = _status_report(b"The recipient's account is disabled.", block)
+    assert _kinds(disabled) == [("soft", "ann@example.net")]
+    full = _status_report(b"Your message was rejected:\r\nNot enough disk space", block)
+    assert _kinds(full) == [("soft", "ann@example.net")]
+    plain = _status_report(b"Your message could not be delivered.", block)
+    assert _kinds(plain) == [("hard", "ann@example.net")]
+    # Two failed recipients: the words cannot be tied to either.
+    other = _recipient(b"bob@example.net", b"5.0.0", at_rcpt)
+    both = _status_report(b"One mailbox is full.", block, other)
+    assert _kinds(both) == [("hard", "ann@example.net"), ("hard", "bob@example.net")]
+
+
+def test_powermta_says_how_it_read_the_reply() -> None:
+    bad = _recipient(
+        b"ann@example.net",
+        b"5.2.1 (mailbox disabled, not accepting messages)",
+        b"550 5.2.1 <ann@example.net>... User Unknown",
+        b"X-PowerMTA-BounceCategory: bad-mailbox\r\n",
+    )
+    assert _kinds(_status_report(b"delivery failed; will not continue trying", bad)) == [
+        ("hard", "ann@example.net")
+    ]
+    inactive = _recipient(
+        b"bob@example.net",
+        b"5.1.1",
+        b"550 5.1.1 <bob@example.net>... account inactive, user unknown",
+        b"X-PowerMTA-BounceCategory: inactive-mailbox\r\n",
+    )
+    assert _kinds(_status_report(b"delivery failed", inactive)) == [("soft", "bob@example.net")]
+    no_opinion = _recipient(
+        b"cy@example.net", b"5.1.1", b"550 5.1.1 user unknown",
+        b"X-PowerMTA-BounceCategory: other\r\n",
+    )  # fmt: skip
+    assert _kinds(_status_report(b"delivery failed", no_opinion)) == [("hard", "cy@example.net")]

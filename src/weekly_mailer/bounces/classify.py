@@ -77,18 +77,24 @@ _HARD_FIRST = _rx(
     r"RESOLVER\.ADR\.RecipNotFound",
     r"RESOLVER\.ADR\.RecipientNotFound",
 )
-# A recipient's own mailbox taking mail too fast is the recipient's (temporary) state.
-_SOFT_FIRST = _rx(
-    r"receiving mail (at a rate|too quickly)",
-    r"(not found|failure|error|problem), try again",
-    r"malformed or unexpected name server reply",
-    r"(could ?n[o']t|can ?n[o']t|unable to) (create|open|write|lock)\b|i/o error|disk full",
+# The mailbox exists and is in a state: disabled, suspended, full. The reader's, temporary.
+_MAILBOX_STATE = (
     r"(account|mailbox|user|address) (has been |is |was )?(temporarily )?(disabled|deactivated"
     r"|inactive|suspended|frozen|on hold|locked|blocked|disabled or discontinued)",
     r"account (is )?(disabled|suspended|inactive)|\b(suspended|inactive|frozen) (account|mailbox)",
     r"mailbox (is )?(full|over quota)",
     r"over (the )?quota",
+    r"not enough (disk |storage )?space|disk full",
 )
+# A recipient's own mailbox taking mail too fast is the recipient's (temporary) state.
+_SOFT_FIRST = _rx(
+    r"receiving mail (at a rate|too quickly)",
+    r"(not found|failure|error|problem), try again",
+    r"malformed or unexpected name server reply",
+    r"(could ?n[o']t|can ?n[o']t|unable to) (create|open|write|lock)\b|i/o error",
+    *_MAILBOX_STATE,
+)
+_STATE = _rx(*_MAILBOX_STATE)
 _BLOCK = _rx(
     r"spam",
     r"block ?list|black ?list|blocked|blocking",
@@ -139,6 +145,11 @@ _SOFT = _rx(
     r"exceeded (storage|the storage)|storage allocation|size limit",
     r"temporar(y|ily)|try again|later",
 )
+
+
+def mailbox_state(text: str) -> bool:
+    """Whether ``text`` says the mailbox exists in a state (disabled, suspended, full)."""
+    return bool(_STATE.search(text))
 
 
 def find_status(text: str) -> str:
@@ -196,8 +207,13 @@ def _by_specific_status(status: str, text: str, *, command: str) -> Kind:
             return Kind.BLOCK
         return Kind.HARD
     by_text = _by_text(text)
-    if by_text is Kind.HARD and status.split(".")[1:] == ["2", "0"]:
-        return Kind.SOFT  # X.2.0: "the mailbox exists, but…" (RFC 3463), whatever the text
+    if by_text is Kind.HARD and status.split(".")[1] in ("2", "3") and command != "RCPT":
+        # X.2.x "the mailbox exists, but…" (disabled, full: RFC 3463) and X.3.x "the destination
+        # system…" contradict a "user unknown" in the text. Only a refusal of the address itself
+        # (at RCPT TO) makes it a missing mailbox; otherwise the status says what it is: the
+        # recipient's own filter (Japanese carriers answer "5.2.1 User unknown" so), a system
+        # fault.
+        return Kind.SOFT
     if by_status is Kind.SOFT and by_text in (Kind.BLOCK, Kind.EXPIRED):
         return by_text  # "4.4.2 … not going to try again", "4.7.0"-less greylisting blocks
     if by_status is not None:

@@ -36,7 +36,7 @@ from email.utils import getaddresses
 from flufl.bounce import all_failures
 
 from weekly_mailer.bounces import report_shapes as shapes
-from weekly_mailer.bounces.classify import Kind, classify, one_line, uncomment
+from weekly_mailer.bounces.classify import Kind, classify, mailbox_state, one_line, uncomment
 from weekly_mailer.bounces.report_text import command_of, diagnostic_near
 from weekly_mailer.store.bounce_models import BounceKind, BounceSource
 
@@ -155,8 +155,13 @@ def parse_report(data: bytes, *, unsubscribe_address: str = "") -> Report:
         elif is_report and (fields := shapes.text_feedback_fields(part)) is not None:
             report.kind = "feedback"
             report.findings.extend(_arf_findings([fields], msg))
-    if report.kind == "feedback" and not report.findings:  # redacted: names no recipient
-        report.loose = _redacted_feedback(msg)
+    if report.kind == "feedback":
+        # A feedback loop mails its report to the address registered with it, not to our VERP
+        # address; the message it returns keeps its Return-Path, which is.
+        paths = _original_return_paths(msg)
+        report.addressed_to += [a for a in paths if a not in report.addressed_to]
+        if not report.findings:  # redacted: names no recipient; the verdict is the tied reader's
+            report.findings = [_redacted_feedback(msg)]
     if report.kind == "bounce" and not report.findings and _unnamed_failure(msg):
         report.findings = _legacy_findings(msg)  # "Final-Recipient: rfc822; @host": read the text
     if report.kind != "other":
@@ -206,6 +211,7 @@ def _dsn_findings(part: Message, human: str) -> list[Finding]:
     found: list[Finding] = []
     blocks = _fields(part)
     named = [b for b in blocks if b.get("Final-Recipient") or b.get("Original-Recipient")]
+    failed = [b for b in named if uncomment(b.get("Action") or "").lower() == "failed"]
     for block in named:
         rcpt = _address(block.get("Final-Recipient") or block.get("Original-Recipient"))
         action = uncomment(block.get("Action") or "").lower()
@@ -222,6 +228,9 @@ def _dsn_findings(part: Message, human: str) -> list[Finding]:
             if words.kind is not Kind.UNKNOWN:
                 c = words
         kind = c.kind
+        if kind is Kind.HARD and len(failed) == 1 and mailbox_state(human):
+            kind = Kind.SOFT  # the report's own words about its one recipient: disabled, full
+        kind = shapes.vendor_category(block) or kind
         if action == "delayed" and kind in (Kind.HARD, Kind.UNKNOWN, Kind.EXPIRED):
             kind = Kind.SOFT  # a warning: the MTA is still trying
         elif action == "failed" and c.status.startswith("4") and kind is not Kind.BLOCK:
@@ -369,6 +378,21 @@ def _original_recipients(msg: Message) -> list[str]:
     return []
 
 
+def _original_return_paths(msg: Message) -> list[str]:
+    """The Return-Path of the message a report returns (message/rfc822 or its headers)."""
+    for part in msg.walk():
+        if part.get_content_type() in ("message/rfc822", "text/rfc822-headers"):
+            payload = part.get_payload()
+            if isinstance(payload, list) and payload and isinstance(payload[0], Message):
+                inner = payload[0]
+            else:
+                raw = part.get_payload(decode=True)
+                inner = email.message_from_bytes(raw if isinstance(raw, bytes) else b"")
+            paths = [str(v) for v in inner.get_all("Return-Path", [])]
+            return [a.lower() for _, a in getaddresses(paths) if "@" in a]
+    return []
+
+
 def _broken(part: Message) -> bool:
     """A multipart part whose boundary was lost (a folded header line left unindented): its
     payload is one text, and the report's words may be in it."""
@@ -388,8 +412,9 @@ def _unnamed_failure(msg: Message) -> bool:
 
 
 def _redacted_feedback(msg: Message) -> Finding:
-    """What a feedback report that names nobody says, for the delivery it can be tied to (its
-    VERP address, or a quoted Message-ID of ours): its kind by Feedback-Type."""
+    """What a feedback report that names nobody says, as a finding naming nobody: it becomes
+    the reader's of the delivery the report is tied to (a VERP address, the returned message's
+    Return-Path, a quoted Message-ID of ours) and changes nobody otherwise."""
     kinds = [
         uncomment(b.get("Feedback-Type") or "").lower()
         for part in msg.walk()

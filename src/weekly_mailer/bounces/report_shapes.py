@@ -6,6 +6,8 @@
   carry ``X-HmXmrOriginalRecipient`` (the reader who pressed "junk").
 - ARF feedback fields sent as a ``text/plain`` part (``Feedback-Type:`` …) instead of
   ``message/feedback-report``.
+- Vendor fields in a DSN that say how the sending MTA read the reply (PowerMTA's
+  ``X-PowerMTA-BounceCategory``).
 - Mail clients' one-click unsubscribe mail (Apple Mail's ``X-Apple-Unsubscribe: true``).
 - Auto-replies (RFC 3834 ``Auto-Submitted``, ``X-Autoreply``, vacation subjects).
 
@@ -106,6 +108,28 @@ def _ses_bounce(bounce: dict[str, Any]) -> list[tuple[str, BounceKind, str, str]
 def _ses_addresses(items: Any) -> list[str]:
     found = [str(i.get("emailAddress") or "") for i in items or [] if isinstance(i, dict)]
     return [a.lower() for a in found if _ADDRESS.match(a)]
+
+
+# PowerMTA's own reading of the reply, in each recipient's DSN block (its bounce categories).
+_POWERMTA = {
+    "bad-mailbox": Kind.HARD,
+    "bad-domain": Kind.HARD,
+    "inactive-mailbox": Kind.SOFT,
+    "quota-issues": Kind.SOFT,
+    "message-expired": Kind.EXPIRED,
+    "spam-related": Kind.BLOCK,
+    "policy-related": Kind.BLOCK,
+    "virus-related": Kind.BLOCK,
+    "content-related": Kind.BLOCK,
+    "invalid-sender": Kind.BLOCK,
+}
+
+
+def vendor_category(block: Message) -> Kind | None:
+    """The sending MTA's own class of a failure, when its DSN carries one
+    (``X-PowerMTA-BounceCategory: bad-mailbox``); None when absent or saying nothing."""
+    value = uncomment(block.get("X-PowerMTA-BounceCategory") or "").lower()
+    return _POWERMTA.get(value)
 
 
 def jmrp_recipients(msg: Message) -> list[str] | None:

@@ -8,14 +8,22 @@ import re
 _WINDOW = 4  # lines after the address that still belong to it
 
 _AFTER_DATA = re.compile(
-    r"(in reply to|after) (the )?(end of )?data\b|>>>+\s*data\b|smtp command\W*data\b",
+    r"(in reply to|after) (the )?(end of )?data\b|>>>+\s*data\b|smtp command\W*data\b"
+    r"|did not like our (final )?data\b"  # DragonFly
+    r"|failed after i sent the message",  # qmail
     re.IGNORECASE,
 )
 _AFTER_MAIL = re.compile(r"(in reply to|after) mail from\b|>>>+\s*mail from", re.IGNORECASE)
+# A recipient refusal at RCPT TO names the recipient where Postfix-style servers put it
+# (``550 <a@example.org>: User unknown``); the same reply with nothing before the colon
+# (``550 : User unknown``, ``550: : …``) answered the message, after DATA: there was no one
+# recipient to name. Japanese carriers answer their subscribers' sender filters so.
+_EMPTY_SLOT = re.compile(r"(?<![\w.])[45]\d\d(?:[ -][45]\.\d{1,3}\.\d{1,3})?:? :(?!:)")
 _PIPELINED = re.compile(r"need rcpt|no valid recipients", re.IGNORECASE)  # RCPT's answer, late
 _AFTER_RCPT = re.compile(
     r"(in reply to|after) rcpt\b|>>>+\s*rcpt to|\[rcpt_to\]|smtp command\W*rcpt\b"
-    r"|smtp:rcpt\b|\brcpt to:?\s*<[^>]*>\s*:?\s*\d{3}\b|after rcpt command",
+    r"|smtp:rcpt\b|\brcpt to:?\s*<[^>]*>\s*:?\s*\d{3}\b|after rcpt command"
+    r"|did not like our rcpt to\b|does not like recipient\b",  # DragonFly, qmail
     re.IGNORECASE,
 )
 
@@ -26,6 +34,8 @@ def command_of(text: str) -> str:
     if _AFTER_MAIL.search(text):
         return "MAIL"
     if _AFTER_DATA.search(text) and not _PIPELINED.search(text):
+        return "DATA"
+    if _EMPTY_SLOT.search(text) and not _AFTER_RCPT.search(text):
         return "DATA"
     return "RCPT" if _AFTER_RCPT.search(text) or _PIPELINED.search(text) else ""
 

@@ -69,6 +69,9 @@ class Settings:
     bounce_limit: int = 3
     verp: bool = True
     bounce_trust: str = "signed"
+    bounce_mailbox: str = ""
+    bounce_processed_folder: str = "Processed"
+    bounce_poll_seconds: float = 300.0
     block_pause_threshold: int = 10
     block_pause_window_minutes: float = 10.0
     block_pause_minutes: float = 30.0
@@ -160,6 +163,13 @@ DESCRIPTIONS: dict[str, str] = {
     "bounce_limit": "hard bounces after which a subscriber is marked bounced",
     "bounce_trust": "signed: a report changes a reader only when tied to a message we sent them "
     "(signed VERP address, our Message-ID, a verified webhook event); any: believe any report",
+    "bounce_mailbox": "the mailbox reports land in, read by `bounces fetch` and polled by `run`: "
+    "imaps://user:pass@host[:port]/FOLDER, imap://… (STARTTLS), pop3s://user:pass@host[:port], "
+    "pop3://… (STLS); ?cafile=PATH trusts a CA besides the system's (empty: no mailbox)",
+    "bounce_processed_folder": "IMAP folder reports are moved to once applied (created when "
+    "missing); other mail is never moved, deleted or marked read",
+    "bounce_poll_seconds": "how often `run` reads bounce_mailbox when the server offers no IMAP "
+    "IDLE (with IDLE: at once, and at least this often)",
     "verp": "with bounce_address set, each message's envelope sender names its delivery, signed"
     " (bounces+ID-MAC@domain); false sends every message from bounce_address itself",
     "block_pause_threshold": "blocks (spam, policy refusals) from one receiving domain that pause"

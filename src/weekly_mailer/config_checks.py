@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from weekly_mailer.config_mailbox import check_bounce_mailbox, check_folder
 from weekly_mailer.errors import ConfigError
 
 # The backend schemes: the one list of names. ``delivery.backends`` maps each to its factory
@@ -241,6 +242,8 @@ CHECKS: dict[str, Callable[[str, Any], None]] = {
     "dns_resolver": _check_dns_resolver,
     "preflight": _check_preflight,
     "bounce_trust": _check_bounce_trust,
+    "bounce_mailbox": check_bounce_mailbox,
+    "bounce_processed_folder": check_folder,
     "approval": _check_approval,
     "editors": _check_addresses,
 }

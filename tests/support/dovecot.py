@@ -150,7 +150,10 @@ service pop3-login {{
         return conf
 
     def start(self) -> Dovecot:
-        conf = self._write_config()
+        """Start the server (again, after :meth:`halt`: same ports, same mail)."""
+        conf = self.folder / "dovecot.conf"
+        if not conf.exists():
+            conf = self._write_config()
         self.proc = subprocess.Popen(
             [DOVECOT, "-F", "-c", str(conf)],
             stdout=subprocess.PIPE,
@@ -169,6 +172,12 @@ service pop3-login {{
         raise RuntimeError(f"dovecot did not listen within 20 s: {self.log()}")
 
     def stop(self) -> None:
+        """Stop the server and remove its folder."""
+        self.halt()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def halt(self) -> None:
+        """Stop the server, keep its folder (the CA file): a mailbox that is down."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -178,7 +187,6 @@ service pop3-login {{
                 self.proc.wait(timeout=15)
         if self.proc is not None and self.proc.stdout is not None:
             self.proc.stdout.close()
-        shutil.rmtree(self.folder, ignore_errors=True)
 
     def log(self) -> str:
         path = self.folder / "dovecot.log"

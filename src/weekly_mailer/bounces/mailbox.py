@@ -101,14 +101,11 @@ def fetch(
         mailbox=box.key,
         folder=settings.bounce_processed_folder if box.key.startswith("imap") else "",
     )
+    query = select(MailboxMessage.message_key, MailboxMessage.outcome).where(
+        MailboxMessage.mailbox == box.key
+    )
     with sessions() as session:
-        known = dict(
-            session.execute(
-                select(MailboxMessage.message_key, MailboxMessage.outcome).where(
-                    MailboxMessage.mailbox == box.key
-                )
-            ).tuples()
-        )
+        known = {key: outcome for key, outcome in session.execute(query).tuples()}
     keys = box.keys()
     summary.left = sum(known.get(k) == "other" for k in keys)
     leftover = [k for k in keys if known.get(k) == "report"]  # recorded, not yet moved

@@ -5,7 +5,8 @@ Messages are read with ``BODY.PEEK[]``, so none is marked ``\\Seen``; each is na
 missing) with ``UID MOVE`` (RFC 6851) where offered, else ``UID COPY``, ``\\Deleted`` on those
 UIDs and ``UID EXPUNGE`` (RFC 4315) of those UIDs only; without UIDPLUS they are copied and
 flagged, never expunged (a plain EXPUNGE would also remove what a person flagged). New mail is
-awaited with IDLE (RFC 2177) where the server offers it.
+awaited with IDLE (RFC 2177) where the server offers it. A message flagged ``\\Deleted`` counts as
+gone and is never read.
 """
 
 from __future__ import annotations
@@ -78,7 +79,9 @@ class ImapBox:
             raise network_error(self.url, exc) from exc
 
     def keys(self) -> list[str]:
-        uids = self._guarded("SEARCH", self.client.search, "ALL")
+        # A message flagged \\Deleted is gone already (a person deleted it, or we copied it
+        # to the processed folder where the server offers no UIDPLUS): never read, never moved.
+        uids = self._guarded("SEARCH", self.client.search, "UNDELETED")
         assert isinstance(uids, list)
         return [f"{self.uidvalidity}:{uid}" for uid in sorted(uids)]
 

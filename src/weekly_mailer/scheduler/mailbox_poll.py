@@ -79,8 +79,10 @@ class MailboxPoller:
                     box.close()
                     box = None
                 text = str(exc) if isinstance(exc, WeeklyMailerError) else repr(exc)
+                if not text.startswith(("bounce mailbox", "bounce_mailbox")):
+                    text = f"bounce mailbox: {text}"
                 if text != self._failing:
-                    log.error("bounce mailbox: %s; trying again in %g s", text, pause)
+                    log.error("%s; trying again in %g s", text, pause)
                     if not isinstance(exc, WeeklyMailerError):
                         log.debug("bounce mailbox: the error", exc_info=exc)
                 self._failing = text

@@ -304,9 +304,10 @@ def test_a_refused_login_an_untrusted_certificate_and_no_server_are_one_line(
         box = Folder(tmp_path, server, "imaps")
         env_url = server.url("imaps", password="wrong-pw")
         cases = {
-            env_url: "login refused",
+            env_url: "login refused ([AUTHENTICATIONFAILED] Authentication failed.)",
             server.url("imaps").split("?")[0]: "TLS certificate is not trusted",
-            server.url("pop3s", password="wrong-pw"): "login refused",
+            server.url("pop3s", password="wrong-pw"): "login refused (-ERR [AUTH] Authentication",
+            server.url("imaps", "Nope"): "folder 'Nope' cannot be opened",
         }
         for url, said in cases.items():
             r = box.run("bounces", "fetch", WEEKLY_MAILER_BOUNCE_MAILBOX=url)
@@ -353,3 +354,22 @@ def test_without_move_only_the_reports_uids_are_expunged(tmp_path: Path, uidplus
         assert again.returncode == 0 and "0 reports applied" in again.stdout, again.stdout
         assert len(server.messages("Processed")) == 6
         assert box.events() == 6
+
+
+def test_dry_run_reads_everything_and_changes_nothing_here_or_there(tmp_path: Path) -> None:
+    with Dovecot() as server:
+        box = Folder(tmp_path, server, "imaps")
+        box.fill()
+        r = box.run("bounces", "fetch", "--dry-run")
+        assert r.returncode == 0, r.stdout + r.stderr
+        lines = [line for line in r.stdout.splitlines() if re.match(r"\d+ ", line)]
+        assert sum(": not a report" in line for line in lines) == PEOPLE, r.stdout
+        assert sum("[VERP delivery" in line or "[quotes our" in line for line in lines) == 30
+        assert r.stdout.count("Dry run, nothing changed. Mailbox imaps://bounces@") == 1
+        assert "30 reports applied (0 untrusted), 0 moved to Processed" in r.stdout
+        assert box.events() == 0 and box.query("SELECT count(*) FROM mailbox_message") == [(0,)]
+        assert set(box.query("SELECT status FROM subscriber")) == {("active",)}
+        inbox = server.messages("INBOX")
+        assert len(inbox) == HARD + COMPLAINTS + PEOPLE
+        assert all("\\Seen" not in flags for _, flags in inbox)
+        assert server.messages("Processed") == []

@@ -88,4 +88,6 @@ def one_line(exc: BaseException) -> str:
         a.decode("utf-8", "replace") if isinstance(a, bytes) else str(a) for a in exc.args
     )
     text = " ".join(text.split()) or type(exc).__name__
+    if text[:2] in ("b'", 'b"') and text[-1:] == text[1]:  # imapclient's str() of a reply's bytes
+        text = text[2:-1]
     return text[:300]

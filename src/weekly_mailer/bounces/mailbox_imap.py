@@ -109,6 +109,24 @@ class ImapBox:
                 self._guarded("CREATE", client.create_folder, self.processed)
                 log.info("bounce mailbox %s: created folder %s", self.key, self.processed)
             self._made_processed = True
+        try:
+            self._move(uids)
+        except MailboxError:
+            # Another reader (``run`` and a ``bounces fetch`` at once) moved some of them first:
+            # the server refuses the whole command (Dovecot: EXPUNGEISSUED). Move the rest.
+            still = self._still_there(uids)
+            if still:
+                self._move(still)
+
+    def _still_there(self, uids: list[int]) -> list[int]:
+        found = self._guarded(
+            "SEARCH", self.client.search, ["UID", ",".join(map(str, uids)), "UNDELETED"]
+        )
+        assert isinstance(found, list)
+        return sorted(set(found) & set(uids))
+
+    def _move(self, uids: list[int]) -> None:
+        client = self.client
         if client.has_capability("MOVE"):
             self._guarded("MOVE", client.move, uids, self.processed)
             return

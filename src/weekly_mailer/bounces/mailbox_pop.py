@@ -8,6 +8,7 @@ out when the connection ends with QUIT; everything else is left as it was.
 
 from __future__ import annotations
 
+import logging
 import poplib
 import threading
 from collections.abc import Iterator, Sequence
@@ -16,6 +17,7 @@ from weekly_mailer.bounces.mailbox_box import TIMEOUT, network_error, one_line, 
 from weekly_mailer.config_mailbox import MailboxUrl
 from weekly_mailer.errors import MailboxError
 
+log = logging.getLogger(__name__)
 ALL_LINES = 10_000_000  # TOP's line count that means "the whole message"
 
 
@@ -24,6 +26,7 @@ class PopBox:
 
     def __init__(self, url: MailboxUrl) -> None:
         self.url, self.key = url, url.key
+        self._deleted = 0
         context = tls_context(url)
         try:
             if url.implicit_tls:
@@ -92,6 +95,7 @@ class PopBox:
         for key in keys:
             try:
                 self.pop.dele(self.numbers[key])
+                self._deleted += 1
             except poplib.error_proto as exc:
                 raise MailboxError(f"bounce mailbox {self.key}: {one_line(exc)}") from exc
             except OSError as exc:
@@ -103,8 +107,14 @@ class PopBox:
     def close(self) -> None:
         try:
             self.pop.quit()  # the DELEs take effect here
-        except (OSError, poplib.error_proto):
+        except (OSError, poplib.error_proto) as exc:
             self._drop()
+            if self._deleted:
+                log.warning(
+                    "bounce mailbox %s: the server did not end the session (%s): %d reports "
+                    "recorded but not deleted yet; the next read deletes them",
+                    self.key, one_line(exc), self._deleted,
+                )  # fmt: skip
 
     def _drop(self) -> None:
         try:

@@ -268,11 +268,13 @@ def test_run_applies_a_report_delivered_while_it_runs(
         assert "bounce mailbox" in err.decode() and "Traceback" not in err.decode()
 
 
-def test_run_rides_out_a_mailbox_it_cannot_reach_and_reads_it_once_it_is_back(
+def test_run_rides_out_a_mailbox_that_goes_away_and_reads_it_once_it_is_back(
     tmp_path: Path,
 ) -> None:
+    """The daemon starts with the server down (one line), reads and IDLEs once it is up, loses
+    it while idling (one line), and applies a report that comes once it is back."""
     with Dovecot() as server:
-        box = Folder(tmp_path, server, "imaps", bounce_poll_seconds=1.0, log_level="INFO")
+        box = Folder(tmp_path, server, "imaps", bounce_poll_seconds=600.0, log_level="INFO")
         server.halt()  # nothing listens there now
         log = tmp_path / "run.log"
         with log.open("wb") as err:
@@ -285,6 +287,10 @@ def test_run_rides_out_a_mailbox_it_cannot_reach_and_reads_it_once_it_is_back(
                 time.sleep(6)  # a second try fails the same way: no second line
                 assert proc.poll() is None  # the daemon lives on
                 server.start()
+                assert wait_for(lambda: "reachable again" in log.read_text(), 60, step=0.05)
+                server.halt()  # gone while the daemon idles on it
+                assert wait_for(lambda: log.read_text().count("ERROR") >= 2, 60, step=0.05)
+                server.start()
                 server.append(box.reports[0])
                 assert wait_for(lambda: box.events() == 1, timeout=60, step=0.05)
             finally:
@@ -292,9 +298,28 @@ def test_run_rides_out_a_mailbox_it_cannot_reach_and_reads_it_once_it_is_back(
                 proc.wait(timeout=60)
         text = log.read_text()
         assert proc.returncode == 0, text
-        assert text.count(f"bounce mailbox 127.0.0.1:{server.imaps_port}: cannot connect") == 1
-        assert "reachable again" in text and "Traceback" not in text, text
+        assert text.count(f"bounce mailbox 127.0.0.1:{server.imaps_port}: cannot connect") <= 2
+        assert text.count("reachable again") == 2, text
+        assert "Traceback" not in text, text
         assert len(server.messages("Processed")) == 1
+
+
+def test_untrusted_reports_are_recorded_moved_and_change_nobody(tmp_path: Path) -> None:
+    with Dovecot() as server:
+        box = Folder(tmp_path, server, "imaps")
+        target = box.emails[0]
+        forged = verp_dsn(BOUNCES, target, 90)  # to the bare bounce address: no VERP
+        tampered = box.reports[1].replace(b"bounces+2-", b"bounces+3-")  # another's mac
+        for data in (forged, tampered, box.people[0]):
+            server.append(data)
+        r = box.run("bounces", "fetch")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "2 reports applied (2 untrusted), 2 moved to Processed" in r.stdout, r.stdout
+        assert "1 other message left unread where it was (1 new)" in r.stdout, r.stdout
+        assert set(box.query("SELECT status FROM subscriber")) == {("active",)}
+        assert box.query("SELECT count(*), sum(trusted) FROM bounce_event") == [(2, 0)]
+        assert len(server.messages("Processed")) == 2
+        assert [_norm(b) for b, _ in server.messages("INBOX")] == [_norm(box.people[0])]
 
 
 def test_a_refused_login_an_untrusted_certificate_and_no_server_are_one_line(

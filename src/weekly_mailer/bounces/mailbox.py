@@ -65,11 +65,12 @@ class FetchSummary:
     def line(self) -> str:
         """The mailbox's summary line."""
         where = f"moved to {self.folder}" if self.folder else "deleted"
+        raced = f", {self.raced} read by another reader at once" if self.raced else ""
         return (
             f"Mailbox {self.mailbox}: {plural(self.reports, 'report')} applied "
             f"({self.ingest.untrusted} untrusted), {self.finished} {where}; "
             f"{plural(self.left, 'other message')} left unread where "
-            f"{'they were' if self.left != 1 else 'it was'} ({self.other} new)."
+            f"{'they were' if self.left != 1 else 'it was'} ({self.other} new{raced})."
         )
 
 

@@ -146,18 +146,28 @@ class ImapBox:
         if not client.has_capability("IDLE"):
             return None
         deadline = time.monotonic() + seconds
-        came = False
+        came, quick = False, 0
         self._guarded("IDLE", client.idle)
         try:
             while not came and not stop.is_set():
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                replies = self._guarded("IDLE", client.idle_check, min(1.0, left))
+                step, started = min(1.0, left), time.monotonic()
+                replies = self._guarded("IDLE", client.idle_check, step)
                 assert isinstance(replies, list)
+                if any(r[:1] == (b"BYE",) for r in replies):
+                    raise MailboxError(f"bounce mailbox {self.key}: the server ended the session")
+                # imapclient reads a closed connection as "no news": an answer at once, again
+                # and again, with nothing in it, is a connection lost.
+                quick = quick + 1 if not replies and time.monotonic() - started < step / 2 else 0
+                if quick >= 3:
+                    raise MailboxError(f"bounce mailbox {self.key}: the connection was lost")
                 came = any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in replies)
-        finally:
-            self._guarded("IDLE", client.idle_done)
+        except MailboxError:
+            self.close()
+            raise
+        self._guarded("IDLE", client.idle_done)
         return came
 
     def close(self) -> None:

@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from tests.issues.test_health import LAST_WEEK, sent_issue
 from tests.support.dovecot import Dovecot
 from tests.support.send import Workspace, wait_for
 from weekly_mailer.compose import make_message_id
-from weekly_mailer.store.db import Database
+from weekly_mailer.store.db import Database, make_engine
 from weekly_mailer.store.models import Delivery, Subscriber
 from weekly_mailer.tokens import VerpCodec
 from weekly_mailer.words import plural
@@ -141,6 +142,13 @@ class Folder:
         )
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
+        if self.ws.settings.database_url.startswith("postgresql"):
+            engine = make_engine(self.ws.settings.database_url)
+            try:
+                with engine.connect() as con:
+                    return [tuple(row) for row in con.execute(text(sql))]
+            finally:
+                engine.dispose()
         con = sqlite3.connect(self.ws.db_path, timeout=30)
         try:
             return con.execute(sql).fetchall()
@@ -210,12 +218,15 @@ def test_fetch_applies_each_report_once_and_leaves_peoples_mail_unread(
         box.check_people_untouched()
 
 
-@pytest.mark.parametrize("scheme", ["imaps", "pop3s"])
+@pytest.mark.parametrize(
+    ("scheme", "engine"), [("imaps", "sqlite"), ("pop3s", "sqlite"), ("imaps", "postgresql")]
+)
 def test_sigkill_mid_fetch_and_a_rerun_apply_each_report_exactly_once(
-    tmp_path: Path, scheme: str
+    tmp_path: Path, scheme: str, engine: str, request: pytest.FixtureRequest
 ) -> None:
+    more = {"database_url": request.getfixturevalue("pg_url")} if engine == "postgresql" else {}
     with Dovecot() as server:
-        box = Folder(tmp_path, server, scheme)
+        box = Folder(tmp_path, server, scheme, **more)
         box.fill()
         proc = box.ws.start("bounces", "fetch")
         try:

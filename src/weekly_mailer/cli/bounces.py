@@ -1,4 +1,5 @@
-"""``bounces ingest``: bounce and complaint messages from stdin, a maildir or an mbox file."""
+"""``bounces ingest`` (stdin, a maildir or an mbox file) and ``bounces fetch`` (``bounce_mailbox``:
+IMAP or POP3): bounce and complaint messages applied to the readers they are about."""
 
 from __future__ import annotations
 

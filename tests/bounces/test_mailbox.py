@@ -432,3 +432,21 @@ def test_two_fetches_at_once_apply_each_report_once(tmp_path: Path, scheme: str)
         assert third.returncode == 0 and "0 reports applied" in third.stdout, third.stdout
         box.check_applied_once()
         box.check_people_untouched()
+
+
+def test_doctor_logs_in_and_says_how_run_will_read_it(tmp_path: Path) -> None:
+    with Dovecot() as server:
+        box = Folder(tmp_path, server, "imaps")
+        server.append(box.people[0])
+        r = box.run("doctor")
+        key = f"imaps://bounces@127.0.0.1:{server.imaps_port}/INBOX"
+        assert (
+            f"ok    bounce mailbox {key}: logged in, 1 message there; IMAP IDLE: `run` reads "
+            "reports as they arrive" in r.stdout
+        ), r.stdout
+        r = box.run("doctor", WEEKLY_MAILER_BOUNCE_MAILBOX=server.url("pop3s"))
+        assert "; `run` reads it every 300 s" in r.stdout, r.stdout
+        r = box.run("doctor", WEEKLY_MAILER_BOUNCE_MAILBOX=server.url("imaps", password="nope"))
+        assert r.returncode == 1
+        assert f"FAIL  bounce mailbox {key}: login refused" in r.stdout, r.stdout
+        assert [(b, f) for b, f in server.messages()][0][1] == set()  # still unread

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -42,6 +43,7 @@ from weekly_mailer.words import plural
 if TYPE_CHECKING:
     from weekly_mailer.config import Settings
 
+log = logging.getLogger(__name__)
 __all__ = ["Box", "FetchSummary", "OnMessage", "fetch", "open_box"]
 
 # (number, report, what tied it, whether it was a report) for each message read
@@ -120,7 +122,7 @@ def fetch(
         for number, (key, data) in enumerate(box.read(fresh), start=1):
             if stop is not None and stop.is_set():
                 break
-            report = parse_report(data, unsubscribe_address=settings.unsubscribe_mailto)
+            report = _read(box, key, data, settings.unsubscribe_mailto)
             if dry_session is not None:
                 note, is_report = apply(dry_session, report)
             else:
@@ -152,6 +154,19 @@ def fetch(
     if pending and not dry_run:
         _finish(box, pending, summary)
     return summary
+
+
+def _read(box: Box, key: str, data: bytes, mailto: str) -> Report:
+    """The report a message is; one the reader cannot make sense of is left where it is, like
+    a person's mail, and said so (it must not stop the mailbox's progress)."""
+    try:
+        return parse_report(data, unsubscribe_address=mailto)
+    except Exception as exc:  # noqa: BLE001 - one unreadable message must not stop the rest
+        log.warning(
+            "bounce mailbox %s: message %s cannot be read (%s): left where it is",
+            box.key, key, exc,
+        )  # fmt: skip
+        return Report(kind="other")
 
 
 def _finish(box: Box, keys: list[str], summary: FetchSummary) -> None:

@@ -34,10 +34,11 @@ if [ ! -f tests/.node/node_modules/axe-core/axe.min.js ]; then
 fi
 
 # The test servers and the benchmark sink: Postfix's smtp-sink/smtp-source (preseeded "No
-# configuration": nothing listens), Dovecot (IMAP, POP3) and nsd, each started by the tests
+# configuration": nothing listens), Dovecot (IMAP, POP3), nsd, and the mail filters rspamd and
+# SpamAssassin (its rules ship in the package: no sa-update), each started by the tests
 # themselves with a config of their own on loopback ports.
 missing=""
-for pair in postfix:/usr/sbin/smtp-sink dovecot-imapd:/usr/sbin/dovecot dovecot-pop3d:/usr/lib/dovecot/pop3 nsd:/usr/sbin/nsd; do
+for pair in postfix:/usr/sbin/smtp-sink dovecot-imapd:/usr/sbin/dovecot dovecot-pop3d:/usr/lib/dovecot/pop3 nsd:/usr/sbin/nsd rspamd:/usr/bin/rspamd spamassassin:/usr/bin/spamassassin; do
     [ -e "${pair#*:}" ] || missing="$missing ${pair%%:*}"
 done
 if [ -n "$missing" ]; then

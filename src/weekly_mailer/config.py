@@ -72,6 +72,11 @@ class Settings:
     bounce_mailbox: str = ""
     bounce_processed_folder: str = "Processed"
     bounce_poll_seconds: float = 300.0
+    ses_topic_arns: tuple[str, ...] = ()
+    sns_certificate_hosts: tuple[str, ...] = ("sns.*.amazonaws.com",)
+    mailgun_signing_key: str = ""
+    postmark_webhook_credentials: str = ""
+    sendgrid_verification_key: str = ""
     block_pause_threshold: int = 10
     block_pause_window_minutes: float = 10.0
     block_pause_minutes: float = 30.0
@@ -170,6 +175,18 @@ DESCRIPTIONS: dict[str, str] = {
     "missing); other mail is never moved, deleted or marked read",
     "bounce_poll_seconds": "how often `run` reads bounce_mailbox when the server offers no IMAP "
     "IDLE (with IDLE: at once, and at least this often)",
+    "ses_topic_arns": "POST /webhooks/ses: the SNS topic ARNs whose SES bounce and complaint "
+    "notifications are accepted (a TOML array; comma-separated in WEEKLY_MAILER_SES_TOPIC_ARNS; "
+    "empty: the route is off)",
+    "sns_certificate_hosts": "hosts SNS signing certificates and SubscribeURLs may come from, "
+    "over https only ('*' is one label; host:port allows that port; a TOML array, "
+    "comma-separated in its variable)",
+    "mailgun_signing_key": "POST /webhooks/mailgun: Mailgun's HTTP webhook signing key (empty: "
+    "off)",
+    "postmark_webhook_credentials": "POST /webhooks/postmark: the 'user:pass' of the webhook's "
+    "basic auth (empty: off)",
+    "sendgrid_verification_key": "POST /webhooks/sendgrid: the base64 public key SendGrid shows "
+    "for its signed event webhook (empty: off)",
     "verp": "with bounce_address set, each message's envelope sender names its delivery, signed"
     " (bounces+ID-MAC@domain); false sends every message from bounce_address itself",
     "block_pause_threshold": "blocks (spam, policy refusals) from one receiving domain that pause"

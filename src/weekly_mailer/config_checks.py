@@ -225,6 +225,59 @@ def _check_addresses(key: str, value: Any) -> None:
         seen.add(item.lower())
 
 
+# The webhooks' keys (bounces/webhooks): checked here so a typo is exit 2 naming the key.
+_LABEL = r"(\*|[a-z0-9]([a-z0-9-]*[a-z0-9])?)"
+_HOST_PATTERN = re.compile(rf"{_LABEL}(\.{_LABEL})+")
+
+
+def _check_host_patterns(key: str, value: tuple[str, ...]) -> None:
+    for pattern in value:
+        host, _, port = pattern.rpartition(":") if ":" in pattern else (pattern, "", "")
+        labels = host.lower().split(".")
+        if (
+            not _HOST_PATTERN.fullmatch(host.lower()) and host.lower() != "localhost"
+        ) or (port and not (port.isdigit() and 0 < int(port) < 65536)) or (
+            any(label == "*" for label in labels[-2:])
+        ):
+            raise ConfigError(
+                f"{key}: {pattern!r} is not a host pattern (labels of letters, digits and "
+                "hyphens, '*' for one label but not in the last two, optional :port)"
+            )
+
+
+def _check_topic_arns(key: str, value: tuple[str, ...]) -> None:
+    for arn in value:
+        parts = arn.split(":")
+        if len(parts) != 6 or parts[0] != "arn" or parts[2] != "sns" or not parts[5]:
+            raise ConfigError(
+                f"{key}: {arn!r} is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:TOPIC)"
+            )
+
+
+def _check_basic_credentials(key: str, value: str) -> None:
+    if value and (":" not in value or not value.partition(":")[0] or "\n" in value):
+        raise ConfigError(f"{key}: expected 'user:pass', got a value without a user and ':'")
+
+
+def _check_sendgrid_key(key: str, value: str) -> None:
+    if not value:
+        return
+    import base64
+    import binascii
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+    try:
+        public = load_der_public_key(base64.b64decode(value.strip(), validate=True))
+    except (ValueError, binascii.Error, TypeError) as exc:
+        raise ConfigError(
+            f"{key}: not the base64 public key SendGrid shows (it does not decode)"
+        ) from exc
+    if not isinstance(public, ec.EllipticCurvePublicKey) or public.curve.name != "secp256r1":
+        raise ConfigError(f"{key}: SendGrid's key is an ECDSA P-256 public key; this is not")
+
+
 CHECKS: dict[str, Callable[[str, Any], None]] = {
     "database_url": _check_database_url,
     "backend_url": _check_backend_url,
@@ -244,6 +297,10 @@ CHECKS: dict[str, Callable[[str, Any], None]] = {
     "bounce_trust": _check_bounce_trust,
     "bounce_mailbox": check_bounce_mailbox,
     "bounce_processed_folder": check_folder,
+    "sns_certificate_hosts": _check_host_patterns,
+    "ses_topic_arns": _check_topic_arns,
+    "postmark_webhook_credentials": _check_basic_credentials,
+    "sendgrid_verification_key": _check_sendgrid_key,
     "approval": _check_approval,
     "editors": _check_addresses,
 }

@@ -125,9 +125,9 @@ def test_sigkill_at_20_random_moments_loses_nothing_and_doubles_one_per_connecti
     # run: only the message per connection whose reply was being read can go out twice.
     assert all(k["in_flight"] <= bound for k in kills), (bound, kills)
     assert duplicates < in_flight_total  # the journal saved what the ledger had not recorded
-    # At most one a connection a kill, on average. (Most kills stay within it; on a loaded
-    # machine one kill in twenty has doubled 36: an open finding of issue 19.)
-    assert duplicates <= ws.settings.concurrency * len(kills), per_kill
+    # At most one a connection at each kill. (One kill in twenty once doubled 36: a sibling's
+    # fold removed a journal being made; journals are made locked now, test_kill_journal.py.)
+    assert max(per_kill) <= ws.settings.concurrency, per_kill
     assert all(k["server_messages"] < 2000 for k in kills[:-1])  # the kills hit a live send
 
 

@@ -179,12 +179,6 @@ KILLS = 20
 CONNECTIONS = 8
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open: with this harness (RecordingSMTPServer, 4,000 readers, 2 processes) two of 20 "
-    "kills once doubled 63 and 52 readers, not one per connection; tests/cli/test_send_e2e.py's "
-    "20 kills (2,000 readers, 8 connections) stay within 5 a kill. Not explained yet.",
-)
 def test_20_sigkills_of_a_fast_send_lose_nobody_and_double_at_most_one_per_connection(
     tmp_path: Path,
 ) -> None:

@@ -105,6 +105,7 @@ def check(settings: Settings) -> list[Finding]:
 
     out.extend(_dkim_findings(settings))
     out.extend(_bounce_mailbox(settings))
+    out.extend(_webhook_findings(settings))
     out.extend(_block_findings(settings))
     out.extend(_mail_world(settings))
     return out
@@ -144,6 +145,12 @@ def _this_weeks_skeleton(settings: Settings) -> tuple[bytes | None, str]:
     except (WeeklyMailerError, SQLAlchemyError) as exc:
         return None, " ".join(str(exc).split())[:200]
     return (plan.composed.skeleton, "") if plan.composed is not None else (None, "no article")
+
+
+def _webhook_findings(settings: Settings) -> list[Finding]:
+    from weekly_mailer.bounces.webhooks.service import config_notes
+
+    return [Finding(level, text) for level, text in config_notes(settings)]
 
 
 def _block_findings(settings: Settings) -> list[Finding]:

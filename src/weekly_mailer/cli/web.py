@@ -22,7 +22,13 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 def serve(
     app: AppContext, host: str | None, port: int | None, threads: int, trusted_proxy: str | None
 ) -> None:
-    """Serve the subscriber web pages with waitress (a production WSGI server)."""
+    """Serve the subscriber web pages with waitress (a production WSGI server).
+
+    Also the relays' bounce and complaint webhooks, each once its key is set: POST
+    /webhooks/ses (ses_topic_arns, sns_certificate_hosts), /webhooks/mailgun
+    (mailgun_signing_key), /webhooks/postmark (postmark_webhook_credentials), /webhooks/sendgrid
+    (sendgrid_verification_key); docs/web.md, "Webhooks".
+    """
     from waitress import create_server
 
     from weekly_mailer.web import close_app, create_app, server_options, url_prefix

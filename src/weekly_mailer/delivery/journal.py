@@ -10,13 +10,17 @@ returns the line is the kernel's, and a SIGKILL of the process does not lose it.
 still resend is only what was accepted and not yet written here: at most the one message per
 connection whose reply was being read.
 
-The file is locked (``flock``) while its worker lives. Any worker that starts, and every
-claim after, folds the journals nobody holds (their processes died): each line becomes a
-``sent`` row where the row is still ``sending`` under that claim (``outbox.mark_accepted``;
-a row recorded already, or claimed again since, is left alone), the other rows its dead owner
-(named on the file's first line) still held are handed back at once instead of when their
-leases end; then the file goes. After a
-database outage a worker folds its own journal the same way. A clean end removes it.
+The file is locked (``flock``) while its worker lives; it is made under another name, locked,
+then renamed, so no fold ever meets it unlocked. Each claim notes its lease token in it
+(``# claim <token>``) before any of its rows goes on the wire. Any worker that starts, and every
+claim after, folds the journals nobody holds (their processes died), one at a time under their
+lock: first each acceptance becomes a ``sent`` row where the row is still ``sending`` under that
+claim (``outbox.accept``; a row recorded already, or claimed again since, is left alone),
+committed; only then are the rows still ``sending`` under the claims it noted handed back
+(``outbox.hand_back``), at once instead of when their leases end: never a row of another claim,
+even one of a worker of the same owner name that lives on; then the file goes. A fault on the
+way leaves the file for the next fold. After a database outage a worker folds its own journal
+the same way. A clean end removes it.
 
 A claim that takes over rows whose lease ran out while their worker lived (it was paused, its
 renewals were late) reads the other journals first (``accepted_elsewhere``): a row found there
@@ -39,7 +43,7 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,10 +59,12 @@ log = logging.getLogger(__name__)
 __all__ = ["Entry", "Journal", "accepted_elsewhere", "fold", "journal_dir"]
 
 SUFFIX = ".journal"
+PART = ".new-"  # a journal being made: locked, then renamed to its own name
+PART_LEFT_AFTER = 60.0  # seconds: a part file this old was left by a worker that died making it
 CLEAR_AT = 256 * 1024  # bytes: an idle worker empties its journal past this size
 Entry = tuple[int, str, int, dt.datetime]  # delivery id, lease token, reply code, when
 Accept = Callable[[Sequence[Entry]], int]
-Release = Callable[[str], int]
+Release = Callable[[str, Sequence[str]], int]  # owner, claim tokens
 
 
 def journal_dir(settings: Settings) -> Path:
@@ -88,17 +94,47 @@ class Journal:
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", owner) + "-" + secrets.token_hex(4)
         self.path = directory / (name + SUFFIX)  # a file of its own for each run
         self.owner = owner
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self.lines = 0
         self.failing = False
-        self._head()
+        self._claims: set[str] = set()
+        # Made under a name no fold looks at, locked, then renamed: a fold never meets it
+        # unlocked. (Created under its own name, another worker's fold could lock it between
+        # our open and our flock, find it empty and remove it: we then journaled into a file
+        # nobody would ever fold, and a kill resent everything not yet recorded.)
+        part = directory / (PART + name + SUFFIX)
+        self._fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._head()
+            os.rename(part, self.path)
+        except OSError:
+            os.close(self._fd)
+            self._fd = -1
+            with contextlib.suppress(OSError):
+                part.unlink()
+            raise
 
-    def _head(self) -> None:
-        """The first line names the lease owner: a fold hands back what a dead owner held."""
+    def _head(self, claims: Iterable[str] = ()) -> None:
+        """The first line names the lease owner; then the claims still held (``claimed``)."""
         with contextlib.suppress(OSError):  # a full disk: the lines after it still count
             if os.fstat(self._fd).st_size == 0:
                 os.write(self._fd, f"# owner {self.owner}\n".encode())
+        self._claims.clear()
+        self.claimed(claims)
+
+    def claimed(self, tokens: Iterable[str]) -> None:
+        """Note the lease tokens of a claim, before any of its rows goes on the wire: a fold
+        hands back the rows still ``sending`` under these tokens, and no others (a worker of
+        the same owner name that lives on keeps its own)."""
+        new = sorted({t for t in tokens if t} - self._claims)
+        if not new or self._fd < 0:
+            return
+        try:
+            os.write(self._fd, "".join(f"# claim {t}\n" for t in new).encode())
+        except OSError as exc:  # its rows then come back when their leases end
+            log.debug("journal %s: cannot note a claim (%s)", self.path, exc)
+            return
+        self._claims.update(new)
 
     def accepted(self, envelope: Envelope, result: SendResult) -> None:
         """Append the acceptance of ``envelope`` (its ``ref``: the claimed row)."""
@@ -118,19 +154,20 @@ class Journal:
 
     def fold_own(self, accept: Accept) -> int:
         """Record what this journal holds (after an outage: nothing is in flight), then empty
-        it; returns how many rows became ``sent``."""
+        it but for its claims; returns how many rows became ``sent``."""
         if self._fd < 0:
             return 0
         n = accept(read(self.path))
-        self.clear()
+        self.clear(held=set(self._claims))
         return n
 
-    def clear(self, *, at_least: int = 0) -> None:
-        """Empty the journal (every line in it is recorded), when it holds ``at_least`` bytes."""
+    def clear(self, *, at_least: int = 0, held: Iterable[str] = ()) -> None:
+        """Empty the journal (every acceptance in it is recorded), when it holds ``at_least``
+        bytes; the claims still ``held`` are noted again."""
         if self._fd >= 0 and os.fstat(self._fd).st_size >= at_least:
             os.ftruncate(self._fd, 0)
             self.lines = 0
-            self._head()
+            self._head(held)
 
     def close(self, *, remove: bool = True) -> None:
         """Let go of the file; ``remove`` it (every line is recorded) or leave it for a fold."""
@@ -162,14 +199,22 @@ def read(path: Path) -> list[Entry]:
     return entries
 
 
-def owner_of(path: Path) -> str | None:
-    """The lease owner a journal file names on its first line."""
+def header(path: Path) -> tuple[str | None, set[str]]:
+    """The lease owner a journal file names on its first line, and the claims it noted."""
+    owner: str | None = None
+    tokens: set[str] = set()
     try:
-        with path.open("rb") as f:
-            first = f.readline(400).decode("ascii", errors="replace").split()
+        text = path.read_bytes().decode("ascii", errors="replace")
     except OSError:
-        return None
-    return first[2] if len(first) == 3 and first[:2] == ["#", "owner"] else None
+        return owner, tokens
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "#":
+            if parts[1] == "owner" and owner is None:
+                owner = parts[2]
+            elif parts[1] == "claim":
+                tokens.add(parts[2])
+    return owner, tokens
 
 
 def accepted_elsewhere(
@@ -203,11 +248,12 @@ def fold(
     directory: Path, accept: Accept, *, release: Release | None = None, skip: Path | None = None
 ) -> int:
     """Fold every journal in ``directory`` that no live worker holds (see the module); returns
-    how many rows became ``sent``. ``release``: hand back the other rows the dead owner held,
-    at once (it is dead: its lock is free), rather than when their leases end. ``skip``: this
-    worker's own file."""
+    how many rows became ``sent``. ``release``: then hand back, at once rather than when their
+    leases end, the rows still ``sending`` under the claims the journal noted (its worker is
+    dead: its lock is free); only after every acceptance in it is recorded, and never a row
+    of another claim. ``skip``: this worker's own file."""
     try:
-        paths = sorted(directory.glob("*" + SUFFIX))
+        paths = sorted(directory.glob("*" + SUFFIX))  # part files too: glob matches dot files
     except OSError:
         return 0
     total = 0
@@ -217,23 +263,49 @@ def fold(
         try:
             fd = os.open(path, os.O_RDWR)
         except OSError:
-            continue  # folded by someone else meanwhile
+            continue  # folded by someone else meanwhile, or renamed into place
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 continue  # its worker lives
-            if not path.exists():
-                continue  # folded and removed while we waited for the lock
-            entries = read(path)
-            n = accept(entries) if entries else 0
-            total += n
-            owner = owner_of(path)
-            back = release(owner) if release is not None and owner else 0
-            if entries or back:
-                log.info("journal %s: %d acceptances, %d now sent, %d rows handed back",
-                         path, len(entries), n, back)  # fmt: skip
-            path.unlink()
+            if not _same_file(fd, path):
+                continue  # folded and removed (or renamed) while we opened it
+            if path.name.startswith(PART):
+                if _age(fd) > PART_LEFT_AFTER:  # its worker died while making it
+                    path.unlink()
+                continue  # else it is being made: the lock is about to be its worker's
+            total += _fold_one(path, accept, release)
         finally:
             os.close(fd)
     return total
+
+
+def _age(fd: int) -> float:
+    """Seconds since the file open as ``fd`` was last written."""
+    return time.time() - os.fstat(fd).st_mtime
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether ``path`` still names the file open as ``fd``."""
+    try:
+        mine, there = os.fstat(fd), os.stat(path)
+    except OSError:
+        return False
+    return (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino)
+
+
+def _fold_one(path: Path, accept: Accept, release: Release | None) -> int:
+    """One dead worker's journal (locked by the caller): its acceptances recorded ``sent``
+    first (one transaction, committed), then its claims' other rows handed back; then the
+    file goes. A fault on the way leaves the file for the next fold (both steps can run
+    again: a row recorded already, or handed back already, is left alone)."""
+    entries = read(path)
+    n = accept(entries) if entries else 0
+    owner, tokens = header(path)
+    back = release(owner, sorted(tokens)) if release is not None and owner and tokens else 0
+    if entries or back:
+        log.info("journal %s: %d acceptances, %d now sent, %d rows handed back",
+                 path, len(entries), n, back)  # fmt: skip
+    path.unlink()
+    return n

@@ -78,6 +78,11 @@ class Leases:
         with self._lock:
             self._held.clear()
 
+    def tokens(self) -> set[str]:
+        """The claim tokens of the rows held."""
+        with self._lock:
+            return {token for token, _ in self._held.values()}
+
     def holds_row(self, row: ClaimedRow, *, ahead: float = 0.0) -> bool:
         """Whether ``row`` is held under its own claim for ``ahead`` seconds more at least."""
         mine = self._held.get(row.delivery_id)

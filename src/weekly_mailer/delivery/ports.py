@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from weekly_mailer.delivery.backends.base import Envelope
     from weekly_mailer.store.outbox import ClaimedRow, Outcome
-    from weekly_mailer.store.outbox.port import Claim
+    from weekly_mailer.store.outbox.port import Claim, Watch
 
 __all__ = ["Outbox", "RenderFn", "Renderers"]
 
@@ -36,6 +36,8 @@ class Outbox(Protocol):
 
     owner: str
     last_ok: float  # when a verb last reached the database (time.monotonic())
+    watch: Watch | None  # told of each outage a verb meets, and of its end
+
 
     def claim(
         self, limit: int, *, now: dt.datetime, stale_after: dt.timedelta | None = None
@@ -55,8 +57,8 @@ class Outbox(Protocol):
         """Hand back every row held (or those of ``rows`` still held)."""
         ...
 
-    def hand_back(self, owner: str) -> int:
-        """Hand back every row a dead ``owner`` held."""
+    def hand_back(self, owner: str, tokens: Sequence[str]) -> int:
+        """Hand back the rows a dead ``owner`` still held under the claims of ``tokens``."""
         ...
 
     def extend(self, *, now: dt.datetime) -> list[tuple[int, str]]:

@@ -177,12 +177,16 @@ def _work(
         def outage(line: str) -> None:  # the parent says it, once for all of its children
             reports.put(("outage", index, line))
 
+        def back(line: str) -> None:  # ... and that it is over, once they all are back
+            reports.put(("back", index, line))
+
         threading.Thread(target=follow, name="follow-parent", daemon=True).start()
         reports.put(("started", index, worker.owner))
         try:
             ride_out(
                 worker, until_idle=job.until_idle, max_wait=job.max_wait, poll=job.poll,
-                forever=job.forever, on_outage=outage, retry_pause=job.retry_pause,
+                forever=job.forever, on_outage=outage, on_back=back,
+                retry_pause=job.retry_pause,
             )  # fmt: skip
         except errors.WeeklyMailerError as exc:
             return worker.stats, (type(exc).__name__, str(exc), getattr(exc, "code", None))

@@ -26,8 +26,9 @@ sent to a child stops that child the same way. A child whose parent dies (SIGKIL
 too (Linux ``PR_SET_PDEATHSIG``), so a killed ``send`` leaves no sender behind; what it had
 accepted is in its journal, folded at the next start, and its leases expire as after any crash.
 
-Outages: each child waits a database outage out itself (``outages.ride_out``) and reports it;
-the parent says it once (``on_outage``) for all of them, not once a child. The child side is
+Outages: each child waits a database outage out itself (``outages.ride_out``) and reports its
+start and its end; the parent says each once (``on_outage``) for all of them, not once a child:
+the start when the first child meets it, the end when the last of them is back. The child side is
 ``process_child.py``; what both sides share, ``crew_shared.py``.
 """
 
@@ -41,7 +42,6 @@ import pickle
 import queue
 import sys
 import threading
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -60,7 +60,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-OUTAGE_QUIET = 60.0  # seconds: children's outage reports within this of the last are one outage
 
 __all__ = ["Crew", "Events", "Job", "deliver_in_processes", "fork_is_safe", "process_count"]
 
@@ -226,7 +225,7 @@ class Crew:
         ended: set[int] = set()
         owners: dict[int, str] = {}
         failure: errors.WeeklyMailerError | None = None
-        said = -OUTAGE_QUIET  # when the last outage report came (monotonic)
+        out: set[int] = set()  # the children waiting an outage out now
         try:
             while len(ended) < n:
                 if stop.is_set():
@@ -244,11 +243,8 @@ class Crew:
                             )
                             events.raise_flag(STOP)
                     continue
-                if kind == "outage":  # one line for the children's outage, not one each
-                    now = time.monotonic()
-                    if now - said >= OUTAGE_QUIET:
-                        (on_outage or log.warning)(rest[0])
-                    said = now
+                if kind in ("outage", "back"):  # one line each for all the children
+                    _outage_report(out, kind, i, rest[0], on_outage or log.warning)
                     continue
                 if kind == "started":
                     owners[i] = rest[0]
@@ -258,6 +254,7 @@ class Crew:
                 figures[i] = rest[0]
                 if kind == "done":
                     ended.add(i)
+                    out.discard(i)
                     if rest[1] is not None and failure is None:
                         failure = _rebuilt(*rest[1])
                         if isinstance(failure, errors.SendHaltedError):  # the others halt too
@@ -276,6 +273,21 @@ class Crew:
         if failure is not None:
             raise failure
         return total
+
+
+def _outage_report(
+    out: set[int], kind: str, child: int, line: str, say: Callable[[str], None]
+) -> None:
+    """A child's outage report: the first child to meet an outage says its line, the last one
+    back says the end's; the others' reports of the same outage are not repeated."""
+    if kind == "outage":
+        if not out:
+            say(line)
+        out.add(child)
+    elif child in out:
+        out.discard(child)
+        if not out:
+            say(line)
 
 
 def fork_is_safe(settings: Settings) -> bool:

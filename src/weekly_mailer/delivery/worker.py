@@ -116,6 +116,7 @@ class Worker(Settling):
         self.fence_ahead = min(5.0, settings.lease_seconds / 4)  # renew first if less is left
         self.journal_dir = journal_dir(settings) if journal else None
         self.journal: Journal | None = None
+        self._kept: Journal | None = None  # over an outage: its acceptances are not recorded
         self.stop = stop or threading.Event()
         self.clock = clock
         self.on_progress = on_progress
@@ -176,15 +177,15 @@ class Worker(Settling):
         self._open_journal()
         self._beat = beat = Heartbeat(self.outbox, self.leases, clock=self.clock).start()
         idle = IDLE_FIRST_PAUSE
-        clean = False
+        clean = outage = False
         try:
             while not self.stop.is_set() and not self.hurry.is_set():
                 self.woken.clear()  # whatever was committed before this claim, it will see
                 rows = self._claim()
                 if rows:
                     self._deliver(rows)
-                    if self.journal is not None:  # every line of it is recorded now
-                        self.journal.clear(at_least=CLEAR_AT)
+                    if self.journal is not None:  # every acceptance in it is recorded now
+                        self.journal.clear(at_least=CLEAR_AT, held=self.leases.tokens())
                     if self._unavailable is not None:
                         raise self._unavailable
                     idle = IDLE_FIRST_PAUSE
@@ -205,11 +206,26 @@ class Worker(Settling):
                 self.pause(min(max(delay, 0.02), idle if until_idle else poll, poll))
                 idle = min(2 * idle, poll)
             clean = True
+        except DatabaseUnavailableError:
+            outage = True
+            raise
         finally:
             beat.close()  # renews nothing from here on: the rows are handed back below
             self.breaker.end_run()
-            self._hand_back(clean=clean)
+            self._hand_back(clean=clean, outage=outage)
         return self.stats
+
+    def recover(self) -> None:
+        """After an outage, before running again: what the journal kept over it holds is
+        recorded ``sent`` (counted in this worker's figures: it sent them), and every row
+        still held under this worker's name is handed back (nothing of it is on the wire).
+        It writes whatever there is to do, so it is also the probe: it raises
+        ``DatabaseUnavailableError`` while the database is still away, the journal kept."""
+        if self._kept is not None:
+            self.stats.sent += self._kept.fold_own(self.outbox.accept)
+            self._kept.close(remove=True)
+            self._kept = None
+        self.stats.released += self.outbox.release()
 
     def _finished(self, issue_id: int) -> None:
         """An issue with nothing left to send: one line in the log (the daemon's record)."""
@@ -221,6 +237,8 @@ class Worker(Settling):
 
     def _open_journal(self) -> None:
         """This run's journal, after folding those no live worker holds (see ``journal.py``)."""
+        if self._kept is not None:
+            self.recover()  # an outage's journal first (ride_out does it, as its probe)
         if self.journal_dir is None or self.journal is not None:
             return
         fold(self.journal_dir, self.outbox.accept, release=self.outbox.hand_back)
@@ -229,17 +247,27 @@ class Worker(Settling):
         except OSError as exc:  # a full disk, a folder we may not write: deliver without it
             log.warning("no journal in %s (%s): a kill may resend more", self.journal_dir, exc)
 
-    def _hand_back(self, *, clean: bool) -> None:
+    def _hand_back(self, *, clean: bool, outage: bool = False) -> None:
         """At a run's end: the held bounces written, what the journal holds recorded, every
-        row still held handed back. During an outage what fails is left: the journal for the
-        next fold, the rows to their leases."""
+        row still held handed back. After an outage nothing is tried (each write would wait
+        out the busy timeout or the connection again, and the outage be said that much
+        later): the journal stays open and locked, its own, for ``recover``. When a write
+        fails here what fails is left: the journal for the next fold, the rows to their
+        leases."""
         journal, self.journal = self.journal, None
+        if outage:
+            self.leases.clear()
+            if journal is not None:
+                if self._kept is not None:  # cannot happen: recover() runs before a run
+                    self._kept.close(remove=False)
+                self._kept = journal
+            return
         recorded = clean
         try:
             if self.breaker.has_bounces():
                 self._record([])  # the bounces of a streak the breaker did not stop
             if journal is not None and not clean:
-                journal.fold_own(self.outbox.accept)
+                self.stats.sent += journal.fold_own(self.outbox.accept)
             recorded = True
             self.stats.released += self.outbox.release()
         except DatabaseUnavailableError as exc:
@@ -266,6 +294,8 @@ class Worker(Settling):
         claim = self.outbox.claim(limit, now=self.clock(), stale_after=stale_after)
         if stale_after is not None:
             self._stale_at = time.monotonic()
+        if self.journal is not None:  # before any of them goes out: a fold hands these back
+            self.journal.claimed(r.lease_token for r in claim.rows)
         self.leases.claimed(claim.rows, at=at)
         rows = self._not_accepted_elsewhere(claim.rows)
         stale = len(claim.stale)

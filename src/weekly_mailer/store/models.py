@@ -211,9 +211,23 @@ class Issue(Base):
     deliveries: Mapped[list[Delivery]] = relationship(back_populates="issue")
 
 
-_OPEN = text("status IN ('queued', 'deferred', 'sending')")
+# The open delivery states, defined here once: the outbox (store/outbox/), the reports, the
+# gauges and the partial indexes below use these. A row still to deliver is due (queued or
+# deferred: claimable once its next_attempt_at has come) or leased (sending).
+DUE_STATES = (DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED)
+OPEN_STATES = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING, DeliveryStatus.DEFERRED)
+
+
+def status_in(states: tuple[DeliveryStatus, ...], *, column: str = "status") -> str:
+    """``<column> IN ('…', …)`` in SQL, in the order given: for a partial index's WHERE and
+    the outbox's hand-written filters."""
+    quoted = ", ".join(f"'{s.value}'" for s in states)
+    return f"{column} IN ({quoted})"
+
+
+_OPEN = text(status_in((*DUE_STATES, DeliveryStatus.SENDING)))  # as migration 0006 wrote it
 # Every due row that is not an issue copy: confirmations and the reader's own mail (0008).
-_CONFIRM_DUE = text("kind <> 'issue' AND status IN ('queued', 'deferred')")
+_CONFIRM_DUE = text("kind <> 'issue' AND " + status_in(DUE_STATES))
 _LEASED = text("status = 'sending'")
 
 

@@ -4,8 +4,10 @@
 Blueprints: :mod:`.signup` (``/``, ``/subscribe``), :mod:`.links` (``/confirm/<token>``,
 ``/unsubscribe/<token>``, ``/resubscribe/<token>``), :mod:`.manage` (the reader's page:
 ``/manage``, ``/manage/<token>``, ``/manage/move/<token>``), :mod:`.archive` (``/archive``,
-``/archive/<issue>``, ``/feed.xml``, ``/healthz``) and :mod:`.security` (headers, CSRF, size
-limit, rate limits, error pages). Each request opens its own transaction at the edge.
+``/archive/<issue>``, ``/feed.xml``, ``/healthz``), :mod:`.webhooks` (``/webhooks/<provider>``:
+the providers' bounce and complaint events, each off until configured) and :mod:`.security`
+(headers, CSRF, size limit, rate limits, error pages). Each request opens its own transaction
+at the edge.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ def create_app(
     from weekly_mailer.web.proofs import bp as proofs_bp
     from weekly_mailer.web.security import install
     from weekly_mailer.web.signup import bp as signup_bp
+    from weekly_mailer.web.webhooks import bp as webhooks_bp
 
     signer = TokenSigner(settings.secret_key)  # refuses an empty secret
     own_db = db is None
@@ -106,6 +109,7 @@ def create_app(
     app.register_blueprint(manage_bp)
     app.register_blueprint(archive_bp)
     app.register_blueprint(proofs_bp)
+    app.register_blueprint(webhooks_bp)
     return app
 
 

@@ -103,19 +103,22 @@ def host_matches(host: str, patterns: Iterable[str]) -> bool:
 
 
 def sns_url_allowed(url: str, patterns: Iterable[str]) -> bool:
-    """An https URL on a host matching ``patterns`` (default port), nothing else."""
+    """An https URL on a host matching ``patterns``, nothing else: no user, and the default
+    port unless the pattern names one (``host:port``, for a test's own server)."""
     parts = urlsplit(url)
     try:
         port = parts.port
     except ValueError:
         return False
+    if parts.scheme != "https" or parts.username or parts.password is not None:
+        return False
     host = parts.hostname or ""
-    return (
-        parts.scheme == "https"
-        and port in (None, 443)
-        and not parts.username
-        and host_matches(host, patterns)
-    )
+    for pattern in patterns:
+        name, _, wanted = pattern.rpartition(":") if ":" in pattern else (pattern, "", "")
+        ports = (int(wanted),) if wanted.isdigit() else (None, 443)
+        if port in ports and host_matches(host, [name]):
+            return True
+    return False
 
 
 def sns_canonical(message: Mapping[str, object]) -> bytes:

@@ -349,10 +349,21 @@ def renew(
     return [(int(i), str(t or "")) for i, t in result]
 
 
-def release(session: Session, *, owner: str, rows: Sequence[ClaimedRow] | None = None) -> int:
+def release(
+    session: Session,
+    *,
+    owner: str,
+    rows: Sequence[ClaimedRow] | None = None,
+    tokens: Sequence[str] | None = None,
+) -> int:
     """Hand every row ``owner`` holds back to the queue (queued, or deferred if tried before);
-    with ``rows``, only those of them still held under their own claim's token."""
+    with ``rows``, only those of them still held under their own claim's token; with
+    ``tokens``, only those held under one of these claims (a dead worker's journal's)."""
     where = and_(T.c.lease_owner == owner, T.c.status == DeliveryStatus.SENDING.value)
+    if tokens is not None:
+        if not tokens:
+            return 0
+        where = and_(where, T.c.lease_token.in_(sorted(set(tokens))))
     if rows is not None:
         held = {o.row.delivery_id for o in still_held(session, [Outcome(r, "") for r in rows])}
         if not held:

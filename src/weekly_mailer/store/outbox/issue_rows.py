@@ -22,7 +22,14 @@ from weekly_mailer.store.models import (
     Subscriber,
     SubscriberStatus,
 )
-from weekly_mailer.store.outbox.rows import OPEN_STATES, StaleRow, T, aware, issue_filter
+from weekly_mailer.store.outbox.rows import (
+    DUE_STATES,
+    OPEN_STATES,
+    StaleRow,
+    T,
+    aware,
+    issue_filter,
+)
 
 
 def enqueue(session: Session, issue: Issue, *, now: dt.datetime) -> int:
@@ -111,7 +118,7 @@ def fail_stale_rows(
         .where(
             issue_filter(issue_id, kind),
             or_(
-                Delivery.status.in_([DeliveryStatus.QUEUED.value, DeliveryStatus.DEFERRED.value]),
+                Delivery.status.in_([s.value for s in DUE_STATES]),
                 and_(
                     Delivery.status == DeliveryStatus.SENDING.value,
                     Delivery.lease_expires_at < now,
@@ -155,7 +162,7 @@ def next_due(
     """When the next open row becomes claimable (``None`` when nothing is open)."""
     due = select(
         func.min(Delivery.next_attempt_at).filter(
-            Delivery.status.in_([DeliveryStatus.QUEUED.value, DeliveryStatus.DEFERRED.value])
+            Delivery.status.in_([s.value for s in DUE_STATES])
         ),
         func.min(Delivery.lease_expires_at).filter(Delivery.status == DeliveryStatus.SENDING.value),
     ).where(issue_filter(issue_id, kind))

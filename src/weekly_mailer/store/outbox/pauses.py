@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from weekly_mailer.store.models import Delivery, DeliveryStatus, Subscriber
+from weekly_mailer.store.models import DUE_STATES, Delivery, Subscriber
 
 
 def _like_domain(domain: str) -> str:
@@ -25,7 +25,7 @@ def pause_domain(session: Session, domain: str, *, until: dt.datetime) -> int:
     result = session.execute(
         update(Delivery)
         .where(
-            Delivery.status.in_([DeliveryStatus.QUEUED.value, DeliveryStatus.DEFERRED.value]),
+            Delivery.status.in_([s.value for s in DUE_STATES]),
             or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at < until),
             Delivery.subscriber_id.in_(at_domain.scalar_subquery()),
         )

@@ -25,10 +25,10 @@ from typing import Any
 from sqlalchemy import Integer, Select, literal_column, select, text
 from sqlalchemy.orm import Session
 
-from weekly_mailer.store.models import Delivery, DeliveryKind
+from weekly_mailer.store.models import DUE_STATES, Delivery, DeliveryKind, status_in
 from weekly_mailer.store.outbox.rows import issue_filter
 
-DUE = text("delivery.status IN ('queued', 'deferred')")
+DUE = text(status_in(DUE_STATES, column="delivery.status"))
 LEASED = text("delivery.status = 'sending'")
 NOT_ISSUE = text("delivery.kind <> 'issue'")  # confirmations and the reader's mail (0008)
 IS_ISSUE = text("delivery.kind = 'issue'")

@@ -20,12 +20,22 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from weekly_mailer.clock import utcnow
+from weekly_mailer.errors import DatabaseUnavailableError
 from weekly_mailer.store.db import outage_guard
 from weekly_mailer.store.outbox import claims, issue_rows, pacing
 from weekly_mailer.store.outbox.rows import ClaimedRow, Outcome, StaleRow
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
+
+
+class Watch(Protocol):
+    """Told when a verb meets an outage and when one reaches the database again (from any
+    thread that calls the port: the delivering one, the recorder, the heartbeat)."""
+
+    def failed(self, exc: Exception) -> None: ...
+
+    def reached(self) -> None: ...
 
 
 class Effects(Protocol):
@@ -51,7 +61,8 @@ class Claim:
 class SqlOutbox:
     """The outbox of one worker (``owner``), for one issue (``issue_id``), one ``kind`` of rows,
     or every sending issue and every confirmation. ``last_ok``: when a verb last reached the
-    database (monotonic), so the runner can tell one outage from the next."""
+    database (monotonic); ``watch``: told of each outage as a verb meets it, and of its end
+    (``delivery.outages``: the outage's lines are said then, not when the worker gives up)."""
 
     def __init__(
         self,
@@ -74,13 +85,22 @@ class SqlOutbox:
         self.issue_id = issue_id
         self.kind = kind
         self.last_ok = time.monotonic()
+        self.watch: Watch | None = None
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[Session]:
-        """One verb's transaction: outages mapped (``outage_guard``), ``last_ok`` stamped."""
-        with outage_guard(), self.sessions.begin() as session:
-            yield session
+        """One verb's transaction: outages mapped (``outage_guard``) and told to ``watch``,
+        ``last_ok`` stamped."""
+        try:
+            with outage_guard(), self.sessions.begin() as session:
+                yield session
+        except DatabaseUnavailableError as exc:
+            if self.watch is not None:
+                self.watch.failed(exc)
+            raise
         self.last_ok = time.monotonic()
+        if self.watch is not None:
+            self.watch.reached()
 
     def claim(
         self, limit: int, *, now: dt.datetime, stale_after: dt.timedelta | None = None
@@ -137,10 +157,11 @@ class SqlOutbox:
             n = claims.release(session, owner=self.owner, rows=rows)
         return n
 
-    def hand_back(self, owner: str) -> int:
-        """Hand back every row another, dead, owner held (its journal's lock is free)."""
+    def hand_back(self, owner: str, tokens: Sequence[str]) -> int:
+        """Hand back the rows a dead worker (``owner``; its journal's lock is free) still held
+        under the claims of ``tokens``, those its journal noted; nothing of another claim."""
         with self._transaction() as session:
-            n = claims.release(session, owner=owner)
+            n = claims.release(session, owner=owner, tokens=tokens)
         return n
 
     def extend(self, *, now: dt.datetime) -> list[tuple[int, str]]:

@@ -9,6 +9,12 @@ from typing import Any, cast
 from sqlalchemy import Table, and_, case, or_, select
 
 from weekly_mailer.store.models import (
+    DUE_STATES as DUE_STATES,  # the open states, defined once in store/models.py
+)
+from weekly_mailer.store.models import (
+    OPEN_STATES as OPEN_STATES,
+)
+from weekly_mailer.store.models import (
     Delivery,
     DeliveryKind,
     DeliveryStatus,
@@ -17,7 +23,6 @@ from weekly_mailer.store.models import (
     SubscriberStatus,
 )
 
-OPEN_STATES = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING, DeliveryStatus.DEFERRED)
 T = cast(Table, Delivery.__table__)
 
 
@@ -101,7 +106,7 @@ SENDABLE[DeliveryKind.PROOF.value] = frozenset(
 def claimable(now: dt.datetime) -> Any:
     return or_(
         and_(
-            Delivery.status.in_([DeliveryStatus.QUEUED.value, DeliveryStatus.DEFERRED.value]),
+            Delivery.status.in_([s.value for s in DUE_STATES]),
             Delivery.next_attempt_at <= now,
         ),
         and_(Delivery.status == DeliveryStatus.SENDING.value, Delivery.lease_expires_at < now),

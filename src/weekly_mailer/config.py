@@ -71,6 +71,9 @@ class Settings:
     bounce_limit: int = 3
     verp: bool = True
     bounce_trust: str = "signed"
+    bounce_mailbox: str = ""
+    bounce_processed_folder: str = "Processed"
+    bounce_poll_seconds: float = 300.0
     ses_topic_arns: tuple[str, ...] = ()
     sns_certificate_hosts: tuple[str, ...] = ("sns.*.amazonaws.com",)
     mailgun_signing_key: str = ""
@@ -197,6 +200,13 @@ DESCRIPTIONS: dict[str, str] = {
     "bounce_limit": "hard bounces after which a subscriber is marked bounced",
     "bounce_trust": "signed: a report changes a reader only when tied to a message we sent them "
     "(signed VERP address, our Message-ID, a verified webhook event); any: believe any report",
+    "bounce_mailbox": "the mailbox reports land in, read by `bounces fetch` and polled by `run`: "
+    "imaps://user:pass@host[:port]/FOLDER, imap://… (STARTTLS), pop3s://user:pass@host[:port], "
+    "pop3://… (STLS); ?cafile=PATH trusts a CA besides the system's (empty: no mailbox)",
+    "bounce_processed_folder": "IMAP folder reports are moved to once applied (created when "
+    "missing); other mail is never moved, deleted or marked read",
+    "bounce_poll_seconds": "how often `run` reads bounce_mailbox when the server offers no IMAP "
+    "IDLE (with IDLE: at once, and at least this often)",
     "ses_topic_arns": "POST /webhooks/ses: the SNS topic ARNs whose SES bounce and complaint "
     "notifications are accepted (a TOML array; comma-separated in WEEKLY_MAILER_SES_TOPIC_ARNS; "
     "empty: the route is off)",

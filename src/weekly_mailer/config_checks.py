@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from weekly_mailer.config_mailbox import check_bounce_mailbox, check_folder
 from weekly_mailer.errors import ConfigError
 
 # The backend schemes: the one list of names. ``delivery.backends`` maps each to its factory
@@ -350,6 +351,8 @@ CHECKS: dict[str, Callable[[str, Any], None]] = {
     "smtp_helo_name": _check_helo_name,
     "preflight": _check_preflight,
     "bounce_trust": _check_bounce_trust,
+    "bounce_mailbox": check_bounce_mailbox,
+    "bounce_processed_folder": check_folder,
     "sns_certificate_hosts": _check_host_patterns,
     "ses_topic_arns": _check_topic_arns,
     "postmark_webhook_credentials": _check_basic_credentials,

@@ -21,6 +21,7 @@
      │    │    └── WeekHeldError  the list-health guard holds the send (exit 3)
      │    └── ProofError          an approval or veto cannot be recorded (no proof, week sent)
      ├── DemoError                the demo folder cannot be used
+     ├── MailboxError             the bounce mailbox cannot be read (connect, TLS, login, folder)
      └── DeliveryError            raised by backends, mapped once at the boundary
           ├── BackendUnavailableError  the backend takes nothing now (outage, refused login)
           ├── SendHaltedError     the worker stopped the whole send (circuit breaker)
@@ -120,6 +121,10 @@ class ProofError(IssueError):
 
 class DemoError(WeeklyMailerError):
     """The demo folder cannot be used."""
+
+
+class MailboxError(WeeklyMailerError):
+    """The bounce mailbox (``bounce_mailbox``) cannot be reached, logged in to or read now."""
 
 
 class DeliveryError(WeeklyMailerError):

@@ -1,4 +1,5 @@
-"""``bounces ingest``: bounce and complaint messages from stdin, a maildir or an mbox file."""
+"""``bounces ingest`` (stdin, a maildir or an mbox file) and ``bounces fetch`` (``bounce_mailbox``:
+IMAP or POP3): bounce and complaint messages applied to the readers they are about."""
 
 from __future__ import annotations
 
@@ -99,6 +100,68 @@ def ingest(app: AppContext, source: Path | None, *, dry_run: bool) -> None:
         click.echo(summary.verp_line())
     if summary.trust_line():
         click.echo(summary.trust_line())
+    _held_lines(held)
+
+
+@bounces.command()
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Read and classify every new message; apply nothing, move or delete nothing.",
+)
+@pass_app
+def fetch(app: AppContext, *, dry_run: bool) -> None:
+    """Read the bounce mailbox (bounce_mailbox) once and apply every new report.
+
+    \b
+    bounce_mailbox = "imaps://user:password@host[:port]/FOLDER"   (993)
+                     "imap://…"    STARTTLS required               (143)
+                     "pop3s://user:password@host[:port]"           (995)
+                     "pop3://…"    STLS required                   (110)
+    User, password and folder may be URL-encoded (%40 for @); ?cafile=PATH
+    trusts a CA besides the system's.
+
+    Each report is classified and applied as `bounces ingest` does (one line
+    each), then moved to bounce_processed_folder (default Processed, created
+    when missing; POP3: deleted). Mail that is not a report is never moved,
+    deleted or marked read. Progress is kept by UIDVALIDITY and UID (POP3:
+    UIDL) in the database, in the transaction that applies each report, so
+    a run killed at any point and run again applies each report once. `run`
+    polls the same mailbox (IMAP IDLE where offered, else every
+    bounce_poll_seconds). With --dry-run, one line per new message and the
+    summary of what would happen; nothing changes.
+    """
+    from weekly_mailer import issues
+    from weekly_mailer.bounces.mailbox import fetch as fetch_once
+    from weekly_mailer.bounces.mailbox import open_box
+
+    settings = app.settings
+
+    def show(number: int, report: Report, note: str, is_report: bool) -> None:
+        if is_report or dry_run:
+            click.echo(describe(number, report) + (f" [{note}]" if note else ""))
+
+    box = open_box(settings)
+    try:
+        result = fetch_once(box, app.db.sessions, settings, dry_run=dry_run, on_message=show)
+    finally:
+        box.close()
+    held: list[tuple[dt.date, str]] = []
+    if not dry_run and result.ingest.issue_ids:
+        with app.db.sessions.begin() as session:  # the list-health guard, on the issues named
+            found = issues.guard(session, settings, now=utcnow(), issue_ids=result.ingest.issue_ids)
+            held = [(h.send_week, h.reason) for h in found]
+    summary = result.ingest
+    click.echo(("Dry run, nothing changed. " if dry_run else "") + result.line())
+    click.echo(summary.line())
+    click.echo(summary.kinds_line())
+    for extra in (summary.verp_line(), summary.trust_line()):
+        if extra:
+            click.echo(extra)
+    _held_lines(held)
+
+
+def _held_lines(held: list[tuple[dt.date, str]]) -> None:
     for week, reason in held:
         click.echo(
             f"List health: {reason}: the weekly send is held from the week of {week} on "

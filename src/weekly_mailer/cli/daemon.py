@@ -69,6 +69,10 @@ def run(
     the send (again whenever the content changes); with approval = required the week waits
     for `issues approve` (or the proof's approve link), with approval = veto it goes unless
     vetoed (docs/operations.md, "The editor's week").
+
+    With bounce_mailbox set, it reads that mailbox as `bounces fetch` does: at once when IMAP
+    IDLE says new mail came, else every bounce_poll_seconds; a mailbox it cannot reach is one
+    line in the log, tried again later.
     """
     import threading
 
@@ -134,9 +138,15 @@ def run(
         from weekly_mailer.config_checks import POSTAL_ADDRESS_MISSING
 
         logging.getLogger("weekly_mailer.daemon").warning(POSTAL_ADDRESS_MISSING)
+
+    mailbox = None
+    if settings.bounce_mailbox:  # reports read as they arrive (bounces fetch, in a thread)
+        from weekly_mailer.scheduler.mailbox_poll import MailboxPoller
+
+        mailbox = MailboxPoller(settings, db.sessions, clock=utcnow)
     daemon = Daemon(
         job, delivery=delivery, web=web, on_stop=closing, reconcile_seconds=check_interval,
-        proofs=proof_job,
+        proofs=proof_job, mailbox=mailbox,
     )  # fmt: skip
     click.echo(
         f"weekly-mailer daemon: sends {job.schedule.describe()}"

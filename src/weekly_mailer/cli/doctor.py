@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -100,6 +101,7 @@ def check(settings: Settings) -> list[Finding]:
         out.append(Finding("fail", f"templates_dir {settings.templates_dir!r} is not a folder"))
 
     out.extend(_dkim_findings(settings))
+    out.extend(_bounce_mailbox(settings))
     out.extend(_webhook_findings(settings))
     out.extend(_block_findings(settings))
     out.extend(_mail_world(settings))
@@ -354,6 +356,31 @@ def _pacing(settings: Settings, *, database_ok: bool) -> Finding:
     if settings.daily_quota and settings.warmup_start:
         parts.append("the smaller wins")
     return Finding("ok", "pacing: " + ", ".join(parts))
+
+
+def _bounce_mailbox(settings: Settings) -> list[Finding]:
+    """With bounce_mailbox: it answers, logs in and opens its folder (nothing is read)."""
+    if not settings.bounce_mailbox:
+        return []
+    from weekly_mailer.bounces.mailbox import open_box
+    from weekly_mailer.words import plural
+
+    try:
+        box = open_box(settings)
+    except WeeklyMailerError as exc:
+        return [Finding("fail", str(exc))]
+    try:
+        count = len(box.keys())
+        idle = box.wait(0, threading.Event()) is not None
+    except WeeklyMailerError as exc:
+        return [Finding("fail", str(exc))]
+    finally:
+        box.close()
+    how = "IMAP IDLE: `run` reads reports as they arrive" if idle else (
+        f"`run` reads it every {settings.bounce_poll_seconds:g} s"
+    )  # fmt: skip
+    there = plural(count, "message")
+    return [Finding("ok", f"bounce mailbox {box.key}: logged in, {there} there; {how}")]
 
 
 def _check_backend(settings: Settings) -> Finding:

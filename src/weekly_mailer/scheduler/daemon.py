@@ -14,6 +14,8 @@ Jobs:
 - ``reconcile``: the same every minute, so a standby that becomes leader, or an article that
   could not be read at the send time, is handled within the grace window;
 - ``retry-deferred``: wakes the delivery worker every minute;
+- with ``bounce_mailbox``, not a job but a thread of its own (``scheduler.mailbox_poll``):
+  reports applied as they arrive (IMAP IDLE), else every ``bounce_poll_seconds``;
 - ``proofs`` (with ``editors`` and ``proof_hours``): :meth:`ProofJob.run` every minute, so
   the week's proof goes to the editors ``proof_hours`` before the send, and again whenever the
   issue's content changes (``scheduler.proof_job``).
@@ -56,6 +58,14 @@ class Delivery(Protocol):
     def wake(self) -> None: ...
 
     def close(self, timeout: float = 60.0) -> bool: ...
+
+
+class Background(Protocol):
+    """A thread the daemon starts and stops with itself (the bounce mailbox's reader)."""
+
+    def start(self) -> None: ...
+
+    def close(self, timeout: float = 30.0) -> None: ...
 
 
 class ProgressLog:
@@ -149,9 +159,11 @@ class Daemon:
         retry_seconds: float = 60.0,
         on_stop: Callable[[], None] | None = None,
         proofs: ProofJob | None = None,
+        mailbox: Background | None = None,
     ) -> None:
         self.job = job
         self.proofs = proofs
+        self.mailbox = mailbox
         self.delivery = delivery
         self.web = web
         self.on_stop = on_stop
@@ -201,6 +213,8 @@ class Daemon:
         self._proofs()
         self._reconcile()
         self.scheduler.start()
+        if self.mailbox is not None:
+            self.mailbox.start()
         if self.web is not None:
             self.web.start()
         nxt = self.job.schedule.next_after(self.job.clock())
@@ -243,6 +257,8 @@ class Daemon:
         log.info("stopping: no new jobs; finishing the messages in flight")
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)  # a running job finishes its transaction
+        if self.mailbox is not None:
+            self.mailbox.close()
         if self.delivery is not None and not self.delivery.close():
             log.warning("the delivery did not stop in time; its leases will expire")
         if self.web is not None:

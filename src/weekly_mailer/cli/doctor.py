@@ -319,9 +319,7 @@ def _editors(settings: Settings) -> list[Finding]:
     for editor in settings.editors:
         domain = editor.rsplit("@", 1)[-1].rstrip(">").strip().lower()
         if domain in PLACEHOLDER_DOMAINS:
-            out.append(
-                Finding("warn", f"editor {editor} uses the placeholder domain {domain!r}")
-            )
+            out.append(Finding("warn", f"editor {editor} uses the placeholder domain {domain!r}"))
     if settings.approval == "none":
         return out
     host = urlsplit(settings.base_url).hostname

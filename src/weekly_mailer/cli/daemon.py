@@ -69,6 +69,11 @@ def run(
     the send (again whenever the content changes); with approval = required the week waits
     for `issues approve` (or the proof's approve link), with approval = veto it goes unless
     vetoed (docs/operations.md, "The editor's week").
+
+    The relay's pace: at most daily_quota messages in any rolling 24 hours, and a warm-up of a
+    new sending domain, warmup_start issue copies the first sending day and warmup_factor times
+    more each sending day after, counted in the database across every process and worker; what
+    waits goes later (`issues show` gives the expected finish).
     """
     import threading
 

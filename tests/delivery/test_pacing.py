@@ -132,6 +132,8 @@ def test_daily_quota_holds_over_any_24_hours_across_two_workers(db: Any) -> None
         times = sent_times(database)
     assert len(times) == 2500 and len(server.received()) == 2500
     assert len({r.rcpt_tos[0] for r in server.received()}) == 2500  # nobody twice
+    print(f"\nquota ({settings.database_url.split(':')[0]}): most in 24 hours "
+          f"{most_in_24_hours(times)}, all {len(times)} by {max(times) - T0}")  # fmt: skip
     assert most_in_24_hours(times) == 1000
     assert max(times) == T0 + 2 * DAY
 
@@ -149,6 +151,7 @@ def test_a_warm_up_from_500_doubling_sends_500_then_1000_then_the_rest(db: Any) 
             clock.now += dt.timedelta(hours=23)  # later that day: nothing more
             run_together(crew)
             days.append(len(sent_times(database)))
+        print(f"\nwarm-up ({settings.database_url.split(':')[0]}): sent by day's end {days}")
         assert days == [500, 1500, 2500]
         # In a stable order: by subscriber (the enqueue's id order), day by day.
         with database.sessions.begin() as s:

@@ -102,7 +102,8 @@ class SlowDown:
     failure") is the relay saying how fast it takes mail, and the send settles on that rate,
     AIMD-like. It cuts again, once ``GAP`` seconds have passed since the last cut, by the share
     of the starts since that cut the relay refused (a send at twice the relay's rate is refused
-    half its messages: it halves; a cut keeps at most ``MILD`` of the cap, at least ``DEEP``),
+    half its messages: it halves; a cut keeps at most ``MILD`` of the cap, at least ``DEEP``,
+    or ``FEW`` when fewer than ``WINDOW`` starts were made since the last cut),
     and from then on climbs slowly: ``PACE_CLIMB`` of the cut a second, from the cut (further
     pace replies do not restart it), so it crosses the relay's rate only now and then, and each
     crossing costs a few refusals, not a flood. Before, a cut of a fifth every three seconds
@@ -116,6 +117,7 @@ class SlowDown:
     MILD = 0.95  # the least a pace cut takes off: of the cap in force
     DEEP = 0.2  # the most: a cut never leaves less than a fifth of the cap in force (replies
     # to starts made before the last cut still come, and would make the share look worse)
+    FEW = 0.8  # the most a cut takes with fewer than WINDOW starts since the last one
     PACE_CLIMB = 0.04  # after a pace cut, the cap grows by this share of the cut a second
 
     def __init__(
@@ -164,7 +166,10 @@ class SlowDown:
                 self.slowdowns += 1
             elif again and now - self._last_cut >= self.GAP:
                 taken = 1.0 - self._refused / max(self._started, self._refused, 1)
-                factor = min(self.MILD, max(self.DEEP, taken))
+                # Few starts since the cut: a burst refused together (a chunk's RCPTs) says
+                # little about the rate; the deep cuts need a window's worth of starts.
+                deepest = self.DEEP if self._started >= self.WINDOW else self.FEW
+                factor = min(self.MILD, max(deepest, taken))
                 self._cut = max(self.FLOOR, min(rate, self._base) * factor)
                 self._cut_at(now)
             self._paced = self._paced or again

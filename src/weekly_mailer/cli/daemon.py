@@ -73,6 +73,11 @@ def run(
     With bounce_mailbox set, it reads that mailbox as `bounces fetch` does: at once when IMAP
     IDLE says new mail came, else every bounce_poll_seconds; a mailbox it cannot reach is one
     line in the log, tried again later.
+
+    The relay's pace: at most daily_quota messages in any rolling 24 hours, and a warm-up of a
+    new sending domain, warmup_start issue copies the first sending day and warmup_factor times
+    more each sending day after, counted in the database across every process and worker; what
+    waits goes later (`issues show` gives the expected finish).
     """
     import threading
 

@@ -38,6 +38,7 @@ def check(settings: Settings) -> list[Finding]:
         out.extend(_list_health(settings))
     out.append(_check_backend(settings))
     out.append(_pacing(settings, database_ok=database.level == "ok"))
+    out.extend(_editors(settings))
 
     base = urlsplit(settings.base_url)
     if base.scheme != "https" and base.hostname not in LOOPBACK:
@@ -381,6 +382,58 @@ def _bounce_mailbox(settings: Settings) -> list[Finding]:
     )  # fmt: skip
     there = plural(count, "message")
     return [Finding("ok", f"bounce mailbox {box.key}: logged in, {there} there; {how}")]
+
+
+PLACEHOLDER_DOMAINS = ("localhost", "example.org", "example.com", "localhost.localdomain")
+
+
+def _editors(settings: Settings) -> list[Finding]:
+    """The editors' proofs and approval. What cannot work at all (``approval`` without editors
+    or with ``proof_hours = 0``, an editor that is no address) is refused when the settings
+    load, naming the key; what is left here works, but maybe not as meant."""
+    if not settings.editors:
+        return []
+    names = ", ".join(settings.editors)
+    if settings.proof_hours <= 0:
+        return [
+            Finding(
+                "warn",
+                f"editors are set ({names}) but proof_hours = 0: no proof goes out, "
+                "nobody sees the issue before it is sent",
+            )
+        ]
+    out = [
+        Finding(
+            "ok",
+            f"editors {names}: a [Proof] {settings.proof_hours:g} hours before each send, "
+            f"approval {settings.approval}",
+        )
+    ]
+    for editor in settings.editors:
+        domain = editor.rsplit("@", 1)[-1].rstrip(">").strip().lower()
+        if domain in PLACEHOLDER_DOMAINS:
+            out.append(Finding("warn", f"editor {editor} uses the placeholder domain {domain!r}"))
+    if settings.approval == "none":
+        return out
+    host = urlsplit(settings.base_url).hostname
+    if host in LOOPBACK:
+        out.append(
+            Finding(
+                "warn",
+                f"approval = {settings.approval}: the proof's approve and veto links point at "
+                f"base_url {settings.base_url}, which editors cannot open from their mail "
+                "(`issues approve` / `issues veto` still work)",
+            )
+        )
+    if settings.approval == "required" and settings.grace_hours <= 0:
+        out.append(
+            Finding(
+                "warn",
+                "approval = required with grace_hours = 0: an approval that comes after the "
+                "send time is too late, and the week is recorded as missed",
+            )
+        )
+    return out
 
 
 def _check_backend(settings: Settings) -> Finding:

@@ -123,7 +123,11 @@ def _columns(header: list[str], rows: list[list[str]], *, subject: int) -> list[
 )
 @pass_app
 def show(app: AppContext, issue_id: int, limit: int) -> None:
-    """One issue: its state, per-state counts, and the failed/deferred rows with SMTP replies."""
+    """One issue: its state, per-state counts, and the failed/deferred rows with SMTP replies.
+
+    Under a pace (daily_quota, the warm-up of warmup_start and warmup_factor) it also says how
+    many rows wait and when the last of them should go.
+    """
     with app.db.sessions.begin() as session:
         issue = svc.get_issue(session, issue_id)
         counts = svc.counts(session, issue_id)

@@ -190,6 +190,11 @@ def worker(app: AppContext, once: bool) -> None:
     It runs `processes` delivery processes (default: one per core), sharing `concurrency`
     connections. Several workers (on several hosts, with PostgreSQL) can run at once. SIGTERM
     or Ctrl-C stops claiming, finishes the messages in flight and hands the rest back.
+
+    The relay's pace: at most daily_quota messages in any rolling 24 hours, and a warm-up of a
+    new sending domain, warmup_start issue copies the first sending day and warmup_factor times
+    more each sending day after, counted in the database across every process and worker; what
+    waits goes later (`issues show` gives the expected finish).
     """
     from weekly_mailer.delivery import resolve_backend
     from weekly_mailer.delivery.processes import process_count

@@ -72,7 +72,9 @@ def run(
 
     With bounce_mailbox set, it reads that mailbox as `bounces fetch` does: at once when IMAP
     IDLE says new mail came, else every bounce_poll_seconds; a mailbox it cannot reach is one
-    line in the log, tried again later.
+    line in the log, tried again later. Its web app also takes the providers' bounce and
+    complaint webhooks (/webhooks/ses, /webhooks/mailgun, /webhooks/postmark,
+    /webhooks/sendgrid), each once its key is set, as `serve` does (docs/web.md, "Webhooks").
 
     The relay's pace: at most daily_quota messages in any rolling 24 hours, and a warm-up of a
     new sending domain, warmup_start issue copies the first sending day and warmup_factor times

@@ -179,13 +179,6 @@ KILLS = 20
 CONNECTIONS = 8
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open (issue #19): with the journal-creation race fixed, five runs gave at most 4-7 "
-    "a kill, but the full suite under load (.ci/run, 2026-12-07 11:44) gave two kills of 80 "
-    "each ([4, 3, 3, 0, 2, 0, 8, 80, 5, ...]): a whole claim resent, cause not found yet; "
-    "nobody lost in any run",
-)
 def test_20_sigkills_of_a_fast_send_lose_nobody_and_double_at_most_one_per_connection(
     tmp_path: Path,
 ) -> None:
@@ -260,7 +253,11 @@ def test_20_sigkills_of_a_fast_send_lose_nobody_and_double_at_most_one_per_conne
     assert set(copies) == set(emails)  # nobody lost
     assert statuses == {"sent": KILL_READERS}, statuses
     assert all(len(v) == 1 for v in ids.values())  # one Message-ID per reader, resends too
-    assert max(per_run) <= CONNECTIONS, per_run
+    if max(per_run) > CONNECTIONS:
+        # Open (issue #19): with the journal-creation race fixed, five runs alone gave at most
+        # 4-7 a kill, but the full suite under load (.ci/run, 2026-12-07) gave two kills of 80
+        # each: a whole claim resent, cause not found yet. Nobody lost is asserted above.
+        pytest.xfail(f"open: more than one duplicate per connection at a kill: {per_run}")
 
 
 # -- 3. no orphans ----------------------------------------------------------------------------

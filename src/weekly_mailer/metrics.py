@@ -119,14 +119,15 @@ def count_request(route: str, method: str, status: int) -> None:
 
 
 def note_job(outcome: str, *, at: float, next_fire: float | None, leader: bool | None) -> None:
-    """The weekly job ran at ``at`` (unix time) and did ``outcome``."""
+    """The weekly job ran at ``at`` (unix time) and did ``outcome``. The run's time is set
+    last: a scrape that sees it sees the outcome, the next fire time and the leadership too."""
     for name in JOB_OUTCOMES:
         SCHEDULER_LAST_OUTCOME.labels(name).set(1 if name == outcome else 0)
-    SCHEDULER_LAST_RUN.set(at)
     if next_fire is not None:
         SCHEDULER_NEXT_FIRE.set(next_fire)
     if leader is not None:
         SCHEDULER_LEADER.set(1 if leader else 0)
+    SCHEDULER_LAST_RUN.set(at)
 
 
 # -- several processes ------------------------------------------------------------------------

@@ -365,32 +365,32 @@ def _is_unsubscribe_request(msg: Message, unsubscribe_address: str) -> bool:
     return any(a.lower() == target for _, a in getaddresses(headers))
 
 
-def _original_recipients(msg: Message) -> list[str]:
+def _returned_message(msg: Message) -> Message | None:
+    """The message a report returns (its message/rfc822 part, or its text/rfc822-headers)."""
     for part in msg.walk():
         if part.get_content_type() in ("message/rfc822", "text/rfc822-headers"):
             payload = part.get_payload()
             if isinstance(payload, list) and payload and isinstance(payload[0], Message):
-                inner = payload[0]
-            else:
-                raw = part.get_payload(decode=True)
-                inner = email.message_from_bytes(raw if isinstance(raw, bytes) else b"")
-            return [a.lower() for _, a in getaddresses(inner.get_all("To", [])) if "@" in a]
-    return []
+                return payload[0]
+            raw = part.get_payload(decode=True)
+            return email.message_from_bytes(raw if isinstance(raw, bytes) else b"")
+    return None
+
+
+def _original_recipients(msg: Message) -> list[str]:
+    inner = _returned_message(msg)
+    if inner is None:
+        return []
+    return [a.lower() for _, a in getaddresses(inner.get_all("To", [])) if "@" in a]
 
 
 def _original_return_paths(msg: Message) -> list[str]:
     """The Return-Path of the message a report returns (message/rfc822 or its headers)."""
-    for part in msg.walk():
-        if part.get_content_type() in ("message/rfc822", "text/rfc822-headers"):
-            payload = part.get_payload()
-            if isinstance(payload, list) and payload and isinstance(payload[0], Message):
-                inner = payload[0]
-            else:
-                raw = part.get_payload(decode=True)
-                inner = email.message_from_bytes(raw if isinstance(raw, bytes) else b"")
-            paths = [str(v) for v in inner.get_all("Return-Path", [])]
-            return [a.lower() for _, a in getaddresses(paths) if "@" in a]
-    return []
+    inner = _returned_message(msg)
+    if inner is None:
+        return []
+    paths = [str(v) for v in inner.get_all("Return-Path", [])]
+    return [a.lower() for _, a in getaddresses(paths) if "@" in a]
 
 
 def _broken(part: Message) -> bool:

@@ -114,9 +114,23 @@ _BLOCK = _rx(
     r"access denied|relay(ing)? (access )?denied",
     r"recipient preferences",
 )
-_HARD = _rx(
+# The destination takes no mail at all (RFC 7504's 521 and RFC 7505's null MX say "Host does
+# not accept mail"), whatever the status: some MTAs send it with 5.7.27 or 5.3.2.
+_NO_MAIL = _rx(r"(?<!sender )(?<!sender's )\b(host|domain) does not accept (any )?mail")
+# A domain or host that does not exist or takes no mail: not something a filter says.
+_NO_MAIL_CODES = (521, 556)
+_HARD_DOMAIN = _rx(
+    r"unrouteable|unroutable|unable to route",
+    r"host unknown|unknown host|domain (is )?not reachable|no smtp service|does not accept mail",
+    r"host \S+ not found|no such domain",
+    r"host or domain name not found|domain (name )?not found|host not found|no mx",
+    r"name service error",
+    r"bad destination system",
+)
+# "No such user" and its kin: what a missing mailbox says, and what recipients' filters say too.
+_HARD_MAILBOX = _rx(
     r"user unknown|unknown user|unknown (local[- ])?(recipient|mailbox|address|account)",
-    r"no such (user|mailbox|recipient|address|account|domain|person)",
+    r"no such (user|mailbox|recipient|address|account|person)",
     r"(user|mailbox|recipient|address|account) (was |is )?(not found|unavailable|invalid)",
     r"invalid (recipient|mailbox|address|user)",
     r"(?<!may )(?<!might )(does not|doesn't|did not|not) exist",
@@ -125,19 +139,16 @@ _HARD = _rx(
     r"(account|mailbox) (has been |is )?closed",
     r"(is )?no longer (active|available|in use|valid)",
     r"(user|recipient) (has )?moved|user not local",
-    r"unrouteable|unroutable|unable to route",
-    r"host unknown|unknown host|domain (is )?not reachable|no smtp service|does not accept mail",
     r"not listed in (the )?(domino directory|directory|public name|[\w &]*address book)",
     r"ディレクトリ.*(ありません|見つかりません)",  # Notes/Domino in Japanese: not in the directory
-    r"host \S+ not found|address (couldn't|could not|cannot) be found|no valid recipients?\b",
+    r"address (couldn't|could not|cannot) be found|no valid recipients?\b",
     r"invalid (final delivery )?userid",
-    r"host or domain name not found|domain (name )?not found|host not found|no mx",
-    r"name service error",
-    r"bad destination (mailbox|system)",
+    r"bad destination mailbox",
     r"this user doesn't have a .* account",
     r"mailbox not found|recipient not found|addressee unknown|not our customer",
     r"undeliverable address|\baddress rejected(?!:)",
 )
+_HARD = re.compile(f"{_HARD_MAILBOX.pattern}|{_HARD_DOMAIN.pattern}", re.IGNORECASE)
 _SOFT = _rx(
     r"mailbox.*full|full mailbox|quota|insufficient (system )?storage|out of storage",
     r"\bon hold\b|(internal|mail) system (error|problem)|mailer error|media error",
@@ -248,9 +259,12 @@ def classify(
     text: str = "",
     *,
     command: str = "",
+    gave_up: bool = False,
 ) -> Classification:
     """Classify one failure. ``status`` and ``code`` are read from ``text`` when not given;
-    ``command``: the SMTP command the refusal answered (``RCPT``, ``DATA``…) when known."""
+    ``command``: the SMTP command the refusal answered (``RCPT``, ``DATA``…) when known;
+    ``gave_up``: the sending MTA stopped retrying (a DSN's ``Action: failed``), so a transient
+    answer (``450 4.1.1 user unknown``) is read for what it says, as its permanent twin."""
     command = command.upper()
     reason = one_line(text)
     in_text = find_status(reason)
@@ -258,15 +272,23 @@ def classify(
     if not STATUS_RE.fullmatch(given) or (given.endswith(".0.0") and in_text):
         given = in_text or (given if STATUS_RE.fullmatch(given) else "")
     code = code if code is not None else find_code(reason)
-    if _HARD_FIRST.search(reason):
+    decide, decide_code = given, code
+    if gave_up:
+        decide = "5" + given[1:] if given.startswith("4") else given
+        decide_code = code + 100 if code is not None and 400 <= code < 500 else code
+    if _HARD_FIRST.search(reason) or _NO_MAIL.search(reason):
         kind = Kind.HARD
-    elif given and not given.endswith(".0.0"):
-        kind = _by_specific_status(given, reason, command=command)
+    elif code in _NO_MAIL_CODES and not _BLOCK.search(reason):
+        kind = Kind.HARD  # RFC 7504: this host (521) or domain (556) takes no mail at all
+    elif decide and not decide.endswith(".0.0"):
+        kind = _by_specific_status(decide, reason, command=command)
     else:
-        kind = _by_text(reason) or _by_code(code, reason) or Kind.UNKNOWN
+        kind = _by_text(reason) or _by_code(decide_code, reason) or Kind.UNKNOWN
         if kind is Kind.HARD and command in ("DATA", "MAIL"):
             kind = Kind.BLOCK  # the recipient was accepted (DATA), or it is our sender (MAIL)
-    transient = given.startswith("4") or (not given and code is not None and code < 500)
+    transient = decide.startswith("4") or (
+        not decide and decide_code is not None and decide_code < 500
+    )
     if transient and kind is Kind.HARD:
         kind = Kind.SOFT  # "try again later" about a mailbox is not a verdict on it
     return Classification(kind=kind, status=given, code=code, reason=reason)

@@ -112,14 +112,41 @@ def _our_ids(data: bytes, *, own: str) -> list[str]:
 
 
 def _fields(part: Message) -> list[Message]:
-    """The field blocks of a message/delivery-status or message/feedback-report part."""
+    """The field blocks of a message/delivery-status or message/feedback-report part, one per
+    recipient even when the blank line between two recipients' fields is missing (AOL)."""
     payload = part.get_payload()
     if isinstance(payload, list):
-        return [p for p in payload if isinstance(p, Message)]
-    raw = part.get_payload(decode=True)
-    text = raw if isinstance(raw, bytes) else b""
-    blocks = re.split(rb"\r?\n\r?\n", text)
-    return [email.message_from_bytes(b + b"\n") for b in blocks if b.strip()]
+        blocks = [p for p in payload if isinstance(p, Message)]
+    else:
+        raw = part.get_payload(decode=True)
+        text = raw if isinstance(raw, bytes) else b""
+        found = re.split(rb"\r?\n\r?\n", text)
+        blocks = [email.message_from_bytes(b + b"\n") for b in found if b.strip()]
+    return [one for block in blocks for one in _per_recipient(block)]
+
+
+_RECIPIENT_FIELDS = ("final-recipient", "original-recipient")
+
+
+def _per_recipient(block: Message) -> list[Message]:
+    """A field block naming more than one recipient, split where the next recipient's fields
+    begin (a second ``Original-Recipient`` or ``Final-Recipient``)."""
+    if len(block.get_all("Final-Recipient", [])) < 2:
+        return [block]
+    groups: list[list[tuple[str, str]]] = [[]]
+    for name, value in block.items():
+        key = name.lower()
+        seen = {n.lower() for n, _ in groups[-1]}
+        if key in _RECIPIENT_FIELDS and (key in seen or "final-recipient" in seen):
+            groups.append([])
+        groups[-1].append((name, value))
+    split: list[Message] = []
+    for items in groups:
+        one = Message()
+        for name, value in items:
+            one[name] = value
+        split.append(one)
+    return split
 
 
 def parse_report(data: bytes, *, unsubscribe_address: str = "") -> Report:
@@ -234,7 +261,12 @@ def _dsn_findings(part: Message, human: str) -> list[Finding]:
         if action == "delayed" and kind in (Kind.HARD, Kind.UNKNOWN, Kind.EXPIRED):
             kind = Kind.SOFT  # a warning: the MTA is still trying
         elif action == "failed" and c.status.startswith("4") and kind is not Kind.BLOCK:
-            kind = Kind.EXPIRED  # failed with a transient status: the MTA gave up retrying
+            # Failed with a transient status: the MTA gave up retrying. A specific status of
+            # the receiver's own still says what it was ("450 4.1.1 … User unknown" to every
+            # retry: a missing mailbox); a generic one (a DNS error, 4.0.0) expired.
+            last = classify(c.status, c.code, c.reason, command=command, gave_up=True)
+            specific = not c.status.endswith(".0.0")
+            kind = Kind.HARD if specific and last.kind is Kind.HARD else Kind.EXPIRED
         found.append(
             Finding(rcpt, BounceKind(kind.value), c.status, c.code, c.reason, BounceSource.DSN)
         )

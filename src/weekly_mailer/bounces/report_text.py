@@ -7,24 +7,29 @@ import re
 
 _WINDOW = 4  # lines after the address that still belong to it
 
-_AFTER_DATA = re.compile(
+
+def _words(pattern: str) -> re.Pattern[str]:
+    """A pattern whose spaces match any run of white space: a reply's words wrap across lines
+    (Postfix folds ``(in reply to`` / ``RCPT TO command)``)."""
+    return re.compile(pattern.replace(" ", r"\s+"), re.IGNORECASE)
+
+
+_AFTER_DATA = _words(
     r"(in reply to|after) (the )?(end of )?data\b|>>>+\s*data\b|smtp command\W*data\b"
     r"|did not like our (final )?data\b"  # DragonFly
-    r"|failed after i sent the message",  # qmail
-    re.IGNORECASE,
+    r"|failed after i sent the message"  # qmail
 )
-_AFTER_MAIL = re.compile(r"(in reply to|after) mail from\b|>>>+\s*mail from", re.IGNORECASE)
+_AFTER_MAIL = _words(r"(in reply to|after) mail from\b|>>>+\s*mail from")
 # A recipient refusal at RCPT TO names the recipient where Postfix-style servers put it
 # (``550 <a@example.org>: User unknown``); the same reply with nothing before the colon
 # (``550 : User unknown``, ``550: : …``) answered the message, after DATA: there was no one
 # recipient to name. Japanese carriers answer their subscribers' sender filters so.
 _EMPTY_SLOT = re.compile(r"(?<![\w.])[45]\d\d(?:[ -][45]\.\d{1,3}\.\d{1,3})?:? :(?!:)")
 _PIPELINED = re.compile(r"need rcpt|no valid recipients", re.IGNORECASE)  # RCPT's answer, late
-_AFTER_RCPT = re.compile(
+_AFTER_RCPT = _words(
     r"(in reply to|after) rcpt\b|>>>+\s*rcpt to|\[rcpt_to\]|smtp command\W*rcpt\b"
     r"|smtp:rcpt\b|\brcpt to:?\s*<[^>]*>\s*:?\s*\d{3}\b|after rcpt command"
-    r"|did not like our rcpt to\b|does not like recipient\b",  # DragonFly, qmail
-    re.IGNORECASE,
+    r"|did not like our rcpt to\b|does not like recipient\b"  # DragonFly, qmail
 )
 
 

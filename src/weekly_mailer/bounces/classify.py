@@ -122,7 +122,7 @@ _NO_MAIL_CODES = (521, 556)
 _HARD_DOMAIN = _rx(
     r"unrouteable|unroutable|unable to route",
     r"host unknown|unknown host|domain (is )?not reachable|no smtp service|does not accept mail",
-    r"host \S+ not found|no such domain",
+    r"host \S+ not found|no such domain|domain (name )?(does not|doesn't) exist",
     r"host or domain name not found|domain (name )?not found|host not found|no mx",
     r"name service error",
     r"bad destination system",
@@ -139,8 +139,6 @@ _HARD_MAILBOX = _rx(
     r"(account|mailbox) (has been |is )?closed",
     r"(is )?no longer (active|available|in use|valid)",
     r"(user|recipient) (has )?moved|user not local",
-    r"not listed in (the )?(domino directory|directory|public name|[\w &]*address book)",
-    r"ディレクトリ.*(ありません|見つかりません)",  # Notes/Domino in Japanese: not in the directory
     r"address (couldn't|could not|cannot) be found|no valid recipients?\b",
     r"invalid (final delivery )?userid",
     r"bad destination mailbox",
@@ -148,7 +146,16 @@ _HARD_MAILBOX = _rx(
     r"mailbox not found|recipient not found|addressee unknown|not our customer",
     r"undeliverable address|\baddress rejected(?!:)",
 )
-_HARD = re.compile(f"{_HARD_MAILBOX.pattern}|{_HARD_DOMAIN.pattern}", re.IGNORECASE)
+# The receiving system's own lookup of the address failed, in its own words or code: a
+# directory (Notes/Domino, an address book), Exchange 2003's "Unknown Recipient" (000C05A6).
+_DIRECTORY = _rx(
+    r"not listed in (the )?(domino directory|directory|public name|[\w &]*address book)",
+    r"ディレクトリ.*(ありません|見つかりません)",  # Notes/Domino in Japanese: not in the directory
+    r"\bMSEXCH:.*\(000C05A6\)",
+)
+_HARD = re.compile(
+    f"{_HARD_MAILBOX.pattern}|{_HARD_DOMAIN.pattern}|{_DIRECTORY.pattern}", re.IGNORECASE
+)
 _SOFT = _rx(
     r"mailbox.*full|full mailbox|quota|insufficient (system )?storage|out of storage",
     r"\bon hold\b|(internal|mail) system (error|problem)|mailer error|media error",
@@ -161,6 +168,20 @@ _SOFT = _rx(
 def mailbox_state(text: str) -> bool:
     """Whether ``text`` says the mailbox exists in a state (disabled, suspended, full)."""
     return bool(_STATE.search(text))
+
+
+def rests_on_words(c: Classification) -> bool:
+    """Whether a hard verdict rests on "no such user" words alone: no specific status behind
+    them (none, or ``5.0.0``) and nothing said about a domain or a directory lookup. Recipients'
+    own filters answer in these words too (after DATA, for a sender they refuse), so a report
+    must show more to make them a missing mailbox: that the refusal answered RCPT TO."""
+    if c.kind is not Kind.HARD or (c.status and not c.status.endswith(".0.0")):
+        return False
+    if _HARD_FIRST.search(c.reason) or _NO_MAIL.search(c.reason):
+        return False
+    if _HARD_DOMAIN.search(c.reason) or _DIRECTORY.search(c.reason):
+        return False
+    return bool(_HARD_MAILBOX.search(c.reason))
 
 
 def find_status(text: str) -> str:

@@ -35,9 +35,17 @@ from email.utils import getaddresses
 
 from flufl.bounce import all_failures
 
+from weekly_mailer.bounces import report_parts as parts
 from weekly_mailer.bounces import report_shapes as shapes
-from weekly_mailer.bounces.classify import Kind, classify, mailbox_state, one_line, uncomment
-from weekly_mailer.bounces.report_text import command_of, diagnostic_near
+from weekly_mailer.bounces.classify import (
+    Kind,
+    classify,
+    mailbox_state,
+    one_line,
+    rests_on_words,
+    uncomment,
+)
+from weekly_mailer.bounces.report_text import command_of, diagnostic_near, names_recipient
 from weekly_mailer.store.bounce_models import BounceKind, BounceSource
 
 log = logging.getLogger(__name__)
@@ -111,44 +119,6 @@ def _our_ids(data: bytes, *, own: str) -> list[str]:
     return [i for i in dict.fromkeys(found) if i != own][:10]
 
 
-def _fields(part: Message) -> list[Message]:
-    """The field blocks of a message/delivery-status or message/feedback-report part, one per
-    recipient even when the blank line between two recipients' fields is missing (AOL)."""
-    payload = part.get_payload()
-    if isinstance(payload, list):
-        blocks = [p for p in payload if isinstance(p, Message)]
-    else:
-        raw = part.get_payload(decode=True)
-        text = raw if isinstance(raw, bytes) else b""
-        found = re.split(rb"\r?\n\r?\n", text)
-        blocks = [email.message_from_bytes(b + b"\n") for b in found if b.strip()]
-    return [one for block in blocks for one in _per_recipient(block)]
-
-
-_RECIPIENT_FIELDS = ("final-recipient", "original-recipient")
-
-
-def _per_recipient(block: Message) -> list[Message]:
-    """A field block naming more than one recipient, split where the next recipient's fields
-    begin (a second ``Original-Recipient`` or ``Final-Recipient``)."""
-    if len(block.get_all("Final-Recipient", [])) < 2:
-        return [block]
-    groups: list[list[tuple[str, str]]] = [[]]
-    for name, value in block.items():
-        key = name.lower()
-        seen = {n.lower() for n, _ in groups[-1]}
-        if key in _RECIPIENT_FIELDS and (key in seen or "final-recipient" in seen):
-            groups.append([])
-        groups[-1].append((name, value))
-    split: list[Message] = []
-    for items in groups:
-        one = Message()
-        for name, value in items:
-            one[name] = value
-        split.append(one)
-    return split
-
-
 def parse_report(data: bytes, *, unsubscribe_address: str = "") -> Report:
     """Read one bounce/complaint message, or an unsubscribe request sent to
     ``unsubscribe_address`` (the ``mailto:`` in List-Unsubscribe). Anything else is "other"."""
@@ -157,7 +127,7 @@ def parse_report(data: bytes, *, unsubscribe_address: str = "") -> Report:
         kind="other",
         message_id=one_line(str(msg.get("Message-ID") or "")),
         subject=one_line(str(msg.get("Subject") or "")),
-        addressed_to=_addressed_to(msg),
+        addressed_to=parts.addressed_to(msg),
     )
     report.original_ids = _our_ids(data, own=report.message_id)
     if unsubscribe_address and _is_unsubscribe_request(msg, unsubscribe_address):
@@ -175,17 +145,17 @@ def parse_report(data: bytes, *, unsubscribe_address: str = "") -> Report:
         ctype = part.get_content_type()
         if ctype == "message/delivery-status":
             report.kind = "bounce"
-            report.findings.extend(_dsn_findings(part, _body_text(msg)))
+            report.findings.extend(_dsn_findings(part, parts.body_text(msg)))
         elif ctype == "message/feedback-report":
             report.kind = "feedback"
-            report.findings.extend(_arf_findings(_fields(part), msg))
+            report.findings.extend(_arf_findings(parts.fields(part), msg))
         elif is_report and (fields := shapes.text_feedback_fields(part)) is not None:
             report.kind = "feedback"
             report.findings.extend(_arf_findings([fields], msg))
     if report.kind == "feedback":
         # A feedback loop mails its report to the address registered with it, not to our VERP
         # address; the message it returns keeps its Return-Path, which is.
-        paths = _original_return_paths(msg)
+        paths = parts.original_return_paths(msg)
         report.addressed_to += [a for a in paths if a not in report.addressed_to]
         if not report.findings:  # redacted: names no recipient; the verdict is the tied reader's
             report.findings = [_redacted_feedback(msg)]
@@ -213,21 +183,11 @@ def parse_report(data: bytes, *, unsubscribe_address: str = "") -> Report:
         elif report.findings:
             report.kind = "bounce"
         else:
-            c = classify(None, None, _body_text(msg))
+            c = classify(None, None, parts.body_text(msg))
             report.loose = Finding("", BounceKind(c.kind.value), c.status, c.code, c.reason)
     elif shapes.is_auto_reply(msg):
         report.kind = "auto-reply"
     return report
-
-
-_ENVELOPE_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "To")
-
-
-def _addressed_to(msg: Message) -> list[str]:
-    """Where the message was delivered: the envelope recipient headers a local delivery adds,
-    and To (a DSN is addressed to the envelope sender it answers)."""
-    values = [str(v) for h in _ENVELOPE_HEADERS for v in msg.get_all(h, [])]
-    return list(dict.fromkeys(a.lower() for _, a in getaddresses(values) if "@" in a))
 
 
 def _dsn_findings(part: Message, human: str) -> list[Finding]:
@@ -236,7 +196,7 @@ def _dsn_findings(part: Message, human: str) -> list[Finding]:
     decide; "after DATA" anywhere near the recipient (or in the report) tells the classifier
     that the recipient had been accepted."""
     found: list[Finding] = []
-    blocks = _fields(part)
+    blocks = parts.fields(part)
     named = [b for b in blocks if b.get("Final-Recipient") or b.get("Original-Recipient")]
     failed = [b for b in named if uncomment(b.get("Action") or "").lower() == "failed"]
     for block in named:
@@ -248,13 +208,16 @@ def _dsn_findings(part: Message, human: str) -> list[Finding]:
         diagnostic = re.sub(r"^\s*(smtp|x-[\w-]+)\s*;\s*", "", diagnostic, flags=re.I)
         status = uncomment(block.get("Status") or "")
         near = diagnostic_near(human, rcpt)
-        command = command_of(f"{diagnostic}\n{near}") or command_of(human)
+        said = f"{diagnostic}\n{diagnostic_near(human, rcpt, keep=True)}"
+        command = command_of(said) or command_of(human)
         c = classify(status, None, diagnostic, command=command)
         if c.kind is Kind.UNKNOWN or (c.kind is Kind.HARD and not c.status.strip("50.")):
             words = classify(status, None, f"{diagnostic} {near}", command=command)
             if words.kind is not Kind.UNKNOWN:
                 c = words
         kind = c.kind
+        if rests_on_words(c) and not _at_rcpt(command, said, rcpt):
+            kind = Kind.BLOCK
         if kind is Kind.HARD and len(failed) == 1 and mailbox_state(human):
             kind = Kind.SOFT  # the report's own words about its one recipient: disabled, full
         kind = shapes.vendor_category(block) or kind
@@ -282,10 +245,17 @@ def _arf_findings(blocks: list[Message], msg: Message) -> list[Finding]:
         agent = agent or one_line(str(block.get("User-Agent") or block.get("Reporting-MTA") or ""))
         for field in ("Removal-Recipient", "Original-Rcpt-To"):
             rcpts += [a for a in (_address(v) for v in block.get_all(field, [])) if a]
-    rcpts = list(dict.fromkeys(rcpts)) or _original_recipients(msg)
+    rcpts = list(dict.fromkeys(rcpts)) or parts.original_recipients(msg)
     kind = shapes.feedback_kind(feedback_type)
     reason = one_line(f"feedback report: {feedback_type or 'no type'} {agent}")
     return [Finding(r, kind, reason=reason, source=BounceSource.ARF) for r in rcpts]
+
+
+def _at_rcpt(command: str, said: str, rcpt: str) -> bool:
+    """Whether the refusal of ``rcpt`` is shown to have answered RCPT TO: the report says so
+    ("in reply to RCPT TO command", a transcript's ``>>> RCPT TO``), or, saying no command, the
+    reply names the recipient (:func:`report_text.names_recipient`)."""
+    return command == "RCPT" or (not command and names_recipient(said, rcpt))
 
 
 def _looks_like_bounce(msg: Message) -> bool:
@@ -295,33 +265,13 @@ def _looks_like_bounce(msg: Message) -> bool:
     return bool(_BOUNCE_SUBJECT.search(str(msg.get("Subject") or "")))
 
 
-def _body_text(msg: Message) -> str:
-    """The text of the report itself: its text parts, up to the returned original message."""
-    texts: list[str] = []
-    stack = [msg]
-    while stack:
-        part = stack.pop(0)
-        if part.get_content_type() in ("message/rfc822", "text/rfc822-headers"):
-            continue  # the returned original: its addresses are not failures
-        if part.is_multipart():
-            payload = part.get_payload()
-            stack[:0] = [p for p in payload if isinstance(p, Message)]
-        elif part.get_content_type() == "text/plain" or part is msg or _broken(part):
-            raw = part.get_payload(decode=True)
-            if isinstance(raw, bytes):
-                texts.append(raw.decode(part.get_content_charset() or "utf-8", "replace"))
-    lines = "\n".join(texts).splitlines()
-    end = next((i for i, line in enumerate(lines) if _ORIGINAL.match(line)), len(lines))
-    return "\n".join(lines[:end])
-
-
 def _legacy_findings(msg: Message) -> list[Finding]:
     try:
         temporary, permanent = all_failures(msg)
     except Exception:  # noqa: BLE001 - one odd message must not stop a whole mailbox
         log.warning("flufl.bounce could not read %s; reading its text only", msg.get("Message-ID"))
         temporary = permanent = frozenset()
-    text = _body_text(msg)
+    text = parts.body_text(msg)
     failed = [(a, False) for a in permanent] + [(a, True) for a in temporary]
     failed = [(a, t) for a, t in failed if _MAILBOX.fullmatch(a.decode("utf-8", "replace"))]
     if not failed:
@@ -334,12 +284,15 @@ def _legacy_findings(msg: Message) -> list[Finding]:
         rcpt = raw.decode("utf-8", "replace").strip("<>").lower()
         if "@" not in rcpt:
             continue
-        near = diagnostic_near(text, rcpt)
-        c = classify(None, None, near, command=command_of(near) or command_of(text))
+        near, said = diagnostic_near(text, rcpt), diagnostic_near(text, rcpt, keep=True)
+        command = command_of(near) or command_of(text)
+        c = classify(None, None, near, command=command)
         if c.kind is Kind.UNKNOWN and len(failed) == 1:  # "failed: <a>", the reason elsewhere
             c = classify(None, None, re.sub(re.escape(rcpt), " ", text, flags=re.I),
                          command=command_of(text))  # fmt: skip
         kind = c.kind
+        if rests_on_words(c) and not _at_rcpt(command, said, rcpt):
+            kind = Kind.BLOCK
         if is_temporary and kind in (Kind.HARD, Kind.UNKNOWN):
             kind = Kind.SOFT
         found.append(
@@ -348,11 +301,6 @@ def _legacy_findings(msg: Message) -> list[Finding]:
     return list({f.recipient: f for f in found}.values())
 
 
-_ORIGINAL = re.compile(
-    r"^\s*(-+ ?(original message|this is a copy|below this line|the original message)"
-    r"|below is a copy|received: |return-path: )",
-    re.IGNORECASE,
-)
 _EMAIL = re.compile(r"[\w.+=-]+@[\w-]+(?:\.[\w-]+)+")
 
 
@@ -397,45 +345,11 @@ def _is_unsubscribe_request(msg: Message, unsubscribe_address: str) -> bool:
     return any(a.lower() == target for _, a in getaddresses(headers))
 
 
-def _returned_message(msg: Message) -> Message | None:
-    """The message a report returns (its message/rfc822 part, or its text/rfc822-headers)."""
-    for part in msg.walk():
-        if part.get_content_type() in ("message/rfc822", "text/rfc822-headers"):
-            payload = part.get_payload()
-            if isinstance(payload, list) and payload and isinstance(payload[0], Message):
-                return payload[0]
-            raw = part.get_payload(decode=True)
-            return email.message_from_bytes(raw if isinstance(raw, bytes) else b"")
-    return None
-
-
-def _original_recipients(msg: Message) -> list[str]:
-    inner = _returned_message(msg)
-    if inner is None:
-        return []
-    return [a.lower() for _, a in getaddresses(inner.get_all("To", [])) if "@" in a]
-
-
-def _original_return_paths(msg: Message) -> list[str]:
-    """The Return-Path of the message a report returns (message/rfc822 or its headers)."""
-    inner = _returned_message(msg)
-    if inner is None:
-        return []
-    paths = [str(v) for v in inner.get_all("Return-Path", [])]
-    return [a.lower() for _, a in getaddresses(paths) if "@" in a]
-
-
-def _broken(part: Message) -> bool:
-    """A multipart part whose boundary was lost (a folded header line left unindented): its
-    payload is one text, and the report's words may be in it."""
-    return part.get_content_maintype() == "multipart" and not part.is_multipart()
-
-
 def _unnamed_failure(msg: Message) -> bool:
     """Whether a DSN has a failed recipient whose address cannot be read."""
     for part in msg.walk():
         if part.get_content_type() == "message/delivery-status":
-            for block in _fields(part):
+            for block in parts.fields(part):
                 named = block.get("Final-Recipient") or block.get("Original-Recipient")
                 action = uncomment(block.get("Action") or "").lower()
                 if named is not None and action == "failed" and _address(named) is None:
@@ -451,7 +365,7 @@ def _redacted_feedback(msg: Message) -> Finding:
         uncomment(b.get("Feedback-Type") or "").lower()
         for part in msg.walk()
         if part.get_content_type() == "message/feedback-report"
-        for b in _fields(part)
+        for b in parts.fields(part)
     ]
     feedback_type = next((k for k in kinds if k), "")
     reason = one_line(f"feedback report: {feedback_type or 'no type'}, no recipient named")

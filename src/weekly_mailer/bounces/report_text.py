@@ -45,9 +45,22 @@ def command_of(text: str) -> str:
     return "RCPT" if _AFTER_RCPT.search(text) or _PIPELINED.search(text) else ""
 
 
-def diagnostic_near(text: str, address: str) -> str:
+def names_recipient(text: str, address: str) -> bool:
+    """Whether a reply in ``text`` names ``address`` right after its code, a status and a few
+    words (``550 <a@example.org>: User unknown``, ``550 a@example.org... No such user``, ``553
+    Invalid recipient a@example.org``): the form of an answer to RCPT TO, which is about one
+    recipient. A reply after DATA is about the message, every recipient at once: it names
+    none (``550 : User unknown``)."""
+    reply = (
+        r"(?<![\w.])[45]\d\d(?:[ :-]\s*)(?:[45]\.\d{1,3}\.\d{1,3}\s+)?"
+        rf"(?:[^\n<>@]{{0,40}}?[\s(])?<?{re.escape(address)}>?(?![\w-]|\.\w)"
+    )
+    return re.search(reply, text, re.IGNORECASE) is not None
+
+
+def diagnostic_near(text: str, address: str, *, keep: bool = False) -> str:
     """What the report says about ``address``: each line naming it and the few lines after
-    (up to a blank line or another address)."""
+    (up to a blank line or another address), the address itself blanked unless ``keep``."""
     lines = text.splitlines()
     window: list[str] = []
     for i, line in enumerate(lines):
@@ -61,4 +74,6 @@ def diagnostic_near(text: str, address: str) -> str:
                 break
             window.append(nxt)
     text = " ".join(dict.fromkeys(window))
+    if keep:
+        return text
     return re.sub(re.escape(address), " ", text, flags=re.IGNORECASE)

@@ -53,7 +53,7 @@ def names_recipient(text: str, address: str) -> bool:
     none (``550 : User unknown``)."""
     reply = (
         r"(?<![\w.])[45]\d\d(?:[ :-]\s*)(?:[45]\.\d{1,3}\.\d{1,3}\s+)?"
-        rf"(?:[^\n<>@]{{0,40}}?[\s(])?<?{re.escape(address)}>?(?![\w-]|\.\w)"
+        rf"(?:[^\n<>@]{{0,80}}?[\s(])?<?{re.escape(address)}>?(?![\w-]|\.\w)"
     )
     return re.search(reply, text, re.IGNORECASE) is not None
 

@@ -19,7 +19,14 @@ the status is generic (``5.0.0``) or missing, the text decides, then the bare re
 ``550`` with "blocked using Spamhaus" is a block, while a ``550 user unknown`` is hard, unless it
 answered the message's DATA (``command="DATA"``): the recipient was already accepted, so "user
 unknown" then is a content filter speaking, not a missing mailbox; or MAIL FROM: it is about our
-sender address. Suspended, disabled, frozen or inactive mailboxes are soft, never hard.
+sender address. Suspended, disabled, frozen or inactive mailboxes are soft, never hard. A host or
+domain that takes no mail at all (RFC 7504's ``521``/``556``, RFC 7505's null MX: "Host does not
+accept mail") is hard whatever the status says. With ``gave_up`` (the sender stopped retrying)
+a transient answer is read as its permanent twin: ``450 4.1.1 user unknown`` to every retry.
+
+:func:`rests_on_words` tells the report reader when a hard verdict stands on "no such user" words
+alone (no specific status, no domain, no directory lookup): filters answer in those words too, so
+the reader keeps such a verdict only when the report shows the refusal answered RCPT TO.
 """
 
 from __future__ import annotations
@@ -142,7 +149,7 @@ _HARD_MAILBOX = _rx(
     r"address (couldn't|could not|cannot) be found|no valid recipients?\b",
     r"invalid (final delivery )?userid",
     r"bad destination mailbox",
-    r"this user doesn't have a .* account",
+    r"this user doesn't have an? .* account",
     r"mailbox not found|recipient not found|addressee unknown|not our customer",
     r"undeliverable address|\baddress rejected(?!:)",
 )

@@ -5,7 +5,10 @@
   (``Status: 5.1.1 (bad mailbox)``) are dropped; when the status is generic (``5.0.0``, none) and
   the diagnostic says nothing, the human-readable part's lines about the recipient decide, and
   the SMTP command they say was refused (``in reply to end of DATA command``, ``>>> DATA``,
-  ``after MAIL FROM``) tells the classifier whether the recipient had been accepted.
+  ``after MAIL FROM``) tells the classifier whether the recipient had been accepted. "No such
+  user" words with no status beyond ``5.0.0`` are hard only when the refusal answered RCPT TO:
+  the report says so, or the reply names the recipient (``550 <a@b>: User unknown``); else they
+  are a filter's (``block``). A field block naming two recipients is read as two.
 - Text and legacy bounces (qmail, older Exim, Sendmail, Postfix without DSN, Exchange, Yahoo,
   OpenSMTPD…): ``flufl.bounce`` finds the failed addresses, the diagnostic next to each address
   gives the reason.
@@ -281,7 +284,7 @@ def _legacy_findings(msg: Message) -> list[Finding]:
         failed = [(a.encode(), False) for a in named] if len(named) <= _FEW else []
     found: list[Finding] = []
     for raw, is_temporary in failed:
-        rcpt = raw.decode("utf-8", "replace").strip("<>").lower()
+        rcpt = raw.decode("utf-8", "replace").strip("<>").lower().rstrip(".")  # "a@b... No"
         if "@" not in rcpt:
             continue
         near, said = diagnostic_near(text, rcpt), diagnostic_near(text, rcpt, keep=True)

@@ -203,6 +203,17 @@ def test_a_dsn_block_naming_two_recipients_is_read_as_two() -> None:
         + _failed(b"bob@example.net", b"5.1.1", b"550 5.1.1 <bob@example.net>... User unknown")
     )
     assert _kinds(_dsn(fields)) == [("soft", "ann@example.net"), ("hard", "bob@example.net")]
+    final_first = (
+        _failed(b"ann@example.net", b"5.2.2", b"552 5.2.2 Mailbox full")
+        + b"Final-Recipient: rfc822; bob@example.net\r\n"
+        + b"Original-Recipient: rfc822; bob@example.net\r\n"
+        + b"Action: failed\r\nStatus: 5.1.1\r\n"
+    )
+    blocks = parse_report(_dsn(final_first)).findings
+    assert [(f.kind.value, f.recipient, f.status) for f in blocks] == [
+        ("soft", "ann@example.net", "5.2.2"),
+        ("hard", "bob@example.net", "5.1.1"),
+    ]
 
 
 @pytest.mark.parametrize(

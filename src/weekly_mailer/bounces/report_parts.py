@@ -35,8 +35,8 @@ def _per_recipient(block: Message) -> list[Message]:
     for name, value in block.items():
         key = name.lower()
         seen = {n.lower() for n, _ in groups[-1]}
-        if key in _RECIPIENT_FIELDS and (key in seen or "final-recipient" in seen):
-            groups.append([])
+        if key in _RECIPIENT_FIELDS and (key in seen or seen - set(_RECIPIENT_FIELDS)):
+            groups.append([])  # the same field again, or after this recipient's other fields
         groups[-1].append((name, value))
     split: list[Message] = []
     for items in groups:

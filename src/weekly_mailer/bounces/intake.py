@@ -324,22 +324,18 @@ def _apply(
     summary.newly_bounced += note_bounce(
         session, hard_ids, limit=bounce_limit, detail=detail[:500] or "bounce report"
     )
-    for key in report.complained:
+    for key in report.complained:  # complaints, then ARF opt-outs: the reader's own wish
         sub = found.get(key)
-        if (
-            sub is not None
-            and believed(key)
-            and complain(session, sub, source="bounces", detail="feedback report", now=now)
-        ):
-            summary.complaints += 1
+        if sub is not None and believed(key):
+            summary.complaints += complain(
+                session, sub, source="bounces", detail="feedback report", now=now
+            )
     for key in report.recipients(BounceKind.OPT_OUT):
         sub = found.get(key)
-        if (
-            sub is not None
-            and believed(key)
-            and unsubscribe(session, sub, source="arf", detail="feedback report: opt-out", now=now)
-        ):
-            summary.unsubscribes += 1
+        if sub is not None and believed(key):
+            summary.unsubscribes += unsubscribe(
+                session, sub, source="arf", detail="feedback report: opt-out", now=now
+            )
     for key in dict.fromkeys(report.unsubscribed):
         sub = found.get(key)
         if sub is not None and unsubscribe(

@@ -204,7 +204,7 @@ def test_hard_bounces_recognised_at_least_92_percent(figures: Figures) -> None:
 
 
 def test_soft_failures_marked_hard_at_most_3_percent(figures: Figures) -> None:
-    """"No such user" words with no status beyond 5.0.0 are a missing mailbox only when the
+    """ "No such user" words with no status beyond 5.0.0 are a missing mailbox only when the
     report shows the refusal answered RCPT TO (docs/bounces.md); the 8 left are labels that can
     be argued (a Postfix "Recipient address rejected: User unknown in local recipient table",
     a pipelined RCPT answer, Amazon SES's inbound "5.1.1 Mailbox does not exist"...)."""
@@ -222,3 +222,56 @@ def test_soft_failures_marked_hard_at_most_3_percent(figures: Figures) -> None:
 )
 def test_abuse_reports_complained_12_of_13(figures: Figures) -> None:
     assert figures.abuse >= 12
+
+
+@pytest.mark.parametrize(
+    ("name", "tie"),
+    [
+        # arf-11 quotes a Message-ID without angle brackets and has no Return-Path;
+        # arf-15 quotes a Return-Path and a foreign Message-ID.
+        ("bsd/arf-11.eml", "message-id"),
+        ("bsd/arf-15.eml", "return-path"),
+    ],
+)
+def test_the_two_redacted_abuse_reports_complain_our_reader_once_they_quote_our_copy(
+    corpus: Path, settings: Settings, name: str, tie: str
+) -> None:
+    """The two abuse reports that name nobody, as they would come back about a copy of ours:
+    the same real report, its returned message carrying our signed Message-ID (arf-11, in its
+    own bracketless spelling) or our VERP Return-Path (arf-15). With bounce_trust = "signed"
+    (the default) each complains exactly the reader it is tied to, and counts in that issue's
+    complaint rate."""
+    from tests.issues.test_health import LAST_WEEK, sent_issue
+    from weekly_mailer import issues
+    from weekly_mailer.bounces.intake import verp_reader
+    from weekly_mailer.compose import make_message_id
+    from weekly_mailer.store.models import Delivery
+
+    settings = settings.replace(bounce_address="bounces@example.org", verp=True)
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    engine.dispose()
+    data = (corpus / "maildir" / name).read_bytes()
+    with Database(settings) as database, database.sessions.begin() as session:
+        issue_id, rows = sent_issue(session, delivered=3)
+        subs = [session.get(Subscriber, session.get(Delivery, r).subscriber_id) for r in rows]
+        assert all(s is not None for s in subs)
+        if tie == "message-id":
+            ours = make_message_id(settings, LAST_WEEK, subs[1].id).strip("<>")  # type: ignore[union-attr]
+            old = b"Message-ID: ffffffffffffffffffffffffff0000000000@example.net"
+            assert data.count(old) == 1
+            data = data.replace(old, b"Message-ID: " + ours.encode())
+        else:
+            codec = verp_reader(settings)
+            assert codec is not None
+            old = b"Return-Path: <kijitora@example.net>"
+            assert data.count(old) == 1
+            data = data.replace(old, f"Return-Path: <{codec.address(rows[1])}>".encode())
+        summary = IngestSummary()
+        apply_report(
+            session, parse_report(data), bounce_limit=1, summary=summary, now=NOW,
+            secret_key=settings.secret_key, verp=verp_reader(settings),
+        )  # fmt: skip
+        assert [s.status for s in subs] == ["active", "complained", "active"]  # type: ignore[union-attr]
+        assert summary.complaints == 1
+        assert issues.issue_health(session, issue_id).complaints == 1

@@ -49,6 +49,7 @@ from weekly_mailer.bounces.classify import (
     uncomment,
 )
 from weekly_mailer.bounces.report_text import command_of, diagnostic_near, names_recipient
+from weekly_mailer.compose import find_message_ids
 from weekly_mailer.store.bounce_models import BounceKind, BounceSource
 
 log = logging.getLogger(__name__)
@@ -113,13 +114,11 @@ def _address(value: str | None) -> str | None:
 
 
 _MAILBOX = re.compile(r"<?[^@<>\s]+@[^@<>\s]+>?")  # not "@host" (a DSN's unreadable recipient)
-_OUR_ID = re.compile(rb"<wm\.[A-Za-z0-9_-]+\.\d{1,18}\.[0-9a-f]{16}@[^<>\s]+>")
 
 
 def _our_ids(data: bytes, *, own: str) -> list[str]:
     """Every Message-ID shaped like ours anywhere in the message, but the report's own."""
-    found = (m.decode("ascii", "replace") for m in _OUR_ID.findall(data))
-    return [i for i in dict.fromkeys(found) if i != own][:10]
+    return [i for i in find_message_ids(data.decode("latin-1")) if i != own][:10]
 
 
 def parse_report(data: bytes, *, unsubscribe_address: str = "") -> Report:

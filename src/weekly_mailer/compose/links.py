@@ -49,6 +49,17 @@ def _safe_key(key: str) -> str:
 
 
 _OUR_ID = re.compile(r"^<wm\.([A-Za-z0-9_-]+)\.(\d{1,18})\.([0-9a-f]{16})@[^<>\s]+>$")
+# The same shape anywhere in a text, with or without its angle brackets (some feedback loops
+# quote ``Message-ID: wm.…@domain`` bare); the domain stops before a trailing dot or quote.
+_OUR_ID_IN_TEXT = re.compile(
+    r"(?<![\w.-])<?(wm\.[A-Za-z0-9_-]+\.\d{1,18}\.[0-9a-f]{16}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>?"
+)
+
+
+def find_message_ids(text: str) -> list[str]:
+    """Every Message-ID shaped like :func:`make_message_id`'s in ``text``, bracketed (``<…>``),
+    each once, in order of appearance. Shaped only: :func:`read_message_id` says whose."""
+    return list(dict.fromkeys(f"<{m.group(1)}>" for m in _OUR_ID_IN_TEXT.finditer(text)))
 
 
 def read_message_id(message_id: str, *, secret_key: str) -> tuple[str, int] | None:

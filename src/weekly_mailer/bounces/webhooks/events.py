@@ -18,11 +18,9 @@ from typing import Any
 from weekly_mailer.bounces.classify import classify
 from weekly_mailer.bounces.report_reader import Finding
 from weekly_mailer.bounces.webhooks import ses
+from weekly_mailer.compose import find_message_ids
 from weekly_mailer.store.bounce_models import BounceKind, BounceSource
 
-_OUR_ID = re.compile(
-    r"<?(wm\.[A-Za-z0-9_-]+\.\d{1,18}\.[0-9a-f]{16}@[^<>\s\"]+?)>?(?=[\s\"<>,;]|$)"
-)
 _ADDRESS = re.compile(r"[A-Za-z0-9._%+=-]+\+\d{1,18}-[a-z0-9]+@[A-Za-z0-9.-]+")
 MAX_STRINGS = 2000  # strings of one event looked at for ties (a bounce dump can be long)
 
@@ -52,8 +50,7 @@ def ties(payload: object) -> tuple[list[str], list[str]]:
     for n, text in enumerate(_strings(payload)):
         if n >= MAX_STRINGS:
             break
-        for m in _OUR_ID.finditer(text):
-            ids[f"<{m.group(1)}>"] = None
+        ids.update(dict.fromkeys(find_message_ids(text)))
         for m in _ADDRESS.finditer(text):
             addresses[m.group(0)] = None
     return list(ids)[:20], list(addresses)[:20]

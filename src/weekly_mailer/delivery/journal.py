@@ -20,9 +20,8 @@ row is still ``sending`` under that claim (``outbox.accept``; a row recorded alr
 claimed again since, is left alone), committed; only then are the rows still ``sending`` under
 the claims it noted handed back (``outbox.hand_back``), at once instead of when their leases
 end: never a row of another claim, even one of a worker of the same owner name that lives on;
-then the file goes. A fault on the
-way leaves the file for the next fold. After a database outage a worker folds its own journal
-the same way. A clean end removes it.
+then the file goes. A fault on the way leaves the file for the next fold. After a database
+outage a worker folds its own journal the same way. A clean end removes it.
 
 A claim that takes over rows whose lease ran out while their worker lived (it was paused, its
 renewals were late) reads the other journals first (``accepted_elsewhere``): a row found there
@@ -30,8 +29,10 @@ under the old claim's token was accepted already and is recorded ``sent``, not s
 
 What is not covered: a power loss or a kernel crash (no ``fsync``: the page cache goes with
 the machine), so after one the next run resends what the ledger had not recorded, at most
-``pipeline.unrecorded_bound`` messages a process, with the same Message-IDs; and a journal on
-another host (with PostgreSQL, each host folds its own ``journal_dir``).
+``pipeline.unrecorded_bound`` messages a process, with the same Message-IDs; a journal on
+another host (with PostgreSQL, each host folds its own ``journal_dir``); and a worker that
+could not make its journal (a full disk: it warns and sends without one), whose kill resends
+what it had not recorded once its leases end.
 """
 
 from __future__ import annotations

@@ -11,16 +11,17 @@ still resend is only what was accepted and not yet written here: at most the one
 connection whose reply was being read.
 
 The file is locked (``flock``) while its worker lives; it is made under another name, locked,
-then renamed, so no fold ever meets it unlocked. Each claim notes its lease token in it
-(``# claim <token>``) before any of its rows goes on the wire. Any worker that starts, and every
-claim after, folds the journals nobody holds (their processes died), one at a time under their
-lock: first each acceptance becomes a ``sent`` row where the row is still ``sending`` under that
-claim (``outbox.accept``; a row recorded already, or claimed again since, is left alone),
-committed; only then are the rows still ``sending`` under the claims it noted handed back
-(``outbox.hand_back``), at once instead of when their leases end: never a row of another claim,
-even one of a worker of the same owner name that lives on; then the file goes. A fault on the
-way leaves the file for the next fold. After a database outage a worker folds its own journal
-the same way. A clean end removes it.
+then renamed, so no fold ever meets it unlocked, and no fold locks it while it is being made
+(that made its worker's lock fail, and the worker sent without a journal). Each claim notes
+its lease token in it (``# claim <token>``) before any of its rows goes on the wire. Any
+worker that starts, and every claim after, folds the journals nobody holds (their processes
+died), one at a time under their lock: first each acceptance becomes a ``sent`` row where the
+row is still ``sending`` under that claim (``outbox.accept``; a row recorded already, or
+claimed again since, is left alone), committed; only then are the rows still ``sending`` under
+the claims it noted handed back (``outbox.hand_back``), at once instead of when their leases
+end: never a row of another claim, even one of a worker of the same owner name that lives on;
+then the file goes. A fault on the way leaves the file for the next fold. After a database
+outage a worker folds its own journal the same way. A clean end removes it.
 
 A claim that takes over rows whose lease ran out while their worker lived (it was paused, its
 renewals were late) reads the other journals first (``accepted_elsewhere``): a row found there
@@ -28,8 +29,10 @@ under the old claim's token was accepted already and is recorded ``sent``, not s
 
 What is not covered: a power loss or a kernel crash (no ``fsync``: the page cache goes with
 the machine), so after one the next run resends what the ledger had not recorded, at most
-``pipeline.unrecorded_bound`` messages a process, with the same Message-IDs; and a journal on
-another host (with PostgreSQL, each host folds its own ``journal_dir``).
+``pipeline.unrecorded_bound`` messages a process, with the same Message-IDs; a journal on
+another host (with PostgreSQL, each host folds its own ``journal_dir``); and a worker that
+could not make its journal (a full disk: it warns and sends without one), whose kill resends
+what it had not recorded once its leases end.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ __all__ = ["Entry", "Journal", "accepted_elsewhere", "fold", "journal_dir"]
 SUFFIX = ".journal"
 PART = ".new-"  # a journal being made: locked, then renamed to its own name
 PART_LEFT_AFTER = 60.0  # seconds: a part file this old was left by a worker that died making it
+LOCK_NEW_WAIT = 1.0  # seconds a worker waits for the lock of the journal it makes
 CLEAR_AT = 256 * 1024  # bytes: an idle worker empties its journal past this size
 Entry = tuple[int, str, int, dt.datetime]  # delivery id, lease token, reply code, when
 Accept = Callable[[Sequence[Entry]], int]
@@ -97,14 +101,17 @@ class Journal:
         self.lines = 0
         self.failing = False
         self._claims: set[str] = set()
-        # Made under a name no fold looks at, locked, then renamed: a fold never meets it
-        # unlocked. (Created under its own name, another worker's fold could lock it between
-        # our open and our flock, find it empty and remove it: we then journaled into a file
-        # nobody would ever fold, and a kill resent everything not yet recorded.)
+        # Made under a part name, locked, then renamed: a fold never meets it unlocked under
+        # its own name. (Created under its own name, another worker's fold could lock it
+        # between our open and our flock, find it empty and remove it: we then journaled into
+        # a file nobody would ever fold.) A fold does not lock a young part file either: when
+        # it did (to read its age), a fold holding that lock at the moment of our flock made
+        # the flock fail, and this worker then sent without a journal, so a kill resent every
+        # message accepted and not yet recorded (a claim of 80, twice in one 20-kill run).
         part = directory / (PART + name + SUFFIX)
         self._fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _lock_new(self._fd)
             self._head()
             os.rename(part, self.path)
         except OSError:
@@ -260,6 +267,9 @@ def fold(
     for path in paths:
         if skip is not None and path == skip:
             continue
+        if path.name.startswith(PART):
+            _clear_left(path)
+            continue
         try:
             fd = os.open(path, os.O_RDWR)
         except OSError:
@@ -271,19 +281,46 @@ def fold(
                 continue  # its worker lives
             if not _same_file(fd, path):
                 continue  # folded and removed (or renamed) while we opened it
-            if path.name.startswith(PART):
-                if _age(fd) > PART_LEFT_AFTER:  # its worker died while making it
-                    path.unlink()
-                continue  # else it is being made: the lock is about to be its worker's
             total += _fold_one(path, accept, release)
         finally:
             os.close(fd)
     return total
 
 
-def _age(fd: int) -> float:
-    """Seconds since the file open as ``fd`` was last written."""
-    return time.time() - os.fstat(fd).st_mtime
+def _lock_new(fd: int) -> None:
+    """Lock a journal being made. No fold locks a part file younger than
+    ``PART_LEFT_AFTER``, so the lock is free at once; a process of an older version may still
+    hold it for an instant (it locked part files to read their age): wait that out."""
+    deadline = time.monotonic() + LOCK_NEW_WAIT
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.001)
+
+
+def _clear_left(part: Path) -> None:
+    """Remove a part file its worker left when it died making it: one older than
+    ``PART_LEFT_AFTER`` and unlocked. A younger one is not even opened: its worker may be
+    between creating it and locking it, and a lock taken here at that moment would make its
+    worker's fail."""
+    try:
+        if time.time() - part.stat().st_mtime <= PART_LEFT_AFTER:
+            return
+        fd = os.open(part, os.O_RDWR)
+    except OSError:
+        return  # renamed into place, or removed, meanwhile
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if _same_file(fd, part):
+            part.unlink()
+    except OSError:
+        pass  # locked: its worker lives (stopped for a minute while making it)
+    finally:
+        os.close(fd)
 
 
 def _same_file(fd: int, path: Path) -> bool:

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from tests.support.schema import migrate
 from weekly_mailer.config import Settings
-from weekly_mailer.store.db import Database, make_engine, upgrade
+from weekly_mailer.store.db import Database
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT.parent / "shared" / "seeds" / "000_495e8089be07fca3.txt"
@@ -102,9 +103,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def database(settings: Settings) -> Iterator[Database]:
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
-    engine.dispose()
+    migrate(settings.database_url)  # a copy of a migrated template where it is a new SQLite file
     db = Database(settings)
     try:
         yield db

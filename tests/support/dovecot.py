@@ -112,6 +112,8 @@ ssl_key = <{root}/key.pem
 ssl_dh = </usr/share/dovecot/dh.pem
 disable_plaintext_auth = yes
 auth_mechanisms = plain login
+# A refused login is answered at once, not after Dovecot's default 2 s: same answer, sooner.
+auth_failure_delay = 0
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {passwd}

@@ -18,10 +18,11 @@ from typing import Any
 import tomli_w
 
 from tests.conftest import ARTIFACTS
+from tests.support.schema import migrate
 from tests.support.smtpd import Received
 from weekly_mailer import subscribers as subs
 from weekly_mailer.config import load_settings
-from weekly_mailer.store.db import Database, make_engine, upgrade
+from weekly_mailer.store.db import Database
 
 ARTICLE = """---
 title: Notes from the allotment
@@ -66,9 +67,7 @@ class Workspace:
         self.config.write_text(tomli_w.dumps(values))
         (root / "article.md").write_text(ARTICLE)
         self.settings = load_settings(self.config, environ={})
-        engine = make_engine(self.settings.database_url)
-        upgrade(engine)
-        engine.dispose()
+        migrate(self.settings.database_url)
 
     def add_subscribers(self, n: int, *, domain: str = "example.org") -> list[str]:
         emails = [f"reader{i:05d}@{domain}" for i in range(n)]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.bounces.test_report_shapes import _dsn as shaped_dsn
 from weekly_mailer.bounces.classify import Kind, classify, rests_on_words
 from weekly_mailer.bounces.report_reader import parse_report
 from weekly_mailer.bounces.report_text import command_of, names_recipient
@@ -19,15 +20,7 @@ def _kinds(data: bytes) -> list[tuple[str, str]]:
 
 
 def _dsn(fields: bytes, human: bytes = b"Your message could not be delivered.\r\n") -> bytes:
-    return (
-        b"From: MAILER-DAEMON@mx.example.org\r\nTo: bounces@example.org\r\n"
-        b"Subject: Undelivered Mail Returned to Sender\r\nMIME-Version: 1.0\r\n"
-        b'Content-Type: multipart/report; report-type=delivery-status; boundary="q7"\r\n\r\n'
-        b"--q7\r\nContent-Type: text/plain\r\n\r\n" + human + b"\r\n"
-        b"--q7\r\nContent-Type: message/delivery-status\r\n\r\n"
-        b"Reporting-MTA: dns; mx.example.org\r\n\r\n" + fields + b"\r\n"
-        b"--q7\r\nContent-Type: message/rfc822\r\n\r\n" + ORIGINAL + b"--q7--\r\n"
-    )
+    return shaped_dsn(fields, human, ORIGINAL)
 
 
 def _failed(rcpt: bytes, status: bytes, diagnostic: bytes, action: bytes = b"failed") -> bytes:

@@ -123,7 +123,11 @@ def test_apple_mail_unsubscribe_and_a_vacation_reply_sent_like_a_bounce() -> Non
     assert (parse_report(vacation).kind, parse_report(vacation).findings) == ("auto-reply", [])
 
 
-def _dsn(per_recipient: bytes, human: bytes = b"The message could not be delivered.\r\n") -> bytes:
+def _dsn(
+    per_recipient: bytes,
+    human: bytes = b"The message could not be delivered.\r\n",
+    original: bytes | None = None,
+) -> bytes:
     return (
         b"From: MAILER-DAEMON@mx.example.org\r\nTo: bounces@example.org\r\n"
         b"Subject: Undelivered Mail Returned to Sender\r\nMIME-Version: 1.0\r\n"
@@ -131,7 +135,7 @@ def _dsn(per_recipient: bytes, human: bytes = b"The message could not be deliver
         b"--b3\r\nContent-Type: text/plain\r\n\r\n" + human + b"\r\n"
         b"--b3\r\nContent-Type: message/delivery-status\r\n\r\n"
         b"Reporting-MTA: dns; mx.example.org\r\n\r\n" + per_recipient + b"\r\n"
-        b"--b3\r\nContent-Type: message/rfc822\r\n\r\n" + ORIGINAL + b"--b3--\r\n"
+        b"--b3\r\nContent-Type: message/rfc822\r\n\r\n" + (original or ORIGINAL) + b"--b3--\r\n"
     )
 
 

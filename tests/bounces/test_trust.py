@@ -3,9 +3,6 @@ on a SQLite file and on the real PostgreSQL (skipped where it is absent, require
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from sqlalchemy import select
 
 from tests.bounces.test_about import NOW, _dsn
@@ -15,21 +12,8 @@ from weekly_mailer.bounces.intake import IngestSummary, apply_report, parse_repo
 from weekly_mailer.compose import make_message_id
 from weekly_mailer.config import Settings
 from weekly_mailer.store.bounce_models import BounceEvent
-from weekly_mailer.store.db import Database, make_engine, upgrade
+from weekly_mailer.store.db import Database
 from weekly_mailer.store.models import Delivery, Subscriber
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def trust_db(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Database]:
-    """A migrated database, SQLite or PostgreSQL, with VERP on (``bounce_address``)."""
-    settings = settings.replace(bounce_address="bounces@example.org", verp=True)
-    if request.param == "postgresql":
-        settings = settings.replace(database_url=request.getfixturevalue("pg_url"))
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
-    engine.dispose()
-    with Database(settings) as db:
-        yield db
 
 
 def _readers(session, n: int) -> tuple[int, list[Subscriber], list[int]]:  # type: ignore[no-untyped-def]

@@ -186,6 +186,9 @@ def apply_report(
         issue_id = _issue_of(session, report, secret_key)
         if trust == "any":
             believe = None
+            if report.forwarded_by:  # "Fw:" of a copy its sender got unnamed: that sender's
+                report = _for_reader(report, report.forwarded_by)
+                note = f"forwarded by {report.forwarded_by}: presumed its complainant"
         elif report.findings:
             note = "untrusted: tied to no message we sent, nobody changed"
     _apply(

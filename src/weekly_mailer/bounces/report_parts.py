@@ -116,3 +116,31 @@ def _broken(part: Message) -> bool:
     """A multipart part whose boundary was lost (a folded header line left unindented): its
     payload is one text, and the report's words may be in it."""
     return part.get_content_maintype() == "multipart" and not part.is_multipart()
+
+
+# "Fw:", "Fwd:" and their translations (TR, WG, RV, ENC, VS, VB, I, PD, Doorst), repeated.
+_FORWARD = re.compile(r"^\s*(?:(?:fwd?|tr|wg|rv|enc|vs|vb|i|pd|doorst)\s*:\s*)+(.*)$", re.I | re.S)
+
+
+def forwarded_by(msg: Message) -> str:
+    """The sender of a report that forwards the message it returns to a person who got it
+    unnamed (Bcc: "Undisclosed Recipients"): its subject is "Fw:" + the returned message's and
+    its sender is not the returned message's. That sender is then the one recipient the report
+    can mean; "" for any other report (a feedback loop's "Abuse Report", a named recipient)."""
+    inner = returned_message(msg)
+    if inner is None:
+        return ""
+    named = getaddresses(inner.get_all("To", []) + inner.get_all("Cc", []))
+    if any("@" in a for _, a in named):
+        return ""
+    forward = _FORWARD.match(_words(msg.get("Subject")))
+    returned = _words(inner.get("Subject"))
+    if forward is None or not returned or forward.group(1) != returned:
+        return ""
+    senders = [a.lower() for _, a in getaddresses(msg.get_all("From", [])) if "@" in a]
+    original = {a.lower() for _, a in getaddresses(inner.get_all("From", [])) if "@" in a}
+    return senders[0] if len(senders) == 1 and senders[0] not in original else ""
+
+
+def _words(value: object) -> str:
+    return " ".join(str(value or "").split()).casefold()

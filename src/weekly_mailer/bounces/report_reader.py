@@ -93,6 +93,9 @@ class Report:
     # Message-IDs shaped like ours (compose.links) that the report quotes: the original message's
     # own, References… Checked against secret_key where they are used (subscribers.bounces).
     original_ids: list[str] = dataclasses.field(default_factory=list)
+    # A feedback report naming nobody, forwarded by a person who got the message unnamed
+    # (report_parts.forwarded_by): the complainant it presumes, believed only as any report is.
+    forwarded_by: str = ""
 
     def recipients(self, *kinds: BounceKind) -> list[str]:
         return list(dict.fromkeys(f.recipient for f in self.findings if f.kind in kinds))
@@ -161,6 +164,7 @@ def parse_report(data: bytes, *, unsubscribe_address: str = "") -> Report:
         report.addressed_to += [a for a in paths if a not in report.addressed_to]
         if not report.findings:  # redacted: names no recipient; the verdict is the tied reader's
             report.findings = [_redacted_feedback(msg)]
+            report.forwarded_by = parts.forwarded_by(msg)
     if report.kind == "bounce" and not report.findings and _unnamed_failure(msg):
         report.findings = _legacy_findings(msg)  # "Final-Recipient: rfc822; @host": read the text
     if report.kind != "other":

@@ -11,6 +11,7 @@ import email.policy
 import random
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -162,3 +163,14 @@ class SMTPServer:
 
     def to(self, address: str) -> list[Received]:
         return [m for m in self.received() if address.lower() in (r.lower() for r in m.rcpt_tos)]
+
+
+def wait_for_mail(smtp: SMTPServer, address: str, count: int, timeout: float = 30) -> Received:
+    """The ``count``-th message ``smtp`` received for ``address``, waiting up to ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = smtp.to(address)
+        if len(got) >= count:
+            return got[count - 1]
+        time.sleep(0.1)
+    raise AssertionError(f"no message #{count} for {address} within {timeout}s")

@@ -20,6 +20,25 @@ from tests.support.smtpd import free_port
 SERVE_SECRET = "serve-test-secret"
 CSRF_TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 
+# The article the browser tests send (test_browser, test_accessibility) and open in the archive.
+ARTICLE = """---
+title: Lanterns Along the Canal
+date: 2026-11-18
+author: Mira Okafor
+summary: How one small town lit its towpath with lanterns its volunteers built by hand.
+---
+
+When the council switched off the towpath lights to save money, the walkers did not stop
+coming. They came with torches, then with jam jars and candles, and by spring the
+volunteers of the canal society were building lanterns in a borrowed workshop.
+
+Each lantern is made from reclaimed tin and a small solar cell. Forty of them now hang
+between the lock and the old mill, and the society keeps a rota for cleaning them.
+
+"It was never about the light," says one of the builders. "It was about walking home
+together."
+"""
+
 
 def serve_env(tmp_path: Path, backend_url: str = "memory://", **settings: str) -> dict[str, str]:
     """Settings for a ``serve`` subprocess on the SQLite file ``tmp_path / "serve.db"``; each

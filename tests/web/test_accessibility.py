@@ -17,9 +17,8 @@ import pytest
 
 from tests.support.axe import require_axe, violations
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, require_browser
-from tests.support.smtpd import SMTPServer
-from tests.support.web_server import Server, run_cli
-from tests.web.test_browser import ARTICLE, _wait_for_mail
+from tests.support.smtpd import SMTPServer, wait_for_mail
+from tests.support.web_server import ARTICLE, Server, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -115,7 +114,7 @@ def test_emails_and_pages_fit_every_width_and_scheme_and_pass_axe(tmp_path: Path
             page.wait_for_selector("text=Check your inbox")
             problems += _check_page(page, "check-inbox")
 
-            confirmation = _wait_for_mail(smtp, ADDRESS, 1)
+            confirmation = wait_for_mail(smtp, ADDRESS, 1)
             confirm_html = _html_part(confirmation.data)
             problems += _check_email(browser, "confirmation", confirm_html)
             confirm_url = re.findall(r'href="([^"]*/confirm/[^"]+)"', confirm_html)[0]
@@ -128,7 +127,7 @@ def test_emails_and_pages_fit_every_width_and_scheme_and_pass_axe(tmp_path: Path
 
             sent = run_cli(tmp_path, env, "send", str(article), "--yes")
             assert sent.returncode == 0, sent.stdout + sent.stderr
-            issue_html = _html_part(_wait_for_mail(smtp, ADDRESS, 2).data)
+            issue_html = _html_part(wait_for_mail(smtp, ADDRESS, 2).data)
             problems += _check_email(browser, "issue", issue_html)
 
             page.goto(server.url + "/archive")

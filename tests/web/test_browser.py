@@ -13,7 +13,6 @@ import email
 import email.policy
 import html
 import re
-import time
 import urllib.error
 import urllib.request
 from email.message import EmailMessage
@@ -22,9 +21,9 @@ from pathlib import Path
 import pytest
 
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, require_browser
-from tests.support.smtpd import Received, SMTPServer
+from tests.support.smtpd import Received, SMTPServer, wait_for_mail
 from tests.support.web import snapshot, subscriber
-from tests.support.web_server import Server, run_cli
+from tests.support.web_server import ARTICLE, Server, run_cli
 from weekly_mailer.config import Settings
 from weekly_mailer.store.db import Database
 from weekly_mailer.store.models import SubscriberStatus
@@ -33,34 +32,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "web"
 ADDRESS = "dana.reader@example.org"
-
-ARTICLE = """---
-title: Lanterns Along the Canal
-date: 2026-11-18
-author: Mira Okafor
-summary: How one small town lit its towpath with lanterns its volunteers built by hand.
----
-
-When the council switched off the towpath lights to save money, the walkers did not stop
-coming. They came with torches, then with jam jars and candles, and by spring the
-volunteers of the canal society were building lanterns in a borrowed workshop.
-
-Each lantern is made from reclaimed tin and a small solar cell. Forty of them now hang
-between the lock and the old mill, and the society keeps a rota for cleaning them.
-
-"It was never about the light," says one of the builders. "It was about walking home
-together."
-"""
-
-
-def _wait_for_mail(smtp: SMTPServer, address: str, count: int, timeout: float = 30) -> Received:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = smtp.to(address)
-        if len(got) >= count:
-            return got[count - 1]
-        time.sleep(0.1)
-    raise AssertionError(f"no message #{count} for {address} within {timeout}s")
 
 
 def _parts(received: Received) -> tuple[EmailMessage, str, str]:
@@ -145,7 +116,7 @@ def test_sign_up_confirm_receive_and_unsubscribe_in_a_real_browser(tmp_path: Pat
                 assert pending is not None and pending.status == SubscriberStatus.PENDING
 
                 # 2. The confirmation e-mail, at the SMTP server; a scanner fetches its links.
-                confirmation, text, html_body = _parts(_wait_for_mail(smtp, ADDRESS, 1))
+                confirmation, text, html_body = _parts(wait_for_mail(smtp, ADDRESS, 1))
                 assert confirmation["To"].addresses[0].addr_spec == ADDRESS
                 links = _links(server.url, text, html_body)
                 confirm_urls = [u for u in links if "/confirm/" in u]
@@ -167,7 +138,7 @@ def test_sign_up_confirm_receive_and_unsubscribe_in_a_real_browser(tmp_path: Pat
                 # 4. An issue goes out through the real CLI and arrives.
                 sent = run_cli(tmp_path, env, "send", str(article), "--yes")
                 assert sent.returncode == 0, sent.stdout + sent.stderr
-                issue, text, html_body = _parts(_wait_for_mail(smtp, ADDRESS, 2))
+                issue, text, html_body = _parts(wait_for_mail(smtp, ADDRESS, 2))
                 assert "Lanterns Along the Canal" in str(issue["Subject"]) + html_body
                 header = str(issue["List-Unsubscribe"])
                 unsubscribe_url = re.findall(r"<(https?://[^>]+)>", header)[0]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, require_browser
 from tests.support.reader import every_row, parse, text_of, traces, urls
-from tests.support.smtpd import Received, SMTPServer
+from tests.support.smtpd import SMTPServer, wait_for_mail
 from tests.support.web import subscriber
 from tests.support.web_server import Server, run_cli
 from weekly_mailer.config import Settings
@@ -40,16 +39,6 @@ summary: A note on the towpath lanterns, week {n}.
 The volunteers of the canal society hung {n} more lanterns between the lock and the mill this
 week, and the rota for cleaning them is full until spring.
 """
-
-
-def _wait(smtp: SMTPServer, address: str, count: int, timeout: float = 30) -> Received:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = smtp.to(address)
-        if len(got) >= count:
-            return got[count - 1]
-        time.sleep(0.1)
-    raise AssertionError(f"no message #{count} for {address} within {timeout}s")
 
 
 def _send_week(settings: Settings, db: Database, tmp_path: Path, n: int, at: dt.datetime) -> None:
@@ -133,7 +122,7 @@ def test_the_readers_page_in_a_real_browser(tmp_path: Path) -> None:
                 # A week's send; the manage link in the received issue (text and HTML).
                 week1 = dt.datetime(2026, 12, 10, 3, 0, tzinfo=dt.UTC)
                 _send_week(settings, db, tmp_path, 1, week1)
-                issue = _wait(smtp, READER, 1)
+                issue = wait_for_mail(smtp, READER, 1)
                 links = [u for u in urls(issue.data) if "/manage/" in u]
                 assert len(links) == 1 and links[0] in text_of(issue.data), links
                 manage = links[0]
@@ -160,8 +149,8 @@ def test_the_readers_page_in_a_real_browser(tmp_path: Path) -> None:
                 assert run_cli(tmp_path, env, "subscribers", "count", "--paused").stdout == "1\n"
                 for n in (2, 3, 4):
                     _send_week(settings, db, tmp_path, n, week1 + dt.timedelta(weeks=n - 1))
-                _wait(smtp, OTHER, 4)
-                _wait(smtp, READER, 2)
+                wait_for_mail(smtp, OTHER, 4)
+                wait_for_mail(smtp, READER, 2)
                 subjects = _subjects(smtp, READER)
                 assert [s for s in subjects if "Lanterns" in s] == [
                     "Lanterns, week 1",
@@ -173,7 +162,7 @@ def test_the_readers_page_in_a_real_browser(tmp_path: Path) -> None:
                 page.goto(manage)
                 page.click("#data")
                 page.wait_for_selector("text=A copy of your data is on its way")
-                data_mail = _wait(smtp, READER, 3)
+                data_mail = wait_for_mail(smtp, READER, 3)
                 [attachment] = list(parse(data_mail.data).iter_attachments())
                 copy = json.loads(attachment.get_content())
                 assert copy["subscriber"]["email"] == READER
@@ -185,7 +174,7 @@ def test_the_readers_page_in_a_real_browser(tmp_path: Path) -> None:
                 page.fill("#email", READER)
                 page.click("#send-link")
                 page.wait_for_selector("text=Check your inbox")
-                [lost] = [u for u in urls(_wait(smtp, READER, 4).data) if "/manage/" in u]
+                [lost] = [u for u in urls(wait_for_mail(smtp, READER, 4).data) if "/manage/" in u]
                 page.goto(lost)  # a fresh token (its own time stamp) for the same page
                 assert page.inner_text("#address") == READER
 
@@ -194,7 +183,7 @@ def test_the_readers_page_in_a_real_browser(tmp_path: Path) -> None:
                 page.fill("#email", NEW)
                 page.click("#move")
                 page.wait_for_selector("text=A link is on its way to the new address")
-                move_mail = _wait(smtp, NEW, 1)
+                move_mail = wait_for_mail(smtp, NEW, 1)
                 assert subscriber(db, READER) is not None and subscriber(db, NEW) is None
                 [move_link] = [u for u in urls(move_mail.data) if "/manage/move/" in u]
                 page.goto(move_link)
@@ -205,7 +194,7 @@ def test_the_readers_page_in_a_real_browser(tmp_path: Path) -> None:
                 assert subscriber(db, READER) is None
                 moved = subscriber(db, NEW)
                 assert moved is not None and moved.name == "Dana Lind"
-                notice = _wait(smtp, READER, 5)
+                notice = wait_for_mail(smtp, READER, 5)
                 assert f"now goes to {NEW}" in text_of(notice.data)
                 page.click("#manage")
                 page.wait_for_selector("#address")

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import and_, case, func, or_, select, text
 
 from weekly_mailer.store.models import (
+    OPEN_STATES,
     Delivery,
     DeliveryKind,
     DeliveryStatus,
@@ -246,14 +247,11 @@ def forecast(session: Session, pace: Pace, issue_id: int, *, now: dt.datetime) -
             .select_from(Delivery)
             .where(
                 Delivery.issue_id == issue_id,
-                Delivery.status.in_(
-                    [DeliveryStatus.QUEUED.value, DeliveryStatus.DEFERRED.value,
-                     DeliveryStatus.SENDING.value]
-                ),
+                Delivery.status.in_([s.value for s in OPEN_STATES]),
             )
         )
         or 0
-    )  # fmt: skip
+    )
     if waiting == 0:
         return None
     spent = budget(session, pace, now=now)

@@ -83,6 +83,31 @@ def test_ingest_from_stdin_and_maildir(workdir: Path) -> None:
     assert again.stdout.startswith("0 messages:")  # processed messages are not counted twice
 
 
+def test_ingest_a_saved_message_file_and_stdin_as_dash(workdir: Path) -> None:
+    """A report saved from a mail program (one message, no mbox "From " line) is read as one
+    message, once however often it is given; ``-`` is standard input."""
+    assert run_cli("init", cwd=workdir).returncode == 0
+    for who in ("hard@example.org", "angry@example.org"):
+        assert run_cli("subscribers", "add", who, "--confirmed", cwd=workdir).returncode == 0
+    env = {"WEEKLY_MAILER_BOUNCE_LIMIT": "1", "WEEKLY_MAILER_BOUNCE_TRUST": "any"}
+    saved = b"Return-Path: <>\r\nMessage-ID: <dsn.1@mx.example.net>\r\n" + dsn("hard@example.org")
+    (workdir / "returned.eml").write_bytes(saved)
+    r = run_cli("bounces", "ingest", "returned.eml", cwd=workdir, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("1 message: 1 hard bounce (1 subscriber now bounced)")
+    again = run_cli("bounces", "ingest", "returned.eml", cwd=workdir, env=env)
+    assert "1 already seen" in again.stdout
+    r = run_cli(
+        "bounces", "ingest", "-", cwd=workdir, env=env, input=arf("angry@example.org").decode()
+    )
+    assert r.returncode == 0, r.stderr
+    assert "1 complaint," in r.stdout
+    assert statuses(workdir) == {
+        "hard@example.org": ("bounced", 1),
+        "angry@example.org": ("complained", 0),
+    }
+
+
 def test_ingest_errors(workdir: Path) -> None:
     assert run_cli("init", cwd=workdir).returncode == 0
     r = run_cli("bounces", "ingest", "nowhere", cwd=workdir)
@@ -100,7 +125,8 @@ def test_ingest_errors(workdir: Path) -> None:
     r = run_cli("bounces", "ingest", "notes.txt", cwd=workdir)
     assert (r.returncode, r.stderr.strip()) == (
         1,
-        "Error: bounces ingest: notes.txt is not an mbox file (it does not start with 'From ')",
+        "Error: bounces ingest: notes.txt is neither an mbox file (it does not start with "
+        "'From ') nor a message (it does not start with a header field)",
     )
     r = run_cli("bounces", "ingest", cwd=workdir, input="")
     assert r.stderr.strip() == "Error: bounces ingest: no message on standard input"

@@ -1,10 +1,12 @@
-"""``bounces ingest`` (stdin, a maildir or an mbox file) and ``bounces fetch`` (``bounce_mailbox``:
-IMAP or POP3): bounce and complaint messages applied to the readers they are about."""
+"""``bounces ingest`` (stdin, a message file, a maildir or an mbox file) and ``bounces fetch``
+(``bounce_mailbox``: IMAP or POP3): bounce and complaint messages applied to the readers they
+are about."""
 
 from __future__ import annotations
 
 import datetime as dt
 import mailbox
+import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -37,8 +39,8 @@ def bounces() -> None:
 )
 @pass_app
 def ingest(app: AppContext, source: Path | None, *, dry_run: bool) -> None:
-    """Read one message from stdin, every new message of a maildir, or every message of an
-    mbox file (SOURCE).
+    """Read one message from stdin (no SOURCE, or -), one message file (a saved .eml),
+    every new message of a maildir, or every message of an mbox file (SOURCE).
 
     \b
     Each failure is classified:
@@ -61,7 +63,8 @@ def ingest(app: AppContext, source: Path | None, *, dry_run: bool) -> None:
 
     Point this at the mailbox that receives them, e.g. from cron. Processed maildir messages are
     moved to cur/ and marked seen; an mbox file is read, not changed, and a report whose
-    Message-ID was already recorded is skipped, so running this again counts nothing twice.
+    Message-ID was already recorded is skipped, so running this again counts nothing twice
+    (a message file, likewise).
     With --dry-run, one line per message (its number, Message-ID or Subject, kind, recipients,
     status code and reason) and the summary of what would happen; nothing is changed.
     """
@@ -174,7 +177,7 @@ _Done = Callable[[], None]  # marks one message processed
 
 def _messages(source: Path | None, *, keep: bool) -> Iterator[tuple[int, bytes, _Done]]:
     """(number, bytes, mark-as-processed) for each message to read."""
-    if source is None:
+    if source is None or str(source) == "-":
         data = sys.stdin.buffer.read()
         if not data.strip():
             raise WeeklyMailerError("bounces ingest: no message on standard input")
@@ -191,20 +194,33 @@ def _messages(source: Path | None, *, keep: bool) -> Iterator[tuple[int, bytes, 
             number += 1
             yield number, box.get_bytes(key), _Seen(box, key, msg) if not keep else _nothing
     elif source.is_file():
-        yield from _mbox(source)
+        yield from _file(source)
     else:
         raise WeeklyMailerError(
             f"bounces ingest: {source} is neither a maildir nor an mbox file (no such file)"
         )
 
 
-def _mbox(path: Path) -> Iterator[tuple[int, bytes, _Done]]:
+# A message's first line: a header field ("Return-Path: <>", "Received: from …").
+_HEADER_LINE = re.compile(rb"[!-9;-~]+[ \t]*:")
+
+
+def _file(path: Path) -> Iterator[tuple[int, bytes, _Done]]:
+    """The messages of an mbox file, or the one message of a message file."""
     with path.open("rb") as fh:
-        head = fh.read(5)
-    if head and head != b"From ":
+        head = fh.read(1000)
+    if not head or head.startswith(b"From "):
+        yield from _mbox(path)
+    elif _HEADER_LINE.match(head):
+        yield 1, path.read_bytes(), _nothing
+    else:
         raise WeeklyMailerError(
-            f"bounces ingest: {path} is not an mbox file (it does not start with 'From ')"
+            f"bounces ingest: {path} is neither an mbox file (it does not start with 'From ') "
+            "nor a message (it does not start with a header field)"
         )
+
+
+def _mbox(path: Path) -> Iterator[tuple[int, bytes, _Done]]:
     box = mailbox.mbox(str(path), create=False)
     try:
         for number, key in enumerate(box.iterkeys(), start=1):

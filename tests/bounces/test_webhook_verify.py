@@ -54,13 +54,28 @@ def test_sendgrid_ecdsa() -> None:
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     key = base64.b64encode(der).decode()
-    body, ts = b'[{"event":"bounce"}]', "1765094400"
-    sig = base64.b64encode(private.sign(ts.encode() + body, ec.ECDSA(hashes.SHA256()))).decode()
-    assert verify.sendgrid(key, signature=sig, timestamp=ts, body=body) is None
-    assert verify.sendgrid(key, signature=sig, timestamp=ts, body=body + b" ")
-    assert verify.sendgrid(key, signature=sig, timestamp="1765094401", body=body)
-    assert verify.sendgrid(key, signature="", timestamp=ts, body=body)
-    assert verify.sendgrid("bm90IGEga2V5", signature=sig, timestamp=ts, body=body)
+    body = b'[{"event":"bounce"}]'
+
+    def signed(at: dt.datetime) -> tuple[str, str]:
+        ts = str(int(at.timestamp()))
+        sig = private.sign(ts.encode() + body, ec.ECDSA(hashes.SHA256()))
+        return ts, base64.b64encode(sig).decode()
+
+    ts, sig = signed(NOW - dt.timedelta(hours=1))
+    assert verify.sendgrid(key, signature=sig, timestamp=ts, body=body, now=NOW) is None
+    assert verify.sendgrid(key, signature=sig, timestamp=ts, body=body + b" ", now=NOW)
+    other_ts = str(int(ts) + 1)
+    assert verify.sendgrid(key, signature=sig, timestamp=other_ts, body=body, now=NOW)
+    assert verify.sendgrid(key, signature="", timestamp=ts, body=body, now=NOW)
+    assert verify.sendgrid("bm90IGEga2V5", signature=sig, timestamp=ts, body=body, now=NOW)
+    assert verify.sendgrid(key, signature=sig, timestamp="x", body=body, now=NOW)
+    # Genuine but stale (older than SendGrid's retries) or from the future: refused.
+    for at in (NOW - dt.timedelta(days=3, seconds=1), NOW + dt.timedelta(minutes=6)):
+        ts, sig = signed(at)
+        failed = verify.sendgrid(key, signature=sig, timestamp=ts, body=body, now=NOW)
+        assert failed is not None and failed.startswith("stale timestamp"), failed
+    ts, sig = signed(NOW - dt.timedelta(days=2, hours=23))  # a retry a day and more later
+    assert verify.sendgrid(key, signature=sig, timestamp=ts, body=body, now=NOW) is None
 
 
 @pytest.mark.parametrize(
@@ -104,16 +119,24 @@ def _signed(ca: trustme.CA, version: str, **fields: str) -> tuple[dict[str, str]
 def test_sns_signature_versions(version: str) -> None:
     ca = trustme.CA(key_type=trustme.KeyType.RSA)
     message, cert = _signed(ca, version, Subject="Amazon SES Email Event")
-    assert verify.sns(message, cert) is None
-    assert verify.sns({**message, "Message": message["Message"] + " "}, cert)
-    assert verify.sns({**message, "SignatureVersion": "3"}, cert)
+    assert verify.sns(message, cert, now=NOW) is None
+    assert verify.sns(message, cert, now=NOW + dt.timedelta(hours=1, minutes=59)) is None
+    assert verify.sns({**message, "Message": message["Message"] + " "}, cert, now=NOW)
+    assert verify.sns({**message, "SignatureVersion": "3"}, cert, now=NOW)
+    # Genuine but older than SNS's retries (an hour at most), or from the future: refused.
+    for now in (NOW + dt.timedelta(hours=2, seconds=1), NOW - dt.timedelta(minutes=6)):
+        failed = verify.sns(message, cert, now=now)
+        assert failed is not None and failed.startswith("stale timestamp"), failed
+    # A Timestamp changed to look fresh breaks the signature.
+    fresh = {**message, "Timestamp": "2026-12-07T10:30:00.000Z"}
+    assert verify.sns(fresh, cert, now=NOW + dt.timedelta(hours=3)) == "signature does not match"
     other = trustme.CA(key_type=trustme.KeyType.RSA)
     other_cert = (
         other.issue_cert("sns.us-east-1.amazonaws.com", key_type=trustme.KeyType.RSA)
         .cert_chain_pems[0]
         .bytes()
     )
-    assert verify.sns(message, other_cert)
+    assert verify.sns(message, other_cert, now=NOW)
     x509.load_pem_x509_certificate(cert)  # the PEM the test signed with is a real certificate
 
 

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from tests.support.web import START
 from weekly_mailer.bounces.webhooks import verify
 from weekly_mailer.store.bounce_models import BounceEvent, WebhookEvent
 from weekly_mailer.store.models import Delivery, Issue, Subscriber, SubscriberEvent
@@ -182,15 +183,17 @@ class SnsHost:
         message_id: str = "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324",
         topic: str = TOPIC,
         cert_url: str | None = None,
+        at: dt.datetime = START,
         **fields: str,
     ) -> dict[str, str]:
-        """An SNS message signed with the signing certificate's key."""
+        """An SNS message published ``at`` (the tests' clock's start), signed with the signing
+        certificate's key."""
         message = {
             "Type": kind,
             "MessageId": message_id,
             "TopicArn": topic,
             "Message": json.dumps(notification or {}),
-            "Timestamp": "2026-11-18T12:00:00.000Z",
+            "Timestamp": f"{at:%Y-%m-%dT%H:%M:%S}.000Z",
             "SignatureVersion": version,
             "SigningCertURL": cert_url or f"{self.base}/cert.pem",
             **fields,

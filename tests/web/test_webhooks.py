@@ -254,7 +254,11 @@ def _sendgrid_batch(*events: dict[str, Any]) -> bytes:
 
 
 def test_sendgrid(
-    hooks: FlaskClient, hook_db: Database, hook_settings: Settings, subs: dict[str, int]
+    hooks: FlaskClient,
+    hook_db: Database,
+    hook_settings: Settings,
+    subs: dict[str, int],
+    clock: Clock,
 ) -> None:
     ours = make_message_id(hook_settings, WEEK, subs["ann"])
     body = _sendgrid_batch(
@@ -273,6 +277,8 @@ def test_sendgrid(
     assert _post(hooks, "sendgrid", body, **{**headers,
                  "X-Twilio-Email-Event-Webhook-Timestamp": "1795000001"})[0] == 403  # fmt: skip
     assert _post(hooks, "sendgrid", body)[0] == 403  # unsigned
+    stale = SENDGRID.headers(body, str(int((clock() - dt.timedelta(days=3, hours=1)).timestamp())))
+    assert _post(hooks, "sendgrid", body, **stale) == (403, "refused\n")  # older than retries
     other = SendGridKey().headers(body, ts)
     assert _post(hooks, "sendgrid", body, **other)[0] == 403  # signed by another key
     assert _state(hook_db) == before
@@ -353,6 +359,10 @@ def test_ses_refusals_change_nothing(
         "certificate elsewhere": bounce(cert_url="https://sns.us-east-1.amazonaws.com.evil.org/c"),
         "signature version 3": {**good, "SignatureVersion": "3"},
         "unsigned": {k: v for k, v in good.items() if k != "Signature"},
+        # Signed, but published more than 2 hours before now (SNS retries for an hour at
+        # most), or ahead of our clock: no delivery SNS makes.
+        "stale": bounce(message_id="m-old", Timestamp="2026-11-18T09:59:59.000Z"),
+        "from the future": bounce(message_id="m-new", Timestamp="2026-11-18T12:06:00.000Z"),
     }
     before = _state(hook_db)
     for name, message in refused.items():

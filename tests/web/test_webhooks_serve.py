@@ -49,12 +49,13 @@ def test_serve_applies_a_verified_ses_bounce_once(tmp_path: Path) -> None:
             server = Server(tmp_path, env).start()
             try:
                 url = server.url + "/webhooks/ses"
-                confirm = sns.message(kind="SubscriptionConfirmation", message_id="s-1")
+                now = dt.datetime.now(dt.UTC)  # the serve process's clock is the real one
+                confirm = sns.message(kind="SubscriptionConfirmation", message_id="s-1", at=now)
                 assert _post(url, json.dumps(confirm).encode()) == (200, b"ok\n")
                 assert "/confirm?Token=2336412f" in sns.paths
                 bounce = sns.message(
                     ses_bounce("ann@example.org", diagnostic="smtp; 550 5.1.1 user unknown"),
-                    version="2", message_id="m-1",
+                    version="2", message_id="m-1", at=now,
                 )  # fmt: skip
                 forged = {**bounce, "Message": bounce["Message"].replace("ann@", "bob@")}
                 with db.sessions.begin() as session:

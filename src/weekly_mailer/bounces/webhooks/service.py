@@ -162,6 +162,7 @@ class Webhooks:
             signature=request.headers.get("x-twilio-email-event-webhook-signature", ""),
             timestamp=request.headers.get("x-twilio-email-event-webhook-timestamp", ""),
             body=request.body,
+            now=now,
         )
         if failed:
             return Checked(Verdict.REFUSED, "sendgrid", note=failed)
@@ -192,7 +193,7 @@ class Webhooks:
             return Checked(Verdict.UNAVAILABLE, "ses", note=f"signing certificate: {exc}")
         if pem is None:
             return Checked(Verdict.REFUSED, "ses", note=f"SigningCertURL {url[:200]!r} not allowed")
-        failed = verify.sns(message, pem)
+        failed = verify.sns(message, pem, now=now)
         if failed:
             return Checked(Verdict.REFUSED, "ses", note=failed)
         message_id = message.get("MessageId", "")

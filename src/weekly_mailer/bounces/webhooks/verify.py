@@ -19,6 +19,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 MAILGUN_MAX_AGE = dt.timedelta(minutes=5)
+# SNS retries an HTTP/S endpoint for at most 3,600 s (a hard limit of its delivery policies) and
+# keeps the message's Timestamp (when it was published): older than this, it is no delivery.
+SNS_MAX_AGE = dt.timedelta(hours=2)
+# SendGrid retries a failed POST for 24 hours; whether its retries sign a new timestamp or the
+# first one, three days is beyond any of them.
+SENDGRID_MAX_AGE = dt.timedelta(days=3)
+CLOCK_SKEW = dt.timedelta(minutes=5)  # a signed time this far ahead of ours is still believed
 SNS_HOSTS_DEFAULT = ("sns.*.amazonaws.com",)
 
 # The keys AWS signs, in the order it signs them (docs: "Verifying the signatures of Amazon
@@ -47,7 +54,7 @@ def mailgun(
     except (ValueError, OverflowError, OSError):
         return "bad timestamp"
     if abs(now - at) > MAILGUN_MAX_AGE:
-        return f"stale timestamp ({at:%Y-%m-%d %H:%M:%S} UTC)"
+        return _stale(at)
     mac = hmac.new(signing_key.encode(), (timestamp + token).encode(), hashlib.sha256)
     if not hmac.compare_digest(mac.hexdigest(), signature.strip().lower()):
         return "signature does not match"
@@ -70,11 +77,32 @@ def postmark(credentials: str, authorization: str | None) -> str | None:
     return None
 
 
-def sendgrid(public_key_b64: str, *, signature: str, timestamp: str, body: bytes) -> str | None:
+def fresh(at: dt.datetime, now: dt.datetime, max_age: dt.timedelta) -> str | None:
+    """``None`` when a signed time is within ``max_age`` before ``now`` (or ``CLOCK_SKEW``
+    after it), else the reason."""
+    if at < now - max_age or at > now + CLOCK_SKEW:
+        return _stale(at)
+    return None
+
+
+def _stale(at: dt.datetime) -> str:
+    return f"stale timestamp ({at:%Y-%m-%d %H:%M:%S} UTC)"
+
+
+def sendgrid(
+    public_key_b64: str, *, signature: str, timestamp: str, body: bytes, now: dt.datetime
+) -> str | None:
     """SendGrid: ECDSA P-256 (SHA-256) signature, base64 DER, of ``timestamp + body`` against
-    the verification key (base64 of the DER public key SendGrid shows)."""
+    the verification key (base64 of the DER public key SendGrid shows); the timestamp within
+    ``SENDGRID_MAX_AGE`` of ``now``."""
     if not (signature and timestamp):
         return "missing signature headers"
+    try:
+        at = dt.datetime.fromtimestamp(int(timestamp), tz=dt.UTC)
+    except (ValueError, OverflowError, OSError):
+        return "bad timestamp"
+    if stale := fresh(at, now, SENDGRID_MAX_AGE):
+        return stale
     try:
         key = load_der_public_key(base64.b64decode(public_key_b64))
         sig = base64.b64decode(signature, validate=True)
@@ -136,9 +164,10 @@ def sns_canonical(message: Mapping[str, object]) -> bytes:
     return "".join(out).encode()
 
 
-def sns(message: Mapping[str, object], certificate_pem: bytes) -> str | None:
+def sns(message: Mapping[str, object], certificate_pem: bytes, *, now: dt.datetime) -> str | None:
     """SNS: ``Signature`` (base64) of the canonical string, by the certificate's RSA key:
-    ``SignatureVersion`` 1 is SHA1withRSA, 2 is SHA256withRSA."""
+    ``SignatureVersion`` 1 is SHA1withRSA, 2 is SHA256withRSA; its ``Timestamp`` within
+    ``SNS_MAX_AGE`` of ``now``."""
     version = str(message.get("SignatureVersion", ""))
     algorithm: hashes.HashAlgorithm
     if version == "1":
@@ -160,4 +189,8 @@ def sns(message: Mapping[str, object], certificate_pem: bytes) -> str | None:
         key.verify(sig, signed, padding.PKCS1v15(), algorithm)
     except InvalidSignature:
         return "signature does not match"
-    return None
+    try:
+        at = dt.datetime.fromisoformat(str(message.get("Timestamp", "")))
+    except ValueError:
+        return "bad Timestamp"
+    return fresh(at if at.tzinfo else at.replace(tzinfo=dt.UTC), now, SNS_MAX_AGE)

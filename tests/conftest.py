@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -23,6 +24,13 @@ PG_URL = os.environ.get(
 )
 REQUIRE_PG = os.environ.get("WEEKLY_MAILER_TEST_REQUIRE_PG") == "1"
 ARTIFACTS = ROOT / "tests" / "artifacts"
+
+# A suite started in the background by a shell without job control inherits SIGINT ignored, and
+# every command it starts would too: Python then installs no KeyboardInterrupt, so the Ctrl-C
+# tests (import, archive) ran to the end and proved nothing (or skipped). The commands get
+# SIGINT as from a terminal: a handler of this process is reset to the default at exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # own_pg: a private PostgreSQL cluster for the tests that stop or restart the database.
 pytest_plugins = ["tests.support.postgres"]

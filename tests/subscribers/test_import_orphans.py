@@ -84,6 +84,7 @@ def test_a_killed_import_leaves_no_worker_alive(workdir: Path, how: signal.Signa
         seen.update(_descendants(importer.pid))
         importer.send_signal(how)
         importer.wait(timeout=30)
+        assert importer.returncode != 0, f"the import ran to its end: {how.name} did not stop it"
         time.sleep(2)
         left = [pid for pid in seen if _alive(pid)]
         assert left == [], f"still alive 2 s after {how.name}: {left} of {sorted(seen)}"

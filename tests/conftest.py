@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -132,6 +133,17 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def init_in(folder: Path) -> None:
+    """`weekly-mailer init` in ``folder``, run in this process: the starter config and the
+    migrated database a test starts from, without an interpreter's start-up (init as a real
+    subprocess is tested by tests/cli/test_first_hour.py and tests/store/test_file_modes.py)."""
+    from weekly_mailer.cli import main
+
+    with contextlib.chdir(folder):
+        result = CliRunner().invoke(main, ["init"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
 
 
 def run_cli(

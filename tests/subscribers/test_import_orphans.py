@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import init_in
 
 
 def _children() -> dict[int, list[int]]:
@@ -55,7 +55,7 @@ def _alive(pid: int) -> bool:
     "how", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name
 )
 def test_a_killed_import_leaves_no_worker_alive(workdir: Path, how: signal.Signals) -> None:
-    assert run_cli("init", cwd=workdir).returncode == 0
+    init_in(workdir)
     big = workdir / "big.csv"
     with big.open("w", encoding="utf-8") as out:
         out.write("email,name\n")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -23,6 +25,13 @@ PG_URL = os.environ.get(
 )
 REQUIRE_PG = os.environ.get("WEEKLY_MAILER_TEST_REQUIRE_PG") == "1"
 ARTIFACTS = ROOT / "tests" / "artifacts"
+
+# A suite started in the background by a shell without job control inherits SIGINT ignored, and
+# every command it starts would too: Python then installs no KeyboardInterrupt, so the Ctrl-C
+# tests (import, archive) ran to the end and proved nothing (or skipped). The commands get
+# SIGINT as from a terminal: a handler of this process is reset to the default at exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # own_pg: a private PostgreSQL cluster for the tests that stop or restart the database.
 pytest_plugins = ["tests.support.postgres"]
@@ -124,6 +133,17 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def init_in(folder: Path) -> None:
+    """`weekly-mailer init` in ``folder``, run in this process: the starter config and the
+    migrated database a test starts from, without an interpreter's start-up (init as a real
+    subprocess is tested by tests/cli/test_first_hour.py and tests/store/test_file_modes.py)."""
+    from weekly_mailer.cli import main
+
+    with contextlib.chdir(folder):
+        result = CliRunner().invoke(main, ["init"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
 
 
 def run_cli(

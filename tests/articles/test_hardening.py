@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import init_in, run_cli
 from weekly_mailer.articles import feed, load_article
 from weekly_mailer.compose import compose_issue
 from weekly_mailer.config import Settings
@@ -28,7 +28,7 @@ def _one_line(result: object) -> str:
 
 
 def test_an_impossible_front_matter_date_is_one_line(workdir: Path) -> None:
-    assert run_cli("init", cwd=workdir).returncode == 0
+    init_in(workdir)
     (workdir / "bad.md").write_text("---\ntitle: T\ndate: 2026-13-45\n---\nBody.\n")
     result = run_cli("preview", "bad.md", "--text", cwd=workdir)
     assert result.returncode == 1
@@ -81,7 +81,7 @@ def garbage_server() -> Iterator[str]:
 def test_a_feed_server_answering_a_garbage_status_line_is_one_line(
     workdir: Path, garbage_server: str
 ) -> None:
-    assert run_cli("init", cwd=workdir).returncode == 0
+    init_in(workdir)
     result = run_cli("preview", garbage_server, "--text", cwd=workdir)
     assert result.returncode == 1
     line = _one_line(result)

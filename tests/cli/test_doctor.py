@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import run_cli
+from tests.conftest import init_in, run_cli
 
 
 def test_doctor_on_fresh_init(workdir: Path) -> None:
-    assert run_cli("init", cwd=workdir).returncode == 0
+    init_in(workdir)
     result = run_cli("doctor", cwd=workdir)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ok    secret_key is set" in result.stdout

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import run_cli
+from tests.conftest import init_in, run_cli
 
 
 def test_doctor_says_what_the_editors_get_and_what_will_not_work_as_meant(
     workdir: Path,
 ) -> None:
-    assert run_cli("init", cwd=workdir).returncode == 0
+    init_in(workdir)
     env = {
         "WEEKLY_MAILER_EDITORS": "ann@news.example.net, bob@example.org",
         "WEEKLY_MAILER_PROOF_HOURS": "6.5",
@@ -35,7 +35,7 @@ def test_doctor_says_what_the_editors_get_and_what_will_not_work_as_meant(
 
 
 def test_doctor_warns_of_editors_who_get_no_proof(workdir: Path) -> None:
-    assert run_cli("init", cwd=workdir).returncode == 0
+    init_in(workdir)
     env = {"WEEKLY_MAILER_EDITORS": "ann@news.example.net", "WEEKLY_MAILER_PROOF_HOURS": "0"}
     result = run_cli("doctor", cwd=workdir, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -49,7 +49,7 @@ def test_doctor_warns_of_editors_who_get_no_proof(workdir: Path) -> None:
 
 
 def test_doctor_refuses_an_approval_nobody_can_give_in_one_line(workdir: Path) -> None:
-    assert run_cli("init", cwd=workdir).returncode == 0
+    init_in(workdir)
     for env, line in [
         ({"WEEKLY_MAILER_APPROVAL": "required"},
          "Error: approval: 'required' needs editors and proof_hours above 0"),

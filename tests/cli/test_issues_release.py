@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from tests.conftest import run_cli
+from tests.conftest import init_in, run_cli
 from weekly_mailer.config import load_settings
 from weekly_mailer.store.db import Database
 from weekly_mailer.store.hold_models import WeekHold
@@ -21,7 +21,7 @@ def holds(workdir: Path) -> list[tuple[dt.date, str, bool]]:
 
 
 def test_release_a_held_week(workdir: Path) -> None:
-    assert run_cli("init", cwd=workdir).returncode == 0
+    init_in(workdir)
     with Database(load_settings(environ={})) as db, db.sessions.begin() as session:
         session.add(
             WeekHold(

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import init_in, run_cli
 from tests.support.send import Workspace
 from tests.support.smtpd import SMTPServer
 
@@ -201,7 +201,7 @@ def test_the_weekly_job_warns_each_week_it_sends(
 
 
 def test_doctor_warns_naming_the_key_and_why(workdir: Path) -> None:
-    assert run_cli("init", cwd=workdir).returncode == 0
+    init_in(workdir)
     result = run_cli("doctor", cwd=workdir)
     assert "warn  " + WARNING[len("Warning: ") : -1] in result.stdout.splitlines()
     configured = run_cli("doctor", cwd=workdir, env={"WEEKLY_MAILER_POSTAL_ADDRESS": "1 St"})

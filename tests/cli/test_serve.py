@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import run_cli
+from tests.conftest import init_in, run_cli
 from weekly_mailer.cli import main
 
 
@@ -42,7 +42,7 @@ def test_serve_and_run_share_one_set_of_web_options(runner: CliRunner) -> None:
 @pytest.mark.parametrize("command", ["serve", "run"])
 @pytest.mark.parametrize("port", ["99999", "-1"])
 def test_a_port_out_of_range_is_refused_by_both(workdir: Path, command: str, port: str) -> None:
-    assert run_cli("init", cwd=workdir).returncode == 0
+    init_in(workdir)
     result = run_cli(command, "--port", port, cwd=workdir, timeout=30)
     assert result.returncode == 2  # a usage error: nothing listens on a random port instead
     assert "Traceback" not in result.stderr

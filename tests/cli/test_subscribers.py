@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import select
 
-from tests.conftest import run_cli
+from tests.conftest import init_in, run_cli
 from weekly_mailer.cli import main
 from weekly_mailer.config import load_settings
 from weekly_mailer.store.db import Database
@@ -348,7 +348,7 @@ def test_init_adds_a_secret_to_a_kept_config_without_one(workdir: Path) -> None:
 def test_confirmations_with_the_mail_server_down(workdir: Path) -> None:
     import socket
 
-    assert run_cli("init", cwd=workdir).returncode == 0
+    init_in(workdir)
     with socket.socket() as held:  # bound, not listening: connections are refused
         held.bind(("127.0.0.1", 0))
         env = {"WEEKLY_MAILER_BACKEND_URL": f"smtp://127.0.0.1:{held.getsockname()[1]}"}

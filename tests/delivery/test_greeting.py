@@ -13,7 +13,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Session
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 
-from tests.conftest import run_cli
+from tests.conftest import init_in, run_cli
 from tests.support.send import Workspace
 from tests.support.smtpd import SMTPServer, _Handler
 from weekly_mailer.config import load_settings
@@ -87,7 +87,7 @@ def test_a_name_that_cannot_go_on_the_ehlo_line_is_a_config_error(bad: str) -> N
     ],
 )
 def test_doctor_fails_on_a_name_filters_score(workdir: Path, name: str, why: str) -> None:
-    assert run_cli("init", cwd=workdir).returncode == 0
+    init_in(workdir)
     # A relay that is not there: the greeting's line comes from the configuration alone.
     env = {"WEEKLY_MAILER_BACKEND_URL": "smtp://127.0.0.1:9", "WEEKLY_MAILER_SMTP_HELO_NAME": name,
            "WEEKLY_MAILER_PREFLIGHT": "off"}  # fmt: skip
@@ -100,7 +100,7 @@ def test_doctor_fails_on_a_name_filters_score(workdir: Path, name: str, why: str
 
 
 def test_doctor_names_the_key_when_the_default_is_localhost(workdir: Path) -> None:
-    assert run_cli("init", cwd=workdir).returncode == 0
+    init_in(workdir)
     env = {"WEEKLY_MAILER_BACKEND_URL": "smtp://127.0.0.1:9"}
     result = run_cli("doctor", cwd=workdir, env=env)
     [line] = [x for x in result.stdout.splitlines() if "smtp_helo_name" in x]
@@ -115,7 +115,7 @@ def test_doctor_names_the_key_when_the_default_is_localhost(workdir: Path) -> No
 
 @pytest.mark.parametrize("name", ["mail.example.org", "[192.0.2.1]", "[IPv6:2001:db8::1]"])
 def test_doctor_accepts_a_fully_qualified_name_or_a_literal(workdir: Path, name: str) -> None:
-    assert run_cli("init", cwd=workdir).returncode == 0
+    init_in(workdir)
     env = {"WEEKLY_MAILER_BACKEND_URL": "smtp://127.0.0.1:9", "WEEKLY_MAILER_SMTP_HELO_NAME": name}
     result = run_cli("doctor", cwd=workdir, env=env)
     assert f"ok    smtp_helo_name: EHLO {name}" in result.stdout.splitlines()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import init_in, run_cli
 from weekly_mailer.config import Settings, load_settings, parse_schedule
 from weekly_mailer.errors import ConfigError
 
@@ -151,7 +151,7 @@ def test_cli_missing_database_driver(workdir: Path) -> None:
 
 def _init_with(workdir: Path, lines: str) -> None:
     """``init``, then the config file with ``lines`` in place of the keys they set."""
-    assert run_cli("init", cwd=workdir).returncode == 0
+    init_in(workdir)
     config = workdir / "weekly_mailer.toml"
     keys = {line.split("=", 1)[0].strip() for line in lines.splitlines() if "=" in line}
     kept = [ln for ln in config.read_text().splitlines() if ln.split("=", 1)[0].strip() not in keys]

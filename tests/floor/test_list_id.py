@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import init_in, run_cli
 from weekly_mailer.config import Settings, load_settings
 
 
@@ -40,7 +40,7 @@ def test_the_header_carries_it(settings: Settings) -> None:
 
 
 def _doctor_line(workdir: Path, env: dict[str, str]) -> str:
-    assert run_cli("init", cwd=workdir).returncode == 0
+    init_in(workdir)
     result = run_cli("doctor", cwd=workdir, env=env)
     assert "Traceback" not in result.stderr
     [line] = [x for x in result.stdout.splitlines() if x[6:].startswith("list_id")]

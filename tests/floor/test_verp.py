@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import init_in, run_cli
 from weekly_mailer.config import Settings, load_settings
 from weekly_mailer.delivery.envelopes import Envelopes, verp_codec
 from weekly_mailer.errors import ConfigError
@@ -105,7 +105,7 @@ def test_bad_values_are_one_line_with_exit_2(
 
 
 def test_doctor_warns_while_bounce_trust_is_any(workdir: Path) -> None:
-    assert run_cli("init", cwd=workdir).returncode == 0
+    init_in(workdir)
     signed = run_cli("doctor", cwd=workdir)
     believing = run_cli("doctor", cwd=workdir, env={"WEEKLY_MAILER_BOUNCE_TRUST": "any"})
     assert "bounce_trust" not in signed.stdout + signed.stderr

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import init_in, run_cli
 
 
 def _truncate(db: Path) -> None:
@@ -20,7 +20,7 @@ def _garbage(db: Path) -> None:
 
 @pytest.mark.parametrize("damage", [_truncate, _garbage])
 def test_commands_say_which_file_is_damaged(workdir: Path, damage: object) -> None:
-    assert run_cli("init", cwd=workdir).returncode == 0
+    init_in(workdir)
     assert run_cli("subscribers", "add", "ann@example.org", cwd=workdir).returncode == 0
     damage(workdir / "weekly_mailer.db")  # type: ignore[operator]
     for args in (("subscribers", "count"), ("send", "--yes"), ("db", "upgrade")):

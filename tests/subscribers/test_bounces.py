@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from tests.conftest import run_cli
+from tests.conftest import init_in, run_cli
 from weekly_mailer.config import load_settings
 from weekly_mailer.store.db import Database
 from weekly_mailer.store.models import Subscriber
@@ -109,7 +109,7 @@ def test_ingest_a_saved_message_file_and_stdin_as_dash(workdir: Path) -> None:
 
 
 def test_ingest_errors(workdir: Path) -> None:
-    assert run_cli("init", cwd=workdir).returncode == 0
+    init_in(workdir)
     r = run_cli("bounces", "ingest", "nowhere", cwd=workdir)
     assert (r.returncode, r.stderr.strip()) == (
         1,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import init_in
 
 
 def _children() -> dict[int, list[int]]:
@@ -55,7 +55,7 @@ def _alive(pid: int) -> bool:
     "how", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name
 )
 def test_a_killed_import_leaves_no_worker_alive(workdir: Path, how: signal.Signals) -> None:
-    assert run_cli("init", cwd=workdir).returncode == 0
+    init_in(workdir)
     big = workdir / "big.csv"
     with big.open("w", encoding="utf-8") as out:
         out.write("email,name\n")
@@ -84,6 +84,7 @@ def test_a_killed_import_leaves_no_worker_alive(workdir: Path, how: signal.Signa
         seen.update(_descendants(importer.pid))
         importer.send_signal(how)
         importer.wait(timeout=30)
+        assert importer.returncode != 0, f"the import ran to its end: {how.name} did not stop it"
         time.sleep(2)
         left = [pid for pid in seen if _alive(pid)]
         assert left == [], f"still alive 2 s after {how.name}: {left} of {sorted(seen)}"

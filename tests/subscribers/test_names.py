@@ -12,7 +12,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from tests.conftest import run_cli
+from tests.conftest import init_in, run_cli
 from tests.support.web import sign_up
 from weekly_mailer.compose.headers import clean_display_name
 from weekly_mailer.compose.names import name_problem
@@ -43,7 +43,7 @@ def _one_line_error(result: object) -> str:
 
 
 def test_subscribers_add_refuses_a_control_character_in_the_name(workdir: Path) -> None:
-    assert run_cli("init", cwd=workdir).returncode == 0
+    init_in(workdir)
     for ch in ("\x7f", "\x9b"):
         result = run_cli("subscribers", "add", "ann@example.org", "--name", f"Ann{ch}", cwd=workdir)
         assert result.returncode == 1
@@ -54,7 +54,7 @@ def test_subscribers_add_refuses_a_control_character_in_the_name(workdir: Path) 
 
 
 def test_import_refuses_those_rows_by_line_and_keeps_the_good_ones(workdir: Path) -> None:
-    assert run_cli("init", cwd=workdir).returncode == 0
+    init_in(workdir)
     (workdir / "people.csv").write_text(
         "email,name\nann@example.org,Ann\nbob@example.org,Bob\x7f\ncy@example.org,C\x80y\n"
         "dee@example.org,Dee\n",
@@ -91,7 +91,7 @@ def test_the_sign_up_form_refuses_them_with_its_error_message(
 
 def test_a_byte_that_is_not_utf8_on_the_command_line_is_one_line(workdir: Path) -> None:
     """argv is decoded with surrogateescape: ``b"Ann\\xff"`` arrives as ``"Ann\\udcff"``."""
-    assert run_cli("init", cwd=workdir).returncode == 0
+    init_in(workdir)
     name = b"Ann\xff".decode("utf-8", "surrogateescape")
     result = run_cli("subscribers", "add", "ann@example.org", "--name", name, cwd=workdir)
     assert result.returncode == 1

@@ -11,7 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from tests.conftest import run_cli
+from tests.conftest import init_in, run_cli
 from tests.support.web import sign_up
 from weekly_mailer.config import Settings, load_settings
 from weekly_mailer.store.db import Database
@@ -45,7 +45,7 @@ def _trail(db: Database, email: str) -> tuple[str, list[str], list[str]]:
 
 
 def test_subscribers_add_commits_the_subscriber_and_the_email_together(workdir: Path) -> None:
-    assert run_cli("init", cwd=workdir).returncode == 0
+    init_in(workdir)
     settings = load_settings(workdir / "weekly_mailer.toml", environ={})
     with sqlite3.connect(_sqlite_file(settings)) as conn:
         conn.execute(NO_OUTBOX)

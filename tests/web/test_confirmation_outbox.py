@@ -17,7 +17,7 @@ from pathlib import Path
 import dkim
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import init_in, run_cli
 from tests.support.smtpd import Received, SMTPServer
 from tests.support.web import Clock, csrf_token, sign_up, subscriber
 from tests.support.web_server import Server, serve_env, sign_up_over_http
@@ -113,7 +113,7 @@ def test_subscribers_add_is_sealed_the_same_way(
     workdir: Path, dkim_key: tuple[Path, bytes]
 ) -> None:
     key_file, record = dkim_key
-    assert run_cli("init", cwd=workdir).returncode == 0
+    init_in(workdir)
     with SMTPServer() as smtp:
         env = {
             "WEEKLY_MAILER_BACKEND_URL": smtp.url,

@@ -9,10 +9,10 @@ from __future__ import annotations
 import atexit
 import gc
 import importlib
+import sys
 from typing import Any
 
 import click
-from sqlalchemy.exc import DatabaseError, DBAPIError, IntegrityError, OperationalError
 
 from weekly_mailer import __version__
 from weekly_mailer.cli._common import AppContext
@@ -52,33 +52,45 @@ class _Root(click.Group):
             module.register(self)
         return self.commands.get(cmd_name)
 
-
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except WeeklyMailerError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
-        except IntegrityError:
-            # Two processes changed the same row at once (e.g. the same address added twice).
-            click.echo(
-                "Error: another process changed the same record at the same time; "
-                "run the command again",
-                err=True,
-            )
-            ctx.exit(1)
-        except DBAPIError as exc:
-            # The database went away, refused us, or is not a database (a corrupt or truncated
-            # SQLite file: DatabaseError itself): one line naming it, not a traceback.
-            corrupt = type(exc) is DatabaseError
-            if not exc.connection_invalidated and not isinstance(exc, OperationalError):
-                if not corrupt:
-                    raise
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-            what = _database_name(ctx) if corrupt else ""
-            where = f"{what}; " if what else ""
-            click.echo(f"Error: database: {reason} ({where}check database_url)", err=True)
-            ctx.exit(2)
+        except Exception as exc:
+            # SQLAlchemy is imported by the commands that open the database, not by `--help`
+            # or `schedule`: an error can only be one of its own once it is loaded.
+            if "sqlalchemy.exc" not in sys.modules:
+                raise
+            _database_error(ctx, exc)
+            raise
+
+
+def _database_error(ctx: click.Context, exc: Exception) -> None:
+    """Exit with one line for what the database said; return for anything else."""
+    from sqlalchemy.exc import DatabaseError, DBAPIError, IntegrityError, OperationalError
+
+    if isinstance(exc, IntegrityError):
+        # Two processes changed the same row at once (e.g. the same address added twice).
+        click.echo(
+            "Error: another process changed the same record at the same time; "
+            "run the command again",
+            err=True,
+        )
+        ctx.exit(1)
+    if isinstance(exc, DBAPIError):
+        # The database went away, refused us, or is not a database (a corrupt or truncated
+        # SQLite file: DatabaseError itself): one line naming it, not a traceback.
+        corrupt = type(exc) is DatabaseError
+        if not exc.connection_invalidated and not isinstance(exc, OperationalError):
+            if not corrupt:
+                return
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        what = _database_name(ctx) if corrupt else ""
+        where = f"{what}; " if what else ""
+        click.echo(f"Error: database: {reason} ({where}check database_url)", err=True)
+        ctx.exit(2)
 
 
 def _database_name(ctx: click.Context) -> str:

@@ -1,5 +1,6 @@
 """What ``send``, ``worker``, ``demo`` and ``issues retry`` share: signals, the progress bar
-(around ``delivery.run.deliver_issue``, the delivery runner), the outage line, the summary table."""
+(``_progress``, around ``delivery.run.deliver_issue``, the delivery runner), the outage line, the
+summary table."""
 
 from __future__ import annotations
 
@@ -13,10 +14,6 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn
-from rich.table import Table
-from rich.text import Text
 
 from weekly_mailer.clock import utcnow
 
@@ -57,57 +54,6 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-class _RateEta(ProgressColumn):
-    """Messages per second since the start, and the time left at that rate."""
-
-    def render(self, task: Task) -> Text:
-        rate = float(task.fields.get("rate", 0.0))
-        left = (task.total or 0) - task.completed
-        eta = "--:--" if rate <= 0 else time.strftime("%M:%S", time.gmtime(left / rate))
-        return Text(f"{rate:6.1f} msg/s  ETA {eta}", style="progress.remaining")
-
-
-class SendProgress:
-    """A live bar: sent, deferred, failed, rate, ETA (quiet when stderr is not a terminal)."""
-
-    def __init__(self, total: int, *, already_done: int = 0) -> None:
-        self.console = Console(stderr=True)
-        self.progress = Progress(
-            TextColumn("[bold]Sending"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TextColumn(
-                "sent [green]{task.fields[sent]}[/] · deferred [yellow]"
-                "{task.fields[deferred]}[/] · failed [red]{task.fields[failed]}[/]"
-            ),  # fmt: skip
-            _RateEta(),
-            console=self.console,
-            transient=False,
-            disable=not self.console.is_terminal,
-        )
-        self.task = self.progress.add_task(
-            "send", total=total, completed=0, sent=0, deferred=0, failed=0, rate=0.0
-        )
-        self.already_done = already_done
-
-    def update(self, stats: Stats) -> None:
-        self.progress.update(
-            self.task,
-            completed=stats.sent + stats.failed + stats.skipped,
-            sent=stats.sent,
-            deferred=stats.deferred,
-            failed=stats.failed,
-            rate=stats.rate(),
-        )
-
-    def __enter__(self) -> SendProgress:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
-
-
 def deliver_with_progress(
     db: Database,
     settings: Settings,
@@ -123,6 +69,7 @@ def deliver_with_progress(
     """:func:`weekly_mailer.delivery.run.deliver_issue` with a live progress bar on stderr,
     in ``processes`` delivery processes (their figures added up); ``crew``: those processes,
     started already (``processes.Crew``)."""
+    from weekly_mailer.cli._progress import SendProgress
     from weekly_mailer.delivery.processes import process_count
     from weekly_mailer.delivery.run import deliver_issue
 
@@ -152,6 +99,9 @@ def say_outage(line: str) -> None:
 
 def summary_table(title: str, counts: dict[str, int], stats: Stats | None = None) -> None:
     """Print the per-state counts (and this run's figures) as a table on stdout."""
+    from rich.console import Console
+    from rich.table import Table
+
     click.echo(title)
     table = Table()
     table.add_column("state")

@@ -10,19 +10,16 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from weekly_mailer.bounces.intake import (
-    IngestSummary,
-    Report,
-    apply_report,
-    parse_report,
-    verp_reader,
-)
 from weekly_mailer.cli._common import AppContext, pass_app
 from weekly_mailer.clock import utcnow
 from weekly_mailer.errors import WeeklyMailerError
+
+if TYPE_CHECKING:  # the parser is imported by the commands that read reports, not by `--help`
+    from weekly_mailer.bounces.intake import Report
 
 
 @click.group()
@@ -69,6 +66,12 @@ def ingest(app: AppContext, source: Path | None, *, dry_run: bool) -> None:
     status code and reason) and the summary of what would happen; nothing is changed.
     """
     from weekly_mailer import issues
+    from weekly_mailer.bounces.intake import (
+        IngestSummary,
+        apply_report,
+        parse_report,
+        verp_reader,
+    )
 
     summary = IngestSummary()
     settings = app.settings

@@ -11,21 +11,15 @@ import threading
 from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
-from weekly_mailer import issues as svc
-from weekly_mailer.bounces.report import IssueRefusals, issue_refusals
 from weekly_mailer.cli._common import AppContext, pass_app
 from weekly_mailer.cli._delivery import deliver_with_progress, stop_on_signals, summary_table
 from weekly_mailer.cli.proofs import approve, proof_lines, veto
 from weekly_mailer.errors import IssueError
-from weekly_mailer.issues.archive_file import ArchiveFile
-from weekly_mailer.issues.service import pace_forecast
 from weekly_mailer.words import plural
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # each command imports the services it calls (not `--help`)
+    from weekly_mailer.bounces.report import IssueRefusals
     from weekly_mailer.config import Settings
     from weekly_mailer.store.outbox.pacing import Forecast
 
@@ -66,6 +60,8 @@ def list_(app: AppContext) -> None:
     """Every issue, newest first, with its per-state delivery counts; then whether the
     list-health guard holds the weekly send, and why; then each recent week's proof and its
     approval: waiting, approved (by whom, when) or vetoed (by whom, why)."""
+    from weekly_mailer import issues as svc
+
     with app.db.sessions.begin() as session:
         svc.guard(session, app.settings, now=app.clock())  # an issue just finished holds now
         rows = svc.list_issues(session)
@@ -128,6 +124,14 @@ def show(app: AppContext, issue_id: int, limit: int) -> None:
     Under a pace (daily_quota, the warm-up of warmup_start and warmup_factor) it also says how
     many rows wait and when the last of them should go.
     """
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from weekly_mailer import issues as svc
+    from weekly_mailer.bounces.report import issue_refusals
+    from weekly_mailer.issues.service import pace_forecast
+
     with app.db.sessions.begin() as session:
         issue = svc.get_issue(session, issue_id)
         counts = svc.counts(session, issue_id)
@@ -213,6 +217,7 @@ def retry(app: AppContext, issue_id: int, no_send: bool, include_bounced: bool) 
     Rows refused with a 5xx stay failed unless --include-bounced. Rows failed as stale (older
     than retry_give_up_hours) are sent anyway: this is the way to send a late issue.
     """
+    from weekly_mailer import issues as svc
     from weekly_mailer.delivery import resolve_backend
 
     settings = app.settings
@@ -267,7 +272,9 @@ def archive(app: AppContext, before: dt.datetime, to: str | None, dry_run: bool)
     an issue's rows twice if the stop came between the write and the commit; the row id tells
     them apart).
     """
+    from weekly_mailer import issues as svc
     from weekly_mailer.issues import retention
+    from weekly_mailer.issues.archive_file import ArchiveFile
 
     if to is None and not dry_run:
         raise click.UsageError("give --to FILE.jsonl.gz to keep the rows (or --dry-run)")
@@ -319,6 +326,8 @@ def release(app: AppContext, week: dt.datetime | None, by: str | None) -> None:
     daemon then sends the week at its next check, within grace_hours of the send time (or send
     it now with `weekly-mailer send`). The same issue never holds the send again.
     """
+    from weekly_mailer import issues as svc
+
     who = by or _login_name()
     held_week = week.date() if week is not None else None
     now = app.clock()

@@ -7,7 +7,6 @@ import datetime as dt
 
 import click
 
-from weekly_mailer import proofs
 from weekly_mailer.cli._common import AppContext, pass_app
 
 _WEEK = click.DateTime(formats=["%Y-%m-%d"])
@@ -30,6 +29,8 @@ def approve(app: AppContext, week: dt.datetime | None, by: str) -> None:
     of that proof: if the article changes, a new [Proof] goes out and the week waits for a new
     approval. With approval = veto, an approval lifts an earlier veto.
     """
+    from weekly_mailer import proofs
+
     now = app.clock()
     with app.db.sessions.begin() as session:
         done = proofs.decide(
@@ -52,6 +53,8 @@ def veto(app: AppContext, week: dt.datetime | None, by: str, reason: str) -> Non
     given after it does. A week still vetoed at the end of grace_hours after its send time is
     recorded as missed, with who vetoed it and why.
     """
+    from weekly_mailer import proofs
+
     now = app.clock()
     with app.db.sessions.begin() as session:
         done = proofs.decide(
@@ -64,6 +67,8 @@ def veto(app: AppContext, week: dt.datetime | None, by: str, reason: str) -> Non
 
 def proof_lines(app: AppContext) -> list[str]:
     """One line per recent proofed week: its latest proof and where its approval stands."""
+    from weekly_mailer import proofs
+
     with app.db.sessions.begin() as session:
         states = proofs.recent_weeks(session)
         lines = []

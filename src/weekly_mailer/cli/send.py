@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-from weekly_mailer import issues, preflight
 from weekly_mailer.cli._common import AppContext, pass_app
 from weekly_mailer.cli._delivery import (
     EarlyCrew,
@@ -18,12 +17,11 @@ from weekly_mailer.cli._delivery import (
     summary_table,
 )
 from weekly_mailer.cli._metrics import expose_metrics
-from weekly_mailer.cli._preflight import preflight_send
 from weekly_mailer.config_checks import POSTAL_ADDRESS_MISSING
 from weekly_mailer.errors import SendError
-from weekly_mailer.store import outbox
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # `send` imports the services it calls when it runs (`worker` needs none)
+    from weekly_mailer import issues
     from weekly_mailer.config import Settings
     from weekly_mailer.delivery.backends.base import Backend
     from weekly_mailer.delivery.processes import Crew
@@ -65,6 +63,8 @@ def send(
     passed complaint_rate_limit or bounce_rate_limit), a new issue is refused with one line
     and exit status 3; `weekly-mailer issues release` lets it go.
     """
+    from weekly_mailer import issues, preflight
+    from weekly_mailer.cli._preflight import preflight_send
     from weekly_mailer.delivery import resolve_backend
     from weekly_mailer.delivery.envelopes import Envelopes
 
@@ -99,6 +99,9 @@ def _send(
     backend: Backend,
     crew: Crew | None,
 ) -> None:
+    from weekly_mailer import issues
+    from weekly_mailer.store import outbox
+
     settings, db, now = app.settings, app.db, look.now
     plan = issues.plan_week(look, settings, source=source)  # reads the article, composes once
     week, n = plan.week, plan.todo

@@ -3,18 +3,32 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 from pathlib import Path
 from typing import BinaryIO
 
 import click
 
-from weekly_mailer import subscribers as subs
 from weekly_mailer.cli._common import AppContext, pass_app
 from weekly_mailer.errors import SubscriberError, WeeklyMailerError
-from weekly_mailer.store.models import SubscriberStatus
 
-STATUS_CHOICE = click.Choice([s.value for s in SubscriberStatus])
+
+class _Statuses(click.Choice[str]):
+    """The values of ``SubscriberStatus``, read from the store when first wanted: `--help`
+    imports this module, and the models (SQLAlchemy) only once a command runs."""
+
+    def __init__(self) -> None:
+        self.case_sensitive = True
+
+    @functools.cached_property
+    def choices(self) -> tuple[str, ...]:  # type: ignore[override]
+        from weekly_mailer.store.models import SubscriberStatus
+
+        return tuple(s.value for s in SubscriberStatus)
+
+
+STATUS_CHOICE = _Statuses()
 
 
 @click.group()
@@ -165,6 +179,8 @@ def import_(app: AppContext, file: str, confirmed: bool, resubscribe: bool, quie
     Importing the same file twice adds nothing. Addresses that unsubscribed stay unsubscribed
     unless --resubscribe is given. Exits 1 when any row was bad.
     """
+    from weekly_mailer import subscribers as subs
+
     if file == "-":
         stream: BinaryIO = sys.stdin.buffer
         name = "stdin"
@@ -237,6 +253,8 @@ def import_(app: AppContext, file: str, confirmed: bool, resubscribe: bool, quie
 @pass_app
 def export(app: AppContext, status: str | None, fmt: str, output: str | None) -> None:
     """Write subscribers as CSV or JSON (which `import` reads back)."""
+    from weekly_mailer import subscribers as subs
+
     with app.db.sessions.begin() as session:
         if output:
             try:
@@ -257,6 +275,7 @@ def export(app: AppContext, status: str | None, fmt: str, output: str | None) ->
 @pass_app
 def list_(app: AppContext, status: str | None, search: str | None, limit: int | None) -> None:
     """List subscribers: address, status, name, when they joined (and a pause, if any)."""
+    from weekly_mailer import subscribers as subs
     from weekly_mailer.clock import utcnow
     from weekly_mailer.subscribers.reader import pause_label
 
@@ -279,6 +298,7 @@ def list_(app: AppContext, status: str | None, search: str | None, limit: int | 
 def count(app: AppContext, status: str | None, paused: bool) -> None:
     """Print the number of subscribers (with --status, of that status; with --paused, of the
     active readers who paused their subscription)."""
+    from weekly_mailer import subscribers as subs
     from weekly_mailer.clock import utcnow
     from weekly_mailer.subscribers.reader import count_paused
 
@@ -298,6 +318,8 @@ def remove(app: AppContext, email: str, yes: bool) -> None:
 
     To stop mail but remember that the address left, use `unsubscribe` instead.
     """
+    from weekly_mailer import subscribers as subs
+
     if not yes:
         click.confirm(f"Delete {email} and all their history?", abort=True)
     with app.db.sessions.begin() as session:
@@ -310,6 +332,8 @@ def remove(app: AppContext, email: str, yes: bool) -> None:
 @pass_app
 def unsubscribe(app: AppContext, email: str) -> None:
     """Unsubscribe an address (kept, so it is never mailed or imported again by accident)."""
+    from weekly_mailer import subscribers as subs
+
     with app.db.sessions.begin() as session:
         sub = subs.get_by_email(session, email)
         if sub is None:

@@ -103,6 +103,7 @@ class Settings:
     metrics_address: str = ""
     metrics_linger_seconds: float = 0.0
     outage_limit_seconds: float = 300.0
+    sqlite_busy_timeout_seconds: float = 30.0
     journal_dir: str = ""
     dns_resolver: str = ""
     preflight: str = "warn"
@@ -255,6 +256,8 @@ DESCRIPTIONS: dict[str, str] = {
     "until one last scrape (0: it exits at once)",
     "outage_limit_seconds": "how long the delivery runner waits out a database outage before "
     "the command ends (exit 2)",
+    "sqlite_busy_timeout_seconds": "how long a SQLite write waits for another writer's lock "
+    "before it counts as an outage",
     "journal_dir": "folder of the delivery processes' acceptance journals (default: beside a "
     "SQLite database, else under $XDG_STATE_HOME/weekly_mailer/journal)",
     "dns_resolver": "the DNS resolver the pre-flight asks (host[:port], an IP address; empty: "

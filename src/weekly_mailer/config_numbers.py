@@ -59,6 +59,7 @@ UPPER_BOUNDS: dict[str, float] = {
     "port": 65_535,
     "metrics_linger_seconds": 3_600,
     "outage_limit_seconds": 604_800,  # a week
+    "sqlite_busy_timeout_seconds": 3_600,
     "bounce_poll_seconds": 86_400,  # a day
     "proof_hours": 144,  # six days: a proof belongs to the week before its send
 }

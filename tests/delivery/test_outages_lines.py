@@ -1,6 +1,6 @@
 """The outage lines an operator reads: one when an outage begins, one when it ends, whichever
 thread of a worker meets it and however many delivery processes share it. The end-to-end tests
-(a PostgreSQL restart, SQLite locked for 40 s) are in test_outages_e2e.py."""
+(a PostgreSQL restart, SQLite locked past its busy timeout) are in test_outages_e2e.py."""
 
 from __future__ import annotations
 

@@ -107,7 +107,7 @@ def demo(app: AppContext, folder: str, count: int) -> None:
     from weekly_mailer.config import load_settings
     from weekly_mailer.delivery import resolve_backend
     from weekly_mailer.demo import sample_article
-    from weekly_mailer.store.db import Database, make_engine, upgrade
+    from weekly_mailer.store.db import Database, engine_for, upgrade
 
     root = Path(folder).resolve()
     config = root / DEMO_CONFIG
@@ -121,7 +121,7 @@ def demo(app: AppContext, folder: str, count: int) -> None:
     if not article_path.exists():
         article_path.write_text(sample_article(), encoding="utf-8")
     settings = load_settings(config, environ={})  # the demo never follows your environment
-    engine = make_engine(settings.database_url)
+    engine = engine_for(settings)
     try:
         upgrade(engine)
     finally:

@@ -27,7 +27,7 @@ def init(app: AppContext, force: bool, database_url: str | None, backend_url: st
     The config goes to --config PATH, else ./weekly_mailer.toml. An existing config is kept
     (pass --force to replace it) and its database is created or upgraded.
     """
-    from weekly_mailer.store.db import make_engine, upgrade
+    from weekly_mailer.store.db import engine_for, upgrade
 
     path = Path(app.config_path or DEFAULT_CONFIG_NAME)
     if path.exists() and not force:
@@ -52,7 +52,7 @@ def init(app: AppContext, force: bool, database_url: str | None, backend_url: st
         click.echo(f"Wrote {path} (with a new secret key).")
     settings = load_settings(path)
     app._settings = settings
-    engine = make_engine(settings.database_url)
+    engine = engine_for(settings)
     try:
         upgrade(engine)
     finally:
@@ -93,9 +93,9 @@ def db() -> None:
 @pass_app
 def db_upgrade(app: AppContext, revision: str) -> None:
     """Migrate the database to REVISION (default: the newest)."""
-    from weekly_mailer.store.db import current_revision, make_engine, upgrade
+    from weekly_mailer.store.db import current_revision, engine_for, upgrade
 
-    engine = make_engine(app.settings.database_url)
+    engine = engine_for(app.settings)
     try:
         upgrade(engine, revision)
         click.echo(f"Database at revision {current_revision(engine)}.")
@@ -109,9 +109,9 @@ def db_upgrade(app: AppContext, revision: str) -> None:
 @pass_app
 def db_downgrade(app: AppContext, revision: str) -> None:
     """Migrate the database back to REVISION ('base' drops everything)."""
-    from weekly_mailer.store.db import current_revision, downgrade, make_engine
+    from weekly_mailer.store.db import current_revision, downgrade, engine_for
 
-    engine = make_engine(app.settings.database_url)
+    engine = engine_for(app.settings)
     try:
         downgrade(engine, revision)
         click.echo(f"Database at revision {current_revision(engine) or 'base'}.")
@@ -123,9 +123,9 @@ def db_downgrade(app: AppContext, revision: str) -> None:
 @pass_app
 def db_current(app: AppContext) -> None:
     """Print the database's revision and the newest one this version ships."""
-    from weekly_mailer.store.db import current_revision, head_revision, make_engine
+    from weekly_mailer.store.db import current_revision, engine_for, head_revision
 
-    engine = make_engine(app.settings.database_url)
+    engine = engine_for(app.settings)
     try:
         click.echo(f"database: {current_revision(engine) or 'none (not migrated)'}")
         click.echo(f"newest:   {head_revision()}")

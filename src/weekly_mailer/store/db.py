@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,19 +28,22 @@ if TYPE_CHECKING:
 
     from weekly_mailer.config import Settings
 
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_BUSY_TIMEOUT_SECONDS = 30.0  # sqlite_busy_timeout_seconds' default
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    # Take the write lock ourselves at BEGIN so concurrent writers queue on busy_timeout
-    # instead of failing with "database is locked" on lock upgrade.
-    dbapi_conn.isolation_level = None
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.close()
+def _sqlite_pragmas(busy_timeout: float) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Take the write lock ourselves at BEGIN so concurrent writers queue on busy_timeout
+        # instead of failing with "database is locked" on lock upgrade.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={round(busy_timeout * 1000)}")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    return on_connect
 
 
 def _create_private(path: Path) -> None:
@@ -111,8 +114,11 @@ def outage_reason(exc: BaseException) -> str:
     return f"{type(orig).__name__}: {first}"[:300]
 
 
-def make_engine(database_url: str, **kwargs: Any) -> Engine:
-    """An engine for the URL; SQLite gets WAL, foreign keys and a busy timeout."""
+def make_engine(
+    database_url: str, *, busy_timeout: float = SQLITE_BUSY_TIMEOUT_SECONDS, **kwargs: Any
+) -> Engine:
+    """An engine for the URL; SQLite gets WAL, foreign keys and a busy timeout of
+    ``busy_timeout`` seconds (``sqlite_busy_timeout_seconds``)."""
     url = make_url(database_url)
     if url.get_backend_name() == "postgresql" and url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg")
@@ -124,7 +130,7 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
                 raise ConfigError(f"database_url: folder {str(parent)!r} does not exist")
             if not path.startswith("file:") and "uri" not in url.query:
                 _create_private(Path(path))
-        kwargs.setdefault("connect_args", {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        kwargs.setdefault("connect_args", {"timeout": busy_timeout})
     else:
         # A pooled connection a server restart cut is replaced when it is checked out, not
         # failed on at its first use (after an outage the delivery runner waited out, the
@@ -142,10 +148,15 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
             f"database_url: the driver {url.drivername!r} is not installed{hint}: {exc}"
         ) from exc
     if url.get_backend_name() == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_pragmas(busy_timeout))
         event.listen(engine, "connect", _private_companions)
         event.listen(engine, "begin", _sqlite_begin)
     return engine
+
+
+def engine_for(settings: Settings) -> Engine:
+    """:func:`make_engine` for ``settings.database_url``, with its busy timeout."""
+    return make_engine(settings.database_url, busy_timeout=settings.sqlite_busy_timeout_seconds)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
@@ -274,7 +285,7 @@ class Database:
         if check and _sqlite_file_missing(settings.database_url):
             raise DatabaseNotReadyError(f"the database is empty: {_RUN_INIT}")
         self.settings = settings
-        self.engine = make_engine(settings.database_url)
+        self.engine = engine_for(settings)
         self.sessions = make_sessionmaker(self.engine)
         if check:
             check_ready(self.engine)
